@@ -1,0 +1,126 @@
+"""The `wmilab` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from wmilab import report
+from wmilab.errors import ConfigError
+from wmilab.scenario import Scenario, ScenarioError, load
+
+app = typer.Typer(
+    help="Remote WMI through Windows Firewall and DCOM: explain, fix, emulate, call.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _load(path: Path) -> Scenario:
+    try:
+        return load(path)
+    except ScenarioError as e:
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Show every step, not only the failing one.")] = False,
+) -> None:
+    """Say for each call whether it works, why not, and the smallest fix.
+
+    Exit code: 0 when every `expect` matches, 1 when any does not, 2 for a file
+    that cannot be used.
+    """
+    scenario = _load(file)
+    reports = report.evaluate(scenario)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json(scenario, reports), indent=2) + "\n")
+    else:
+        report.render(out, scenario, reports, verbose)
+    if any(r.verdict.matches() is False for r in reports):
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command()
+def fix(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the fixed "
+                                         "scenario.", show_default=False)],
+    semisync: Annotated[bool, typer.Option(
+        "--semisync", help="Where an asynchronous call fails on Connection 2, make it "
+        "semisynchronous instead of opening computer A.")] = False,
+) -> None:
+    """Write the scenario with the smallest least-privilege fixes applied.
+
+    Each added netsh command, setting and grant carries a comment with its reason.
+    Calls that no configuration can fix are listed with the reason.
+    """
+    from wmilab.fixfile import fix as do_fix
+
+    scenario = _load(file)
+    outcome = do_fix(scenario, prefer_semisync=semisync)
+    try:
+        output.write_text(outcome.text, encoding="utf-8")
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot write {output}: {e.strerror or e}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for call, changes in outcome.applied:
+        out.print(f"[green]fixed[/] {call.name}: " + "; ".join(c.summary for c in changes))
+    for call in outcome.already_ok:
+        out.print(f"[dim]ok already[/] {call.name}")
+    for call, reason in outcome.unfixable:
+        out.print(f"[yellow]cannot fix[/] {call.name}: {reason}")
+    for name, result in outcome.still_failing:
+        err.print(f"[red]error:[/] {name} still fails ({result}) after the fix")
+    out.print(f"wrote {output}")
+    if outcome.still_failing:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command()
+def netsh(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    host: Annotated[str, typer.Argument(help="Host name in the scenario.", show_default=False)],
+    command: Annotated[str, typer.Argument(help='For example "firewall show config".',
+                                           show_default=False)],
+) -> None:
+    """Run a netsh firewall command on a host's resulting configuration and print its output.
+
+    Changes (add/set/delete) are shown but not saved to the file.
+    """
+    scenario = _load(file)
+    match = {h.upper(): h for h in scenario.world.configs}.get(host.upper())
+    if match is None:
+        err.print(f"[red]error:[/] {file}: no host {host!r} (hosts: "
+                  f"{', '.join(scenario.world.configs)})")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    text = command.strip()
+    if not text.lower().startswith(("netsh ", "firewall")):
+        text = "firewall " + text
+    try:
+        result = scenario.world.host(match).netsh_show(text)
+    except ConfigError as e:
+        err.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    sys.stdout.write(result if result.endswith("\n") else result + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The seed's two connections as an ordered list of steps, evaluated on the model.
+
+Connection 1 (A to B) is made by every call; Connection 2 (B back to the sink on
+A) only by asynchronous calls (seed: "Synchronous and semisynchronous calls only
+make Connection 1. Connection 2 occurs only with asynchronous calls.").
+
+Each step asks the model one question and, when the answer is no, names the
+HRESULT Windows gives at that point. The emulated hosts ask the same model
+functions, so what this module predicts is what a client gets on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from wmilab.model import firewall as fw
+from wmilab.model import hresult as hr
+from wmilab.model.decision import Check
+from wmilab.model.identity import Token
+from wmilab.model.world import HostModel, World
+
+if TYPE_CHECKING:
+    from wmilab.scenario import Call
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One evaluated step of a connection."""
+
+    id: str
+    connection: int
+    host: str  # the computer whose setting decides this step
+    title: str
+    ok: bool
+    detail: str
+    hresult: hr.HResult | None = None
+    where: str = ""  # which setting decided (firewall origin, "launch_limits", ...)
+
+
+# Step ids, in the order Windows meets them.
+C1_RPCSS = "c1.rpcss-port"
+C1_LOGON = "c1.logon"
+C1_ACTIVATION = "c1.activation"
+C1_WMI_PORT = "c1.wmi-port"
+C1_ACCESS = "c1.access"
+C1_NAMESPACE = "c1.namespace"
+C2_IDENTITY = "c2.identity"
+C2_RESOLVER_PORT = "c2.resolver-port"
+C2_SINK_PORT = "c2.sink-port"
+C2_ACCESS = "c2.access"
+
+STEP_TITLES = {
+    C1_RPCSS: "A reaches RPCSS on B (TCP 135)",
+    C1_LOGON: "B logs on A's user (NTLM network logon)",
+    C1_ACTIVATION: "B's DCOM lets the user launch and activate WMI remotely",
+    C1_WMI_PORT: "A reaches the WMI service's dynamic RPC port on B",
+    C1_ACCESS: "B's DCOM lets the user call into WMI remotely (remote access)",
+    C1_NAMESPACE: "WMI on B accepts the login to the namespace (NTLMLogin)",
+    C2_IDENTITY: "B picks the identity it calls the sink with",
+    C2_RESOLVER_PORT: "B reaches the OXID resolver on A (TCP 135)",
+    C2_SINK_PORT: "B reaches the sink's port on A",
+    C2_ACCESS: "A's DCOM lets B's callback identity call the sink (remote access)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    call: Call
+    steps: tuple[Step, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+    @property
+    def failed(self) -> Step | None:
+        for s in self.steps:
+            if not s.ok:
+                return s
+        return None
+
+    @property
+    def hresult(self) -> hr.HResult:
+        f = self.failed
+        return hr.S_OK if f is None or f.hresult is None else f.hresult
+
+    @property
+    def result(self) -> str:
+        return "ok" if self.ok else self.hresult.hex
+
+    def matches(self) -> bool | None:
+        if self.call.expect is None:
+            return None
+        return self.result in self.call.expect
+
+
+def sink_program(call: Call) -> str:
+    """The program that hosts the callback sink on A."""
+    # Seed: scripts and MMC snap-ins use %windir%\system32\wbem\unsecapp.exe; a C++ application
+    # usually hosts its own sink, and then that program must be allowed on A.
+    if call.sink.lower() == "unsecapp":
+        return fw.UNSECAPP
+    return fw.normalize_program(call.sink)
+
+
+def _fw_step(step_id: str, conn: int, host: HostModel, v: fw.Verdict) -> Step:
+    # A dropped connection surfaces as RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
+    return Step(step_id, conn, host.name, STEP_TITLES[step_id], v.allowed, v.rule,
+                None if v.allowed else hr.RPC_S_SERVER_UNAVAILABLE, v.origin)
+
+
+def _check_step(step_id: str, conn: int, host: HostModel, c: Check, fail: hr.HResult) -> Step:
+    return Step(step_id, conn, host.name, STEP_TITLES[step_id], c.ok, c.reason,
+                None if c.ok else fail, c.where)
+
+
+def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
+    """Logon, activation and the namespace login: the steps that do not depend on A's address."""
+    password = call.password
+    if password is None:
+        password = world.password_of(call.user)
+    logon = world.directory.network_logon(
+        b.name, call.user, lambda p: password is not None and p == password)
+    # A failed network logon fails the DCOM call with E_ACCESSDENIED (facts.md; seed).
+    steps = [Step(C1_LOGON, 1, b.name, STEP_TITLES[C1_LOGON], logon.ok, logon.reason,
+                  None if logon.ok else hr.E_ACCESSDENIED, logon.kind)]
+    if not logon.ok or logon.token is None:
+        return tuple(steps)
+    token = logon.token
+    # Without Remote Launch/Activation the activation fails with 0x80070005 (seed, step 1).
+    steps.append(_check_step(C1_ACTIVATION, 1, b, b.dcom.check_remote_activation(token),
+                             hr.E_ACCESSDENIED))
+    if not steps[-1].ok:
+        return tuple(steps)
+    steps.append(_check_step(C1_ACCESS, 1, b, b.dcom.check_remote_access(token, "wmi"),
+                             hr.E_ACCESSDENIED))
+    if not steps[-1].ok:
+        return tuple(steps)
+    login = b.wmi.check_login(token, call.namespace)
+    # NTLMLogin without Enable Account + Remote Enable: WBEM_E_ACCESS_DENIED (MS-WMI 3.1.4.1.4);
+    # an unknown namespace: WBEM_E_INVALID_NAMESPACE (MS-WMI 2.2.11).
+    fail = hr.WBEM_E_INVALID_NAMESPACE if login.where == "namespace" else hr.WBEM_E_ACCESS_DENIED
+    steps.append(_check_step(C1_NAMESPACE, 1, b, login, fail))
+    return tuple(steps)
+
+
+def _callback_token(world: World, a: HostModel, b: HostModel) -> Token:
+    return world.directory.callback_token(b.name, a.name)
+
+
+def evaluate(world: World, call: Call) -> Verdict:
+    """Walk the call's connections in order and stop at the first step that fails."""
+    a = world.host(call.source)
+    b = world.host(call.target)
+    steps: list[Step] = []
+
+    def done() -> Verdict:
+        return Verdict(call, tuple(steps))
+
+    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe (seed; TechNet cc737332).
+    steps.append(_fw_step(C1_RPCSS, 1, b, b.rpcss_inbound(a.ip)))
+    if not steps[-1].ok:
+        return done()
+    security = _security_c1(world, b, call)
+    # Order on the wire: logon at bind, activation on port 135, then the dynamic port,
+    # then remote access and NTLMLogin on the WMI object (MS-DCOM 3.1.2.5.2.3; MS-WMI 3.2.3).
+    for s in security[:2]:
+        steps.append(s)
+        if not s.ok:
+            return done()
+    steps.append(_fw_step(C1_WMI_PORT, 1, b, b.inbound(a.ip, b.wmi_port, fw.SVCHOST)))
+    if not steps[-1].ok:
+        return done()
+    for s in security[2:]:
+        steps.append(s)
+        if not s.ok:
+            return done()
+    if call.mode != "async":
+        return done()
+
+    # Connection 2: B calls back the sink on A.
+    token = _callback_token(world, a, b)
+    who = ("its machine account " + token.name if not token.anonymous
+           else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name + "'s domain")
+    steps.append(Step(C2_IDENTITY, 2, b.name, STEP_TITLES[C2_IDENTITY], True,
+                      f"{b.name} calls back as {who}", None,
+                      "anonymous" if token.anonymous else "machine"))
+    # Seed: "open the DCOM port TCP 135 on Computer A. If this port is not open, the error
+    # 0x800706ba will occur."
+    steps.append(_fw_step(C2_RESOLVER_PORT, 2, a, a.rpcss_inbound(b.ip)))
+    if not steps[-1].ok:
+        return done()
+    # Seed: add unsecapp.exe (or the application's own sink) to A's exceptions list.
+    steps.append(_fw_step(C2_SINK_PORT, 2, a, a.inbound(b.ip, a.sink_port, sink_program(call))))
+    if not steps[-1].ok:
+        return done()
+    access = a.dcom.check_remote_access(token, "sink")
+    # Seed: an anonymous callback "fails with either the 0x80070005 error or the 0x8007000e
+    # error". Choice (docs/flow.md): E_ACCESSDENIED when a DCOM security check refuses it.
+    steps.append(_check_step(C2_ACCESS, 2, a, access, hr.E_ACCESSDENIED))
+    return done()

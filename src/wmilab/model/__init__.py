@@ -1,0 +1,1 @@
+"""The model of Windows behaviour: plain values and pure functions, no I/O."""

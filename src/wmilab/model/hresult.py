@@ -1,0 +1,83 @@
+"""HRESULTs that remote WMI produces, with their symbols and meanings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HResult:
+    code: int
+    symbol: str
+    meaning: str
+
+    @property
+    def hex(self) -> str:
+        return f"0x{self.code:08X}"
+
+    def __str__(self) -> str:
+        return f"{self.hex} {self.symbol}"
+
+
+def _h(code: int, symbol: str, meaning: str) -> HResult:
+    return HResult(code, symbol, meaning)
+
+
+# Win32 errors as HRESULTs: HRESULT_FROM_WIN32 (MS-ERREF 2.1, 2.2).
+S_OK = _h(0x00000000, "S_OK", "The call succeeded.")
+RPC_S_SERVER_UNAVAILABLE = _h(
+    0x800706BA, "RPC_S_SERVER_UNAVAILABLE",
+    "The RPC server is unavailable: a connection on the path was blocked or refused.")
+E_ACCESSDENIED = _h(
+    0x80070005, "E_ACCESSDENIED",
+    "Access is denied: a logon or a DCOM permission check failed.")
+E_OUTOFMEMORY = _h(
+    0x8007000E, "E_OUTOFMEMORY",
+    "Not enough storage: seen when an anonymous callback to the sink is refused.")
+RPC_S_CALL_FAILED = _h(0x800706BE, "RPC_S_CALL_FAILED", "The remote procedure call failed.")
+OR_INVALID_OXID = _h(0x80070776, "OR_INVALID_OXID", "The object exporter specified was not found.")
+RPC_E_INVALID_HEADER = _h(0x80010111, "RPC_E_INVALID_HEADER", "OLE received a packet with an invalid header.")
+E_NOINTERFACE = _h(0x80004002, "E_NOINTERFACE", "No such interface supported.")
+# WMI errors (MS-WMI 2.2.11 WBEMSTATUS).
+WBEM_S_FALSE = _h(0x00000001, "WBEM_S_FALSE", "No more objects.")
+WBEM_E_FAILED = _h(0x80041001, "WBEM_E_FAILED", "Generic failure.")
+WBEM_E_NOT_FOUND = _h(0x80041002, "WBEM_E_NOT_FOUND", "Object cannot be found.")
+WBEM_E_ACCESS_DENIED = _h(
+    0x80041003, "WBEM_E_ACCESS_DENIED",
+    "The namespace denies access: the account lacks Enable Account or Remote Enable.")
+WBEM_E_INVALID_PARAMETER = _h(0x80041008, "WBEM_E_INVALID_PARAMETER", "A parameter was not valid.")
+WBEM_E_INVALID_NAMESPACE = _h(0x8004100E, "WBEM_E_INVALID_NAMESPACE", "The namespace does not exist.")
+WBEM_E_INVALID_CLASS = _h(0x80041010, "WBEM_E_INVALID_CLASS", "The class does not exist.")
+WBEM_E_INVALID_QUERY = _h(0x80041017, "WBEM_E_INVALID_QUERY", "The query was not syntactically valid.")
+WBEM_E_INVALID_QUERY_TYPE = _h(0x80041018, "WBEM_E_INVALID_QUERY_TYPE", "The query language is not supported.")
+WBEM_E_NOT_SUPPORTED = _h(0x8004100C, "WBEM_E_NOT_SUPPORTED", "The feature or operation is not supported.")
+WBEM_E_INVALID_METHOD = _h(0x8004102E, "WBEM_E_INVALID_METHOD", "The method does not exist.")
+
+ALL: tuple[HResult, ...] = (
+    S_OK, RPC_S_SERVER_UNAVAILABLE, E_ACCESSDENIED, E_OUTOFMEMORY, RPC_S_CALL_FAILED,
+    OR_INVALID_OXID, RPC_E_INVALID_HEADER, E_NOINTERFACE, WBEM_S_FALSE, WBEM_E_FAILED,
+    WBEM_E_NOT_FOUND, WBEM_E_ACCESS_DENIED, WBEM_E_INVALID_PARAMETER, WBEM_E_INVALID_NAMESPACE,
+    WBEM_E_INVALID_CLASS, WBEM_E_INVALID_QUERY, WBEM_E_INVALID_QUERY_TYPE, WBEM_E_NOT_SUPPORTED,
+    WBEM_E_INVALID_METHOD,
+)
+BY_CODE: dict[int, HResult] = {h.code: h for h in ALL}
+
+
+def lookup(code: int) -> HResult:
+    """The known HResult for ``code``, or an anonymous one."""
+    return BY_CODE.get(code) or HResult(code, "UNKNOWN", "No description known to wmilab.")
+
+
+def parse(text: str) -> HResult:
+    """Parse ``0x800706BA`` (any case) or a known symbol; ValueError otherwise."""
+    t = text.strip()
+    for h in ALL:
+        if t.upper() == h.symbol:
+            return h
+    try:
+        code = int(t, 16) if t.lower().startswith("0x") else int(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an HRESULT (write it as 0x800706BA)") from None
+    if not 0 <= code <= 0xFFFFFFFF:
+        raise ValueError(f"{text!r} is out of range for an HRESULT")
+    return lookup(code)

@@ -1,0 +1,733 @@
+"""Domains, hosts, accounts and groups; name resolution; network logon and access tokens.
+
+One ``Directory`` holds every domain and host of a scenario. It turns principal names
+into SIDs, builds the access token a host gives a network logon (NTLM), and decides the
+identity under which B calls A's sink back (Connection 2 of the seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from wmilab.errors import ConfigError, PathPart
+from wmilab.model import sids
+
+OSES = ("xp-sp2", "2003-sp1")
+
+Proof = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token: the user SID, a display name and every group SID it holds."""
+
+    user: str
+    name: str
+    sids: frozenset[str]
+    anonymous: bool = False
+    guest: bool = False
+
+    def has(self, sid: str) -> bool:
+        return sid in self.sids
+
+
+@dataclass(frozen=True, slots=True)
+class Logon:
+    """The outcome of a network logon on a target host.
+
+    ``kind`` is one of ``ok``, ``guest`` (mapped to Guest; ``ok`` tells whether the Guest
+    account let it in), ``anonymous``, ``wrong-password``, ``unknown-account``,
+    ``untrusted-domain``, ``blank-password`` or ``no-password``.
+    """
+
+    ok: bool
+    token: Token | None
+    reason: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A domain: its NetBIOS name, DNS name, the domains it trusts, accounts and groups."""
+
+    name: str
+    dns: str = ""
+    trusts: tuple[str, ...] = ()
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A computer: OS, membership, local accounts, local group overrides, sharing model.
+
+    ``groups`` replaces the members of each listed local group (``None``: OS defaults).
+    ``force_guest`` is the "Network access: Sharing and security model for local
+    accounts" setting (True = Guest only); ``None`` means the OS default.
+    ``guest_enabled``: ``None`` means enabled exactly when ``accounts`` lists ``Guest``.
+    ``everyone_includes_anonymous`` is "Network access: Let Everyone permissions apply to
+    anonymous users" (disabled by default).
+    """
+
+    name: str
+    os: str
+    domain: str | None = None
+    workgroup: str | None = None
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] | None = None
+    force_guest: bool | None = None
+    guest_enabled: bool | None = None
+    everyone_includes_anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class _Domain:
+    name: str
+    sid: str
+    spec: DomainSpec
+    accounts: dict[str, str]  # lower name -> password
+    display: dict[str, str]  # lower name -> display name (accounts, groups, machines)
+    rids: dict[str, int]  # lower name -> RID (accounts, machine accounts "b$", custom groups)
+    machines: dict[str, str]  # lower "host$" -> host name
+    groups: dict[str, frozenset[str]]  # group SID -> member SIDs (transitive)
+
+
+@dataclass(frozen=True)
+class _Host:
+    name: str
+    sid: str
+    spec: HostSpec
+    accounts: dict[str, str | None]  # lower name -> password (None: no usable password)
+    display: dict[str, str]
+    rids: dict[str, int]
+    groups: dict[str, frozenset[str]]  # local group SID -> member SIDs
+    group_names: dict[str, str]  # local group SID -> display name
+
+
+class Directory:
+    """Every domain and host of a scenario, with name resolution and logon rules."""
+
+    def __init__(self, domains: Mapping[str, DomainSpec], hosts: Mapping[str, HostSpec]) -> None:
+        self._domains: dict[str, _Domain] = {}
+        self._hosts: dict[str, _Host] = {}
+        self._domain_key: dict[str, str] = {}
+        for key in domains:
+            if key.lower() in self._domain_key:
+                raise ConfigError(f"domain {key!r} is defined twice", ("domains", key))
+            self._domain_key[key.lower()] = key
+        host_keys: dict[str, str] = {}
+        for key, hspec in hosts.items():
+            if key.lower() in host_keys:
+                raise ConfigError(f"host {key!r} is defined twice", ("hosts", key))
+            if key.lower() in self._domain_key:
+                # Choice: a NetBIOS name names either a domain or a computer, never both.
+                raise ConfigError(f"host {key!r} has the same name as a domain", ("hosts", key))
+            host_keys[key.lower()] = key
+            self._check_host_spec(key, hspec)
+        self._host_key = host_keys
+        for key, spec in domains.items():
+            for i, t in enumerate(spec.trusts):
+                if t.lower() not in self._domain_key:
+                    raise ConfigError(
+                        f"domain {key!r} trusts {t!r}, which is not a domain of this scenario",
+                        ("domains", key, "trusts", i),
+                    )
+        # Domains first (accounts and groups), then hosts (local groups refer to domains).
+        for key, spec in domains.items():
+            self._domains[key.lower()] = self._build_domain(key, spec, hosts)
+        for key, dspec in domains.items():
+            self._fill_domain_groups(key, dspec)
+        for key, hspec in hosts.items():
+            self._hosts[key.lower()] = self._build_host(key, hspec)
+        for key, hspec in hosts.items():
+            self._fill_host_groups(key, hspec)
+
+    # ------------------------------------------------------------------ building
+    def _check_host_spec(self, key: str, spec: HostSpec) -> None:
+        if spec.os not in OSES:
+            raise ConfigError(
+                f"unknown os {spec.os!r}; expected one of {', '.join(OSES)}", ("hosts", key, "os")
+            )
+        if (spec.domain is None) == (spec.workgroup is None):
+            raise ConfigError(
+                "a host needs exactly one of domain and workgroup", ("hosts", key)
+            )
+        if spec.domain is not None and spec.domain.lower() not in self._domain_key:
+            raise ConfigError(
+                f"host {key!r} is in domain {spec.domain!r}, "
+                "which is not a domain of this scenario",
+                ("hosts", key, "domain"),
+            )
+
+    def _build_domain(self, key: str, spec: DomainSpec, hosts: Mapping[str, HostSpec]) -> _Domain:
+        sid = sids.domain_sid(key)
+        accounts = {n.lower(): pw for n, pw in spec.accounts.items()}
+        display = {n.lower(): n for n in spec.accounts}
+        # Every domain has Administrator (500) and Guest (501) (MS-DTYP 2.4.2.4).
+        display.setdefault("administrator", "Administrator")
+        display.setdefault("guest", "Guest")
+        machines = {
+            f"{h.lower()}$": h
+            for h, hs in hosts.items()
+            if hs.domain is not None and hs.domain.lower() == key.lower()
+        }
+        for m, h in machines.items():
+            if m[:-1] in accounts:
+                raise ConfigError(
+                    f"domain account {m[:-1]!r} clashes with the machine account of host {h!r}",
+                    ("domains", key, "accounts", m[:-1]),
+                )
+            display[m] = f"{h.upper()}$"
+        custom_groups = [g for g in spec.groups if g.lower() not in sids.DOMAIN_GROUPS]
+        for g in custom_groups:
+            if g.lower() in display:
+                raise ConfigError(
+                    f"group {g!r} has the same name as an account", ("domains", key, "groups", g)
+                )
+            display[g.lower()] = g
+        for g, (_, shown) in sids.DOMAIN_GROUPS.items():
+            display[g] = shown
+        rids = sids.assign_rids([*display.keys() - sids.DOMAIN_GROUPS.keys()])
+        for g, (rid, _) in sids.DOMAIN_GROUPS.items():
+            rids[g] = rid
+        return _Domain(key, sid, spec, accounts, display, rids, machines, {})
+
+    def _fill_domain_groups(self, key: str, spec: DomainSpec) -> None:
+        d = self._domains[key.lower()]
+        direct: dict[str, set[str]] = {}
+        # Defaults: Domain Admins holds Administrator, Domain Users every user account,
+        # Domain Guests the Guest account, Domain Computers every member computer
+        # (TechNet cc756898 "Default groups"; MS-DTYP 2.4.2.4 RIDs).
+        users = [n for n in d.display if n in d.accounts or n == "administrator"]
+        direct[self._dsid(d, "domain admins")] = {self._dsid(d, "administrator")}
+        direct[self._dsid(d, "domain users")] = {self._dsid(d, n) for n in users}
+        direct[self._dsid(d, "domain guests")] = {self._dsid(d, "guest")}
+        direct[self._dsid(d, "domain computers")] = {self._dsid(d, m) for m in d.machines}
+        direct[self._dsid(d, "domain controllers")] = set()
+        for g in spec.groups:
+            direct.setdefault(self._dsid(d, g.lower()), set())
+        for g, members in spec.groups.items():
+            out: set[str] = set()
+            for i, m in enumerate(members):
+                out.add(self._domain_member(d, m, ("domains", key, "groups", g, i)))
+            direct[self._dsid(d, g.lower())] = out
+        d.groups.update(_closure(direct))
+
+    def _domain_member(self, d: _Domain, name: str, path: tuple[PathPart, ...]) -> str:
+        n = name.strip()
+        if "\\" in n:
+            prefix, n = n.split("\\", 1)
+            if prefix.lower() != d.name.lower():
+                # Global groups hold members of their own domain only (TechNet cc755692).
+                raise ConfigError(
+                    f"{name!r}: a group of domain {d.name} can only hold members of {d.name}", path
+                )
+        if n.lower() in d.display:
+            return self._dsid(d, n.lower())
+        raise ConfigError(f"{name!r} is not an account or group of domain {d.name}", path)
+
+    def _dsid(self, d: _Domain, lower: str) -> str:
+        return sids.with_rid(d.sid, d.rids[lower])
+
+    def _build_host(self, key: str, spec: HostSpec) -> _Host:
+        sid = sids.machine_sid(key)
+        # Every host has Administrator (500) and Guest (501); Administrator without a
+        # scenario password has no usable password (scenario-format.md, hosts.accounts).
+        accounts: dict[str, str | None] = {"administrator": None, "guest": None}
+        display = {"administrator": "Administrator", "guest": "Guest"}
+        for n, pw in spec.accounts.items():
+            accounts[n.lower()] = pw
+            display[n.lower()] = n
+        group_names: dict[str, str] = {}
+        custom = []
+        for g in spec.groups or {}:
+            if g.lower() in sids.BUILTIN_GROUPS:
+                continue
+            if g.lower() in accounts:
+                raise ConfigError(
+                    f"local group {g!r} has the same name as a local account",
+                    ("hosts", key, "groups", g),
+                )
+            custom.append(g)
+            display[g.lower()] = g
+        rids = sids.assign_rids(display)
+        for g in custom:
+            group_names[sids.with_rid(sid, rids[g.lower()])] = g
+        for sid_, shown in sids.BUILTIN_GROUPS.values():
+            if self._builtin_exists(spec.os, sid_):
+                group_names[sid_] = shown
+        return _Host(key, sid, spec, accounts, display, rids, {}, group_names)
+
+    @staticmethod
+    def _builtin_exists(os: str, sid: str) -> bool:
+        only = sids.BUILTIN_ONLY_ON.get(sid)
+        return only is None or os in only
+
+    def _fill_host_groups(self, key: str, spec: HostSpec) -> None:
+        h = self._hosts[key.lower()]
+        admin = sids.with_rid(h.sid, sids.RID_ADMINISTRATOR)
+        guest = sids.with_rid(h.sid, sids.RID_GUEST)
+        groups: dict[str, set[str]] = {g: set() for g in h.group_names}
+        # Defaults (TechNet cc785098 "Default local groups"; joining a domain adds Domain
+        # Admins to Administrators, Domain Users to Users, Domain Guests to Guests).
+        groups[sids.BUILTIN_ADMINISTRATORS] = {admin}
+        groups[sids.BUILTIN_USERS] = {sids.AUTHENTICATED_USERS, sids.INTERACTIVE}
+        groups[sids.BUILTIN_GUESTS] = {guest}
+        if spec.domain is not None:
+            d = self._domains[spec.domain.lower()]
+            groups[sids.BUILTIN_ADMINISTRATORS].add(self._dsid(d, "domain admins"))
+            groups[sids.BUILTIN_USERS].add(self._dsid(d, "domain users"))
+            groups[sids.BUILTIN_GUESTS].add(self._dsid(d, "domain guests"))
+        for g, members in (spec.groups or {}).items():
+            path: tuple[PathPart, ...] = ("hosts", key, "groups", g)
+            gsid = self._local_group_sid(h, g, path)
+            out: set[str] = set()
+            for i, m in enumerate(members):
+                msid = self.resolve(m, key, _path=(*path, i))
+                if msid in h.group_names:
+                    # Local groups cannot contain local groups (TechNet cc755692).
+                    raise ConfigError(
+                        f"{m!r} is a local group; local groups cannot be nested", (*path, i)
+                    )
+                out.add(msid)
+            groups[gsid] = out
+        h.groups.update({g: frozenset(m) for g, m in groups.items()})
+
+    def _local_group_sid(self, h: _Host, name: str, path: tuple[PathPart, ...]) -> str:
+        n = name.lower()
+        if n.startswith("builtin\\"):
+            n = n[len("builtin\\") :]
+        if n in sids.BUILTIN_GROUPS:
+            sid = sids.BUILTIN_GROUPS[n][0]
+            self._require_builtin(h, sid, name, path)
+            return sid
+        return sids.with_rid(h.sid, h.rids[n])
+
+    def _require_builtin(self, h: _Host, sid: str, name: str, path: tuple[PathPart, ...]) -> None:
+        if not self._builtin_exists(h.spec.os, sid):
+            # Distributed COM Users is new in Windows Server 2003 SP1 (MSDocs
+            # com/dcom-security-enhancements-in-windows-xp-service-pack-2-...).
+            raise ConfigError(
+                f"{name!r} does not exist on {h.name} ({h.spec.os}); "
+                "it is a built-in group of Windows Server 2003 SP1 only",
+                path,
+            )
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self._domains.values())
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self._hosts.values())
+
+    def host_spec(self, host: str) -> HostSpec:
+        return self._host(host).spec
+
+    def domain_spec(self, domain: str) -> DomainSpec:
+        return self._domain(domain).spec
+
+    def os_of(self, host: str) -> str:
+        return self._host(host).spec.os
+
+    def domain_of(self, host: str) -> str | None:
+        d = self._host(host).spec.domain
+        return None if d is None else self._domains[d.lower()].name
+
+    def domain_sid(self, domain: str) -> str:
+        return self._domain(domain).sid
+
+    def machine_sid(self, host: str) -> str:
+        return self._host(host).sid
+
+    def machine_account(self, host: str) -> str:
+        """The SID of ``host``'s computer account in its domain; ConfigError if none."""
+        h = self._host(host)
+        if h.spec.domain is None:
+            raise ConfigError(f"host {h.name} is in a workgroup and has no machine account")
+        d = self._domains[h.spec.domain.lower()]
+        return self._dsid(d, f"{h.name.lower()}$")
+
+    def local_group_members(self, host: str, group: str) -> frozenset[str]:
+        """Member SIDs of a local group of ``host`` (by name or SID)."""
+        h = self._host(host)
+        gsid = group if group in h.groups else self._local_group_sid(h, group, ())
+        return h.groups.get(gsid, frozenset())
+
+    def force_guest(self, host: str) -> bool:
+        """Whether network logons with local accounts become Guest on ``host``.
+
+        XP Professional outside a domain uses "Guest only" (ForceGuest = 1, Simple File
+        Sharing); domain members and Windows Server 2003 use "Classic" (TechNet
+        "Network access: Sharing and security model for local accounts"; XP Resource Kit
+        ch. 6 "Simple Sharing and ForceGuest").
+        """
+        spec = self._host(host).spec
+        if spec.force_guest is not None:
+            return spec.force_guest
+        return spec.os == "xp-sp2" and spec.domain is None
+
+    def guest_enabled(self, host: str) -> bool:
+        """Whether the local Guest account is enabled.
+
+        The Guest account is disabled by default on XP and Server 2003 (KB 300489);
+        Choice: listing ``Guest`` under the host's accounts enables it.
+        """
+        h = self._host(host)
+        if h.spec.guest_enabled is not None:
+            return h.spec.guest_enabled
+        return any(n.lower() == "guest" for n in h.spec.accounts)
+
+    def trusts(self, trusting: str, trusted: str) -> bool:
+        """Whether domain ``trusting`` accepts accounts of domain ``trusted``.
+
+        Choice: trusts listed in the scenario are two-way external trusts and are not
+        transitive (TechNet cc736874: external trusts are non-transitive); a domain
+        trusts itself.
+        """
+        a = self._domain(trusting)
+        b = self._domain(trusted)
+        if a is b:
+            return True
+        return any(t.lower() == b.name.lower() for t in a.spec.trusts) or any(
+            t.lower() == a.name.lower() for t in b.spec.trusts
+        )
+
+    # ------------------------------------------------------------------ names
+    def resolve(self, name: str, on_host: str, *, _path: tuple[PathPart, ...] = ()) -> str:
+        """The SID of principal ``name`` as written in a scenario, seen from ``on_host``.
+
+        Accepts SIDs, well-known names ("Everyone", "ANONYMOUS LOGON", "NT AUTHORITY\\...),
+        built-in groups ("Administrators", "BUILTIN\\Users"), "DOMAIN\\name", "HOST\\name",
+        machine accounts ("B$", "CORP\\B$"), domain groups ("Domain Admins") and bare
+        account names (local account of ``on_host`` first, then its domain). Case-insensitive.
+        """
+        h = self._host(on_host)
+        text = name.strip()
+        if not text:
+            raise ConfigError("empty principal name", _path)
+        if sids.is_sid(text):
+            try:
+                return sids.parse_sid(text)
+            except ConfigError as err:
+                raise ConfigError(err.message, _path) from None
+        low = text.lower()
+        if "\\" in low:
+            prefix, rest = low.split("\\", 1)
+            if prefix == "nt authority" and rest in sids.NT_AUTHORITY_NAMES:
+                return sids.WELL_KNOWN[rest][0]
+            if prefix == "builtin" and rest in sids.BUILTIN_GROUPS:
+                sid = sids.BUILTIN_GROUPS[rest][0]
+                self._require_builtin(h, sid, name, _path)
+                return sid
+            if prefix in self._domains:
+                d = self._domains[prefix]
+                if rest in d.display:
+                    return self._dsid(d, rest)
+                raise ConfigError(f"{name!r}: domain {d.name} has no account or group {rest!r}",
+                                  _path)
+            if prefix in self._hosts:
+                other = self._hosts[prefix]
+                if rest in sids.BUILTIN_GROUPS:
+                    sid = sids.BUILTIN_GROUPS[rest][0]
+                    self._require_builtin(other, sid, name, _path)
+                    return sid
+                if rest in other.display:
+                    return sids.with_rid(other.sid, other.rids[rest])
+                raise ConfigError(f"{name!r}: host {other.name} has no local account {rest!r}",
+                                  _path)
+            raise ConfigError(
+                f"{name!r}: {text.split(chr(92))[0]!r} is neither a domain nor a host "
+                "of this scenario", _path
+            )
+        if low in sids.WELL_KNOWN:
+            return sids.WELL_KNOWN[low][0]
+        if low in sids.BUILTIN_GROUPS:
+            sid = sids.BUILTIN_GROUPS[low][0]
+            self._require_builtin(h, sid, name, _path)
+            return sid
+        if low in h.display:
+            return sids.with_rid(h.sid, h.rids[low])
+        if low.endswith("$") and low[:-1] in self._hosts:
+            try:
+                return self.machine_account(low[:-1])
+            except ConfigError as err:
+                raise ConfigError(f"{name!r}: {err.message}", _path) from None
+        if h.spec.domain is not None:
+            d = self._domains[h.spec.domain.lower()]
+            if low in d.display:
+                return self._dsid(d, low)
+        elif low in sids.DOMAIN_GROUPS:
+            raise ConfigError(f"{name!r}: host {h.name} is not in a domain", _path)
+        raise ConfigError(f"unknown principal {name!r} (seen from host {h.name})", _path)
+
+    def name_of(self, sid: str) -> str:
+        """A display name for ``sid`` ("CORP\\bob", "BUILTIN\\Administrators"), else the SID."""
+        for _, (s, shown) in sids.WELL_KNOWN.items():
+            if s == sid:
+                return shown
+        for s, shown in sids.BUILTIN_GROUPS.values():
+            if s == sid:
+                return f"BUILTIN\\{shown}"
+        base, _, rid_text = sid.rpartition("-")
+        rid = int(rid_text) if rid_text.isdigit() else -1
+        for d in self._domains.values():
+            if base == d.sid:
+                for low, r in d.rids.items():
+                    if r == rid:
+                        return f"{d.name}\\{d.display[low]}"
+        for h in self._hosts.values():
+            if base == h.sid:
+                for low, r in h.rids.items():
+                    if r == rid:
+                        return f"{h.name}\\{h.display[low]}"
+        return sid
+
+    def alias_resolver(self, host: str) -> Callable[[str], str]:
+        """An SDDL alias resolver for ``host``: DA/DU/DG/DC/DD in its domain, LA/LG local."""
+        h = self._host(host)
+
+        def resolve(alias: str) -> str:
+            a = alias.upper()
+            if a in sids.SDDL_ALIASES:
+                return sids.SDDL_ALIASES[a]
+            if a in sids.SDDL_MACHINE_ALIASES:
+                return sids.with_rid(h.sid, sids.SDDL_MACHINE_ALIASES[a])
+            if a in sids.SDDL_DOMAIN_ALIASES:
+                if h.spec.domain is None:
+                    raise ConfigError(f"SID alias {a!r} needs a domain, but {h.name} is not in one")
+                d = self._domains[h.spec.domain.lower()]
+                return sids.with_rid(d.sid, sids.SDDL_DOMAIN_ALIASES[a])
+            raise ConfigError(f"unknown SID alias {alias!r}")
+
+        return resolve
+
+    # ------------------------------------------------------------------ tokens
+    def _token(
+        self, h: _Host, user: str, name: str, base: Iterable[str], *,
+        anonymous: bool = False, guest: bool = False,
+    ) -> Token:
+        have = {user, *base}
+        # Domain group memberships (already transitive).
+        for d in self._domains.values():
+            for g, members in d.groups.items():
+                if have & members:
+                    have.add(g)
+        # Local groups of the target host (one level: local groups do not nest).
+        for g, members in h.groups.items():
+            if have & members:
+                have.add(g)
+        return Token(user, name, frozenset(have), anonymous, guest)
+
+    def anonymous_token(self, host: str) -> Token:
+        """The token of an anonymous (null session) network logon on ``host``.
+
+        It holds ANONYMOUS LOGON and NETWORK; Everyone only when "Network access: Let
+        Everyone permissions apply to anonymous users" is enabled (disabled by default on
+        XP and Server 2003: KB 278259).
+        """
+        h = self._host(host)
+        base = {sids.NETWORK}
+        if h.spec.everyone_includes_anonymous:
+            base.add(sids.EVERYONE)
+        return self._token(h, sids.ANONYMOUS, "NT AUTHORITY\\ANONYMOUS LOGON", base,
+                           anonymous=True)
+
+    def guest_token(self, host: str) -> Token:
+        """The token of a network logon mapped to the local Guest account.
+
+        Guest is in Everyone and Guests but not in Authenticated Users (MSDocs
+        secauthz/well-known-sids: Authenticated Users excludes Guest).
+        """
+        h = self._host(host)
+        gsid = sids.with_rid(h.sid, sids.RID_GUEST)
+        return self._token(h, gsid, f"{h.name}\\Guest", {sids.EVERYONE, sids.NETWORK},
+                           guest=True)
+
+    def _user_token(self, h: _Host, user_sid: str, extra: Iterable[str] = ()) -> Token:
+        base = {sids.EVERYONE, sids.AUTHENTICATED_USERS, sids.NETWORK, *extra}
+        return self._token(h, user_sid, self.name_of(user_sid), base)
+
+    def network_token(self, target: str, principal: str) -> Token:
+        """The token ``target`` builds for a successful network logon of ``principal``.
+
+        ``principal`` is a name or SID of an account (domain, local or machine account).
+        """
+        h = self._host(target)
+        sid = self.resolve(principal, target)
+        if sid == sids.ANONYMOUS:
+            return self.anonymous_token(target)
+        if sid == sids.with_rid(h.sid, sids.RID_GUEST):
+            return self.guest_token(target)
+        return self._user_token(h, sid)
+
+    # ------------------------------------------------------------------ logon
+    def network_logon(self, target: str, user: str, proof: Proof) -> Logon:
+        """How ``target`` logs on ``user`` ("DOMAIN\\name" or "HOST\\name") over NTLM.
+
+        ``proof(password)`` says whether the client's credential matches ``password``; it
+        is called with each candidate password in the order Windows tries them.
+        """
+        h = self._host(target)
+        dom, _, name = user.strip().rpartition("\\")
+        if not name:
+            # A null session: no user name and no password (MS-NLMP 3.3.1 anonymous).
+            return Logon(True, self.anonymous_token(target), "anonymous logon", "anonymous")
+        dl, nl = dom.lower(), name.lower()
+        if dl == h.name.lower():
+            return self._local_logon(h, nl, user, proof)
+        if dl in self._domains:
+            d = self._domains[dl]
+            if h.spec.domain is not None and self.trusts(h.spec.domain, d.name):
+                return self._domain_logon(h, d, nl, user, proof)
+            return self._fallback_logon(h, nl, user, proof, "untrusted-domain",
+                                        f"domain {d.name} is not trusted by {h.name}")
+        if not dl:
+            # Choice: no domain given: the target's local account first, then its domain.
+            if nl in h.accounts:
+                return self._local_logon(h, nl, user, proof)
+            if h.spec.domain is not None:
+                d = self._domains[h.spec.domain.lower()]
+                return self._domain_logon(h, d, nl, user, proof)
+            return self._local_logon(h, nl, user, proof)
+        # Another computer's local account, or an unknown domain: NTLM falls back to a
+        # local account of the same name on the target ("mirrored" account; KB 102716).
+        return self._fallback_logon(h, nl, user, proof, "unknown-account",
+                                    f"{dom} is not a domain {h.name} knows")
+
+    def _fallback_logon(
+        self, h: _Host, nl: str, user: str, proof: Proof, kind: str, why: str
+    ) -> Logon:
+        if nl in h.accounts and nl != "guest":
+            return self._local_logon(h, nl, user, proof, mirrored=True)
+        if self.force_guest(h.name) or self.guest_enabled(h.name):
+            return self._guest_logon(h, user)
+        return Logon(False, None, f"{user}: {why}, and {h.name} has no local account "
+                     f"{nl!r} to fall back to", kind)
+
+    def _guest_logon(self, h: _Host, user: str) -> Logon:
+        if self.guest_enabled(h.name):
+            return Logon(True, self.guest_token(h.name),
+                         f"{user} was logged on to {h.name} as Guest", "guest")
+        # Choice: a logon mapped to a disabled Guest account fails (KB 300489: Guest is
+        # disabled by default); the client sees the logon failure as access denied.
+        if self.force_guest(h.name):
+            why = (f"{h.name} maps the network logon of {user} to Guest ('Guest only' "
+                   "sharing model), and the Guest account is disabled")
+        else:
+            why = f"{user} is unknown to {h.name}, and the Guest account is disabled"
+        return Logon(False, None, why, "guest")
+
+    def _local_logon(
+        self, h: _Host, nl: str, user: str, proof: Proof, *, mirrored: bool = False
+    ) -> Logon:
+        if self.force_guest(h.name):
+            # "Guest only": network logons that use local accounts are mapped to Guest
+            # (TechNet: Network access: Sharing and security model for local accounts).
+            return self._guest_logon(h, user)
+        if nl == "guest":
+            return self._guest_logon(h, user)
+        if nl not in h.accounts:
+            if self.guest_enabled(h.name):
+                return self._guest_logon(h, user)
+            return Logon(False, None, f"{h.name} has no local account {nl!r}", "unknown-account")
+        pw = h.accounts[nl]
+        if pw is None:
+            return Logon(False, None, f"{h.name}\\{h.display[nl]} has no usable password",
+                         "no-password")
+        if pw == "":
+            # "Accounts: Limit local account use of blank passwords to console logon only"
+            # is enabled by default on XP and Server 2003 (TechNet, Security Options).
+            return Logon(False, None, f"{h.name}\\{h.display[nl]} has a blank password, and "
+                         "blank passwords are limited to console logon", "blank-password")
+        if not proof(pw):
+            what = "the mirrored local account" if mirrored else "the local account"
+            return Logon(False, None, f"{user}: the password does not match {what} "
+                         f"{h.name}\\{h.display[nl]}", "wrong-password")
+        sid = sids.with_rid(h.sid, h.rids[nl])
+        return Logon(True, self._user_token(h, sid),
+                     f"{user} logged on as {h.name}\\{h.display[nl]}"
+                     + (" (mirrored local account)" if mirrored else ""), "ok")
+
+    def _domain_logon(self, h: _Host, d: _Domain, nl: str, user: str, proof: Proof) -> Logon:
+        if nl not in d.accounts:
+            # Choice: a trusted domain's DC answers "no such user"; the target does not fall
+            # back to a local account or Guest for a domain it trusts.
+            return Logon(False, None, f"domain {d.name} has no account {nl!r}", "unknown-account")
+        if not proof(d.accounts[nl]):
+            return Logon(False, None, f"{user}: wrong password for {d.name}\\{d.display[nl]}",
+                         "wrong-password")
+        sid = self._dsid(d, nl)
+        return Logon(True, self._user_token(h, sid),
+                     f"{user} logged on as {d.name}\\{d.display[nl]}", "ok")
+
+    def password_for(self, target: str, domain: str, name: str) -> str | None:
+        """The password ``target`` checks first for ``domain\\name``, or None if none."""
+        tried: list[str] = []
+
+        def record(pw: str) -> bool:
+            tried.append(pw)
+            return False
+
+        self.network_logon(target, f"{domain}\\{name}" if domain else name, record)
+        return tried[0] if tried else None
+
+    def account_password(self, principal: str) -> str | None:
+        """The scenario password of "DOMAIN\\name" or "HOST\\name" (what the client sends)."""
+        dom, _, name = principal.strip().rpartition("\\")
+        dl, nl = dom.lower(), name.lower()
+        if dl in self._domains:
+            return self._domains[dl].accounts.get(nl)
+        if dl in self._hosts:
+            return self._hosts[dl].accounts.get(nl)
+        return None
+
+    def callback_token(self, server: str, client: str) -> Token:
+        """The identity under which ``server`` (B) calls the sink on ``client`` (A).
+
+        B calls back as its machine account DOMAIN\\B$ (MS-WMI 3.1.1.1.3) when A's domain
+        trusts B's domain; if B is in a workgroup or in a domain A does not trust, the
+        callback is anonymous (seed, "To configure Connection 2", step 3).
+        """
+        b = self._host(server)
+        a = self._host(client)
+        if (
+            b.spec.domain is not None
+            and a.spec.domain is not None
+            and self.trusts(a.spec.domain, b.spec.domain)
+        ):
+            d = self._domains[b.spec.domain.lower()]
+            sid = self._dsid(d, f"{b.name.lower()}$")
+            return self._user_token(a, sid)
+        return self.anonymous_token(client)
+
+    # ------------------------------------------------------------------ helpers
+    def _host(self, host: str) -> _Host:
+        h = self._hosts.get(host.lower())
+        if h is None:
+            raise ConfigError(f"unknown host {host!r}")
+        return h
+
+    def _domain(self, domain: str) -> _Domain:
+        d = self._domains.get(domain.lower())
+        if d is None:
+            raise ConfigError(f"unknown domain {domain!r}")
+        return d
+
+
+def _closure(direct: Mapping[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Transitive members of each group (groups may nest within a domain)."""
+    out: dict[str, frozenset[str]] = {}
+    for g in direct:
+        seen: set[str] = set()
+        stack = list(direct[g])
+        while stack:
+            m = stack.pop()
+            if m in seen:
+                continue
+            seen.add(m)
+            stack.extend(direct.get(m, ()))
+        out[g] = frozenset(seen)
+    return out

@@ -1,0 +1,224 @@
+"""WMI namespace security: the per-namespace security descriptors of the WMI Control."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from wmilab.errors import ConfigError, PathPart
+from wmilab.model import sids
+from wmilab.model.decision import Check
+from wmilab.model.identity import Directory, Token
+from wmilab.model.security import Ace, SecurityDescriptor, parse_sddl
+
+# Namespace access rights (MSDocs WmiSdk/namespace-access-rights-constants, WBEM_SECURITY_FLAGS;
+# Read/Edit Security are READ_CONTROL/WRITE_DAC: MSDocs WmiSdk/access-to-wmi-namespaces).
+WBEM_ENABLE = 0x1
+WBEM_METHOD_EXECUTE = 0x2
+WBEM_FULL_WRITE_REP = 0x4
+WBEM_PARTIAL_WRITE_REP = 0x8
+WBEM_WRITE_PROVIDER = 0x10
+WBEM_REMOTE_ACCESS = 0x20
+READ_CONTROL = 0x20000
+WRITE_DAC = 0x40000
+ALL_RIGHTS = 0x6003F
+
+RIGHTS: dict[str, int] = {
+    "enable account": WBEM_ENABLE,
+    "execute methods": WBEM_METHOD_EXECUTE,
+    "full write": WBEM_FULL_WRITE_REP,
+    "partial write": WBEM_PARTIAL_WRITE_REP,
+    "provider write": WBEM_WRITE_PROVIDER,
+    "remote enable": WBEM_REMOTE_ACCESS,
+    "read security": READ_CONTROL,
+    "edit security": WRITE_DAC,
+}
+
+# Namespaces present on a fresh XP SP2 / Server 2003 SP1 installation that wmilab models.
+DEFAULT_NAMESPACES: tuple[str, ...] = (
+    "root",
+    "root\\cimv2",
+    "root\\default",
+    "root\\subscription",
+    "root\\security",
+    "root\\wmi",
+)
+
+# Namespace ACEs are container-inherit so children receive them (WMI Control "This
+# namespace and subnamespaces"; MSDocs WmiSdk/access-to-wmi-namespaces).
+_CI = "CI"
+
+
+def normalize_namespace(name: str) -> str:
+    """``ROOT/CIMV2`` -> ``root\\cimv2``; strips a leading ``\\\\.\\`` or ``\\\\HOST\\``."""
+    n = name.strip().replace("/", "\\")
+    if n.startswith("\\\\"):
+        parts = n[2:].split("\\", 1)
+        n = parts[1] if len(parts) == 2 else ""
+    return n.strip("\\").lower()
+
+
+def rights_names(mask: int) -> str:
+    out = [n for n, bit in RIGHTS.items() if mask & bit]
+    return ", ".join(out) if out else "nothing"
+
+
+@dataclass(frozen=True)
+class NamespaceSecurity:
+    """Security descriptors by namespace; a namespace not listed inherits from its parent."""
+
+    entries: tuple[tuple[str, SecurityDescriptor], ...]
+    known: frozenset[str]
+    host: str = ""
+
+    @classmethod
+    def defaults(
+        cls, os: str, directory: Directory, host: str,
+        namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+    ) -> NamespaceSecurity:
+        """The default root security, inherited by every namespace.
+
+        Administrators: every right; Everyone, LOCAL SERVICE and NETWORK SERVICE: Enable
+        Account, Execute Methods, Provider Write; only Administrators have Remote Enable
+        (TechNet ee156556 "WMI Namespace-Level Security" (Everyone before Vista); MSDocs
+        WmiSdk/namespace-access-rights-constants; WmiSdk/securing-a-remote-wmi-connection).
+        Windows Vista replaced Everyone with Authenticated Users (MSDocs
+        WmiSdk/access-to-wmi-namespaces); XP SP2 and Server 2003 SP1 share these defaults.
+        """
+        if os not in ("xp-sp2", "2003-sp1"):
+            raise ConfigError(f"unknown os {os!r}; expected xp-sp2 or 2003-sp1")
+        user = WBEM_ENABLE | WBEM_METHOD_EXECUTE | WBEM_WRITE_PROVIDER
+        root = SecurityDescriptor(
+            sids.BUILTIN_ADMINISTRATORS, sids.BUILTIN_ADMINISTRATORS,
+            (
+                Ace(True, sids.BUILTIN_ADMINISTRATORS, ALL_RIGHTS, _CI),
+                Ace(True, sids.EVERYONE, user, _CI),
+                Ace(True, sids.LOCAL_SERVICE, user, _CI),
+                Ace(True, sids.NETWORK_SERVICE, user, _CI),
+            ),
+        )
+        known = frozenset(normalize_namespace(n) for n in namespaces) | {"root"}
+        return cls((("root", root),), known, host)
+
+    # ------------------------------------------------------------------ lookup
+    def is_known(self, namespace: str) -> bool:
+        return normalize_namespace(namespace) in self.known
+
+    @property
+    def known_namespaces(self) -> frozenset[str]:
+        return self.known
+
+    def descriptor(self, namespace: str) -> SecurityDescriptor:
+        """The effective descriptor: the nearest listed namespace at or above this one."""
+        ns = normalize_namespace(namespace)
+        table = dict(self.entries)
+        while True:
+            if ns in table:
+                return table[ns]
+            if "\\" not in ns:
+                return table["root"]
+            ns = ns.rsplit("\\", 1)[0]
+
+    def explicit(self) -> dict[str, SecurityDescriptor]:
+        return dict(self.entries)
+
+    # ------------------------------------------------------------------ editing
+    def with_entry(self, namespace: str, sid: str, mask: int) -> NamespaceSecurity:
+        """Set ``sid``'s entry on ``namespace`` (and, by inheritance, its unlisted children)."""
+        ns = normalize_namespace(namespace)
+        if ns not in self.known:
+            raise ConfigError(self._unknown(namespace))
+        sd = self.descriptor(ns).with_entry(sid, mask, _CI)
+        return self._set(ns, sd)
+
+    def _set(self, ns: str, sd: SecurityDescriptor) -> NamespaceSecurity:
+        table = dict(self.entries)
+        table[ns] = sd
+        return NamespaceSecurity(tuple(sorted(table.items())), self.known, self.host)
+
+    def _unknown(self, namespace: str) -> str:
+        return (f"unknown WMI namespace {namespace!r}; known: "
+                + ", ".join(sorted(self.known)))
+
+    def with_overrides(
+        self, table: Mapping[str, object], directory: Directory, host: str
+    ) -> NamespaceSecurity:
+        """Apply ``[hosts.X.wmi."root\\cimv2"]`` tables: principal -> list of right names.
+
+        A listed principal's rights replace its entry (``[]`` removes it); a whole table may
+        also be an SDDL string. Parents are applied before children, so a change on
+        ``root`` reaches every namespace that does not have its own entry.
+        """
+        out = NamespaceSecurity(self.entries, self.known, host)
+        items = sorted(table.items(), key=lambda kv: normalize_namespace(kv[0]).count("\\"))
+        for namespace, value in items:
+            ns = normalize_namespace(namespace)
+            if ns not in out.known:
+                raise ConfigError(self._unknown(namespace), (namespace,))
+            if isinstance(value, str):
+                try:
+                    sd = parse_sddl(value, directory.alias_resolver(host))
+                except ConfigError as err:
+                    raise ConfigError(err.message, (namespace,)) from None
+                out = out._set(ns, sd)
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError("expected a table of principal = [rights]", (namespace,))
+            sd = out.descriptor(ns)
+            for principal, rights in value.items():
+                path: tuple[PathPart, ...] = (namespace, principal)
+                sid = directory.resolve(str(principal), host, _path=path)
+                sd = sd.with_entry(sid, mask_of(rights, path), _CI)
+            out = out._set(ns, sd)
+        return out
+
+    # ------------------------------------------------------------------ checks
+    def check_login(self, token: Token, namespace: str) -> Check:
+        """IWbemLevel1Login::NTLMLogin needs Enable Account and Remote Enable (MS-WMI 3.1.4.1.4)."""
+        ns = normalize_namespace(namespace)
+        where = self.host or "the server"
+        if ns not in self.known:
+            # An unknown namespace fails with WBEM_E_INVALID_NAMESPACE (MS-WMI 2.2.11).
+            return Check(False, f"namespace {namespace!r} does not exist on {where}", "namespace")
+        sd = self.descriptor(ns)
+        if not sd.granted(token.sids, WBEM_ENABLE):
+            return Check(False, f"{token.name} has no Enable Account on {ns} on {where}",
+                         "enable_account")
+        if not sd.granted(token.sids, WBEM_REMOTE_ACCESS):
+            got = sd.effective_rights(token.sids)
+            return Check(False, f"{token.name} has no Remote Enable on {ns} on {where} "
+                         f"(has: {rights_names(got)})", "remote_enable")
+        return Check(True, f"{token.name} may log on to {ns} remotely", "remote_enable")
+
+    def check_method(self, token: Token, namespace: str) -> Check:
+        """Executing a method needs Execute Methods (WBEM_METHOD_EXECUTE; MSDocs
+        WmiSdk/namespace-access-rights-constants)."""
+        ns = normalize_namespace(namespace)
+        if ns not in self.known:
+            return Check(False, f"namespace {namespace!r} does not exist", "namespace")
+        if not self.descriptor(ns).granted(token.sids, WBEM_METHOD_EXECUTE):
+            return Check(False, f"{token.name} has no Execute Methods on {ns}", "execute_methods")
+        return Check(True, f"{token.name} may execute methods in {ns}", "execute_methods")
+
+    def check_rights(self, token: Token, namespace: str, mask: int) -> Check:
+        """A general check of ``mask`` on ``namespace``."""
+        ns = normalize_namespace(namespace)
+        if ns not in self.known:
+            return Check(False, f"namespace {namespace!r} does not exist", "namespace")
+        if not self.descriptor(ns).granted(token.sids, mask):
+            return Check(False, f"{token.name} lacks {rights_names(mask)} on {ns}", "rights")
+        return Check(True, f"{token.name} has {rights_names(mask)} on {ns}", "rights")
+
+
+def mask_of(rights: object, path: tuple[PathPart, ...] = ()) -> int:
+    """Parse a list of right names into a mask; ConfigError naming the bad entry."""
+    if not isinstance(rights, list | tuple):
+        raise ConfigError(f"expected a list of rights ({', '.join(RIGHTS)})", path)
+    mask = 0
+    for i, r in enumerate(rights):
+        if not isinstance(r, str) or r.strip().lower() not in RIGHTS:
+            raise ConfigError(
+                f"{r!r} is not a WMI namespace right; expected one of: {', '.join(RIGHTS)}",
+                (*path, i))
+        mask |= RIGHTS[r.strip().lower()]
+    return mask

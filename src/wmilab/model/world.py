@@ -1,0 +1,212 @@
+"""A whole network of modelled Windows computers: the one object every layer asks.
+
+The flow, the remedies and the emulated hosts all take their answers from a
+:class:`World`; none of them keeps its own copy of a Windows rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+from wmilab.errors import ConfigError
+from wmilab.model import firewall as fw
+from wmilab.model import netsh
+from wmilab.model.dcom import DcomSecurity
+from wmilab.model.identity import Directory, DomainSpec, HostSpec
+from wmilab.model.policy import Policies, parse_policies
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, SINK_DYNAMIC_PORT, WMI_DYNAMIC_PORT
+from wmilab.model.wmi import NamespaceSecurity
+
+OSES = ("xp-sp2", "2003-sp1")
+
+# Registry values a scenario may set (scenario-format.md "Registry"), with the OSes they act on.
+REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
+    # HKLM\SYSTEM\CurrentControlSet\Control\Lsa\forceguest (MSDocs WmiSdk/securing-a-remote-wmi-connection).
+    "ForceGuest": OSES,
+    # Vista+ remote UAC (MSDocs WmiSdk/user-account-control-and-wmi): no effect on XP/2003.
+    "LocalAccountTokenFilterPolicy": (),
+    # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
+    "UnsecAppAccessControlDefault": (),
+    "AllowAnonymousCallback": (),
+}
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Everything a scenario says about one computer, already type-checked."""
+
+    name: str
+    os: str
+    address: IPv4Interface
+    domain: str | None = None
+    workgroup: str | None = None
+    profile: fw.Profile | None = None
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] | None = None
+    netsh: tuple[str, ...] = ()
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    dcom: Mapping[str, Any] = field(default_factory=dict)
+    wmi: Mapping[str, Any] = field(default_factory=dict)
+    registry: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def current_profile(self) -> fw.Profile:
+        # The domain profile applies on the network where the computer's domain account
+        # resides, the standard profile elsewhere (TechNet cc737332).
+        if self.profile is not None:
+            return self.profile
+        return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
+
+    def spec(self) -> HostSpec:
+        force_guest = self.registry.get("ForceGuest")
+        return HostSpec(
+            name=self.name, os=self.os, domain=self.domain, workgroup=self.workgroup,
+            accounts=dict(self.accounts), groups=self.groups,
+            force_guest=None if force_guest is None else bool(force_guest),
+        )
+
+
+class HostModel:
+    """One computer's modelled state: firewall, policy, DCOM and WMI security."""
+
+    def __init__(self, config: HostConfig, directory: Directory) -> None:
+        self.config = config
+        self.name = config.name
+        self.os = config.os
+        self.address = config.address
+        self.directory = directory
+        try:
+            self.policies: Policies = parse_policies(config.policy)
+        except ConfigError as e:
+            raise e.within("policy") from None
+        self.local_firewall = fw.LocalFirewall.defaults(config.os, config.current_profile)
+        env = netsh.NetshEnv(os=config.os, host=config.name)
+        for i, command in enumerate(config.netsh):
+            try:
+                netsh.run(self.local_firewall, command, env)
+            except ConfigError as e:
+                raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
+        self.firewall = fw.effective(
+            self.local_firewall, self.policies.firewall, config.current_profile)
+        try:
+            self.dcom = DcomSecurity.defaults(config.os, directory, config.name).with_overrides(
+                config.dcom, directory, config.name,
+                launch_sddl=self.policies.dcom_launch_sddl,
+                access_sddl=self.policies.dcom_access_sddl,
+            )
+        except ConfigError as e:
+            raise e.within("dcom") from None
+        try:
+            self.wmi = NamespaceSecurity.defaults(config.os, directory, config.name)
+            self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
+        except ConfigError as e:
+            raise e.within("wmi") from None
+
+    @property
+    def ip(self) -> IPv4Address:
+        return self.address.ip
+
+    @property
+    def subnet(self) -> IPv4Network:
+        return self.address.network
+
+    @property
+    def wmi_port(self) -> int:
+        return WMI_DYNAMIC_PORT
+
+    @property
+    def sink_port(self) -> int:
+        return SINK_DYNAMIC_PORT
+
+    def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
+        """Would this computer's firewall let an unsolicited TCP connection in?"""
+        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet)
+
+    def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
+        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
+        # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
+        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST)
+
+    def netsh_show(self, command: str) -> str:
+        """Run a netsh command on a copy of this host's firewall and return its output."""
+        copy = self.local_firewall.copy()
+        env = netsh.NetshEnv(os=self.os, host=self.name)
+        return netsh.run(copy, command, env, self.policies.firewall)
+
+    def warnings(self) -> list[str]:
+        out = []
+        for name in self.config.registry:
+            if self.os not in REGISTRY_VALUES.get(name, OSES):
+                out.append(f"{self.name}: registry value {name} has no effect on {self.os} "
+                           "(it exists on Windows Vista and later)")
+        return out
+
+
+class World:
+    """Domains and hosts of a scenario, with the directory that logs accounts on."""
+
+    def __init__(self, domains: Mapping[str, DomainSpec], hosts: Mapping[str, HostConfig]) -> None:
+        self.domain_specs = dict(domains)
+        self.configs = dict(hosts)
+        self.directory = Directory(
+            self.domain_specs, {name: cfg.spec() for name, cfg in self.configs.items()})
+        self._models: dict[str, HostModel] = {}
+
+    def host(self, name: str) -> HostModel:
+        model = self._models.get(name)
+        if model is None:
+            try:
+                model = HostModel(self.configs[name], self.directory)
+            except ConfigError as e:
+                raise e.within("hosts", name) from None
+            self._models[name] = model
+        return model
+
+    def build_all(self) -> None:
+        for name in self.configs:
+            self.host(name)
+
+    @cached_property
+    def by_address(self) -> dict[IPv4Address, str]:
+        return {cfg.address.ip: name for name, cfg in self.configs.items()}
+
+    def password_of(self, user: str) -> str | None:
+        """The password the scenario file gives for ``DOMAIN\\name`` or ``HOST\\name``."""
+        authority, _, name = user.partition("\\")
+        for dname, spec in self.domain_specs.items():
+            if dname.upper() == authority.upper():
+                return _lookup_ci(spec.accounts, name)
+        for hname, cfg in self.configs.items():
+            if hname.upper() == authority.upper():
+                return _lookup_ci(cfg.accounts, name)
+        return None
+
+    def with_host(self, config: HostConfig) -> World:
+        """A world where one host's configuration is replaced (models of others reused)."""
+        new = World.__new__(World)
+        new.domain_specs = self.domain_specs
+        new.configs = {**self.configs, config.name: config}
+        old = self.configs[config.name]
+        if old.spec() != config.spec():
+            new.directory = Directory(
+                new.domain_specs, {n: c.spec() for n, c in new.configs.items()})
+            new._models = {}
+        else:
+            new.directory = self.directory
+            new._models = {n: m for n, m in self._models.items() if n != config.name}
+        return new
+
+    def edit_host(self, name: str, **changes: Any) -> World:
+        return self.with_host(replace(self.configs[name], **changes))
+
+
+def _lookup_ci(table: Mapping[str, str], name: str) -> str | None:
+    # Windows account names are case-insensitive (MS-DTYP 2.4.2 / SAM semantics).
+    for key, value in table.items():
+        if key.lower() == name.lower():
+            return value
+    return None

@@ -1,0 +1,537 @@
+"""The smallest least-privilege fix for a failing call, proven by re-evaluation.
+
+For the step where a call fails, :func:`candidates` proposes changes in order of
+privilege, narrowest first: widen the scope of an exception that already exists,
+then a port opening or program exception for exactly the caller's address, then a
+service exception, each as a local netsh command and, where Group Policy overrides
+the local settings, as the Group Policy change. Every candidate is applied to a
+copy of the model and the flow is run again; only a candidate that moves the call
+past its failing step is kept. When the call works, every kept change is removed
+in turn and dropped if the call still works without it, so the fix is minimal.
+
+Least privilege (docs/remedy.md): no fix turns the firewall off, none grants
+Everyone, and ANONYMOUS LOGON is granted Remote Access only for the anonymous
+callback, after the semisynchronous alternative that needs no grant at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from wmilab import flow
+from wmilab.model import dcom as dcom_model
+from wmilab.model import firewall as fw
+from wmilab.model import policy as gp
+from wmilab.model import wmi as wmi_model
+from wmilab.model.addresses import Scope
+from wmilab.model.world import HostConfig, World
+from wmilab.scenario import Call
+
+MAX_ROUNDS = 12
+
+
+# ---- edits: what a change does to the scenario ------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetshAdd:
+    command: str
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    key: str
+    value: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DcomEnable:
+    pass
+
+
+@dataclass(frozen=True)
+class DcomRights:
+    table: str  # access_limits | launch_limits | access_defaults | launch_defaults
+    principal: str
+    rights: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WmiRights:
+    namespace: str
+    principal: str
+    rights: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistrySet:
+    name: str
+    value: int
+
+
+@dataclass(frozen=True)
+class CallMode:
+    mode: str
+
+
+Edit = NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | CallMode
+
+
+@dataclass(frozen=True)
+class Change:
+    """One fix an administrator applies: where, what kind, why, and the exact steps."""
+
+    host: str | None
+    kind: str  # netsh | policy | dcom | wmi | registry | call
+    summary: str
+    commands: tuple[str, ...]
+    edit: Edit
+
+    def as_json(self) -> dict[str, Any]:
+        return {"host": self.host, "kind": self.kind, "summary": self.summary,
+                "commands": list(self.commands)}
+
+
+@dataclass
+class Remedy:
+    """How to make one call work."""
+
+    changes: list[Change] = field(default_factory=list)  # the configuration fix, minimal
+    proven: bool = False  # the flow reports ok with ``changes`` applied
+    unfixable: str | None = None  # why no configuration change can make the call work
+    semisync: list[Change] | None = None  # for async calls: the (smaller) fix as semisync
+
+    def all_changes(self) -> list[Change]:
+        out: list[Change] = []
+        if self.semisync is not None:
+            out.extend(self.semisync)
+        out.extend(c for c in self.changes if c not in out)
+        return out
+
+
+# ---- applying edits ---------------------------------------------------------------------
+
+
+def _canon_key(key: str) -> str:
+    return key.replace("\\", "/").strip().lower()
+
+
+def _policy_get(cfg: HostConfig, key: str) -> tuple[str, Mapping[str, Any]] | None:
+    for k, v in cfg.policy.items():
+        if _canon_key(k) == _canon_key(key) and isinstance(v, Mapping):
+            return k, v
+    return None
+
+
+def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[World, Call]:
+    if isinstance(edit, CallMode):
+        return world, call.with_mode(edit.mode)
+    assert host is not None
+    cfg = world.configs[host]
+    if isinstance(edit, NetshAdd):
+        return world.with_host(replace(cfg, netsh=(*cfg.netsh, edit.command))), call
+    if isinstance(edit, PolicySet):
+        policy = dict(cfg.policy)
+        existing = _policy_get(cfg, edit.key)
+        if existing is not None:
+            del policy[existing[0]]
+        policy[edit.key] = dict(edit.value)
+        return world.with_host(replace(cfg, policy=policy)), call
+    if isinstance(edit, DcomEnable):
+        return world.with_host(replace(cfg, dcom={**cfg.dcom, "enable_dcom": True})), call
+    if isinstance(edit, DcomRights):
+        dcom = dict(cfg.dcom)
+        table = dcom.get(edit.table)
+        if isinstance(table, str):
+            # An SDDL table: append an allow ACE for the principal.
+            host_model = world.host(host)
+            sid = world.directory.resolve(edit.principal, host)
+            mask = dcom_model.rights_mask(edit.rights)
+            sd = getattr(host_model.dcom, edit.table).with_entry(sid, mask)
+            dcom[edit.table] = sd.to_sddl()
+        else:
+            new_table = dict(table or {})
+            for k in list(new_table):
+                if k.lower() == edit.principal.lower():
+                    del new_table[k]
+            new_table[edit.principal] = list(edit.rights)
+            dcom[edit.table] = new_table
+        return world.with_host(replace(cfg, dcom=dcom)), call
+    if isinstance(edit, WmiRights):
+        wmi = {k: dict(v) for k, v in cfg.wmi.items()}
+        ns_key = next((k for k in wmi if k.lower() == edit.namespace.lower()), edit.namespace)
+        table = wmi.setdefault(ns_key, {})
+        for k in list(table):
+            if k.lower() == edit.principal.lower():
+                del table[k]
+        table[edit.principal] = list(edit.rights)
+        return world.with_host(replace(cfg, wmi=wmi)), call
+    if isinstance(edit, RegistrySet):
+        return world.with_host(replace(cfg, registry={**cfg.registry, edit.name: edit.value})), call
+    raise TypeError(edit)
+
+
+def apply(world: World, call: Call, changes: list[Change]) -> tuple[World, Call]:
+    for ch in changes:
+        world, call = apply_edit(world, call, ch.host, ch.edit)
+    return world, call
+
+
+# ---- rendering helpers ------------------------------------------------------------------
+
+_GPEDIT = ("Run gpedit.msc (on {host}): Local Computer Policy > Computer Configuration > "
+           "Administrative Templates > {folder}")
+_SECOPT = ("Run gpedit.msc (on {host}): Local Computer Policy > Computer Configuration > "
+           "Windows Settings > Security Settings > Local Policies > Security Options")
+
+
+def _gp_steps(host: str, key: str, text: str) -> tuple[str, ...]:
+    folder, _, setting = key.rpartition("/")
+    if key.startswith("Windows Settings/"):
+        return (_SECOPT.format(host=host), f'Open "{setting}"', text)
+    return (_GPEDIT.format(host=host, folder=folder.replace("/", " > ")),
+            f'Open "{setting}"', text)
+
+
+def _netsh(host: str, command: str, summary: str) -> Change:
+    return Change(host, "netsh", summary, (command,), NetshAdd(command))
+
+
+def _policy(host: str, key: str, value: Mapping[str, Any], summary: str, how: str) -> Change:
+    return Change(host, "policy", summary, _gp_steps(host, key, how), PolicySet(key, value))
+
+
+# ---- firewall candidates ----------------------------------------------------------------
+
+
+def _widen_addresses(scope: Scope, source: IPv4Address) -> str:
+    return scope.with_address(source).policy_text()
+
+
+def _firewall_candidates(
+    world: World, host: str, source: IPv4Address, port: int, program: str, purpose: str,
+    program_as_typed: str | None = None,
+) -> list[Change]:
+    h = world.host(host)
+    prof = h.config.current_profile
+    local = h.local_firewall.profiles[prof]
+    pol = h.policies.firewall.profile(prof)
+    src = str(source)
+    out: list[Change] = []
+
+    # Blockers first: nothing else can help while they hold.
+    if pol.no_exceptions is True:
+        key = gp.policy_key(prof, gp.NO_EXCEPTIONS)
+        out.append(_policy(
+            host, key, {"state": "Not Configured"},
+            f'Group Policy "Do not allow exceptions" blocks every exception on {host}; '
+            "set it to Not Configured so the exception below can apply",
+            "Select Not Configured, then OK"))
+    if not local.exceptions_allowed and pol.no_exceptions is None:
+        out.append(_netsh(host, "netsh firewall set opmode exceptions=ENABLE",
+                          f"{host}'s firewall is set not to allow exceptions; allow them"))
+
+    # Widen an exception that exists but is disabled or does not include the caller.
+    if port == 135:
+        po = local.ports.get(("TCP", 135))
+        if po is not None and not (po.enabled and po.scope.matches(source, h.subnet)):
+            scope = po.scope if po.scope.matches(source, h.subnet) else po.scope.with_address(source)
+            out.append(_netsh(
+                host,
+                f"netsh firewall set portopening protocol=TCP port=135 name={po.name} "
+                f"mode=ENABLE {scope.netsh_args()}",
+                f"Let {src} through the existing port opening TCP 135 on {host}"))
+    if port != 135 or program == fw.SVCHOST:
+        ra = local.services.get(fw.Service.REMOTEADMIN)
+        if ra is not None and ra.enabled and not ra.scope.matches(source, h.subnet) and purpose != "sink":
+            out.append(_netsh(
+                host,
+                f"netsh firewall set service type=REMOTEADMIN mode=ENABLE "
+                f"{ra.scope.with_address(source).netsh_args()}",
+                f"Add {src} to the scope of the Remote Administration exception on {host}"))
+    if purpose == "sink":
+        ap = local.programs.get(program)
+        if ap is not None and not (ap.enabled and ap.scope.matches(source, h.subnet)):
+            scope = ap.scope if ap.scope.matches(source, h.subnet) else ap.scope.with_address(source)
+            out.append(_netsh(
+                host,
+                f"netsh firewall set allowedprogram program={ap.path} mode=ENABLE "
+                f"{scope.netsh_args()}",
+                f"Let {src} reach the allowed program {ap.name} on {host}"))
+
+    def gp_service_scope() -> None:
+        sp = pol.service(fw.Service.REMOTEADMIN)
+        key = gp.policy_key(prof, gp.REMOTE_ADMIN)
+        if sp.state is True and not sp.scope.matches(source, h.subnet):
+            addrs = _widen_addresses(sp.scope, source)
+            out.append(_policy(host, key, {"state": "Enabled", "addresses": addrs},
+                               f"Add {src} to the Group Policy Remote Administration exception "
+                               f"on {host}",
+                               f'Keep Enabled; set "Allow unsolicited incoming messages from" to '
+                               f"{addrs}"))
+        elif sp.state is not True:
+            out.append(_policy(host, key, {"state": "Enabled", "addresses": src},
+                               f"Enable the Remote Administration exception by Group Policy on "
+                               f"{host}, for {src} only",
+                               f'Select Enabled; set "Allow unsolicited incoming messages from" '
+                               f"to {src}"))
+
+    if purpose == "rpcss":
+        # Seed: "netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135".
+        out.append(_netsh(
+            host, f"netsh firewall add portopening protocol=TCP port=135 name=DCOM_TCP135 "
+                  f"scope=CUSTOM addresses={src}",
+            f"Open TCP 135 (RPCSS, the OXID resolver) on {host} to {src} only"))
+        if pol.define_ports is True and pol.allow_local_ports is not True:
+            entries = [p.text() for p in pol.ports] + [f"135:TCP:{src}:Enabled:DCOM_TCP135"]
+            key = gp.policy_key(prof, gp.DEFINE_PORTS)
+            out.append(_policy(host, key, {"state": "Enabled", "ports": entries},
+                               f"Group Policy defines {host}'s port exceptions and ignores local "
+                               f"ones: add TCP 135 for {src} there",
+                               "Keep Enabled; Show... > Add: " + entries[-1]))
+    if purpose in ("rpcss", "wmi"):
+        # Seed: "netsh firewall set service RemoteAdmin enable" (Connection 1, step 2).
+        out.append(_netsh(
+            host, f"netsh firewall set service type=REMOTEADMIN mode=ENABLE "
+                  f"scope=CUSTOM addresses={src}",
+            f"Enable the Remote Administration exception on {host} for {src} only "
+            "(TCP 135, 445 and the dynamic RPC ports of svchost.exe and lsass.exe)"))
+        gp_service_scope()
+    if purpose == "sink":
+        typed = program_as_typed or r"%windir%\system32\wbem\unsecapp.exe"
+        name = "UNSECAPP" if program == fw.UNSECAPP else _program_name(typed)
+        # Seed: "netsh firewall add allowedprogram program=%windir%\system32\wbem\unsecapp.exe
+        # name=UNSECAPP".
+        out.append(_netsh(
+            host, f"netsh firewall add allowedprogram program={_quote(typed)} name={name} "
+                  f"scope=CUSTOM addresses={src}",
+            f"Allow the sink program {typed} on {host} to receive the callback from {src} only"))
+        if pol.define_programs is True and pol.allow_local_programs is not True:
+            entries = [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"]
+            key = gp.policy_key(prof, gp.DEFINE_PROGRAMS)
+            out.append(_policy(host, key, {"state": "Enabled", "programs": entries},
+                               f"Group Policy defines {host}'s program exceptions and ignores "
+                               f"local ones: add the sink program for {src} there",
+                               "Keep Enabled; Show... > Add: " + entries[-1]))
+    return out
+
+
+def _quote(path: str) -> str:
+    return f'"{path}"' if " " in path else path
+
+
+def _program_name(path: str) -> str:
+    base = path.replace("/", "\\").rsplit("\\", 1)[-1]
+    return base.rsplit(".", 1)[0].upper() or "SINK"
+
+
+# ---- security candidates ----------------------------------------------------------------
+
+_LAUNCH_NEEDED = ("remote launch", "remote activation")
+_ACCESS_NEEDED = ("remote access",)
+_WMI_NEEDED = ("enable account", "remote enable")
+
+_DCOM_DIALOG = {
+    "launch_limits": "Launch and Activation Permissions > Edit Limits...",
+    "access_limits": "Access Permissions > Edit Limits...",
+}
+
+
+def _merged(existing: tuple[str, ...], needed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*existing, *needed)))
+
+
+def _dcom_rights_change(world: World, host: str, table: str, principal: str,
+                        needed: tuple[str, ...], why: str) -> list[Change]:
+    h = world.host(host)
+    sd = getattr(h.dcom, table)
+    sid = world.directory.resolve(principal, host)
+    existing = dcom_model.rights_names(sd.rights_of(sid), table)
+    rights = _merged(existing, needed)
+    label = " and ".join(r.title() for r in needed)
+    steps = (f"Run dcomcnfg.exe on {host}",
+             "Component Services > Computers > My Computer > Properties > COM Security",
+             _DCOM_DIALOG.get(table, table),
+             f"Add {principal} and allow {label}")
+    out = [Change(host, "dcom", why, steps, DcomRights(table, principal, rights))]
+    sddl_key = {"launch_limits": gp.DCOM_LAUNCH, "access_limits": gp.DCOM_ACCESS}.get(table)
+    sddl = {"launch_limits": h.policies.dcom_launch_sddl,
+            "access_limits": h.policies.dcom_access_sddl}.get(table)
+    if sddl is not None and sddl_key is not None:
+        new_sd = sd.with_entry(sid, dcom_model.rights_mask(rights))
+        text = new_sd.to_sddl()
+        out.insert(0, _policy(host, sddl_key, {"state": "Enabled", "sddl": text},
+                              why + " (Group Policy sets this limit)",
+                              f"Keep Enabled; Edit Security... add {principal} with {label} "
+                              f"(SDDL {text})"))
+    return out
+
+
+def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change], str | None]:
+    """Changes to try for the failing step, best first; or the reason none can help."""
+    a = world.host(call.source)
+    b = world.host(call.target)
+    sid = step.id
+    if sid == flow.C1_RPCSS:
+        return _firewall_candidates(world, b.name, a.ip, 135, fw.SVCHOST, "rpcss"), None
+    if sid == flow.C1_WMI_PORT:
+        return _firewall_candidates(world, b.name, a.ip, b.wmi_port, fw.SVCHOST, "wmi"), None
+    if sid == flow.C2_RESOLVER_PORT:
+        return _firewall_candidates(world, a.name, b.ip, 135, fw.SVCHOST, "rpcss"), None
+    if sid == flow.C2_SINK_PORT:
+        typed = None if call.sink.lower() == "unsecapp" else call.sink
+        return _firewall_candidates(world, a.name, b.ip, a.sink_port, flow.sink_program(call),
+                                    "sink", typed), None
+    if sid == flow.C1_LOGON:
+        if step.where == "guest":
+            return [
+                Change(b.name, "registry",
+                       f"{b.name} maps every network logon to Guest (Simple File Sharing, "
+                       "ForceGuest = 1); use the Classic sharing model",
+                       (f"On {b.name}: reg add HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa "
+                        "/v forceguest /t REG_DWORD /d 0 /f",),
+                       RegistrySet("ForceGuest", 0)),
+                _policy(b.name, gp.SHARING_MODEL, {"state": "Enabled", "model": "Classic"},
+                        f"Group Policy forces the Guest-only sharing model on {b.name}; set it "
+                        "to Classic",
+                        'Select "Classic - local users authenticate as themselves"'),
+            ], None
+        reasons = {
+            "wrong-password": f"the password for {call.user} is wrong; no setting fixes that",
+            "unknown-account": f"{b.name} cannot find the account {call.user}; use an account "
+                               f"of {b.name}'s domain, a domain it trusts, or a local account "
+                               f"of {b.name}",
+            "untrusted-domain": f"{b.name} does not trust the domain of {call.user}; use an "
+                                f"account of a domain {b.name} trusts or a local account of "
+                                f"{b.name}",
+        }
+        return [], reasons.get(step.where, step.detail)
+    if sid == flow.C1_ACTIVATION:
+        if step.where == "enable_dcom":
+            return [_enable_dcom(b.name)], None
+        if step.where == "launch_limits":
+            return _dcom_rights_change(
+                world, b.name, "launch_limits", _principal(world, call), _LAUNCH_NEEDED,
+                f"Give {call.user} DCOM Remote Launch and Remote Activation on {b.name} "
+                "(seed: Connection 1, step 1)"), None
+        return [], step.detail
+    if sid in (flow.C1_ACCESS, flow.C2_ACCESS):
+        host = b.name if sid == flow.C1_ACCESS else a.name
+        if step.where == "enable_dcom":
+            return [_enable_dcom(host)], None
+        if step.where == "access_limits":
+            if sid == flow.C1_ACCESS:
+                principal = _principal(world, call)
+                why = f"Give {principal} DCOM Remote Access on {b.name}"
+            else:
+                token = world.directory.callback_token(b.name, a.name)
+                principal = token.name
+                why = (f"Give {principal} DCOM Remote Access on {a.name} so that {b.name}'s "
+                       "callback reaches the sink (seed: Connection 2, step 3)")
+            return _dcom_rights_change(world, host, "access_limits", principal,
+                                       _ACCESS_NEEDED, why), None
+        return [], step.detail
+    if sid == flow.C1_NAMESPACE:
+        if step.where == "namespace":
+            return [], step.detail
+        principal = _principal(world, call)
+        ns = call.namespace
+        existing = wmi_model.rights_names(b.wmi.rights_of(world.directory.resolve(principal, b.name), ns))
+        rights = _merged(existing, _WMI_NEEDED)
+        return [Change(
+            b.name, "wmi",
+            f"Give {principal} Enable Account and Remote Enable on {ns} on {b.name}",
+            (f"Run wmimgmt.msc on {b.name}", "Right-click WMI Control (Local) > Properties > "
+             "Security", f"Select {ns.title()} > Security", f"Add {principal} and allow Enable "
+             "Account and Remote Enable"),
+            WmiRights(ns, principal, rights))], None
+    return [], step.detail
+
+
+def _enable_dcom(host: str) -> Change:
+    return Change(host, "dcom", f"Enable DCOM on {host} (EnableDCOM = Y)",
+                  (f"Run dcomcnfg.exe on {host}",
+                   "Component Services > Computers > My Computer > Properties > Default "
+                   "Properties", 'Check "Enable Distributed COM on this computer"'),
+                  DcomEnable())
+
+
+def _principal(world: World, call: Call) -> str:
+    return call.user
+
+
+# ---- the search -------------------------------------------------------------------------
+
+
+def _progress(before: flow.Verdict, after: flow.Verdict) -> bool:
+    if after.ok:
+        return True
+    fb, fa = before.failed, after.failed
+    assert fb is not None and fa is not None
+    return after.steps.index(fa) > before.steps.index(fb)
+
+
+def _search(world: World, call: Call) -> tuple[list[Change], str | None]:
+    changes: list[Change] = []
+    verdict = flow.evaluate(world, call)
+    for _ in range(MAX_ROUNDS):
+        if verdict.ok:
+            return changes, None
+        step = verdict.failed
+        assert step is not None
+        cands, reason = _candidates(world, call, step)
+        for cand in cands:
+            w2, c2 = apply_edit(world, call, cand.host, cand.edit)
+            v2 = flow.evaluate(w2, c2)
+            if _progress(verdict, v2):
+                changes.append(cand)
+                world, call, verdict = w2, c2, v2
+                break
+        else:
+            return changes, reason or (
+                f"no least-privilege change found for step {step.id}: {step.detail}")
+    return changes, "the fix needs more changes than wmilab tries"
+
+
+def _minimize(world: World, call: Call, changes: list[Change]) -> list[Change]:
+    kept = list(changes)
+    for ch in list(reversed(changes)):
+        trial = [c for c in kept if c is not ch]
+        w, c = apply(world, call, trial)
+        if flow.evaluate(w, c).ok:
+            kept = trial
+    return kept
+
+
+def remedy(world: World, call: Call) -> Remedy:
+    """The minimal proven fix for ``call`` in ``world`` (empty when it already works)."""
+    verdict = flow.evaluate(world, call)
+    if verdict.ok:
+        return Remedy(proven=True)
+    out = Remedy()
+    changes, reason = _search(world, call)
+    if reason is None:
+        out.changes = _minimize(world, call, changes)
+        w, c = apply(world, call, out.changes)
+        out.proven = flow.evaluate(w, c).ok
+    else:
+        out.unfixable = reason
+    if call.mode == "async":
+        # Seed: "When possible, semisynchronous calls should be made instead of asynchronous
+        # calls" - they need no Connection 2 at all. Offered when it needs less.
+        mode = Change(None, "call",
+                      "Preferred: make the call semisynchronous. It needs only Connection 1, "
+                      "so A's firewall and DCOM stay closed (the seed recommends it)",
+                      ('mode = "semisync"  (WBEM_FLAG_RETURN_IMMEDIATELY | '
+                       "WBEM_FLAG_FORWARD_ONLY, then poll the enumerator)",),
+                      CallMode("semisync"))
+        w, c = apply_edit(world, call, None, mode.edit)
+        sub, sub_reason = _search(w, c)
+        if sub_reason is None:
+            sub = _minimize(w, c, sub)
+            if out.unfixable is not None or len(sub) < len(out.changes):
+                out.semisync = [mode, *sub]
+    return out

@@ -1,0 +1,302 @@
+"""Load a scenario file (docs/scenario-format.md) into model objects.
+
+Every problem is reported as a :class:`ScenarioError` naming the file, the
+line and the field, and saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from wmilab.errors import ConfigError, PathPart, dotted
+from wmilab.model import hresult
+from wmilab.model.firewall import Profile
+from wmilab.model.identity import DomainSpec
+from wmilab.model.world import OSES, REGISTRY_VALUES, HostConfig, World
+from wmilab.tomlpos import line_of
+
+MODES = ("sync", "semisync", "async")
+TOP_FIELDS = ("title", "domains", "hosts", "calls")
+DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
+HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
+               "netsh", "policy", "dcom", "wmi", "registry")
+CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
+               "sink", "expect")
+DEFAULT_NAMESPACE = "root\\cimv2"
+DEFAULT_QUERY = "SELECT * FROM Win32_OperatingSystem"
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used: file, line, field and what is wrong."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
+        self.file, self.line, self.field, self.message = file, line, field, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+Expect = tuple[str, ...]  # "ok" or HRESULT hex strings such as "0x800706BA"
+
+
+@dataclass(frozen=True)
+class Call:
+    index: int
+    name: str
+    source: str
+    target: str
+    user: str
+    password: str | None
+    mode: str
+    namespace: str
+    query: str
+    sink: str
+    expect: Expect | None
+
+    def with_mode(self, mode: str) -> Call:
+        return Call(self.index, self.name, self.source, self.target, self.user, self.password,
+                    mode, self.namespace, self.query, self.sink, self.expect)
+
+
+@dataclass
+class Scenario:
+    path: str
+    text: str
+    title: str
+    world: World
+    calls: list[Call]
+    raw: dict[str, Any] = field(repr=False)
+
+    def warnings(self) -> list[str]:
+        out: list[str] = []
+        for name in self.world.configs:
+            out.extend(self.world.host(name).warnings())
+        return out
+
+
+def _fail(path: tuple[PathPart, ...], message: str) -> ConfigError:
+    return ConfigError(message, path)
+
+
+def _table(value: object, path: tuple[PathPart, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be a table, not {type(value).__name__}")
+    return value
+
+
+def _str(value: object, path: tuple[PathPart, ...]) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _str_list(value: object, path: tuple[PathPart, ...]) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, "must be a list of strings")
+    return tuple(_str(v, (*path, i)) for i, v in enumerate(value))
+
+
+def _known(table: Mapping[str, Any], allowed: Sequence[str], path: tuple[PathPart, ...]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _fail((*path, key), f"unknown field {key!r}; expected one of: {', '.join(allowed)}")
+
+
+def _passwords(value: object, path: tuple[PathPart, ...]) -> dict[str, str]:
+    table = _table(value, path)
+    return {k: _str(v, (*path, k)) for k, v in table.items()}
+
+
+def _groups(value: object, path: tuple[PathPart, ...]) -> dict[str, tuple[str, ...]]:
+    table = _table(value, path)
+    return {k: _str_list(v, (*path, k)) for k, v in table.items()}
+
+
+def _domain(name: str, value: object) -> DomainSpec:
+    path: tuple[PathPart, ...] = ("domains", name)
+    t = _table(value, path)
+    _known(t, DOMAIN_FIELDS, path)
+    return DomainSpec(
+        name=name,
+        dns=_str(t.get("dns", name.lower()), (*path, "dns")),
+        trusts=_str_list(t.get("trusts", []), (*path, "trusts")),
+        accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
+        groups=_groups(t.get("groups", {}), (*path, "groups")),
+    )
+
+
+def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostConfig:
+    path: tuple[PathPart, ...] = ("hosts", name)
+    t = _table(value, path)
+    _known(t, HOST_FIELDS, path)
+    if "os" not in t:
+        raise _fail(path, f"missing field 'os' (one of: {', '.join(OSES)})")
+    os_name = _str(t["os"], (*path, "os")).lower()
+    if os_name not in OSES:
+        raise _fail((*path, "os"), f"unknown OS {t['os']!r}; expected one of: {', '.join(OSES)}")
+    if ("domain" in t) == ("workgroup" in t):
+        raise _fail(path, "give exactly one of 'domain' or 'workgroup'")
+    domain = workgroup = None
+    if "domain" in t:
+        domain = _str(t["domain"], (*path, "domain"))
+        match = {d.upper(): d for d in domains}.get(domain.upper())
+        if match is None:
+            known = ", ".join(domains) or "none are defined"
+            raise _fail((*path, "domain"), f"unknown domain {domain!r} (domains: {known})")
+        domain = match
+    else:
+        workgroup = _str(t["workgroup"], (*path, "workgroup"))
+    if "address" not in t:
+        raise _fail(path, "missing field 'address' (an IPv4 address with prefix, e.g. 192.168.10.2/24)")
+    addr_text = _str(t["address"], (*path, "address"))
+    try:
+        if "/" not in addr_text:
+            raise ValueError("the prefix length is missing")
+        address = IPv4Interface(addr_text)
+    except ValueError as e:
+        raise _fail((*path, "address"),
+                    f"{addr_text!r} is not an IPv4 address with prefix length "
+                    f"such as 192.168.10.2/24 ({e})") from None
+    profile = None
+    if "profile" in t:
+        p = _str(t["profile"], (*path, "profile")).lower()
+        if p not in ("domain", "standard"):
+            raise _fail((*path, "profile"), f"{t['profile']!r} is not 'domain' or 'standard'")
+        if p == "domain" and domain is None:
+            raise _fail((*path, "profile"), "a workgroup computer has no domain profile in use")
+        profile = Profile(p)
+    registry: dict[str, int] = {}
+    for key, v in _table(t.get("registry", {}), (*path, "registry")).items():
+        canon = {k.lower(): k for k in REGISTRY_VALUES}.get(key.lower())
+        if canon is None:
+            raise _fail((*path, "registry", key),
+                        f"unknown registry value {key!r}; expected one of: {', '.join(REGISTRY_VALUES)}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise _fail((*path, "registry", key), "must be a non-negative whole number (a DWORD)")
+        registry[canon] = v
+    return HostConfig(
+        name=name, os=os_name, address=address, domain=domain, workgroup=workgroup,
+        profile=profile,
+        accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
+        groups=_groups(t["groups"], (*path, "groups")) if "groups" in t else None,
+        netsh=_str_list(t.get("netsh", []), (*path, "netsh")),
+        policy=_table(t.get("policy", {}), (*path, "policy")),
+        dcom=_table(t.get("dcom", {}), (*path, "dcom")),
+        wmi=_table(t.get("wmi", {}), (*path, "wmi")),
+        registry=registry,
+    )
+
+
+def _expect(value: object, path: tuple[PathPart, ...]) -> Expect:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise _fail(path, "an empty list matches nothing; give 'ok' or an HRESULT")
+    out = []
+    for i, item in enumerate(items):
+        p = (*path, i) if isinstance(value, list) else path
+        text = _str(item, p)
+        if text.strip().lower() == "ok":
+            out.append("ok")
+            continue
+        try:
+            out.append(hresult.parse(text).hex)
+        except ValueError as e:
+            raise _fail(p, str(e)) from None
+    return tuple(out)
+
+
+def _call(i: int, value: object, world: World) -> Call:
+    path: tuple[PathPart, ...] = ("calls", i)
+    t = _table(value, path)
+    _known(t, CALL_FIELDS, path)
+    for req in ("from", "to", "user"):
+        if req not in t:
+            raise _fail(path, f"missing field {req!r}")
+    ends = {}
+    for end in ("from", "to"):
+        name = _str(t[end], (*path, end))
+        match = {h.upper(): h for h in world.configs}.get(name.upper())
+        if match is None:
+            raise _fail((*path, end), f"unknown host {name!r} (hosts: {', '.join(world.configs)})")
+        ends[end] = match
+    user = _str(t["user"], (*path, "user"))
+    if "\\" not in user:
+        raise _fail((*path, "user"), f"{user!r} must be written DOMAIN\\name or HOST\\name")
+    mode = _str(t.get("mode", "semisync"), (*path, "mode")).lower()
+    if mode not in MODES:
+        raise _fail((*path, "mode"), f"{t['mode']!r} is not one of: {', '.join(MODES)}")
+    if "sink" in t and mode != "async":
+        raise _fail((*path, "sink"), "a sink is used only by mode = \"async\"")
+    sink = _str(t.get("sink", "unsecapp"), (*path, "sink"))
+    if sink.lower() != "unsecapp" and not (sink.lower().endswith(".exe") and "\\" in sink):
+        raise _fail((*path, "sink"),
+                    f"{sink!r} must be \"unsecapp\" or the full path of the client's sink program "
+                    "(e.g. C:\\Program Files\\Monitor\\monitor.exe)")
+    password = _str(t["password"], (*path, "password")) if "password" in t else None
+    if password is None and world.password_of(user) is None:
+        raise _fail((*path, "user"),
+                        f"unknown account {user!r}: define it under [domains.X.accounts] or "
+                        "[hosts.X.accounts], or give 'password'")
+    namespace = _str(t.get("namespace", DEFAULT_NAMESPACE), (*path, "namespace"))
+    return Call(
+        index=i,
+        name=_str(t.get("name", f"{ends['from']}→{ends['to']} {mode}"), (*path, "name")),
+        source=ends["from"], target=ends["to"], user=user, password=password, mode=mode,
+        namespace=namespace, query=_str(t.get("query", DEFAULT_QUERY), (*path, "query")),
+        sink=sink,
+        expect=_expect(t["expect"], (*path, "expect")) if "expect" in t else None,
+    )
+
+
+def build(raw: Mapping[str, Any]) -> tuple[str, World, list[Call]]:
+    """Validate a parsed scenario document; ConfigError carries the key path."""
+    _known(raw, TOP_FIELDS, ())
+    title = _str(raw.get("title", ""), ("title",))
+    domains_t = _table(raw.get("domains", {}), ("domains",))
+    domains = {name: _domain(name, v) for name, v in domains_t.items()}
+    hosts_t = _table(raw.get("hosts", {}), ("hosts",))
+    if not hosts_t:
+        raise _fail(("hosts",), "no hosts are defined; add a [hosts.NAME] table")
+    hosts = {name: _host(name, v, domains) for name, v in hosts_t.items()}
+    world = World(domains, hosts)
+    world.build_all()
+    calls_v = raw.get("calls", [])
+    if not isinstance(calls_v, list):
+        raise _fail(("calls",), "must be an array of tables: write each call as [[calls]]")
+    calls = [_call(i, v, world) for i, v in enumerate(calls_v)]
+    return title, world, calls
+
+
+def loads(text: str, path: str = "<scenario>") -> Scenario:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        line = int(m.group(1)) if m else None
+        raise ScenarioError(path, line, "", f"not valid TOML: {msg}") from None
+    try:
+        title, world, calls = build(raw)
+    except ConfigError as e:
+        raise ScenarioError(path, line_of(text, e.path), dotted(e.path), e.message) from None
+    return Scenario(path=path, text=text, title=title, world=world, calls=calls, raw=raw)
+
+
+def load(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(str(p), None, "", "no such file") from None
+    except IsADirectoryError:
+        raise ScenarioError(str(p), None, "", "is a directory, not a scenario file") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(str(p), None, "", f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise ScenarioError(str(p), None, "", e.strerror or str(e)) from None
+    return loads(text, str(p))

@@ -1,0 +1,194 @@
+"""Interface and class UUIDs, and opnum tables, for MS-DCOM and MS-WMI."""
+
+from __future__ import annotations
+
+import uuid
+from enum import IntEnum
+
+U = uuid.UUID
+
+# MS-DCOM 1.9 (standards assignments) and 2.2.22.2 (activation property CLSIDs).
+IID_IUNKNOWN = U("00000000-0000-0000-c000-000000000046")
+IID_IREMUNKNOWN = U("00000131-0000-0000-c000-000000000046")
+IID_IREMUNKNOWN2 = U("00000143-0000-0000-c000-000000000046")
+IID_IOBJECTEXPORTER = U("99fcfec4-5260-101b-bbcb-00aa0021347a")
+IID_IREMOTESCMACTIVATOR = U("000001a0-0000-0000-c000-000000000046")
+IID_ISYSTEMACTIVATOR = IID_IREMOTESCMACTIVATOR  # Wireshark's name for the same UUID.
+IID_IACTIVATION = U("4d9f4ab8-7d1c-11cf-861e-0020af6e7c57")
+IID_IACTIVATIONPROPERTIESIN = U("000001a2-0000-0000-c000-000000000046")
+IID_IACTIVATIONPROPERTIESOUT = U("000001a3-0000-0000-c000-000000000046")
+IID_ICLASSFACTORY = U("00000001-0000-0000-c000-000000000046")
+
+CLSID_ACTIVATIONPROPERTIESIN = U("00000338-0000-0000-c000-000000000046")
+CLSID_ACTIVATIONPROPERTIESOUT = U("00000339-0000-0000-c000-000000000046")
+CLSID_INSTANTIATIONINFO = U("000001ab-0000-0000-c000-000000000046")
+CLSID_ACTIVATIONCONTEXTINFO = U("000001a5-0000-0000-c000-000000000046")
+CLSID_SERVERLOCATIONINFO = U("000001a4-0000-0000-c000-000000000046")
+CLSID_SCMREQUESTINFO = U("000001aa-0000-0000-c000-000000000046")
+CLSID_SECURITYINFO = U("000001a6-0000-0000-c000-000000000046")
+CLSID_INSTANCEINFO = U("000001ad-0000-0000-c000-000000000046")
+CLSID_SPECIALSYSTEMPROPERTIES = U("000001b9-0000-0000-c000-000000000046")
+CLSID_PROPSOUTINFO = U("00000339-0000-0000-c000-000000000046")
+CLSID_SCMREPLYINFO = U("000001b6-0000-0000-c000-000000000046")
+
+# MS-WMI 1.9 and 2.2.x: WMI class and interface identifiers.
+CLSID_WBEMLEVEL1LOGIN = U("8bc3f05e-d86b-11d0-a075-00c04fb68820")
+CLSID_WBEMCLASSOBJECT = U("4590f812-1d3a-11d0-891f-00aa004b2e24")  # MS-WMI 2.2.4.1
+IID_IWBEMLEVEL1LOGIN = U("f309ad18-d86a-11d0-a075-00c04fb68820")
+IID_IWBEMSERVICES = U("9556dc99-828c-11cf-a37e-00aa003240c7")
+IID_IWBEMCLASSOBJECT = U("dc12a681-737f-11cf-884d-00aa004b2e24")
+IID_IENUMWBEMCLASSOBJECT = U("027947e1-d731-11ce-a357-000000000001")
+IID_IWBEMCALLRESULT = U("44aca675-e8fc-11d0-a07c-00c04fb68820")
+IID_IWBEMCONTEXT = U("44aca674-e8fc-11d0-a07c-00c04fb68820")
+IID_IWBEMFETCHSMARTENUM = U("1c1c45ee-4395-11d2-b60b-00104b703efd")
+IID_IWBEMWCOSMARTENUM = U("423ec01e-2e35-11d2-b604-00104b703efd")
+IID_IWBEMOBJECTSINK = U("7c857801-7381-11cf-884d-00aa004b2e24")
+IID_IWBEMLOGINCLIENTID = U("d4781cd6-e5d3-44df-ad94-930efe48a887")
+IID_IWBEMLOGINHELPER = U("541679ab-2e5f-11d3-b34e-00104bcc4b4a")
+
+
+class ObjectExporterOp(IntEnum):
+    """MS-DCOM 3.1.2.5.1 IObjectExporter (IOXIDResolver) methods."""
+
+    RESOLVE_OXID = 0
+    SIMPLE_PING = 1
+    COMPLEX_PING = 2
+    SERVER_ALIVE = 3
+    RESOLVE_OXID2 = 4
+    SERVER_ALIVE2 = 5
+
+
+class RemoteScmActivatorOp(IntEnum):
+    """MS-DCOM 3.1.2.5.2.3 IRemoteSCMActivator; opnums 0-2 are reserved (Opnum0NotUsedOnWire...)."""
+
+    REMOTE_GET_CLASS_OBJECT = 3
+    REMOTE_CREATE_INSTANCE = 4
+
+
+class RemUnknownOp(IntEnum):
+    """MS-DCOM 3.1.1.5.6 IRemUnknown and 3.1.1.5.7 IRemUnknown2; 0-2 are IUnknown, not on wire."""
+
+    REM_QUERY_INTERFACE = 3
+    REM_ADD_REF = 4
+    REM_RELEASE = 5
+    REM_QUERY_INTERFACE2 = 6
+
+
+class WbemLevel1LoginOp(IntEnum):
+    """MS-WMI 3.1.4.1 IWbemLevel1Login."""
+
+    ESTABLISH_POSITION = 3
+    REQUEST_CHALLENGE = 4
+    WBEM_LOGIN = 5
+    NTLM_LOGIN = 6
+
+
+class WbemServicesOp(IntEnum):
+    """MS-WMI 3.1.4.3 IWbemServices, methods in opnum order."""
+
+    OPEN_NAMESPACE = 3
+    CANCEL_ASYNC_CALL = 4
+    QUERY_OBJECT_SINK = 5
+    GET_OBJECT = 6
+    GET_OBJECT_ASYNC = 7
+    PUT_CLASS = 8
+    PUT_CLASS_ASYNC = 9
+    DELETE_CLASS = 10
+    DELETE_CLASS_ASYNC = 11
+    CREATE_CLASS_ENUM = 12
+    CREATE_CLASS_ENUM_ASYNC = 13
+    PUT_INSTANCE = 14
+    PUT_INSTANCE_ASYNC = 15
+    DELETE_INSTANCE = 16
+    DELETE_INSTANCE_ASYNC = 17
+    CREATE_INSTANCE_ENUM = 18
+    CREATE_INSTANCE_ENUM_ASYNC = 19
+    EXEC_QUERY = 20
+    EXEC_QUERY_ASYNC = 21
+    EXEC_NOTIFICATION_QUERY = 22
+    EXEC_NOTIFICATION_QUERY_ASYNC = 23
+    EXEC_METHOD = 24
+    EXEC_METHOD_ASYNC = 25
+
+
+class EnumWbemClassObjectOp(IntEnum):
+    """MS-WMI 3.1.4.4 IEnumWbemClassObject."""
+
+    RESET = 3
+    NEXT = 4
+    NEXT_ASYNC = 5
+    CLONE = 6
+    SKIP = 7
+
+
+class WbemCallResultOp(IntEnum):
+    """MS-WMI 3.1.4.5 IWbemCallResult."""
+
+    GET_RESULT_OBJECT = 3
+    GET_RESULT_STRING = 4
+    GET_RESULT_SERVICES = 5
+    GET_CALL_STATUS = 6
+
+
+class WbemFetchSmartEnumOp(IntEnum):
+    """MS-WMI 3.1.4.6 IWbemFetchSmartEnum."""
+
+    GET_SMART_ENUM = 3
+
+
+class WbemWcoSmartEnumOp(IntEnum):
+    """MS-WMI 3.1.4.7 IWbemWCOSmartEnum."""
+
+    NEXT = 3
+
+
+class WbemObjectSinkOp(IntEnum):
+    """MS-WMI 3.1.4.2 IWbemObjectSink."""
+
+    INDICATE = 3
+    SET_STATUS = 4
+
+
+OPNUMS: dict[uuid.UUID, type[IntEnum]] = {
+    IID_IOBJECTEXPORTER: ObjectExporterOp,
+    IID_IREMOTESCMACTIVATOR: RemoteScmActivatorOp,
+    IID_IREMUNKNOWN: RemUnknownOp,
+    IID_IREMUNKNOWN2: RemUnknownOp,
+    IID_IWBEMLEVEL1LOGIN: WbemLevel1LoginOp,
+    IID_IWBEMSERVICES: WbemServicesOp,
+    IID_IENUMWBEMCLASSOBJECT: EnumWbemClassObjectOp,
+    IID_IWBEMCALLRESULT: WbemCallResultOp,
+    IID_IWBEMFETCHSMARTENUM: WbemFetchSmartEnumOp,
+    IID_IWBEMWCOSMARTENUM: WbemWcoSmartEnumOp,
+    IID_IWBEMOBJECTSINK: WbemObjectSinkOp,
+}
+
+NAMES: dict[uuid.UUID, str] = {
+    IID_IUNKNOWN: "IUnknown",
+    IID_IREMUNKNOWN: "IRemUnknown",
+    IID_IREMUNKNOWN2: "IRemUnknown2",
+    IID_IOBJECTEXPORTER: "IObjectExporter",
+    IID_IREMOTESCMACTIVATOR: "IRemoteSCMActivator",
+    IID_IACTIVATION: "IActivation",
+    IID_IWBEMLEVEL1LOGIN: "IWbemLevel1Login",
+    IID_IWBEMSERVICES: "IWbemServices",
+    IID_IWBEMCLASSOBJECT: "IWbemClassObject",
+    IID_IENUMWBEMCLASSOBJECT: "IEnumWbemClassObject",
+    IID_IWBEMCALLRESULT: "IWbemCallResult",
+    IID_IWBEMFETCHSMARTENUM: "IWbemFetchSmartEnum",
+    IID_IWBEMWCOSMARTENUM: "IWbemWCOSmartEnum",
+    IID_IWBEMOBJECTSINK: "IWbemObjectSink",
+    IID_IWBEMCONTEXT: "IWbemContext",
+}
+
+
+def op_name(iid: uuid.UUID, opnum: int) -> str:
+    """``IWbemServices::EXEC_QUERY`` style name, or ``<iid>#<opnum>`` when unknown."""
+    iface = NAMES.get(iid, str(iid))
+    table = OPNUMS.get(iid)
+    if table is not None:
+        try:
+            return f"{iface}::{table(opnum).name}"
+        except ValueError:
+            pass
+    return f"{iface}#{opnum}"
