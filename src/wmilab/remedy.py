@@ -149,7 +149,7 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
             # An SDDL table: append an allow ACE for the principal.
             host_model = world.host(host)
             sid = world.directory.resolve(edit.principal, host)
-            mask = dcom_model.rights_mask(edit.rights)
+            mask = _dcom_mask(edit.rights, edit.table)
             sd = getattr(host_model.dcom, edit.table).with_entry(sid, mask)
             dcom[edit.table] = sd.to_sddl()
         else:
@@ -340,6 +340,25 @@ _DCOM_DIALOG = {
 }
 
 
+def _dcom_table(table: str) -> Mapping[str, int]:
+    return (dcom_model.LAUNCH_RIGHTS if table in dcom_model.LAUNCH_TABLES
+            else dcom_model.ACCESS_RIGHTS)
+
+
+def _dcom_names(mask: int, table: str) -> tuple[str, ...]:
+    return tuple(n for n, bit in _dcom_table(table).items() if mask & bit)
+
+
+def _dcom_mask(names: tuple[str, ...], table: str) -> int:
+    rights = _dcom_table(table)
+    mask = 0
+    for n in names:
+        mask |= rights[n]
+    # COM_RIGHTS_EXECUTE is set in every ACE of a new-format COM ACL
+    # (MSDocs com/access-control-lists-for-com).
+    return mask | dcom_model.COM_RIGHTS_EXECUTE if mask else 0
+
+
 def _merged(existing: tuple[str, ...], needed: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*existing, *needed)))
 
@@ -349,7 +368,7 @@ def _dcom_rights_change(world: World, host: str, table: str, principal: str,
     h = world.host(host)
     sd = getattr(h.dcom, table)
     sid = world.directory.resolve(principal, host)
-    existing = dcom_model.rights_names(sd.rights_of(sid), table)
+    existing = _dcom_names(sd.rights_of(sid), table)
     rights = _merged(existing, needed)
     label = " and ".join(r.title() for r in needed)
     steps = (f"Run dcomcnfg.exe on {host}",
@@ -361,7 +380,7 @@ def _dcom_rights_change(world: World, host: str, table: str, principal: str,
     sddl = {"launch_limits": h.policies.dcom_launch_sddl,
             "access_limits": h.policies.dcom_access_sddl}.get(table)
     if sddl is not None and sddl_key is not None:
-        new_sd = sd.with_entry(sid, dcom_model.rights_mask(rights))
+        new_sd = sd.with_entry(sid, _dcom_mask(rights, table))
         text = new_sd.to_sddl()
         out.insert(0, _policy(host, sddl_key, {"state": "Enabled", "sddl": text},
                               why + " (Group Policy sets this limit)",
@@ -428,7 +447,7 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
                 why = f"Give {principal} DCOM Remote Access on {b.name}"
             else:
                 token = world.directory.callback_token(b.name, a.name)
-                principal = token.name
+                principal = token.name.removeprefix("NT AUTHORITY\\")
                 why = (f"Give {principal} DCOM Remote Access on {a.name} so that {b.name}'s "
                        "callback reaches the sink (seed: Connection 2, step 3)")
             return _dcom_rights_change(world, host, "access_limits", principal,
@@ -439,7 +458,9 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
             return [], step.detail
         principal = _principal(world, call)
         ns = call.namespace
-        existing = wmi_model.rights_names(b.wmi.rights_of(world.directory.resolve(principal, b.name), ns))
+        sid_p = world.directory.resolve(principal, b.name)
+        mask = b.wmi.descriptor(ns).rights_of(sid_p)
+        existing = tuple(n for n, bit in wmi_model.RIGHTS.items() if mask & bit)
         rights = _merged(existing, _WMI_NEEDED)
         return [Change(
             b.name, "wmi",

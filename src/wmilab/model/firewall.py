@@ -395,7 +395,9 @@ class EffectiveFirewall:
                 False,
                 f"{r.description} admits only {r.scope.describe()}; {src} is outside it",
                 r.origin)
-        hidden = self._hidden.get(key) or self._hidden.get(conn.program)
+        hidden = self._hidden.get(key)
+        if hidden is None:
+            hidden = self._hidden.get(conn.program)
         if hidden is not None:
             return hidden
         what = f"ICMP type {conn.port}" if conn.protocol == "ICMP" else (

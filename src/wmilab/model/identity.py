@@ -198,7 +198,7 @@ class Directory:
         direct: dict[str, set[str]] = {}
         # Defaults: Domain Admins holds Administrator, Domain Users every user account,
         # Domain Guests the Guest account, Domain Computers every member computer
-        # (TechNet cc756898 "Default groups"; MS-DTYP 2.4.2.4 RIDs).
+        # (Windows Server 2003 help "Default groups"; RIDs MS-DTYP 2.4.2.4).
         users = [n for n in d.display if n in d.accounts or n == "administrator"]
         direct[self._dsid(d, "domain admins")] = {self._dsid(d, "administrator")}
         direct[self._dsid(d, "domain users")] = {self._dsid(d, n) for n in users}
@@ -219,7 +219,8 @@ class Directory:
         if "\\" in n:
             prefix, n = n.split("\\", 1)
             if prefix.lower() != d.name.lower():
-                # Global groups hold members of their own domain only (TechNet cc755692).
+                # Choice: global groups hold members of their own domain only (group scope
+                # rules of Windows Server 2003 help "Group scope"; not re-checked).
                 raise ConfigError(
                     f"{name!r}: a group of domain {d.name} can only hold members of {d.name}", path
                 )
@@ -269,8 +270,9 @@ class Directory:
         admin = sids.with_rid(h.sid, sids.RID_ADMINISTRATOR)
         guest = sids.with_rid(h.sid, sids.RID_GUEST)
         groups: dict[str, set[str]] = {g: set() for g in h.group_names}
-        # Defaults (TechNet cc785098 "Default local groups"; joining a domain adds Domain
-        # Admins to Administrators, Domain Users to Users, Domain Guests to Guests).
+        # Defaults: Administrators holds Administrator (+ Domain Admins on a member), Users
+        # Authenticated Users and INTERACTIVE (+ Domain Users), Guests Guest (+ Domain
+        # Guests). Windows Server 2003 help "Default local groups" (Choice where silent).
         groups[sids.BUILTIN_ADMINISTRATORS] = {admin}
         groups[sids.BUILTIN_USERS] = {sids.AUTHENTICATED_USERS, sids.INTERACTIVE}
         groups[sids.BUILTIN_GUESTS] = {guest}
@@ -286,7 +288,7 @@ class Directory:
             for i, m in enumerate(members):
                 msid = self.resolve(m, key, _path=(*path, i))
                 if msid in h.group_names:
-                    # Local groups cannot contain local groups (TechNet cc755692).
+                    # Choice: local groups do not contain local groups (group scope rules).
                     raise ConfigError(
                         f"{m!r} is a local group; local groups cannot be nested", (*path, i)
                     )
@@ -384,8 +386,8 @@ class Directory:
         """Whether domain ``trusting`` accepts accounts of domain ``trusted``.
 
         Choice: trusts listed in the scenario are two-way external trusts and are not
-        transitive (TechNet cc736874: external trusts are non-transitive); a domain
-        trusts itself.
+        transitive (external trusts are non-transitive: Windows Server 2003 help "Trust
+        types"); a domain trusts itself.
         """
         a = self._domain(trusting)
         b = self._domain(trusted)
@@ -580,6 +582,8 @@ class Directory:
             return self._local_logon(h, nl, user, proof)
         if dl in self._domains:
             d = self._domains[dl]
+            # The target's own or a trusted domain: pass-through authentication to its DC
+            # (KB 103390 "the server will do pass-through authentication").
             if h.spec.domain is not None and self.trusts(h.spec.domain, d.name):
                 return self._domain_logon(h, d, nl, user, proof)
             return self._fallback_logon(h, nl, user, proof, "untrusted-domain",
@@ -593,7 +597,7 @@ class Directory:
                 return self._domain_logon(h, d, nl, user, proof)
             return self._local_logon(h, nl, user, proof)
         # Another computer's local account, or an unknown domain: NTLM falls back to a
-        # local account of the same name on the target ("mirrored" account; KB 102716).
+        # local account of the same name on the target ("mirrored" account; KB 103390).
         return self._fallback_logon(h, nl, user, proof, "unknown-account",
                                     f"{dom} is not a domain {h.name} knows")
 
@@ -630,6 +634,7 @@ class Directory:
         if nl == "guest":
             return self._guest_logon(h, user)
         if nl not in h.accounts:
+            # No matching account: "Guest permissions are tested" (KB 103390).
             if self.guest_enabled(h.name):
                 return self._guest_logon(h, user)
             return Logon(False, None, f"{h.name} has no local account {nl!r}", "unknown-account")
@@ -653,8 +658,8 @@ class Directory:
 
     def _domain_logon(self, h: _Host, d: _Domain, nl: str, user: str, proof: Proof) -> Logon:
         if nl not in d.accounts:
-            # Choice: a trusted domain's DC answers "no such user"; the target does not fall
-            # back to a local account or Guest for a domain it trusts.
+            # A trusted domain is asked by pass-through authentication (KB 103390); Choice:
+            # when its DC answers "no such user", no local or Guest fallback is modelled.
             return Logon(False, None, f"domain {d.name} has no account {nl!r}", "unknown-account")
         if not proof(d.accounts[nl]):
             return Logon(False, None, f"{user}: wrong password for {d.name}\\{d.display[nl]}",

@@ -79,7 +79,7 @@ class NdrReader:
     def _need(self, n: int) -> None:
         if n < 0 or self.pos + n > len(self.data):
             raise StubError(
-                f"{self.what}: truncated at byte {self.pos} (needs {n} more, "
+                f"truncated at byte {self.pos} (needs {n} more, "
                 f"has {len(self.data) - self.pos})", (self.what,))
 
     def align(self, n: int) -> None:
@@ -131,7 +131,7 @@ class NdrReader:
         offset = self.u32()
         actual = self.u32()
         if offset != 0 or actual > _max:
-            raise StubError(f"{self.what}: malformed string header", (self.what,))
+            raise StubError("malformed string header", (self.what,))
         text = self.raw(2 * actual).decode("utf-16-le", errors="replace")
         return text.rstrip("\x00")
 
@@ -427,7 +427,7 @@ def read_dsa_ndr(r: NdrReader) -> DualStringArray:
     n = r.u16()
     sec = r.u16()
     if n != n_max or sec > n:
-        raise StubError(f"{r.what}: inconsistent DUALSTRINGARRAY sizes", (r.what,))
+        raise StubError("inconsistent DUALSTRINGARRAY sizes", (r.what,))
     return _parse_dsa_body(r.raw(2 * n), sec)
 
 
@@ -514,7 +514,7 @@ def read_mip(r: NdrReader) -> bytes:
     cnt = r.u32()
     data = r.conformant_bytes()
     if cnt != len(data):
-        raise StubError(f"{r.what}: MInterfacePointer sizes disagree", (r.what,))
+        raise StubError("MInterfacePointer sizes disagree", (r.what,))
     r.align(4)
     return data
 
@@ -1128,13 +1128,12 @@ def parse_complex_ping(stub: bytes) -> ComplexPingRequest:
         seq = r.u16()
         n_add = r.u16()
         n_del = r.u16()
-        p_add = r.ptr()
-        p_del = r.ptr()
+        # Top-level pointer parameters: each referent follows its own pointer (C706 14.3.12).
         add: tuple[int, ...] = ()
         dele: tuple[int, ...] = ()
-        if p_add:
+        if r.ptr():
             add = tuple(r.u64() for _ in range(r.u32()))
-        if p_del:
+        if r.ptr():
             dele = tuple(r.u64() for _ in range(r.u32()))
         del n_add, n_del
         return ComplexPingRequest(set_id, seq, add, dele)
@@ -1198,7 +1197,7 @@ class QiResult:
 
 
 def build_rem_query_interface_reply(results: Sequence[QiResult]) -> bytes:
-    """The call HRESULT is S_OK when any IID succeeded, else E_NOINTERFACE (MS-DCOM 3.1.1.5.6.1.1)."""
+    """Call HRESULT: S_OK when any IID succeeded, else E_NOINTERFACE (MS-DCOM 3.1.1.5.6.1.1)."""
     w = NdrWriter()
     write_orpcthat(w)
     w.ptr(True)
@@ -1207,6 +1206,7 @@ def build_rem_query_interface_reply(results: Sequence[QiResult]) -> bytes:
         w.align(8)  # REMQIRESULT contains hypers: 8-byte aligned
         w.u32(res.hresult)
         std = res.std if res.hresult == S_OK else None
+        w.align(8)  # STDOBJREF is itself 8-aligned (hypers): 4 pad bytes after hResult
         w.u32(std.flags if std else 0)
         w.u32(std.public_refs if std else 0)
         w.u64(std.oxid if std else 0)

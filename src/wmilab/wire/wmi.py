@@ -63,7 +63,7 @@ def _read_bstr(r: NdrReader) -> str | None:
     r.u32()  # cbBuffer / fFlags (byte length)
     cl = r.u32()
     if cl > n:
-        raise StubError(f"{r.what}: BSTR length exceeds its size", (r.what,))
+        raise StubError("BSTR length exceeds its size", (r.what,))
     text = r.raw(2 * cl).decode("utf-16-le", errors="replace")
     r.align(4)
     # impacket sends some BSTRs with, some without a trailing NUL (checkNullString).
