@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -26,7 +27,7 @@ def host(os: str = "xp-sp2", *commands: str, profile: fw.Profile = DOM) -> fw.Lo
     return f
 
 
-def pol(profile: fw.Profile = DOM, **settings: dict[str, object]) -> gp.FirewallPolicy:
+def pol(profile: fw.Profile = DOM, **settings: Mapping[str, object]) -> gp.FirewallPolicy:
     names = {k: getattr(gp, k) for k in settings}
     return gp.parse_policies(
         {gp.policy_key(profile, names[k]): v for k, v in settings.items()}).firewall
@@ -255,7 +256,8 @@ def test_gp_service_disabled_blocks_local_port_openings_of_its_ports() -> None:
 
 def test_gp_program_list_hides_local_list_unless_local_exceptions_allowed() -> None:
     f = host("xp-sp2", r"firewall add allowedprogram %windir%\system32\wbem\unsecapp.exe UNSECAPP")
-    defined = {"state": "Enabled", "programs": [r"C:\Apps\sink.exe:*:Enabled:Sink"]}
+    entries = [r"C:\Apps\sink.exe:*:Enabled:Sink"]
+    defined = {"state": "Enabled", "programs": entries}
     p = pol(DEFINE_PROGRAMS=defined)
     v = decide(f, 1030, program=fw.UNSECAPP, policy=p)
     assert not v.allowed and v.origin == "policy" and "ignored" in v.rule
@@ -263,7 +265,7 @@ def test_gp_program_list_hides_local_list_unless_local_exceptions_allowed() -> N
     both = pol(DEFINE_PROGRAMS=defined, LOCAL_PROGRAMS={"state": "Enabled"})
     assert decide(f, 1030, program=fw.UNSECAPP, policy=both).allowed
     # Define Disabled deletes the GP list and still hides the local list...
-    off = pol(DEFINE_PROGRAMS={"state": "Disabled", "programs": defined["programs"]})
+    off = pol(DEFINE_PROGRAMS={"state": "Disabled", "programs": entries})
     assert not decide(f, 1030, program=fw.UNSECAPP, policy=off).allowed
     assert not decide(f, 1030, program=APP, policy=off).allowed
     # ...and "Allow local program exceptions" Disabled hides it on its own.

@@ -255,3 +255,29 @@ def test_enable_dcom_off_on_b_denies() -> None:
     d["hosts"]["B"]["dcom"] = {"enable_dcom": False}
     d["calls"] = [call()]
     assert results(d) != ["ok"]
+
+
+def test_enable_dcom_off_on_a_stops_outgoing_calls() -> None:
+    d = base_doc("2003-sp1", "2003-sp1")
+    d["hosts"]["A"]["dcom"] = {"enable_dcom": False}
+    d["calls"] = [call()]
+    step = failed(d)
+    assert (step.id, step.host) == (flow.C1_CLIENT_DCOM, "A")
+
+
+def test_sharing_model_policy_beats_the_forceguest_registry_value() -> None:
+    d = {
+        "hosts": {
+            "A": {"os": "xp-sp2", "workgroup": "WORKGROUP", "address": "10.1.0.1/24"},
+            "B": {"os": "xp-sp2", "workgroup": "WORKGROUP", "address": "10.1.0.2/24",
+                  "netsh": [RA], "accounts": {"wmiadmin": "W1!"},
+                  "registry": {"ForceGuest": 0},
+                  "groups": {"Administrators": ["B\\wmiadmin"]},
+                  "policy": {"Windows Settings/Security Settings/Local Policies/Security "
+                             "Options/Network access: Sharing and security model for local "
+                             "accounts": {"state": "Enabled", "model": "Guest only"}}},
+        },
+        "calls": [{"from": "A", "to": "B", "user": "B\\wmiadmin"}],
+    }
+    assert results(d) == ["0x80070005"]
+    assert failed(d).id == flow.C1_LOGON

@@ -137,7 +137,7 @@ def test_set_opmode() -> None:
     assert f.profiles[DOM].opmode_enabled and not f.profiles[DOM].exceptions_allowed
     ok(f, "firewall set opmode ENABLE")  # exceptions default ENABLE
     assert f.profiles[DOM].exceptions_allowed
-    with pytest.raises(NetshError, match="essential.*mode"):
+    with pytest.raises(NetshError, match=r"essential.*mode"):
         run(f, "firewall set opmode exceptions=ENABLE", ENV)
     with pytest.raises(NetshError, match="acceptable value for mode"):
         run(f, "firewall set opmode ON", ENV)
@@ -176,7 +176,7 @@ def test_set_notifications_and_multicast() -> None:
     ok(f, "firewall set multicastbroadcastresponse mode=DISABLE profile=STANDARD")
     assert not f.profiles[DOM].notifications and f.profiles[STD].notifications
     assert not f.profiles[STD].multicast_response and f.profiles[DOM].multicast_response
-    with pytest.raises(NetshError, match="essential.*mode"):
+    with pytest.raises(NetshError, match=r"essential.*mode"):
         run(f, "firewall set notifications", ENV)
 
 

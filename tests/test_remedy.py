@@ -140,3 +140,34 @@ def test_fix_on_every_example_makes_every_fixable_call_work(path: Path, tmp_path
     # Every applied change is written with its reason.
     for _, changes in outcome.applied:
         assert len(added) >= len(changes) > 0
+
+
+def test_guest_only_policy_is_fixed_by_policy_not_registry() -> None:
+    from test_flow import test_sharing_model_policy_beats_the_forceguest_registry_value as _t
+    del _t
+    d: dict[str, Any] = {
+        "hosts": {
+            "A": {"os": "xp-sp2", "workgroup": "WORKGROUP", "address": "10.1.0.1/24"},
+            "B": {"os": "xp-sp2", "workgroup": "WORKGROUP", "address": "10.1.0.2/24",
+                  "netsh": [RA], "accounts": {"wmiadmin": "W1!"},
+                  "groups": {"Administrators": ["B\\wmiadmin"]},
+                  "policy": {"Windows Settings/Security Settings/Local Policies/Security "
+                             "Options/Network access: Sharing and security model for local "
+                             "accounts": {"state": "Enabled", "model": "Guest only"}}},
+        },
+        "calls": [{"from": "A", "to": "B", "user": "B\\wmiadmin"}],
+    }
+    r, ch = _remedy(d)
+    assert [c.kind for c in ch] == ["policy"] and r.proven
+    del d["hosts"]["B"]["policy"]
+    r, ch = _remedy(d)
+    assert [c.kind for c in ch] == ["registry"] and r.proven
+    assert "forceguest" in ch[0].commands[0].lower()
+
+
+def test_enable_dcom_off_on_a_is_fixed_on_a() -> None:
+    d = base_doc("2003-sp1", "2003-sp1")
+    d["hosts"]["A"]["dcom"] = {"enable_dcom": False}
+    d["calls"] = [call()]
+    r, ch = _remedy(d)
+    assert [(c.host, c.kind) for c in ch] == [("A", "dcom")] and r.proven

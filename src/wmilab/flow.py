@@ -39,6 +39,7 @@ class Step:
 
 
 # Step ids, in the order Windows meets them.
+C1_CLIENT_DCOM = "c1.client-dcom"
 C1_RPCSS = "c1.rpcss-port"
 C1_LOGON = "c1.logon"
 C1_ACTIVATION = "c1.activation"
@@ -51,6 +52,7 @@ C2_SINK_PORT = "c2.sink-port"
 C2_ACCESS = "c2.access"
 
 STEP_TITLES = {
+    C1_CLIENT_DCOM: "A may make DCOM calls to other computers (EnableDCOM on A)",
     C1_RPCSS: "A reaches RPCSS on B (TCP 135)",
     C1_LOGON: "B logs on A's user (NTLM network logon)",
     C1_ACTIVATION: "B's DCOM lets the user launch and activate WMI remotely",
@@ -116,7 +118,19 @@ def _check_step(step_id: str, conn: int, host: HostModel, c: Check, fail: hr.HRe
 
 
 def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
-    """Logon, activation and the namespace login: the steps that do not depend on A's address."""
+    """Logon, activation and the namespace login: the steps that do not depend on A's address.
+
+    They depend only on B, the account and the namespace, so a world remembers them.
+    """
+    key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower())
+    found = world.memo.get(key)
+    if found is None:
+        found = _security_c1_eval(world, b, call)
+        world.memo[key] = found
+    return found  # type: ignore[return-value]
+
+
+def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)
@@ -158,6 +172,12 @@ def evaluate(world: World, call: Call) -> Verdict:
     def done() -> Verdict:
         return Verdict(call, tuple(steps))
 
+    # EnableDCOM = N on A: "Local clients cannot access remote DCOM servers" (MSDocs
+    # com/enabledcom). Choice (docs/flow.md): reported as E_ACCESSDENIED.
+    out = a.dcom.check_outgoing()
+    if not out.ok:
+        steps.append(_check_step(C1_CLIENT_DCOM, 1, a, out, hr.E_ACCESSDENIED))
+        return done()
     # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe (seed; TechNet cc737332).
     steps.append(_fw_step(C1_RPCSS, 1, b, b.rpcss_inbound(a.ip)))
     if not steps[-1].ok:

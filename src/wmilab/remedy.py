@@ -394,6 +394,8 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
     a = world.host(call.source)
     b = world.host(call.target)
     sid = step.id
+    if sid == flow.C1_CLIENT_DCOM:
+        return [_enable_dcom(a.name)], None
     if sid == flow.C1_RPCSS:
         return _firewall_candidates(world, b.name, a.ip, 135, fw.SVCHOST, "rpcss"), None
     if sid == flow.C1_WMI_PORT:

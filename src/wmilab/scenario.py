@@ -210,7 +210,7 @@ def _expect(value: object, path: tuple[PathPart, ...]) -> Expect:
     return tuple(out)
 
 
-def _call(i: int, value: object, world: World) -> Call:
+def _call(i: int, value: object, world: World, host_names: Mapping[str, str]) -> Call:
     path: tuple[PathPart, ...] = ("calls", i)
     t = _table(value, path)
     _known(t, CALL_FIELDS, path)
@@ -220,7 +220,7 @@ def _call(i: int, value: object, world: World) -> Call:
     ends = {}
     for end in ("from", "to"):
         name = _str(t[end], (*path, end))
-        match = {h.upper(): h for h in world.configs}.get(name.upper())
+        match = host_names.get(name.upper())
         if match is None:
             raise _fail((*path, end), f"unknown host {name!r} (hosts: {', '.join(world.configs)})")
         ends[end] = match
@@ -268,7 +268,8 @@ def build(raw: Mapping[str, Any]) -> tuple[str, World, list[Call]]:
     calls_v = raw.get("calls", [])
     if not isinstance(calls_v, list):
         raise _fail(("calls",), "must be an array of tables: write each call as [[calls]]")
-    calls = [_call(i, v, world) for i, v in enumerate(calls_v)]
+    host_names = {h.upper(): h for h in world.configs}
+    calls = [_call(i, v, world, host_names) for i, v in enumerate(calls_v)]
     return title, world, calls
 
 

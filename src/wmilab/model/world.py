@@ -62,11 +62,20 @@ class HostConfig:
         return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
 
     def spec(self) -> HostSpec:
-        force_guest = self.registry.get("ForceGuest")
+        reg = self.registry.get("ForceGuest")
+        force_guest = None if reg is None else bool(reg)
+        if self.policy:
+            try:
+                model = parse_policies(self.policy).sharing_model
+            except ConfigError as e:
+                raise e.within("hosts", self.name, "policy") from None
+            # "Network access: Sharing and security model for local accounts" is the policy
+            # behind the ForceGuest value; Group Policy wins over the local registry value.
+            if model is not None:
+                force_guest = model == "guest"
         return HostSpec(
             name=self.name, os=self.os, domain=self.domain, workgroup=self.workgroup,
-            accounts=dict(self.accounts), groups=self.groups,
-            force_guest=None if force_guest is None else bool(force_guest),
+            accounts=dict(self.accounts), groups=self.groups, force_guest=force_guest,
         )
 
 
@@ -155,6 +164,7 @@ class World:
         self.directory = Directory(
             self.domain_specs, {name: cfg.spec() for name, cfg in self.configs.items()})
         self._models: dict[str, HostModel] = {}
+        self.memo: dict[object, object] = {}
 
     def host(self, name: str) -> HostModel:
         model = self._models.get(name)
@@ -176,18 +186,28 @@ class World:
 
     def password_of(self, user: str) -> str | None:
         """The password the scenario file gives for ``DOMAIN\\name`` or ``HOST\\name``."""
+        key = ("password", user.upper())
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[return-value]
+        found = self._password_of(user)
+        self.memo[key] = found
+        return found
+
+    def _password_of(self, user: str) -> str | None:
         authority, _, name = user.partition("\\")
         for dname, spec in self.domain_specs.items():
             if dname.upper() == authority.upper():
                 return _lookup_ci(spec.accounts, name)
-        for hname, cfg in self.configs.items():
-            if hname.upper() == authority.upper():
-                return _lookup_ci(cfg.accounts, name)
+        cfg = self.configs.get(authority) or next(
+            (c for h, c in self.configs.items() if h.upper() == authority.upper()), None)
+        if cfg is not None:
+            return _lookup_ci(cfg.accounts, name)
         return None
 
     def with_host(self, config: HostConfig) -> World:
         """A world where one host's configuration is replaced (models of others reused)."""
         new = World.__new__(World)
+        new.memo = {}
         new.domain_specs = self.domain_specs
         new.configs = {**self.configs, config.name: config}
         old = self.configs[config.name]

@@ -102,15 +102,27 @@ class CimClass:
         """Every property with the number of classes up it was declared (0 = here)."""
         chain = [self, *self.ancestors]
         out: list[tuple[wmio.Property, int]] = []
-        seen: set[str] = set()
+        index: dict[str, int] = {}
         for depth in range(len(chain) - 1, -1, -1):
             for p in chain[depth].own_properties:
-                if p.name.lower() not in seen:
-                    seen.add(p.name.lower())
+                at = index.get(p.name.lower())
+                if at is None:
+                    index[p.name.lower()] = len(out)
                     out.append((p, depth))
+                    continue
+                # An override keeps the original position and class of origin; qualifiers
+                # propagate to the subclass unless it overrides them (DSP0004 "qualifier
+                # flavors": ToSubclass is the default).
+                base, origin = out[at]
+                names = {q.name.lower() for q in p.qualifiers}
+                quals = tuple(q for q in base.qualifiers if q.name.lower() not in names)
+                merged = wmio.Property(base.name, base.cim_type, quals + p.qualifiers,
+                                       p.default if p.default is not None else base.default,
+                                       class_ref=p.class_ref or base.class_ref)
+                out[at] = (merged, origin)
         return tuple(out)
 
-    def property(self, name: str) -> wmio.Property | None:
+    def get_property(self, name: str) -> wmio.Property | None:
         low = name.lower()
         return next((p for p, _ in self.properties if p.name.lower() == low), None)
 
@@ -128,7 +140,7 @@ class CimClass:
                 out.setdefault(m.name.lower(), (m, depth))
         return tuple(out.values())
 
-    def method(self, name: str) -> MofMethod | None:
+    def get_method(self, name: str) -> MofMethod | None:
         low = name.lower()
         return next((m for m, _ in self.methods if m.name.lower() == low), None)
 
@@ -193,13 +205,13 @@ class CimInstance:
             self.set(name, value)
 
     def set(self, name: str, value: Value) -> None:
-        prop = self.cls.property(name)
+        prop = self.cls.get_property(name)
         if prop is None:
             raise WmiError(WBEM_E_INVALID_PARAMETER, f"{self.cls.name} has no property {name}")
         self.values[prop.name] = value
 
     def get(self, name: str) -> Value:
-        prop = self.cls.property(name)
+        prop = self.cls.get_property(name)
         return None if prop is None else self.values.get(prop.name)
 
     def key_values(self) -> dict[str, Value]:

@@ -173,13 +173,13 @@ class _Build(Transformer[Token, list[MofClass]]):
             return int(text, 16)
         return float(text) if any(c in text for c in ".eE") else int(text)
 
-    def TRUE(self, _: Token) -> bool:  # noqa: N802 - lark terminal callback
+    def TRUE(self, _: Token) -> bool:
         return True
 
-    def FALSE(self, _: Token) -> bool:  # noqa: N802
+    def FALSE(self, _: Token) -> bool:
         return False
 
-    def NULL(self, _: Token) -> None:  # noqa: N802
+    def NULL(self, _: Token) -> None:
         return None
 
     def value_array(self, *items: Value) -> list[Value]:

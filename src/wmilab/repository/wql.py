@@ -412,13 +412,13 @@ def compare(value: Value, op: str, literal: Literal) -> bool | None:
         if op == "<>":
             return a != b
         if op == "<":
-            return a < b  # type: ignore[operator]
+            return bool(a < b)  # type: ignore[operator]
         if op == ">":
-            return a > b  # type: ignore[operator]
+            return bool(a > b)  # type: ignore[operator]
         if op == "<=":
-            return a <= b  # type: ignore[operator]
+            return bool(a <= b)  # type: ignore[operator]
         if op == ">=":
-            return a >= b  # type: ignore[operator]
+            return bool(a >= b)  # type: ignore[operator]
     except TypeError:
         return None
     raise WmiError(WBEM_E_INVALID_QUERY, f"unknown operator {op}")

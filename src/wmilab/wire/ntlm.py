@@ -198,7 +198,7 @@ def _check_header(data: bytes, msg_type: int, minimum: int) -> int:
     got: int = struct.unpack_from("<I", data, 8)[0]
     if got != msg_type:
         raise NtlmError(f"expected NTLM message type {msg_type}, got {got}")
-    flags: int = struct.unpack_from("<I", data, 12 if msg_type == 1 else 20)[0]
+    flags: int = struct.unpack_from("<I", data, {1: 12, 2: 20, 3: 60}[msg_type])[0]
     return flags
 
 
@@ -316,11 +316,13 @@ def parse_authenticate(data: bytes) -> AuthenticateMessage:
     names = ("LmChallengeResponse", "NtChallengeResponse", "DomainName", "UserName",
              "Workstation", "EncryptedRandomSessionKey")
     offsets = (12, 20, 28, 36, 44, 52)
-    values = [_fields(data, off, name) for off, name in zip(offsets, names, strict=True)]
+    lm, nt, domain, user, ws, key = (
+        _fields(data, off, name) for off, name in zip(offsets, names, strict=True)
+    )
     first = _min_payload_offset(data, offsets)
     version = data[64:72] if first >= 72 else None
     mic = data[72:88] if first >= 88 else None
-    return AuthenticateMessage(flags, *values, version=version, mic=mic)
+    return AuthenticateMessage(flags, lm, nt, domain, user, ws, key, version=version, mic=mic)
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from enum import IntEnum
 from typing import ClassVar
 
 __all__ = [
-    "BTFN_SECURITY_CONTEXT_MULTIPLEXING",
     "BTFN_KEEP_CONNECTION_ON_ORPHAN",
+    "BTFN_SECURITY_CONTEXT_MULTIPLEXING",
     "DREP_LE",
     "NDR",
     "NDR64",
@@ -792,7 +792,7 @@ def _parse_fault(data: bytes, hdr: Header) -> Fault:
     )
 
 
-_SIMPLE: dict[int, type[_Simple]] = {
+_SIMPLE: dict[int, type[Shutdown] | type[CoCancel] | type[Orphaned]] = {
     PType.SHUTDOWN: Shutdown,
     PType.CO_CANCEL: CoCancel,
     PType.ORPHANED: Orphaned,

@@ -1,0 +1,994 @@
+"""MS-RPCE connection-oriented state machines for both roles (sans-IO, h11 style).
+
+Feed received octets to ``receive_data`` and get a list of events back; octets to send
+come from ``data_to_send()`` (replies the machine produces by itself: bind_ack,
+alter_context_resp, bind_nak, faults for protocol violations, AUTH3) or are returned by
+the call that produced them (``send_response``, ``send_fault``, ``request``, ``bind``).
+
+Nothing here opens sockets, reads clocks or starts threads. Fault codes and the reasons
+behind them are listed in docs/wire-rpc.md.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from wmilab.wire import rpc
+from wmilab.wire.ntlm import (
+    Authenticator,
+    NtlmAcceptor,
+    NtlmError,
+    NtlmInitiator,
+    NtlmServerNames,
+    NtlmSession,
+)
+from wmilab.wire.rpc import (
+    NDR,
+    NULL_SYNTAX,
+    AuthLevel,
+    AuthVerifier,
+    ContextElement,
+    ContextResult,
+    RpcProtocolError,
+    SyntaxId,
+)
+
+__all__ = [
+    "Authenticated",
+    "BindAcked",
+    "BindNakReceived",
+    "Bound",
+    "CallOrphaned",
+    "CallReceived",
+    "ClientConnection",
+    "ClientCredentials",
+    "Event",
+    "FaultReceived",
+    "LogonFailed",
+    "ProtocolViolation",
+    "ResponseReceived",
+    "RpcStateError",
+    "ServerConnection",
+    "ShutdownReceived",
+]
+
+MUST_RECV_FRAG_SIZE = 1432  # C706 ch. 12 rpc_c_assoc_must_recv_frag_size
+_SIG_LEN = 16  # NTLM MESSAGE_SIGNATURE (MS-NLMP 2.2.2.9)
+_REQ_HDR = 24
+_RESP_HDR = 24
+
+
+class RpcStateError(RuntimeError):
+    """The caller used the connection wrongly (for example replied to an unknown call)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A presentation context was accepted (bind or alter_context)."""
+
+    context_id: int
+    interface: SyntaxId
+    transfer_syntax: SyntaxId
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """An NTLM security context finished and the host's Authenticator accepted it."""
+
+    auth_context_id: int
+    auth_level: int
+    identity: object
+    user: str
+    domain: str
+    anonymous: bool
+
+
+@dataclass(frozen=True)
+class LogonFailed:
+    """An AUTHENTICATE was refused; later calls on this context get access denied."""
+
+    auth_context_id: int
+    user: str
+    domain: str
+    workstation: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallReceived:
+    """A whole (reassembled, verified, decrypted) request."""
+
+    call_id: int
+    context_id: int
+    opnum: int
+    object_uuid: uuid.UUID | None
+    stub: bytes
+    interface: SyntaxId
+    auth_level: int
+    auth_context_id: int | None
+    identity: object | None
+
+
+@dataclass(frozen=True)
+class CallOrphaned:
+    """The client abandoned a call (orphaned PDU, C706 12.6.4.8)."""
+
+    call_id: int
+
+
+@dataclass(frozen=True)
+class ProtocolViolation:
+    """The peer broke the protocol; a fault/bind_nak is queued and the connection is done
+    when ``close`` is set."""
+
+    reason: str
+    close: bool = True
+
+
+@dataclass(frozen=True)
+class BindAcked:
+    """Client side: a bind_ack or alter_context_resp arrived."""
+
+    call_id: int
+    results: tuple[ContextResult, ...]
+    max_xmit_frag: int
+    max_recv_frag: int
+    assoc_group_id: int
+
+    @property
+    def accepted(self) -> bool:
+        return any(r.result == rpc.RESULT_ACCEPTANCE for r in self.results)
+
+
+@dataclass(frozen=True)
+class BindNakReceived:
+    call_id: int
+    reject_reason: int
+
+
+@dataclass(frozen=True)
+class ResponseReceived:
+    call_id: int
+    stub: bytes
+
+
+@dataclass(frozen=True)
+class FaultReceived:
+    call_id: int
+    status: int
+
+
+@dataclass(frozen=True)
+class ShutdownReceived:
+    pass
+
+
+Event = (
+    Bound | Authenticated | LogonFailed | CallReceived | CallOrphaned | ProtocolViolation
+    | BindAcked | BindNakReceived | ResponseReceived | FaultReceived | ShutdownReceived
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _padding_for(length_before_trailer: int) -> bytes:
+    """Pad so the sec_trailer starts 4-aligned (MS-RPCE 2.2.2.11)."""
+    return b"\x00" * (-length_before_trailer % 4)
+
+
+def _protect(encoded: bytes, stub_start: int, enc_len: int, level: int,
+             session: NtlmSession) -> bytes:
+    """Sign (level 3-5) or seal (6) a PDU whose last 16 octets are a placeholder.
+
+    The signature covers the whole PDU up to the signature, header included, and is
+    computed over the plaintext (MS-RPCE 3.3.1.5.2.2; MS-NLMP 3.4.3).
+    """
+    msg = encoded[:-_SIG_LEN]
+    if level == AuthLevel.PKT_PRIVACY:
+        sealed, sig = session.seal(encoded[stub_start : stub_start + enc_len], lambda _p: msg)
+        return encoded[:stub_start] + sealed + encoded[stub_start + enc_len : -_SIG_LEN] + sig
+    return msg + session.sign(msg)
+
+
+def _unprotect(frag: bytes, stub_start: int, auth: AuthVerifier, level: int,
+               session: NtlmSession) -> bytes | None:
+    """Verify (and for privacy decrypt) one fragment; the plaintext stub, or None."""
+    sig = auth.credentials
+    trailer_at = len(frag) - len(sig) - rpc.SEC_TRAILER_SIZE
+    pad = auth.auth_pad_length
+    if level == AuthLevel.PKT_PRIVACY:
+        sealed = frag[stub_start:trailer_at]
+        head, tail = frag[:stub_start], frag[trailer_at : len(frag) - len(sig)]
+        plain = session.unseal(sealed, sig, lambda p: head + p + tail, clear_tail=pad)
+        return None if plain is None else plain[: len(plain) - pad]
+    if not session.verify(frag[: len(frag) - len(sig)], sig):
+        return None
+    return frag[stub_start : trailer_at - pad]
+
+
+def _fragments(stub: bytes, room: int) -> list[bytes]:
+    if not stub:
+        return [b""]
+    return [stub[i : i + room] for i in range(0, len(stub), room)]
+
+
+def _room(max_frag: int, header: int, level: int) -> int:
+    """Stub octets per fragment: a multiple of 8 (Choice, as Windows does)."""
+    overhead = header + (rpc.SEC_TRAILER_SIZE + _SIG_LEN + 3 if level >= AuthLevel.CALL else 0)
+    return max(8, (max_frag - overhead) // 8 * 8)
+
+
+# ---------------------------------------------------------------------------------------
+# Server role
+
+
+@dataclass
+class _PresCtx:
+    context_id: int
+    interface: SyntaxId
+    transfer_syntax: SyntaxId
+
+
+@dataclass
+class _SecCtx:
+    auth_context_id: int
+    auth_type: int
+    auth_level: int
+    acceptor: NtlmAcceptor
+    state: str = "challenged"  # challenged | established | failed
+    session: NtlmSession | None = None
+    identity: object | None = None
+
+
+@dataclass
+class _Partial:
+    call_id: int
+    opnum: int
+    context_id: int
+    object_uuid: uuid.UUID | None
+    sec: _SecCtx | None
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
+class _CallInfo:
+    context_id: int
+    sec: _SecCtx | None
+
+
+class _Violation(Exception):
+    def __init__(self, reason: str, *, status: int | None = None, nak: int | None = None,
+                 call_id: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.nak = nak
+        self.call_id = call_id
+
+
+class ServerConnection:
+    """The server end of one ncacn_ip_tcp connection.
+
+    ``interfaces`` lists the abstract syntaxes served (a Mapping works: its keys are
+    used). ``authenticator`` and ``ntlm_names`` enable NTLM; without them any
+    authenticated bind is refused. ``filetime`` supplies the CHALLENGE timestamp.
+    """
+
+    def __init__(
+        self,
+        interfaces: Collection[SyntaxId] | Mapping[SyntaxId, object],
+        authenticator: Authenticator | None = None,
+        *,
+        ntlm_names: NtlmServerNames | None = None,
+        filetime: Callable[[], int] = lambda: 0,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        max_xmit_frag: int = 5840,
+        max_recv_frag: int = 5840,
+        max_request_size: int = 8 * 1024 * 1024,
+        max_security_contexts: int = 32,
+        max_pending_calls: int = 16,
+        secondary_address: str = "",
+        assoc_group_id: int = 0x00012345,
+    ) -> None:
+        self.interfaces = tuple(interfaces)
+        self.authenticator = authenticator
+        self.ntlm_names = ntlm_names
+        self._filetime = filetime
+        self._random = random_bytes
+        self._our_xmit = max(MUST_RECV_FRAG_SIZE, min(max_xmit_frag, rpc.MAX_FRAG))
+        self._our_recv = max(MUST_RECV_FRAG_SIZE, min(max_recv_frag, rpc.MAX_FRAG))
+        self.max_xmit_frag = self._our_xmit
+        self.max_recv_frag = self._our_recv
+        self.max_request_size = max_request_size
+        self.max_security_contexts = max_security_contexts
+        self.max_pending_calls = max_pending_calls
+        self.secondary_address = secondary_address.encode("ascii") + b"\x00"
+        self.assoc_group_id = assoc_group_id
+        self.closed = False
+        self.bound = False
+        self.btfn_features: int | None = None
+        self.contexts: dict[int, _PresCtx] = {}
+        self.security: dict[int, _SecCtx] = {}
+        self._last_auth: int | None = None
+        self._partial: dict[int, _Partial] = {}
+        self._discard: set[int] = set()
+        self._calls: dict[int, _CallInfo] = {}
+        self._buf = bytearray()
+        self._out = bytearray()
+
+    # -- public API -------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.closed:
+            return events
+        self._buf += data
+        while not self.closed:
+            try:
+                try:
+                    n = rpc.peek_frag_length(self._buf)
+                except RpcProtocolError as e:
+                    ptype = self._buf[2] if len(self._buf) > 2 else 0
+                    raise self._framing_violation(e, ptype) from None
+                if n is None or len(self._buf) < n:
+                    break
+                frag = bytes(self._buf[:n])
+                del self._buf[:n]
+                self._handle(frag, events)
+            except _Violation as v:
+                self._violate(v, events)
+        return events
+
+    def pending_calls(self) -> tuple[int, ...]:
+        """call_ids received and not yet answered."""
+        return tuple(self._calls)
+
+    def send_response(self, call_id: int, stub: bytes) -> bytes:
+        """Response fragments for ``call_id``, signed/sealed at the call's level."""
+        info = self._calls.pop(call_id, None)
+        if info is None:
+            raise RpcStateError(f"no call {call_id} is waiting for a reply")
+        sec = info.sec
+        level = sec.auth_level if sec is not None else AuthLevel.NONE
+        protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
+        room = _room(self.max_xmit_frag, _RESP_HDR, level if protect else AuthLevel.NONE)
+        out: list[bytes] = []
+        chunks = _fragments(stub, room)
+        remaining = len(stub)
+        for i, chunk in enumerate(chunks):
+            flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (
+                rpc.PFC_LAST_FRAG if i == len(chunks) - 1 else 0
+            )
+            auth = None
+            if protect and sec is not None:
+                auth = AuthVerifier(
+                    rpc.AUTHN_WINNT, level, sec.auth_context_id, b"\x00" * _SIG_LEN,
+                    _padding_for(_RESP_HDR + len(chunk)),
+                )
+            pdu = rpc.Response(
+                call_id=call_id, stub=chunk, context_id=info.context_id,
+                alloc_hint=remaining, flags=flags, auth=auth,
+            )
+            encoded = pdu.encode()
+            if auth is not None and sec is not None and sec.session is not None:
+                encoded = _protect(encoded, _RESP_HDR, len(chunk) + auth.auth_pad_length,
+                                   level, sec.session)
+            out.append(encoded)
+            remaining -= len(chunk)
+        return b"".join(out)
+
+    def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> bytes:
+        """A fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
+        info = self._calls.pop(call_id, None)
+        flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
+        if did_not_execute:
+            flags |= rpc.PFC_DID_NOT_EXECUTE
+        ctx = info.context_id if info is not None else 0
+        return rpc.Fault(call_id=call_id, status=status, context_id=ctx, flags=flags).encode()
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _framing_violation(self, e: RpcProtocolError, ptype: int) -> _Violation:
+        call_id = e.call_id or 0
+        if ptype == rpc.PType.BIND and not self.bound:
+            return _Violation(e.message, nak=e.reject_reason, call_id=call_id)
+        return _Violation(e.message, status=e.status, call_id=call_id)
+
+    def _violate(self, v: _Violation, events: list[Event]) -> None:
+        if v.nak is not None:
+            self._out += rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode()
+        elif v.status is not None:
+            self._out += rpc.Fault(
+                call_id=v.call_id, status=v.status,
+                flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE,
+            ).encode()
+        events.append(ProtocolViolation(v.reason, close=True))
+        self.closed = True
+        self._buf.clear()
+        self._partial.clear()
+
+    def _handle(self, frag: bytes, events: list[Event]) -> None:
+        try:
+            pdu = rpc.parse_pdu(frag)
+        except RpcProtocolError as e:
+            raise self._framing_violation(e, frag[2]) from None
+        if isinstance(pdu, rpc.AlterContext):
+            self._on_alter(pdu, events)
+        elif isinstance(pdu, rpc.Bind):
+            self._on_bind(pdu, events)
+        elif isinstance(pdu, rpc.Auth3):
+            self._on_auth3(pdu, events)
+        elif isinstance(pdu, rpc.Request):
+            self._on_request(pdu, frag, events)
+        elif isinstance(pdu, rpc.Orphaned):
+            self._partial.pop(pdu.call_id, None)
+            self._calls.pop(pdu.call_id, None)
+            events.append(CallOrphaned(pdu.call_id))
+        elif isinstance(pdu, rpc.CoCancel):
+            pass  # Choice: cancels are ignored; the call completes normally (C706 12.6.4.6)
+        else:
+            # C706 12.6.4: clients never send these PDU types.
+            raise _Violation(
+                f"a client sent a {rpc.PType(pdu.ptype).name} PDU",
+                status=rpc.NCA_S_PROTO_ERROR, call_id=pdu.call_id,
+            )
+
+    # -- presentation contexts ----------------------------------------------------------
+
+    def _match_interface(self, abstract: SyntaxId) -> SyntaxId | None:
+        for iface in self.interfaces:
+            # C706 12.6.3.1 / MS-RPCE 3.3.1.5.6: same UUID and major, server minor >= client.
+            if (iface.uuid == abstract.uuid and iface.major == abstract.major
+                    and iface.minor >= abstract.minor):
+                return iface
+        return None
+
+    def _negotiate_contexts(
+        self, elements: tuple[ContextElement, ...], events: list[Event]
+    ) -> tuple[ContextResult, ...]:
+        results: list[ContextResult] = []
+        for el in elements:
+            features = rpc.btfn_features(el.transfer_syntaxes[0])
+            if features is not None:
+                # MS-RPCE 3.3.1.5.3: answer negotiate_ack with the features supported.
+                ack = features & (rpc.BTFN_SECURITY_CONTEXT_MULTIPLEXING
+                                  | rpc.BTFN_KEEP_CONNECTION_ON_ORPHAN)
+                self.btfn_features = ack
+                results.append(ContextResult(rpc.RESULT_NEGOTIATE_ACK, ack, NULL_SYNTAX))
+                continue
+            iface = self._match_interface(el.abstract_syntax)
+            if iface is None:
+                # C706 12.6.3.1: provider_rejection, abstract_syntax_not_supported.
+                results.append(ContextResult(rpc.RESULT_PROVIDER_REJECTION,
+                                             rpc.REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED))
+                continue
+            if NDR not in el.transfer_syntaxes:
+                # Choice: only NDR 2.0 is served, NDR64 is declined (MS-RPCE 3.3.1.5.6).
+                results.append(ContextResult(
+                    rpc.RESULT_PROVIDER_REJECTION,
+                    rpc.REASON_PROPOSED_TRANSFER_SYNTAXES_NOT_SUPPORTED))
+                continue
+            existing = self.contexts.get(el.context_id)
+            if existing is not None and existing.interface != el.abstract_syntax:
+                # Choice: a context id cannot be redefined to another interface.
+                results.append(ContextResult(rpc.RESULT_PROVIDER_REJECTION,
+                                             rpc.REASON_NOT_SPECIFIED))
+                continue
+            self.contexts[el.context_id] = _PresCtx(el.context_id, el.abstract_syntax, NDR)
+            results.append(ContextResult(rpc.RESULT_ACCEPTANCE, 0, NDR))
+            events.append(Bound(el.context_id, el.abstract_syntax, NDR))
+        return tuple(results)
+
+    # -- security contexts ------------------------------------------------------------
+
+    def _start_auth(self, verifier: AuthVerifier, body_len: int) -> AuthVerifier | int:
+        """A new NTLM context: the reply verifier, or a bind_nak reject reason."""
+        if verifier.auth_type != rpc.AUTHN_WINNT or self.authenticator is None \
+                or self.ntlm_names is None:
+            # MS-RPCE 2.2.2.5: authentication_type_not_recognized.
+            return rpc.REJECT_AUTHENTICATION_TYPE_NOT_RECOGNIZED
+        if not AuthLevel.CONNECT <= verifier.auth_level <= AuthLevel.PKT_PRIVACY:
+            return rpc.REJECT_REASON_NOT_SPECIFIED  # Choice: levels 0/1 with a verifier
+        if len(self.security) >= self.max_security_contexts:
+            return rpc.REJECT_LOCAL_LIMIT_EXCEEDED
+        acceptor = NtlmAcceptor(self.ntlm_names, filetime=self._filetime(),
+                                random_bytes=self._random)
+        try:
+            challenge = acceptor.process_negotiate(verifier.credentials)
+        except NtlmError:
+            # MS-RPCE 2.2.2.5: invalid_checksum = unrecoverable security package error.
+            return rpc.REJECT_INVALID_CHECKSUM
+        self.security[verifier.auth_context_id] = _SecCtx(
+            verifier.auth_context_id, verifier.auth_type, verifier.auth_level, acceptor
+        )
+        # Echo the client's auth type, level and context id (MS-RPCE 3.3.1.5.2).
+        return AuthVerifier(
+            rpc.AUTHN_WINNT, verifier.auth_level, verifier.auth_context_id, challenge,
+            _padding_for(rpc.HEADER_SIZE + body_len),
+        )
+
+    def _finish_auth(self, sec: _SecCtx, token: bytes, events: list[Event]) -> None:
+        self._last_auth = sec.auth_context_id
+        assert self.authenticator is not None
+        try:
+            result = sec.acceptor.process_authenticate(token, self.authenticator)
+        except NtlmError as e:
+            sec.state = "failed"
+            events.append(LogonFailed(sec.auth_context_id, "", "", "", str(e)))
+            return
+        reason = result.reason
+        if result.ok and sec.auth_level >= AuthLevel.CALL and (
+            result.session is None or not result.session.extended
+        ):
+            reason = "signing needs NTLM extended session security"
+        if not result.ok or reason:
+            sec.state = "failed"
+            events.append(LogonFailed(sec.auth_context_id, result.user, result.domain,
+                                      result.workstation, reason or "logon refused"))
+            return
+        sec.state = "established"
+        sec.session = result.session
+        sec.identity = result.identity
+        events.append(Authenticated(sec.auth_context_id, sec.auth_level, result.identity,
+                                    result.user, result.domain, result.anonymous))
+
+    # -- bind / alter_context / auth3 ---------------------------------------------------
+
+    def _ack_body_len(self, results: tuple[ContextResult, ...], port: bytes) -> int:
+        return len(rpc.BindAck(call_id=0, results=results, secondary_address=port).body())
+
+    def _on_bind(self, pdu: rpc.Bind, events: list[Event]) -> None:
+        if self.bound:
+            # Choice: one bind per connection (C706 12.6.4.3); a second is refused.
+            raise _Violation("second bind on a connection",
+                             nak=rpc.REJECT_REASON_NOT_SPECIFIED, call_id=pdu.call_id)
+        # C706 12.6.4.3-4: each side sends at most what the other can receive.
+        self.max_recv_frag = max(MUST_RECV_FRAG_SIZE, min(pdu.max_xmit_frag, self._our_recv))
+        self.max_xmit_frag = max(MUST_RECV_FRAG_SIZE, min(pdu.max_recv_frag, self._our_xmit))
+        new_events: list[Event] = []
+        results = self._negotiate_contexts(pdu.contexts, new_events)
+        reply_auth = None
+        if pdu.auth is not None:
+            got = self._start_auth(pdu.auth, self._ack_body_len(results,
+                                                                self.secondary_address))
+            if isinstance(got, int):
+                raise _Violation("bind with an unusable auth verifier", nak=got,
+                                 call_id=pdu.call_id)
+            reply_auth = got
+        if pdu.assoc_group_id:
+            self.assoc_group_id = pdu.assoc_group_id  # Choice: association groups not checked
+        ack = rpc.BindAck(
+            call_id=pdu.call_id, results=results, max_xmit_frag=self.max_xmit_frag,
+            max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
+            secondary_address=self.secondary_address,
+            flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
+            | (pdu.flags & rpc.PFC_SUPPORT_HEADER_SIGN),
+            auth=reply_auth,
+        )
+        self._out += ack.encode()
+        self.bound = True
+        events.extend(new_events)
+
+    def _on_alter(self, pdu: rpc.Bind, events: list[Event]) -> None:
+        if not self.bound:
+            raise _Violation("alter_context before bind", status=rpc.NCA_S_PROTO_ERROR,
+                             call_id=pdu.call_id)
+        new_events: list[Event] = []
+        results = self._negotiate_contexts(pdu.contexts, new_events)
+        reply_auth: AuthVerifier | None = None
+        if pdu.auth is not None:
+            sec = self.security.get(pdu.auth.auth_context_id)
+            if sec is None:
+                got = self._start_auth(pdu.auth, self._ack_body_len(results, b""))
+                if isinstance(got, int):
+                    # alter_context failures are faults, not bind_naks (C706 12.6.4.1);
+                    # status as Samba's Windows-validated server (docs/wire-rpc.md).
+                    raise _Violation("alter_context with an unusable auth verifier",
+                                     status=rpc.STATUS_SEC_PKG_ERROR, call_id=pdu.call_id)
+                reply_auth = got
+            elif sec.auth_type != pdu.auth.auth_type:
+                raise _Violation("alter_context changes the auth type",
+                                 status=rpc.STATUS_SEC_PKG_ERROR, call_id=pdu.call_id)
+            elif sec.auth_level != pdu.auth.auth_level:
+                raise _Violation("alter_context changes the auth level",
+                                 status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
+            elif sec.state == "challenged":
+                # Third leg carried by alter_context instead of auth3 (MS-RPCE 3.3.1.5.2).
+                self._finish_auth(sec, pdu.auth.credentials, new_events)
+            # Choice: an established context named again only adds presentation contexts.
+        resp = rpc.AlterContextResp(
+            call_id=pdu.call_id, results=results, max_xmit_frag=self.max_xmit_frag,
+            max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
+            auth=reply_auth,
+        )
+        self._out += resp.encode()
+        events.extend(new_events)
+
+    def _on_auth3(self, pdu: rpc.Auth3, events: list[Event]) -> None:
+        sec = self.security.get(pdu.auth.auth_context_id)
+        if sec is None or sec.state != "challenged":
+            # MS-NLMP 3.2.5.1.2: one AUTHENTICATE per challenge; a replay is refused.
+            raise _Violation("auth3 for a security context that is not waiting for one",
+                             status=rpc.NCA_S_PROTO_ERROR, call_id=pdu.call_id)
+        if sec.auth_type != pdu.auth.auth_type:
+            raise _Violation("auth3 changes the auth type", status=rpc.STATUS_SEC_PKG_ERROR,
+                             call_id=pdu.call_id)
+        if sec.auth_level != pdu.auth.auth_level:
+            raise _Violation("auth3 changes the auth level", status=rpc.STATUS_ACCESS_DENIED,
+                             call_id=pdu.call_id)
+        self._finish_auth(sec, pdu.auth.credentials, events)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def _security_for(self, pdu: rpc.Request) -> _SecCtx | None:
+        deny = rpc.STATUS_ACCESS_DENIED  # rpc_s_access_denied (MS-RPCE 3.2.3.5.1)
+        if pdu.auth is None:
+            if self._last_auth is None:
+                return None  # an unauthenticated call; the host decides what it may do
+            last = self.security[self._last_auth]
+            if last.state != "established":
+                raise _Violation("call on a connection whose logon failed", status=deny,
+                                 call_id=pdu.call_id)
+            if last.auth_level >= AuthLevel.CALL:
+                # Choice: unsigned calls are refused once a signing context exists.
+                raise _Violation("unsigned call on a signed connection", status=deny,
+                                 call_id=pdu.call_id)
+            return last
+        sec = self.security.get(pdu.auth.auth_context_id)
+        if sec is None or sec.state != "established":
+            raise _Violation("call on a security context that is not established",
+                             status=deny, call_id=pdu.call_id)
+        if sec.auth_type != pdu.auth.auth_type:
+            raise _Violation("call with another auth type", status=rpc.STATUS_SEC_PKG_ERROR,
+                             call_id=pdu.call_id)
+        if sec.auth_level != pdu.auth.auth_level:
+            raise _Violation("call at another auth level than bound", status=deny,
+                             call_id=pdu.call_id)
+        return sec
+
+    def _on_request(self, pdu: rpc.Request, frag: bytes, events: list[Event]) -> None:
+        cid = pdu.call_id
+        if not self.bound:
+            raise _Violation("request before bind", status=rpc.NCA_S_PROTO_ERROR, call_id=cid)
+        first = bool(pdu.flags & rpc.PFC_FIRST_FRAG)
+        last = bool(pdu.flags & rpc.PFC_LAST_FRAG)
+        if first:
+            if cid in self._partial or cid in self._calls:
+                raise _Violation(f"call_id {cid} is already in use",
+                                 status=rpc.NCA_S_PROTO_ERROR, call_id=cid)
+            self._discard.discard(cid)
+            if pdu.context_id not in self.contexts:
+                # C706 appendix E nca_s_unk_if, did not execute (as Samba/Windows).
+                self._out += rpc.Fault(
+                    call_id=cid, status=rpc.NCA_S_UNK_IF, context_id=pdu.context_id,
+                    flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE,
+                ).encode()
+                if not last:
+                    self._discard.add(cid)
+                return
+            if len(self._partial) >= self.max_pending_calls:
+                raise _Violation("too many calls in progress",
+                                 status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
+            part = _Partial(cid, pdu.opnum, pdu.context_id, pdu.object_uuid,
+                            self._security_for(pdu))
+        else:
+            if cid in self._discard:
+                if last:
+                    self._discard.discard(cid)
+                return
+            got = self._partial.get(cid)
+            if got is None:
+                raise _Violation(f"fragment for unknown call {cid}",
+                                 status=rpc.NCA_S_PROTO_ERROR, call_id=cid)
+            if got.context_id != pdu.context_id or got.opnum != pdu.opnum:
+                raise _Violation("fragment changes context or opnum",
+                                 status=rpc.NCA_S_PROTO_ERROR, call_id=cid)
+            part = got
+        stub = self._unprotect_request(pdu, frag, part.sec)
+        part.size += len(stub)
+        if part.size > self.max_request_size:
+            # Choice: oversized requests get nca_s_fault_remote_no_memory and a close.
+            raise _Violation(f"request larger than {self.max_request_size} bytes",
+                             status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
+        part.chunks.append(stub)
+        if not last:
+            self._partial[cid] = part
+            return
+        self._partial.pop(cid, None)
+        self._calls[cid] = _CallInfo(part.context_id, part.sec)
+        sec = part.sec
+        events.append(CallReceived(
+            call_id=cid, context_id=part.context_id, opnum=part.opnum,
+            object_uuid=part.object_uuid, stub=b"".join(part.chunks),
+            interface=self.contexts[part.context_id].interface,
+            auth_level=sec.auth_level if sec is not None else AuthLevel.NONE,
+            auth_context_id=sec.auth_context_id if sec is not None else None,
+            identity=sec.identity if sec is not None else None,
+        ))
+
+    def _unprotect_request(self, pdu: rpc.Request, frag: bytes, sec: _SecCtx | None) -> bytes:
+        level = sec.auth_level if sec is not None else AuthLevel.NONE
+        if level < AuthLevel.CALL:
+            if pdu.auth is not None and (sec is None
+                                         or pdu.auth.auth_context_id != sec.auth_context_id):
+                raise _Violation("fragment names another security context",
+                                 status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
+            return pdu.stub
+        assert sec is not None and sec.session is not None
+        if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
+            raise _Violation("fragment without the call's auth verifier",
+                             status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
+        stub_start = _REQ_HDR + (16 if pdu.object_uuid is not None else 0)
+        try:
+            plain = _unprotect(frag, stub_start, pdu.auth, level, sec.session)
+        except NtlmError:
+            plain = None
+        if plain is None:
+            # Choice: a bad signature gets rpc_s_access_denied and a close (as Samba).
+            raise _Violation("request signature does not verify",
+                             status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
+        return plain
+
+
+# ---------------------------------------------------------------------------------------
+# Client role
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """NTLM credentials; ``user == ""`` (no password, no hash) is an anonymous logon."""
+
+    user: str
+    password: str = ""
+    domain: str = ""
+    workstation: str = ""
+    nt_hash: bytes | None = None
+
+
+@dataclass
+class _ClientSec:
+    auth_context_id: int
+    auth_level: int
+    initiator: NtlmInitiator
+    session: NtlmSession | None = None
+
+
+@dataclass
+class _PendingBind:
+    context_id: int
+    interface: SyntaxId
+    sec: _ClientSec | None
+    is_bind: bool
+
+
+@dataclass
+class _ClientCall:
+    sec: _ClientSec | None
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class ClientConnection:
+    """The client end of one ncacn_ip_tcp connection (NTLM at levels 2, 5, 6, or none)."""
+
+    def __init__(
+        self,
+        *,
+        credentials: ClientCredentials | None = None,
+        auth_level: int = AuthLevel.NONE,
+        max_xmit_frag: int = 4280,
+        max_recv_frag: int = 4280,
+        first_auth_context_id: int = 79231,
+        filetime: int = 0,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        max_response_size: int = 64 * 1024 * 1024,
+    ) -> None:
+        if credentials is None and auth_level > AuthLevel.NONE:
+            raise RpcStateError("an authenticated connection needs credentials")
+        self.credentials = credentials
+        self.auth_level = int(auth_level) if credentials is not None else AuthLevel.NONE
+        self.max_xmit_frag = max_xmit_frag
+        self.max_recv_frag = max_recv_frag
+        self._next_auth_id = first_auth_context_id
+        self._filetime = filetime
+        self._random = random_bytes
+        self.max_response_size = max_response_size
+        self.closed = False
+        self.bound = False
+        self.assoc_group_id = 0
+        self.contexts: dict[int, SyntaxId] = {}
+        self.security: dict[int, _ClientSec] = {}
+        self.current_auth_context_id: int | None = None
+        self._call_id = 1
+        self._binds: dict[int, _PendingBind] = {}
+        self._calls: dict[int, _ClientCall] = {}
+        self._buf = bytearray()
+        self._out = bytearray()
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _new_call_id(self) -> int:
+        cid = self._call_id
+        self._call_id = (cid + 1) & 0xFFFFFFFF or 1
+        return cid
+
+    def _new_security(self) -> _ClientSec | None:
+        if self.credentials is None or self.auth_level <= AuthLevel.NONE:
+            return None
+        c = self.credentials
+        init = NtlmInitiator(c.user, c.password, c.domain, c.workstation,
+                             nt_hash_value=c.nt_hash, filetime=self._filetime,
+                             random_bytes=self._random)
+        sec = _ClientSec(self._next_auth_id, self.auth_level, init)
+        self._next_auth_id += 1
+        self.security[sec.auth_context_id] = sec
+        return sec
+
+    def _bind_pdu(self, interface: SyntaxId, context_id: int, is_bind: bool,
+                  sec: _ClientSec | None) -> bytes:
+        cid = self._new_call_id()
+        el = ContextElement(context_id, interface, (NDR,))
+        cls = rpc.Bind if is_bind else rpc.AlterContext
+        body_len = len(cls(call_id=cid, contexts=(el,)).body())
+        auth = None
+        if sec is not None:
+            auth = AuthVerifier(rpc.AUTHN_WINNT, sec.auth_level, sec.auth_context_id,
+                                sec.initiator.negotiate(),
+                                _padding_for(rpc.HEADER_SIZE + body_len))
+        self._binds[cid] = _PendingBind(context_id, interface, sec, is_bind)
+        return cls(call_id=cid, contexts=(el,), max_xmit_frag=self.max_xmit_frag,
+                   max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
+                   auth=auth).encode()
+
+    def bind(self, interface: SyntaxId, context_id: int = 0) -> bytes:
+        if self.bound or self._binds:
+            raise RpcStateError("bind() may be called once per connection")
+        return self._bind_pdu(interface, context_id, True, self._new_security())
+
+    def alter_context(self, interface: SyntaxId, context_id: int, *,
+                      new_security_context: bool = True) -> bytes:
+        """Add a presentation context; by default with a fresh NTLM handshake (as impacket)."""
+        if not self.bound:
+            raise RpcStateError("alter_context() needs a completed bind")
+        sec = self._new_security() if new_security_context else None
+        return self._bind_pdu(interface, context_id, False, sec)
+
+    def request(self, opnum: int, stub: bytes, *, context_id: int = 0,
+                object_uuid: uuid.UUID | None = None,
+                auth_context_id: int | None = None) -> tuple[int, bytes]:
+        """Encode a call; returns (call_id, octets to send)."""
+        if not self.bound:
+            raise RpcStateError("request() needs a completed bind")
+        sid = auth_context_id if auth_context_id is not None else self.current_auth_context_id
+        sec = self.security.get(sid) if sid is not None else None
+        if sid is not None and (sec is None or sec.session is None):
+            raise RpcStateError(f"security context {sid} is not established")
+        level = sec.auth_level if sec is not None else AuthLevel.NONE
+        protect = sec is not None and level >= AuthLevel.CALL
+        cid = self._new_call_id()
+        header = _REQ_HDR + (16 if object_uuid is not None else 0)
+        chunks = _fragments(stub, _room(self.max_xmit_frag, header,
+                                        level if protect else AuthLevel.NONE))
+        out: list[bytes] = []
+        remaining = len(stub)
+        for i, chunk in enumerate(chunks):
+            flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (
+                rpc.PFC_LAST_FRAG if i == len(chunks) - 1 else 0
+            )
+            auth = None
+            if protect and sec is not None:
+                auth = AuthVerifier(rpc.AUTHN_WINNT, level, sec.auth_context_id,
+                                    b"\x00" * _SIG_LEN, _padding_for(header + len(chunk)))
+            encoded = rpc.Request(
+                call_id=cid, opnum=opnum, stub=chunk, context_id=context_id,
+                alloc_hint=remaining, object_uuid=object_uuid, flags=flags, auth=auth,
+            ).encode()
+            if auth is not None and sec is not None and sec.session is not None:
+                encoded = _protect(encoded, header, len(chunk) + auth.auth_pad_length, level,
+                                   sec.session)
+            out.append(encoded)
+            remaining -= len(chunk)
+        self._calls[cid] = _ClientCall(sec if protect else None)
+        return cid, b"".join(out)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.closed:
+            return events
+        self._buf += data
+        while not self.closed:
+            try:
+                n = rpc.peek_frag_length(self._buf)
+                if n is None or len(self._buf) < n:
+                    break
+                frag = bytes(self._buf[:n])
+                del self._buf[:n]
+                self._handle(rpc.parse_pdu(frag), frag, events)
+            except (RpcProtocolError, NtlmError) as e:
+                self.closed = True
+                events.append(ProtocolViolation(str(e), close=True))
+        return events
+
+    def _handle(self, pdu: rpc.Pdu, frag: bytes, events: list[Event]) -> None:
+        if isinstance(pdu, rpc.BindAck):
+            self._on_bind_ack(pdu, events)
+        elif isinstance(pdu, rpc.BindNak):
+            self._binds.pop(pdu.call_id, None)
+            events.append(BindNakReceived(pdu.call_id, pdu.reject_reason))
+        elif isinstance(pdu, rpc.Response):
+            self._on_response(pdu, frag, events)
+        elif isinstance(pdu, rpc.Fault):
+            self._calls.pop(pdu.call_id, None)
+            self._binds.pop(pdu.call_id, None)
+            events.append(FaultReceived(pdu.call_id, pdu.status))
+        elif isinstance(pdu, rpc.Shutdown):
+            events.append(ShutdownReceived())
+        else:
+            raise RpcProtocolError(f"a server sent a {rpc.PType(pdu.ptype).name} PDU")
+
+    def _on_bind_ack(self, pdu: rpc.BindAck, events: list[Event]) -> None:
+        pending = self._binds.pop(pdu.call_id, None)
+        if pending is None:
+            raise RpcProtocolError(f"bind_ack for unknown call {pdu.call_id}")
+        if pending.is_bind:
+            # The server's receive size is our transmit size and vice versa (C706 12.6.4.4).
+            self.max_xmit_frag = min(self.max_xmit_frag, pdu.max_recv_frag)
+            self.max_recv_frag = min(self.max_recv_frag, pdu.max_xmit_frag)
+            self.assoc_group_id = pdu.assoc_group_id
+            self.bound = True
+        for r in pdu.results:
+            if r.result == rpc.RESULT_ACCEPTANCE:
+                self.contexts[pending.context_id] = pending.interface
+        sec = pending.sec
+        if sec is not None:
+            if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
+                raise RpcProtocolError("the server did not answer the NTLM negotiate")
+            token = sec.initiator.authenticate(pdu.auth.credentials)
+            sec.session = sec.initiator.session
+            auth3 = rpc.Auth3(
+                call_id=pdu.call_id,
+                auth=AuthVerifier(rpc.AUTHN_WINNT, sec.auth_level, sec.auth_context_id, token),
+            )
+            self._out += auth3.encode()
+            self.current_auth_context_id = sec.auth_context_id
+        events.append(BindAcked(pdu.call_id, pdu.results, pdu.max_xmit_frag,
+                                pdu.max_recv_frag, pdu.assoc_group_id))
+
+    def _on_response(self, pdu: rpc.Response, frag: bytes, events: list[Event]) -> None:
+        call = self._calls.get(pdu.call_id)
+        if call is None:
+            raise RpcProtocolError(f"response for unknown call {pdu.call_id}")
+        sec = call.sec
+        stub = pdu.stub
+        if sec is not None and sec.session is not None:
+            if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
+                raise RpcProtocolError("response without the call's auth verifier")
+            plain = _unprotect(frag, _RESP_HDR, pdu.auth, sec.auth_level, sec.session)
+            if plain is None:
+                raise RpcProtocolError("response signature does not verify")
+            stub = plain
+        call.size += len(stub)
+        if call.size > self.max_response_size:
+            raise RpcProtocolError("response larger than max_response_size")
+        call.chunks.append(stub)
+        if pdu.flags & rpc.PFC_LAST_FRAG:
+            del self._calls[pdu.call_id]
+            events.append(ResponseReceived(pdu.call_id, b"".join(call.chunks)))
