@@ -171,3 +171,12 @@ def test_enable_dcom_off_on_a_is_fixed_on_a() -> None:
     d["calls"] = [call()]
     r, ch = _remedy(d)
     assert [(c.host, c.kind) for c in ch] == [("A", "dcom")] and r.proven
+
+
+def test_local_exceptions_disabled_is_fixed_with_a_valid_opmode_command() -> None:
+    d = base_doc()
+    d["hosts"]["B"]["netsh"] = [RA, "netsh firewall set opmode mode=ENABLE exceptions=DISABLE"]
+    d["calls"] = [call()]
+    r, ch = _remedy(d)
+    assert r.proven
+    assert [c.commands[0] for c in ch] == ["netsh firewall set opmode mode=ENABLE exceptions=ENABLE"]

@@ -9,6 +9,7 @@ import tomlkit
 from tomlkit.items import AoT, Array, InlineTable, Table
 
 from wmilab import flow
+from wmilab.model.world import World
 from wmilab.remedy import (
     CallMode,
     Change,
@@ -21,7 +22,6 @@ from wmilab.remedy import (
     apply,
     remedy,
 )
-from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario, loads
 
 

@@ -27,6 +27,7 @@ from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
 from wmilab.model import wmi as wmi_model
 from wmilab.model.addresses import Scope
+from wmilab.model.security import COM_RIGHTS_EXECUTE
 from wmilab.model.world import HostConfig, World
 from wmilab.scenario import Call
 
@@ -231,7 +232,7 @@ def _firewall_candidates(
             "set it to Not Configured so the exception below can apply",
             "Select Not Configured, then OK"))
     if not local.exceptions_allowed and pol.no_exceptions is None:
-        out.append(_netsh(host, "netsh firewall set opmode exceptions=ENABLE",
+        out.append(_netsh(host, "netsh firewall set opmode mode=ENABLE exceptions=ENABLE",
                           f"{host}'s firewall is set not to allow exceptions; allow them"))
 
     # Widen an exception that exists but is disabled or does not include the caller.
@@ -356,7 +357,7 @@ def _dcom_mask(names: tuple[str, ...], table: str) -> int:
         mask |= rights[n]
     # COM_RIGHTS_EXECUTE is set in every ACE of a new-format COM ACL
     # (MSDocs com/access-control-lists-for-com).
-    return mask | dcom_model.COM_RIGHTS_EXECUTE if mask else 0
+    return mask | COM_RIGHTS_EXECUTE if mask else 0
 
 
 def _merged(existing: tuple[str, ...], needed: tuple[str, ...]) -> tuple[str, ...]:

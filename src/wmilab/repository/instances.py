@@ -349,7 +349,7 @@ def values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
             "TotalVirtualMemorySize": 2097024, "TotalVisibleMemorySize": 523760,
             "Version": prof.version, "WindowsDirectory": "C:\\WINDOWS"}]
     if low == "win32_process":
-        out = []
+        out: list[dict[str, Value]] = []
         for p in state.processes:
             out.append({
                 "Handle": str(p.pid), "ProcessId": p.pid, "Name": p.name, "Caption": p.name,
@@ -401,7 +401,8 @@ def values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
     if low == "win32_networkadapterconfiguration":
         net = ipaddress.IPv4Network(f"{spec.ipv4}/{spec.prefix}", strict=False)
         hosts = list(net.hosts())[:1] if net.num_addresses > 2 else []
-        gateway = [str(hosts[0])] if hosts and str(hosts[0]) != spec.ipv4 else []
+        # Choice: the default gateway is the first host address of the subnet.
+        gateway: list[Value] = [str(hosts[0])] if hosts and str(hosts[0]) != spec.ipv4 else []
         return [
             {"Index": 1, "Caption": "[00000001] VMware Accelerated AMD PCNet Adapter",
              "Description": "VMware Accelerated AMD PCNet Adapter", "IPEnabled": True,
