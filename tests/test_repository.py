@@ -13,6 +13,8 @@ from wmilab.model.hresult import (
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
     WBEM_E_INVALID_NAMESPACE,
+    WBEM_E_INVALID_METHOD_PARAMETERS,
+    WBEM_E_INVALID_OBJECT_PATH,
     WBEM_E_INVALID_PARAMETER,
     WBEM_E_INVALID_QUERY,
     WBEM_E_INVALID_QUERY_TYPE,
@@ -166,7 +168,7 @@ def test_get_object(xp: Repository) -> None:
     assert xp.get_object(NS, bios.relpath).get("Manufacturer") == "Phoenix Technologies LTD"  # type: ignore[union-attr]
     fails(WBEM_E_NOT_FOUND, xp.get_object, NS, "Win32_NoSuchClass")
     fails(WBEM_E_NOT_FOUND, xp.get_object, NS, 'Win32_Process.Handle="99999"')
-    fails(WBEM_E_INVALID_PARAMETER, xp.get_object, NS, 'Win32_Process.Handle="4')
+    fails(WBEM_E_INVALID_OBJECT_PATH, xp.get_object, NS, 'Win32_Process.Handle="4')
     fails(WBEM_E_INVALID_CLASS, xp.get_class, NS, "Win32_NoSuchClass")
 
 
@@ -192,7 +194,7 @@ def test_create_adds_a_process_and_terminate_removes_it(xp: Repository) -> None:
 
 def test_method_errors(xp: Repository) -> None:
     fails(WBEM_E_INVALID_METHOD, xp.exec_method, NS, "Win32_Process", "Explode", {})
-    fails(WBEM_E_INVALID_PARAMETER, xp.exec_method, NS, "Win32_Process", "Create",
+    fails(WBEM_E_INVALID_METHOD_PARAMETERS, xp.exec_method, NS, "Win32_Process", "Create",
           {"Bogus": 1})
     fails(WBEM_E_INVALID_PARAMETER, xp.exec_method, NS, "Win32_Process", "Terminate", {})
     fails(WBEM_E_NOT_FOUND, xp.exec_method, NS, 'Win32_Process.Handle="99999"', "Terminate",

@@ -45,7 +45,8 @@ OBJ = uuid.UUID("00000000-1111-2222-3333-444444444444")
 
 
 def _imp_syntax(s: SyntaxId) -> bytes:
-    return uuidtup_to_bin((str(s.uuid), f"{s.major}.{s.minor}"))
+    out: bytes = uuidtup_to_bin((str(s.uuid), f"{s.major}.{s.minor}"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ def test_header_is_covered_by_the_signature() -> None:
 
 
 def test_unsigned_request_on_integrity_connection_is_refused() -> None:
-    cli, srv, _ = _pair(5)
+    _cli, srv, _ = _pair(5)
     srv.receive_data(rpc.Request(call_id=77, opnum=0, stub=b"x").encode())
     fault = _only(srv.data_to_send())
     assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
@@ -473,12 +474,12 @@ def test_alter_context_adds_a_second_security_context() -> None:
     assert events == [Bound(1, OTHER, NDR)]
     cli.receive_data(resp.encode())
     assert [type(e) for e in srv.receive_data(cli.data_to_send())] == [Authenticated]
-    cid, data = cli.request(1, b"on the new context", context_id=1)
+    _cid, data = cli.request(1, b"on the new context", context_id=1)
     (call,) = srv.receive_data(data)
     assert isinstance(call, CallReceived)
     assert (call.interface, call.auth_context_id) == (OTHER, 79232)
     # The first context still works, with its own sequence numbers and keys.
-    cid2, data2 = cli.request(0, b"old", auth_context_id=79231)
+    _cid2, data2 = cli.request(0, b"old", auth_context_id=79231)
     (call2,) = srv.receive_data(data2)
     assert isinstance(call2, CallReceived) and call2.auth_context_id == 79231
 

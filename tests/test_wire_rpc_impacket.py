@@ -115,7 +115,8 @@ def _dce(port: int, level: int, password: str = PASSWORD,
 
 
 def _iface(s: rpc.SyntaxId) -> bytes:
-    return uuidtup_to_bin((str(s.uuid), f"{s.major}.{s.minor}"))
+    out: bytes = uuidtup_to_bin((str(s.uuid), f"{s.major}.{s.minor}"))
+    return out
 
 
 LEVELS = [RPC_C_AUTHN_LEVEL_CONNECT, RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,

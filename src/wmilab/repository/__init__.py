@@ -22,6 +22,8 @@ from ..model.hresult import (
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
     WBEM_E_INVALID_NAMESPACE,
+    WBEM_E_INVALID_METHOD_PARAMETERS,
+    WBEM_E_INVALID_OBJECT_PATH,
     WBEM_E_INVALID_PARAMETER,
     WBEM_E_INVALID_QUERY,
     WBEM_E_INVALID_QUERY_TYPE,
@@ -51,8 +53,9 @@ __all__ = [
     "WmiError", "dmtf_datetime", "format_path", "parse_path",
 ]
 
-# Namespaces every emulated host has (MSDocs WmiSdk/wmi-namespaces? "root", "root\cimv2",
-# "root\default" are present on every Windows XP / Server 2003 installation).
+# Namespaces every emulated host has: root, root\cimv2 and root\default exist on every
+# Windows XP / Server 2003 installation (MSDocs WmiSdk "WMI Namespaces" lists root\cimv2
+# and root\default). Choice: no other namespaces are emulated.
 NAMESPACES = ("root", "root\\cimv2", "root\\default")
 _MOF_BY_NAMESPACE = {"root": ("system.mof",), "root\\cimv2": ("system.mof", "cimv2.mof"),
                      "root\\default": ("system.mof",)}
@@ -167,7 +170,7 @@ class Repository:
         """IWbemServices::GetObject: a class (``Win32_Process``) or an instance
         (``Win32_Process.Handle="4"``). A missing class or instance is WBEM_E_NOT_FOUND
         (MSDocs WmiSdk/iwbemservices-getobject return values)."""
-        parsed = self._parse(path, WBEM_E_NOT_FOUND)
+        parsed = self._parse(path)
         ns_name = parsed.namespace or namespace
         ns = self.namespace(ns_name)
         cls = ns.get(parsed.class_name)
@@ -181,13 +184,12 @@ class Repository:
         return found
 
     @staticmethod
-    def _parse(path: str, error: object) -> ObjectPath:
+    def _parse(path: str) -> ObjectPath:
         try:
             return parse_path(path)
         except PathError as exc:
-            # An unparsable path is reported as WBEM_E_INVALID_PARAMETER. Choice: WMI returns
-            # WBEM_E_INVALID_OBJECT_PATH, which wmilab.model.hresult does not list yet.
-            raise WmiError(WBEM_E_INVALID_PARAMETER, str(exc)) from None
+            # An unparsable object path: WBEM_E_INVALID_OBJECT_PATH (MS-WMI 2.2.11).
+            raise WmiError(WBEM_E_INVALID_OBJECT_PATH, str(exc)) from None
 
     def _find(self, namespace: str, cls: CimClass, path: ObjectPath) -> CimInstance | None:
         for inst in self.instances_of(namespace, cls.name, deep=True):
@@ -305,7 +307,7 @@ class Repository:
         return isa
 
     def _schema_query(self, ns: Namespace, query: wql.SelectQuery) -> list[CimClass]:
-        """``SELECT * FROM meta_class [WHERE ...]`` (MSDocs WmiSdk/querying-the-schema?)."""
+        """``SELECT * FROM meta_class [WHERE ...]`` (MSDocs WmiSdk/querying-the-schema)."""
         out = []
         for cls in ns.classes.values():
             if query.where is None or wql.evaluate(
@@ -316,7 +318,7 @@ class Repository:
     def _assoc_query(self, ns: Namespace, q: wql.AssocQuery) -> list[CimObject]:
         """ASSOCIATORS OF / REFERENCES OF (MSDocs WmiSdk/associators-of-statement,
         WmiSdk/references-of-statement)."""
-        source_path = self._parse(q.path, WBEM_E_INVALID_QUERY)
+        source_path = self._parse(q.path)
         source_cls = ns.get(source_path.class_name)
         if source_cls is None:
             raise WmiError(WBEM_E_NOT_FOUND, f"no class {source_path.class_name}")
@@ -395,7 +397,7 @@ class Repository:
         unknown in-parameter (MSDocs WmiSdk/iwbemservices-execmethod return values).
         """
         ns = self.namespace(namespace)
-        parsed = self._parse(path, WBEM_E_INVALID_PARAMETER)
+        parsed = self._parse(path)
         cls = ns.get(parsed.class_name)
         if cls is None:
             raise WmiError(WBEM_E_INVALID_CLASS, f"no class {parsed.class_name}")
@@ -411,7 +413,9 @@ class Repository:
         for name, value in params.items():
             prop = inputs.property(name) if inputs else None
             if prop is None:
-                raise WmiError(WBEM_E_INVALID_PARAMETER, f"{decl.name} has no parameter {name}")
+                # An in-parameter the method does not declare (MS-WMI 2.2.11).
+                raise WmiError(WBEM_E_INVALID_METHOD_PARAMETERS,
+                               f"{decl.name} has no parameter {name}")
             args[prop.name.lower()] = value
         static = any(q.name.lower() == "static" for q in decl.qualifiers)
         target: CimInstance | None = None
