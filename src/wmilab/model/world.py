@@ -87,6 +87,8 @@ class HostModel:
         self.name = config.name
         self.os = config.os
         self.address = config.address
+        self.ip: IPv4Address = config.address.ip
+        self.subnet: IPv4Network = config.address.network
         self.directory = directory
         try:
             self.policies: Policies = parse_policies(config.policy)
@@ -114,14 +116,7 @@ class HostModel:
             self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
         except ConfigError as e:
             raise e.within("wmi") from None
-
-    @property
-    def ip(self) -> IPv4Address:
-        return self.address.ip
-
-    @property
-    def subnet(self) -> IPv4Network:
-        return self.address.network
+        self.outgoing = self.dcom.check_outgoing()
 
     @property
     def wmi_port(self) -> int:
