@@ -208,3 +208,43 @@ def test_impacket_tampered_request_is_rejected(echo_server: EchoServer, level: i
     dce.disconnect()
     assert not any(isinstance(e, CallReceived) for e in echo_server.events)
     assert any(isinstance(e, ProtocolViolation) for e in echo_server.events)
+
+
+# ---------------------------------------------------------------------------------------
+# aiowmi's RPC layer (its DCOM layer needs the host; only bind + sealed/signed calls here)
+
+
+@pytest.mark.parametrize("level", [RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
+                                   RPC_C_AUTHN_LEVEL_PKT_PRIVACY])
+def test_aiowmi_bind_and_calls(echo_server: EchoServer, level: int) -> None:
+    import asyncio
+
+    from aiowmi.connection import Connection
+    from aiowmi.rpc.request import RpcRequest
+    from aiowmi.rpc.response import RpcResponse
+    from aiowmi.uuid import uuid_ver_to_bin
+
+    async def run() -> list[bytes]:
+        conn = Connection("127.0.0.1", "alice", PASSWORD, "HOSTB", port=echo_server.port,
+                          loop=asyncio.get_running_loop())
+        await conn.connect(timeout=5)
+        proto = conn._protocol
+        proto._auth_level = level
+        proto._context_id = 4242
+        await conn._bind_ntlm(uuid_ver_to_bin(str(ECHO.uuid), "1.0"), proto)
+        answers = []
+        # aiowmi expects replies to end in a zero HRESULT; the echo reverses the stub.
+        for stub in (b"\0\0\0\0odd-length!", b"\0\0\0\0" + b"x" * 3001):
+            request = RpcRequest(op_num=0)
+            request.set_pdu_data(stub)
+            pkg = (request.seal_data(proto) if level == RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+                   else request.sign_data(proto))
+            response = await proto.get_dcom_response(pkg, size=RpcResponse.SIZE, timeout=5)
+            answers.append(response.get_message(proto))
+        conn.close()
+        return answers
+
+    answers = asyncio.run(run())
+    assert answers == [b"!htgnel-ddo\0\0\0\0", b"x" * 3001 + b"\0\0\0\0"]
+    calls = [e for e in echo_server.events if isinstance(e, CallReceived)]
+    assert [c.auth_level for c in calls] == [level, level]

@@ -118,6 +118,71 @@ def netsh(
     sys.stdout.write(result if result.endswith("\n") else result + "\n")
 
 
+@app.command()
+def host(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    name: Annotated[str, typer.Argument(help="Host name in the scenario.", show_default=False)],
+    address: Annotated[str | None, typer.Option(
+        "--address", help="IP address to listen on (default: the host's loopback address, "
+        "e.g. 127.168.10.2 for 192.168.10.2).", show_default=False)] = None,
+    client: Annotated[str | None, typer.Option(
+        "--client", help="Scenario host that connections from other addresses (such as "
+        "127.0.0.1) come from (default: the 'from' host of the first call to HOST).",
+        show_default=False)] = None,
+) -> None:
+    """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
+
+    impacket and aiowmi connect to it unmodified. Logs each connection, logon and call
+    on one line; Ctrl-C stops it.
+    """
+    import asyncio
+    import contextlib
+    import logging
+
+    from wmilab.host.gate import default_client
+    from wmilab.host.server import HostBindError, HostServer
+
+    scenario = _load(file)
+    names = {h.upper(): h for h in scenario.world.configs}
+    match = names.get(name.upper())
+    if match is None:
+        err.print(f"[red]error:[/] {file}: no host {name!r} (hosts: "
+                  f"{', '.join(scenario.world.configs)})")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    source = client
+    if source is not None:
+        if source.upper() not in names:
+            err.print(f"[red]error:[/] --client {source!r} is not a host of {file}")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        source = names[source.upper()]
+    else:
+        source = default_client(scenario.world, match,
+                                [(c.source, c.target) for c in scenario.calls])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    async def serve() -> None:
+        try:
+            server = HostServer(scenario.world, match, address=address, client_host=source)
+            await server.start()
+        except ConfigError as e:
+            err.print(f"[red]error:[/] {e}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except HostBindError as e:
+            err.print(f"[red]error:[/] {e.strerror}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        out.print(f"{match} serving on {server.address} (RPCSS {server.ports['rpcss']}, "
+                  f"WMI {server.ports['wmi']}); clients from other addresses count as "
+                  f"{source or 'themselves'}. Ctrl-C stops.")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    out.print("stopped")
+
+
 def main() -> None:
     app()
 

@@ -49,6 +49,9 @@ C2_RESOLVER_PORT = "c2.resolver-port"
 C2_SINK_PORT = "c2.sink-port"
 C2_ACCESS = "c2.access"
 
+STEP_ORDER = (C1_CLIENT_DCOM, C1_RPCSS, C1_LOGON, C1_ACTIVATION, C1_WMI_PORT, C1_ACCESS,
+              C1_NAMESPACE, C2_IDENTITY, C2_RESOLVER_PORT, C2_SINK_PORT, C2_ACCESS)
+
 STEP_TITLES = {
     C1_CLIENT_DCOM: "A may make DCOM calls to other computers (EnableDCOM on A)",
     C1_RPCSS: "A reaches RPCSS on B (TCP 135)",

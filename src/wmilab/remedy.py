@@ -31,7 +31,7 @@ from wmilab.model.security import COM_RIGHTS_EXECUTE
 from wmilab.model.world import HostConfig, World
 from wmilab.scenario import Call
 
-MAX_ROUNDS = 12
+MAX_ROUNDS = 40
 
 
 # ---- edits: what a change does to the scenario ------------------------------------------
@@ -495,7 +495,11 @@ def _progress(before: flow.Verdict, after: flow.Verdict) -> bool:
         return True
     fb, fa = before.failed, after.failed
     assert fb is not None and fa is not None
-    return after.steps.index(fa) > before.steps.index(fb)
+    ia, ib = flow.STEP_ORDER.index(fa.id), flow.STEP_ORDER.index(fb.id)
+    # Later step, or the same step failing for another reason (EnableDCOM fixed, now the
+    # launch limits; exceptions allowed again, now the scope): the change removed one
+    # obstacle. Changes that turn out unnecessary are dropped by _minimize.
+    return ia > ib or (ia == ib and (fa.where, fa.detail) != (fb.where, fb.detail))
 
 
 def _search(world: World, call: Call) -> tuple[list[Change], str | None]:

@@ -195,9 +195,9 @@ class SyntaxId:
         return f"{self.uuid}/{self.major}.{self.minor}"
 
 
-# NDR 2.0 transfer syntax (C706 14; MS-RPCE 2.2.5.1).
+# NDR 2.0 transfer syntax (C706 appendix I; MS-RPCE 2.2.4.12).
 NDR = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), 2, 0)
-# NDR64 transfer syntax (MS-RPCE 2.2.5.2 / 3.3.1.5.6).
+# NDR64 transfer syntax (MS-RPCE 2.2.4.13; negotiation 3.3.1.5.6).
 NDR64 = SyntaxId(uuid.UUID("71710533-beba-4937-8319-b5dbef9ccc36"), 1, 0)
 NULL_SYNTAX = SyntaxId(uuid.UUID(int=0), 0, 0)
 _BTFN_PREFIX = uuid.UUID("6cb71c2c-9812-4540-0000-000000000000").bytes_le[:8]

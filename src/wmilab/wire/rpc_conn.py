@@ -452,7 +452,7 @@ class ServerConnection:
 
     def _match_interface(self, abstract: SyntaxId) -> SyntaxId | None:
         for iface in self.interfaces:
-            # C706 12.6.3.1 / MS-RPCE 3.3.1.5.6: same UUID and major, server minor >= client.
+            # C706 interface versions: same UUID and major version, server minor >= client.
             if (iface.uuid == abstract.uuid and iface.major == abstract.major
                     and iface.minor >= abstract.minor):
                 return iface

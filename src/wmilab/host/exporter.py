@@ -1,0 +1,291 @@
+"""The WMI service's object exporter: IRemUnknown, IWbemLevel1Login, IWbemServices, enumerators.
+
+Calls are routed by their object UUID (the IPID), never by the bound interface: aiowmi
+sends every call on presentation context 0 (wire-notes). Each call first asks the model
+``host.dcom.check_remote_access(token, "wmi")`` (flow step c1.access); NTLMLogin asks
+``host.wmi.check_login`` (c1.namespace); ExecMethod asks ``host.wmi.check_method``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from wmilab.host.objects import (
+    EncodedObject,
+    Entry,
+    Enumerator,
+    FetchSmartEnum,
+    Level1Login,
+    RemUnknown,
+    Services,
+    WcoSmartEnum,
+)
+from wmilab.host.runtime import CallContext, HostRuntime, Reply
+from wmilab.model import hresult as hr
+from wmilab.repository import CimClass, WmiError
+from wmilab.repository.cim import CimObject
+from wmilab.wire import dcom, ids, rpc, wmi, wmio
+from wmilab.wire.dcom import RpcFaultReply, StubError
+
+__all__ = ["EXPORTER_INTERFACES", "WmiExporter"]
+
+log = logging.getLogger("wmilab.host")
+
+EXPORTER_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
+    # MS-DCOM 2.1: every ORPC interface has version 0.0.
+    ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMLEVEL1LOGIN,
+    ids.IID_IWBEMSERVICES, ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IWBEMFETCHSMARTENUM,
+    ids.IID_IWBEMWCOSMARTENUM, ids.IID_IWBEMCALLRESULT, ids.IID_IWBEMLOGINCLIENTID,
+    ids.IID_IWBEMLOGINHELPER,
+))
+
+# Choice: a call on an IPID the exporter does not know gets a fault RPC_E_DISCONNECTED, what
+# Windows returns for a released or reclaimed object (impacket dcomrt INTERFACE.request
+# names this case).
+RPC_E_DISCONNECTED = 0x80010108
+OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
+BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
+WBEM_E_INVALID_OPERATION = 0x80041016  # MS-WMI 2.2.11
+WBEM_FLAG_SHALLOW = 0x1  # MS-WMI 2.2.3 (CreateInstanceEnum: no subclasses)
+MAX_NEXT = 10_000  # Choice: Next/Skip counts above this are clipped (bounded replies)
+
+Op = ids.WbemServicesOp
+E = ids.EnumWbemClassObjectOp
+
+
+class WmiExporter:
+    """Dispatch for every ORPC call on the WMI port."""
+
+    def __init__(self, runtime: HostRuntime) -> None:
+        self.rt = runtime
+
+    def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
+               ctx: CallContext) -> tuple[str, Reply]:
+        """(operation name for the log, reply stub or fault)."""
+        entry = self.rt.table.lookup(object_uuid)
+        name = self._name(entry, opnum)
+        # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
+        # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
+        if not self.rt.model.dcom.check_remote_access(ctx.token, "wmi").ok:
+            return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
+        if entry is None:
+            return name, RpcFaultReply(RPC_E_DISCONNECTED)
+        try:
+            return name, self._dispatch(entry, opnum, stub, ctx)
+        except StubError:
+            return name, BAD_STUB
+
+    @staticmethod
+    def _name(entry: Entry | None, opnum: int) -> str:
+        if entry is None:
+            return f"<unknown IPID>#{opnum}"
+        return ids.op_name(entry.iid, opnum)
+
+    def _dispatch(self, entry: Entry, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        obj = entry.obj
+        if isinstance(obj, RemUnknown):
+            return self._rem_unknown(opnum, stub, ctx)
+        if isinstance(obj, Level1Login):
+            return self._login(opnum, stub, ctx)
+        if isinstance(obj, Services):
+            return self._services(obj, opnum, stub, ctx)
+        if isinstance(obj, Enumerator):
+            return self._enum(obj, opnum, stub, ctx)
+        if isinstance(obj, FetchSmartEnum):
+            if opnum != ids.WbemFetchSmartEnumOp.GET_SMART_ENUM:
+                return OP_RANGE
+            # MS-WMI 3.1.4.6.1: GetSmartEnum returns an IWbemWCOSmartEnum on the same result.
+            smart = self.rt.table.export(WcoSmartEnum(obj.enum), ids.IID_IWBEMWCOSMARTENUM,
+                                         oid=entry.oid)
+            return wmi.build_interface_reply(self._ref(smart, ctx))
+        if isinstance(obj, WcoSmartEnum):
+            if opnum != ids.WbemWcoSmartEnumOp.NEXT:
+                return OP_RANGE
+            req = wmi.parse_smart_next(stub)
+            count = min(req.count, MAX_NEXT)
+            got = obj.enum.take(count)
+            objects = [wmi.SmartObject(obj.enum.class_id(o.class_name), o.encoded) for o in got]
+            # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
+            return wmi.build_smart_next_reply(objects, count)
+        return OP_RANGE
+
+    def _ref(self, entry: Entry, ctx: CallContext) -> dcom.ObjRefStandard:
+        return self.rt.table.objref(entry, self.rt.resolver_bindings(ctx.local_address))
+
+    # -- IRemUnknown (MS-DCOM 3.1.1.5.6) -------------------------------------------------
+
+    def _rem_unknown(self, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        table = self.rt.table
+        if opnum == ids.RemUnknownOp.REM_QUERY_INTERFACE:
+            req = dcom.parse_rem_query_interface(stub)
+            target = table.lookup(req.ipid)
+            if target is None:
+                # MS-DCOM 3.1.1.5.6.1.1: an IPID that is not in the table -> E_INVALIDARG?
+                # Choice: answer each IID with RPC_E_DISCONNECTED, as for a call on it.
+                return dcom.build_rem_query_interface_reply(
+                    [dcom.QiResult(RPC_E_DISCONNECTED) for _ in req.iids])
+            results: list[dcom.QiResult] = []
+            for iid in req.iids:
+                got = table.query_interface(target, iid, req.refs)
+                if got is None:
+                    # aiowmi falls back to IEnumWbemClassObject::Next on E_NOINTERFACE.
+                    results.append(dcom.QiResult(dcom.E_NOINTERFACE))
+                else:
+                    results.append(dcom.QiResult(dcom.S_OK, dcom.StdObjRef(
+                        table.oxid, got.oid, got.ipid, max(req.refs, 1))))
+            return dcom.build_rem_query_interface_reply(results)
+        if opnum == ids.RemUnknownOp.REM_ADD_REF:
+            refs = dcom.parse_rem_refs(stub, "RemAddRef")
+            codes = [dcom.S_OK if table.add_ref(r.ipid, r.public_refs) else 0x80070057
+                     for r in refs.refs]  # E_INVALIDARG for an unknown IPID (MS-ERREF)
+            return dcom.build_rem_add_ref_reply(codes)
+        if opnum == ids.RemUnknownOp.REM_RELEASE:
+            refs = dcom.parse_rem_refs(stub, "RemRelease")
+            for r in refs.refs:
+                table.release(r.ipid, r.public_refs)
+            # wire-notes: releasing an unknown IPID is S_OK (impacket releases twice).
+            return dcom.build_rem_release_reply(dcom.S_OK)
+        return OP_RANGE
+
+    # -- IWbemLevel1Login (MS-WMI 3.1.4.1) -----------------------------------------------
+
+    def _login(self, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        op = ids.WbemLevel1LoginOp
+        if opnum == op.ESTABLISH_POSITION:
+            wmi.parse_establish_position(stub)
+            return wmi.build_establish_position_reply()
+        if opnum in (op.REQUEST_CHALLENGE, op.WBEM_LOGIN):
+            # MS-WMI 3.1.4.1.2 / 3.1.4.1.3: these MUST return WBEM_E_NOT_SUPPORTED.
+            return wmi.build_reserved_challenge_reply()
+        if opnum != op.NTLM_LOGIN:
+            return OP_RANGE
+        req = wmi.parse_ntlm_login(stub)
+        ref, code = self._open(req.namespace, ctx)
+        return wmi.build_interface_reply(ref, code)
+
+    def _open(self, namespace: str, ctx: CallContext) -> tuple[dcom.ObjRefStandard | None, int]:
+        check = self.rt.model.wmi.check_login(ctx.token, namespace)
+        if not check.ok:
+            # MS-WMI 3.1.4.1.4: no Enable Account / Remote Enable -> WBEM_E_ACCESS_DENIED; an
+            # unknown namespace -> WBEM_E_INVALID_NAMESPACE (as flow c1.namespace).
+            code = (hr.WBEM_E_INVALID_NAMESPACE if check.where == "namespace"
+                    else hr.WBEM_E_ACCESS_DENIED)
+            log.info("%s NTLMLogin %s as %s: %s", self.rt.name, namespace, ctx.token.name,
+                     check.reason)
+            return None, code.code
+        try:
+            ns = self.rt.repository.namespace(namespace).name
+        except WmiError as e:
+            return None, e.hresult.code
+        services = self.rt.table.export(Services(ns, ctx.token), ids.IID_IWBEMSERVICES)
+        return self._ref(services, ctx), wmi.WBEM_S_NO_ERROR
+
+    # -- IWbemServices (MS-WMI 3.1.4.3) --------------------------------------------------
+
+    def _services(self, svc: Services, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        req = wmi.parse_wbem_services(opnum, stub)
+        if isinstance(req, wmi.Unsupported) or req.sink is not None:
+            # Choice: asynchronous entry points (and the calls we do not serve) answer
+            # WBEM_E_NOT_SUPPORTED; the callback to the sink is not implemented (docs/host.md).
+            reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, hr.WBEM_E_NOT_SUPPORTED.code)
+            return OP_RANGE if reply is None else reply
+        repo = self.rt.repository
+        try:
+            if opnum == Op.OPEN_NAMESPACE:
+                target = f"{svc.namespace}\\{req.path or ''}".strip("\\")
+                ref, code = self._open(target, ctx)
+                return wmi.build_open_namespace_reply(ref, None, code)
+            if opnum == Op.GET_OBJECT:
+                if not req.path:
+                    raise WmiError(hr.WBEM_E_INVALID_PARAMETER, "empty object path")
+                found = repo.get_object(svc.namespace, req.path)
+                return wmi.build_get_object_reply(repo.encode(found, svc.namespace))
+            if opnum in (Op.EXEC_QUERY, Op.EXEC_NOTIFICATION_QUERY):
+                if opnum == Op.EXEC_NOTIFICATION_QUERY:
+                    raise WmiError(hr.WBEM_E_NOT_SUPPORTED, "event queries")
+                rows = repo.exec_query(svc.namespace, req.query or "", req.query_language or "")
+                # MS-WMI 3.1.4.3.18: synchronous and semisynchronous (0x10) calls both return
+                # an IEnumWbemClassObject; here the result is complete at once.
+                return self._enumerator(svc.namespace, rows, req.forward_only, ctx)
+            if opnum == Op.CREATE_INSTANCE_ENUM:
+                rows = list(repo.create_instance_enum(
+                    svc.namespace, req.path or "", deep=not req.flags & WBEM_FLAG_SHALLOW))
+                return self._enumerator(svc.namespace, rows, req.forward_only, ctx)
+            if opnum == Op.EXEC_METHOD:
+                return self._exec_method(svc, req, ctx)
+        except WmiError as e:
+            return self._error(opnum, e.hresult.code)
+        reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, hr.WBEM_E_NOT_SUPPORTED.code)
+        return OP_RANGE if reply is None else reply
+
+    @staticmethod
+    def _error(opnum: int, code: int) -> bytes:
+        reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, code)
+        assert reply is not None
+        return reply
+
+    def _enumerator(self, namespace: str, rows: Sequence[CimObject], forward_only: bool,
+                    ctx: CallContext) -> bytes:
+        objects = []
+        for row in rows:
+            cls_name = row.name if isinstance(row, CimClass) else row.cls.name
+            objects.append(EncodedObject(cls_name, self.rt.repository.encode(row, namespace)))
+        enum = Enumerator(namespace, objects, forward_only)
+        entry = self.rt.table.export(enum, ids.IID_IENUMWBEMCLASSOBJECT)
+        return wmi.build_interface_reply(self._ref(entry, ctx))
+
+    def _exec_method(self, svc: Services, req: wmi.WbemRequest, ctx: CallContext) -> bytes:
+        check = self.rt.model.wmi.check_method(ctx.token, svc.namespace)
+        if not check.ok:
+            # Execute Methods is needed (MSDocs WmiSdk/namespace-access-rights-constants).
+            log.info("%s ExecMethod as %s: %s", self.rt.name, ctx.token.name, check.reason)
+            return self._error(Op.EXEC_METHOD, hr.WBEM_E_ACCESS_DENIED.code)
+        params: wmio.Instance | None = None
+        data = req.in_params_object
+        if data is not None:
+            try:
+                decoded = wmio.decode_encoding_unit(data).obj
+            except wmio.WmioError:
+                return self._error(Op.EXEC_METHOD, hr.WBEM_E_INVALID_PARAMETER.code)
+            if not isinstance(decoded, wmio.Instance):
+                return self._error(Op.EXEC_METHOD, hr.WBEM_E_INVALID_PARAMETER.code)
+            params = wmio.Instance(decoded.cls, {k: v for k, v in decoded.values.items()
+                                                 if v is not None})
+        # Never run anything on this machine: only the repository's emulated state changes.
+        out = self.rt.repository.exec_method(svc.namespace, req.path or "", req.method or "",
+                                             params)
+        return wmi.build_exec_method_reply(self.rt.repository.encode(out, svc.namespace))
+
+    # -- IEnumWbemClassObject (MS-WMI 3.1.4.4) -------------------------------------------
+
+    def _enum(self, enum: Enumerator, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        req = wmi.parse_enum(opnum, stub)
+        if isinstance(req, wmi.Unsupported) or req.sink is not None:
+            reply = wmi.build_error_reply(ids.IID_IENUMWBEMCLASSOBJECT, opnum,
+                                          hr.WBEM_E_NOT_SUPPORTED.code)
+            return OP_RANGE if reply is None else reply
+        if opnum == E.NEXT:
+            count = min(req.count, MAX_NEXT)
+            got = enum.take(count)
+            # MS-WMI 3.1.4.4.2: S_OK when uCount objects come back, else WBEM_S_FALSE.
+            return wmi.build_next_reply([o.encoded for o in got], count)
+        if opnum == E.RESET:
+            if enum.forward_only:
+                # MS-WMI 3.1.4.4.1: a forward-only enumerator cannot be reset.
+                return dcom.build_orpc_hresult_reply(WBEM_E_INVALID_OPERATION)
+            enum.position = 0
+            return dcom.build_orpc_hresult_reply(dcom.S_OK)
+        if opnum == E.SKIP:
+            count = min(req.count, MAX_NEXT)
+            got = enum.take(count)
+            return dcom.build_orpc_hresult_reply(dcom.S_OK if len(got) == count
+                                                 else wmi.WBEM_S_FALSE)
+        if opnum == E.CLONE:
+            # MS-WMI 3.1.4.4.4: the clone starts at the same position.
+            clone = Enumerator(enum.namespace, enum.objects, enum.forward_only, enum.position,
+                               dict(enum.class_ids))
+            entry = self.rt.table.export(clone, ids.IID_IENUMWBEMCLASSOBJECT)
+            return wmi.build_interface_reply(self._ref(entry, ctx))
+        return OP_RANGE

@@ -1,0 +1,79 @@
+"""The in-process firewall gate: asks the host's firewall model about each new connection.
+
+The gate never decides by itself. For every accepted TCP connection it turns the peer's
+loopback address into the scenario address of the host it stands for, and asks
+``HostModel.inbound`` the same question ``flow`` asks at steps c1.rpcss-port and
+c1.wmi-port. A refused connection is closed with a RST (docs/host.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from wmilab.errors import ConfigError
+from wmilab.lab.loopback import LoopbackMap
+from wmilab.model import firewall as fw
+from wmilab.model.world import World
+
+__all__ = ["Gate", "GateDecision", "default_client"]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    allowed: bool
+    source: IPv4Address  # the scenario address the peer stands for
+    source_host: str | None
+    port: int  # the model port (135 or the WMI port)
+    rule: str
+
+
+def default_client(world: World, host: str, calls: list[tuple[str, str]]) -> str | None:
+    """The ``from`` host of the first call (source, target) that targets ``host``."""
+    for source, target in calls:
+        if target == host:
+            return source
+    return None
+
+
+class Gate:
+    """Firewall decisions for connections to one emulated host."""
+
+    def __init__(self, world: World, host: str, addresses: LoopbackMap | None = None,
+                 client_host: str | None = None) -> None:
+        if host not in world.configs:
+            raise ConfigError(f"no host {host!r} in the scenario", ("hosts", host))
+        if client_host is not None and client_host not in world.configs:
+            raise ConfigError(f"--client {client_host!r} is not a host of the scenario",
+                              ("client",))
+        self.world = world
+        self.host = host
+        self.addresses = addresses or LoopbackMap.for_world(world)
+        self.client_host = client_host
+
+    def source_of(self, peer: str) -> tuple[IPv4Address, str | None]:
+        """The scenario address (and host) a peer's loopback address stands for."""
+        host = self.addresses.host_at(peer)
+        if host is not None:
+            scenario = self.addresses.scenario_address(peer)
+            assert scenario is not None
+            return scenario, host
+        # Choice: a source that is no host's loopback address (127.0.0.1 for impacket) comes
+        # from the configured client host, so firewall scopes behave as in the model.
+        if self.client_host is not None:
+            return self.world.configs[self.client_host].address.ip, self.client_host
+        try:
+            return IPv4Address(peer), None
+        except ValueError:
+            return IPv4Address("127.0.0.1"), None
+
+    def decide(self, peer: str, model_port: int) -> GateDecision:
+        source, source_host = self.source_of(peer)
+        model = self.world.host(self.host)
+        if model_port == 135:
+            # TCP 135 reaches RPCSS in svchost.exe (TechNet cc737332; as flow c1.rpcss-port).
+            verdict = model.rpcss_inbound(source)
+        else:
+            # The WMI service's dynamic port, also svchost.exe (flow c1.wmi-port).
+            verdict = model.inbound(source, model_port, fw.SVCHOST)
+        return GateDecision(verdict.allowed, source, source_host, model_port, verdict.rule)

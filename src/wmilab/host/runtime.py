@@ -1,0 +1,58 @@
+"""What the RPCSS and WMI handlers of one emulated host share: model, repository, objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wmilab.host.objects import ObjectTable
+from wmilab.model.identity import Token
+from wmilab.model.world import HostModel, World
+from wmilab.repository import HostSpec, Repository
+from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
+
+__all__ = ["CallContext", "HostRuntime", "Reply", "repository_for"]
+
+Reply = bytes | RpcFaultReply
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling and through which address."""
+
+    token: Token
+    local_address: str  # the address the client connected to (for string bindings)
+    peer: str
+
+
+def repository_for(world: World, host: str) -> Repository:
+    """The WMI repository of a scenario host, built from its configuration."""
+    cfg = world.configs[host]
+    spec = HostSpec(hostname=host, os=cfg.os, domain=cfg.domain, workgroup=cfg.workgroup,
+                    ipv4=str(cfg.address.ip), prefix=cfg.address.network.prefixlen)
+    return Repository.for_host(spec)
+
+
+class HostRuntime:
+    """One emulated computer: its model, repository and the WMI object exporter's table."""
+
+    def __init__(self, world: World, host: str, *, wmi_listen_port: int,
+                 max_objects: int = 4096) -> None:
+        self.world = world
+        self.name = host
+        self.model: HostModel = world.host(host)
+        self.repository = repository_for(world, host)
+        self.table = ObjectTable(max_entries=max_objects)
+        self.wmi_listen_port = wmi_listen_port
+
+    def exporter_bindings(self, local_address: str) -> DualStringArray:
+        """String bindings ``ADDR[port]`` of the WMI exporter, with the dialled address.
+
+        MS-DCOM 2.2.19.3; both clients pick the binding that holds the address they dialled
+        (impacket dcomrt INTERFACE.connect, aiowmi get_binding).
+        """
+        return tcp_bindings([local_address], self.wmi_listen_port)
+
+    def resolver_bindings(self, local_address: str) -> DualStringArray:
+        """The OXID resolver's bindings: the address alone, port 135 is well known
+        (MS-DCOM 2.2.19.3: the resolver's string bindings carry no endpoint)."""
+        return tcp_bindings([local_address], None)

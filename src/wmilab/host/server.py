@@ -1,0 +1,299 @@
+"""The asyncio runtime of one emulated Windows host: RPCSS on 135, WMI on its dynamic port.
+
+Each TCP connection gets a sans-IO :class:`wmilab.wire.rpc_conn.ServerConnection`; the
+firewall gate, the NTLM logon, DCOM activation and access, and WMI namespace security are
+all decided by the model (see gate.py, auth.py, rpcss.py, exporter.py and docs/host.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from wmilab.errors import ConfigError
+from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
+from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
+from wmilab.host.gate import Gate
+from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
+from wmilab.host.runtime import CallContext, HostRuntime, Reply
+from wmilab.lab.loopback import LoopbackMap
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.world import World
+from wmilab.wire import ids, rpc
+from wmilab.wire.dcom import RpcFaultReply
+from wmilab.wire.rpc_conn import (
+    Authenticated,
+    Bound,
+    CallReceived,
+    LogonFailed,
+    ProtocolViolation,
+    ServerConnection,
+)
+
+__all__ = ["HostBindError", "HostServer", "Limits"]
+
+log = logging.getLogger("wmilab.host")
+
+RPC_E_SERVERFAULT = 0x80010105  # MS-ERREF 2.1: the server threw an exception
+_FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one host's memory and sockets in check (docs/host.md)."""
+
+    max_connections: int = 256  # per host, both ports; more are reset at once
+    bind_timeout: float = 30.0  # seconds a connection may stay without a bind
+    idle_timeout: float = 900.0  # seconds without a PDU once bound (impacket pings at 120 s)
+    max_request_size: int = 8 * 1024 * 1024  # reassembled request stub bytes
+    max_objects: int = 4096  # live IPIDs in the WMI object exporter
+
+
+class HostBindError(OSError):
+    """A listening socket could not be bound; the message says what to do."""
+
+
+def _filetime() -> int:
+    return int((time.time() + _FILETIME_EPOCH) * 10_000_000)
+
+
+class HostServer:
+    """Serves one scenario host on one IP address: RPCSS (135) and the WMI exporter.
+
+    ``ports`` maps a model port (135, ``HostModel.wmi_port``) to the port to bind (0 picks
+    a free one), for tests without root. ``client_host`` is the scenario host a connection
+    from an address that is no host's loopback address stands for.
+    """
+
+    def __init__(self, world: World, host: str, *, address: str | None = None,
+                 addresses: LoopbackMap | None = None, client_host: str | None = None,
+                 ports: Mapping[int, int] | None = None, limits: Limits | None = None) -> None:
+        if host not in world.configs:
+            raise ConfigError(f"no host {host!r} in the scenario (hosts: "
+                              f"{', '.join(world.configs)})", ("hosts", host))
+        self.world = world
+        self.name = host
+        self.model = world.host(host)
+        self.addresses = addresses or LoopbackMap.for_world(world)
+        self.address = address or str(self.addresses.loopback(host))
+        self.gate = Gate(world, host, self.addresses, client_host)
+        self.limits = limits or Limits()
+        ports = dict(ports or {})
+        self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
+        self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
+        self.ports: dict[str, int] = {}
+        self.runtime: HostRuntime | None = None
+        self.rpcss: Rpcss | None = None
+        self.exporter: WmiExporter | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[_RpcProtocol] = set()
+        self.names = ntlm_names(world, host)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for kind in ("wmi", "rpcss"):
+                srv = await loop.create_server(
+                    lambda k=kind: _RpcProtocol(self, k),  # type: ignore[misc]
+                    self.address, self._wanted[kind], reuse_address=True)
+                self._servers.append(srv)
+                self.ports[kind] = srv.sockets[0].getsockname()[1]
+                if kind == "wmi":
+                    self.runtime = HostRuntime(self.world, self.name,
+                                               wmi_listen_port=self.ports["wmi"],
+                                               max_objects=self.limits.max_objects)
+                    self.rpcss = Rpcss(self.runtime)
+                    self.exporter = WmiExporter(self.runtime)
+        except OSError as e:
+            await self.stop()
+            port = self._wanted["rpcss" if "wmi" in self.ports else "wmi"]
+            hint = ""
+            if e.errno == errno.EACCES and port < 1024:
+                hint = (f"; binding port {port} needs root or "
+                        f"`sysctl net.ipv4.ip_unprivileged_port_start={port}`")
+            raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on "
+                                f"{self.address}:{port}: {e.strerror or e}{hint}") from None
+        log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,
+                 self.ports["rpcss"], self.ports["wmi"])
+
+    async def stop(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self._connections):
+            conn.close()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()
+        self._servers.clear()
+
+    async def __aenter__(self) -> HostServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # -- connection bookkeeping -------------------------------------------------------------
+
+    def _admit(self, conn: _RpcProtocol) -> bool:
+        if len(self._connections) >= self.limits.max_connections:
+            return False
+        self._connections.add(conn)
+        return True
+
+    def _forget(self, conn: _RpcProtocol) -> None:
+        self._connections.discard(conn)
+
+
+class _RpcProtocol(asyncio.Protocol):
+    """One TCP connection to RPCSS or to the WMI exporter."""
+
+    def __init__(self, server: HostServer, kind: Literal["rpcss", "wmi"]) -> None:
+        self.server = server
+        self.kind = kind
+        self.transport: asyncio.Transport | None = None
+        self.conn: ServerConnection | None = None
+        self.peer = "?"
+        self.local = server.address
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        srv = self.server
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or (srv.address, 0)
+        self.peer, self.local = f"{peer[0]}", f"{local[0]}"
+        model_port = srv.model_ports[self.kind]
+        decision = srv.gate.decide(self.peer, model_port)
+        who = f"{decision.source}" + (f" ({decision.source_host})" if decision.source_host else "")
+        if not decision.allowed:
+            # Choice: a dropped SYN cannot be emulated on loopback; a RST at once makes the
+            # client fail with RPC_S_SERVER_UNAVAILABLE as a drop would (seed: 0x800706ba).
+            log.info("%s %s:%d from %s: dropped by the firewall (%s)", srv.name, self.local,
+                     model_port, who, decision.rule)
+            self._reset()
+            return
+        if not srv._admit(self):
+            log.warning("%s %s:%d from %s: refused, %d connections open", srv.name, self.local,
+                        model_port, who, srv.limits.max_connections)
+            self._reset()
+            return
+        log.info("%s %s:%d connection from %s:%s as %s (%s)", srv.name, self.local, model_port,
+                 peer[0], peer[1], who, decision.rule)
+        interfaces = RPCSS_INTERFACES if self.kind == "rpcss" else EXPORTER_INTERFACES
+        self.conn = ServerConnection(
+            interfaces, ModelAuthenticator(srv.world, srv.name, self.peer),
+            ntlm_names=srv.names, filetime=_filetime,
+            max_request_size=srv.limits.max_request_size,
+            secondary_address=str(srv.ports.get(self.kind, 0)),
+        )
+        self._arm(srv.limits.bind_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        conn, transport = self.conn, self.transport
+        if conn is None or transport is None or transport.is_closing():
+            return
+        srv = self.server
+        events = conn.receive_data(data)
+        out = bytearray(conn.data_to_send())
+        for ev in events:
+            if isinstance(ev, Bound):
+                log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
+                    ev.interface.uuid, str(ev.interface.uuid)))
+            elif isinstance(ev, Authenticated):
+                log.info("%s %s authenticated %s\\%s at level %d", srv.name, self.peer,
+                         ev.domain, ev.user, ev.auth_level)
+            elif isinstance(ev, LogonFailed):
+                log.info("%s %s logon of %s\\%s failed: %s", srv.name, self.peer, ev.domain,
+                         ev.user, ev.reason)
+            elif isinstance(ev, ProtocolViolation):
+                log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
+            elif isinstance(ev, CallReceived):
+                out += self._call(conn, ev)
+        if out:
+            transport.write(bytes(out))
+        if conn.closed:
+            self.close()
+            return
+        # Once bound, a quiet connection may stay for the idle timeout.
+        self._arm(srv.limits.idle_timeout if conn.bound else srv.limits.bind_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server._forget(self)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _call(self, conn: ServerConnection, ev: CallReceived) -> bytes:
+        srv = self.server
+        rt, rpcss, exporter = srv.runtime, srv.rpcss, srv.exporter
+        assert rt is not None and rpcss is not None and exporter is not None
+        token = token_of(ev.identity)
+        if token is None:
+            # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
+            # security context means no client identity).
+            token = srv.world.directory.anonymous_token(srv.name)
+        ctx = CallContext(token, self.local, self.peer)
+        try:
+            if self.kind == "rpcss":
+                name = ids.op_name(ev.interface.uuid, ev.opnum)
+                reply: Reply = rpcss.handle(ev.interface, ev.opnum, ev.stub, ctx)
+            else:
+                name, reply = exporter.handle(ev.opnum, ev.object_uuid, ev.stub, ctx)
+        except Exception:
+            log.exception("%s %s: internal error in opnum %d", srv.name, self.peer, ev.opnum)
+            name, reply = f"opnum {ev.opnum}", RpcFaultReply(RPC_E_SERVERFAULT)
+        if isinstance(reply, RpcFaultReply):
+            log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
+                     reply.status)
+            not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
+            return conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+        status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
+        log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
+        return conn.send_response(ev.call_id, reply)
+
+    def _arm(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        log.info("%s %s: closed after %s", self.server.name, self.peer,
+                 "the idle timeout" if self.conn is not None and self.conn.bound
+                 else "waiting for a bind")
+        self.close()
+
+    def _reset(self) -> None:
+        """Abortive close: SO_LINGER 0 makes the kernel answer with a RST."""
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
