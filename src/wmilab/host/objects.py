@@ -122,13 +122,13 @@ class ObjectTable:
         self._oids = itertools.count(struct.unpack("<I", os.urandom(4))[0] << 16)
         self._by_object: dict[int, dict[uuid.UUID, uuid.UUID]] = {}
         # MS-DCOM 3.1.1.3: each object exporter creates an IPID entry for its IRemUnknown.
-        self.rem_unknown = self.export(RemUnknown(), ids.IID_IREMUNKNOWN, pinned=True)
+        self.rem_unknown = self.export(RemUnknown(), ids.IID_IREMUNKNOWN)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def export(self, obj: ExportedObject, iid: uuid.UUID, *, oid: int | None = None,
-               refs: int = 5, pinned: bool = False) -> Entry:
+               refs: int = 5) -> Entry:
         """A new IPID for ``obj`` (or the existing one for the same object and IID)."""
         known = self._by_object.get(id(obj), {}).get(iid)
         if known is not None and known in self._entries:
@@ -146,7 +146,6 @@ class ObjectTable:
         entry = Entry(uuid.uuid4(), iid, oid if oid is not None else next(self._oids), obj, refs)
         self._entries[entry.ipid] = entry
         self._by_object.setdefault(id(obj), {})[iid] = entry.ipid
-        del pinned
         return entry
 
     def lookup(self, ipid: uuid.UUID | None) -> Entry | None:

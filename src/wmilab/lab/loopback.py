@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from wmilab.errors import ConfigError
 from wmilab.model.world import World
+
+if TYPE_CHECKING:
+    from wmilab.host.server import Limits
 
 __all__ = ["LoopbackLab", "LoopbackMap"]
 
@@ -85,7 +89,7 @@ class LoopbackLab:
     def __init__(self, world: World, *, client_host: str | None = None,
                  default_clients: Mapping[str, str] | None = None,
                  ports: Mapping[int, int] | None = None,
-                 hosts: list[str] | None = None) -> None:
+                 hosts: list[str] | None = None, limits: Limits | None = None) -> None:
         from wmilab.host.server import HostServer
 
         self.world = world
@@ -96,7 +100,7 @@ class LoopbackLab:
         for name in names:
             self.servers[name] = HostServer(
                 world, name, address=str(self.map.loopback(name)), addresses=self.map,
-                client_host=client_host or clients.get(name), ports=ports)
+                client_host=client_host or clients.get(name), ports=ports, limits=limits)
 
     async def start(self) -> None:
         started: list[str] = []
