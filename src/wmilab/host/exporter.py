@@ -122,8 +122,8 @@ class WmiExporter:
             req = dcom.parse_rem_query_interface(stub)
             target = table.lookup(req.ipid)
             if target is None:
-                # MS-DCOM 3.1.1.5.6.1.1: an IPID that is not in the table -> E_INVALIDARG?
-                # Choice: answer each IID with RPC_E_DISCONNECTED, as for a call on it.
+                # Choice: an IPID that is not in the table answers each IID with
+                # RPC_E_DISCONNECTED, as a call on that IPID would get.
                 return dcom.build_rem_query_interface_reply(
                     [dcom.QiResult(RPC_E_DISCONNECTED) for _ in req.iids])
             results: list[dcom.QiResult] = []
@@ -138,8 +138,9 @@ class WmiExporter:
             return dcom.build_rem_query_interface_reply(results)
         if opnum == ids.RemUnknownOp.REM_ADD_REF:
             refs = dcom.parse_rem_refs(stub, "RemAddRef")
+            # Choice: E_INVALIDARG (MS-ERREF 2.1) for an IPID that is not in the table.
             codes = [dcom.S_OK if table.add_ref(r.ipid, r.public_refs) else 0x80070057
-                     for r in refs.refs]  # E_INVALIDARG for an unknown IPID (MS-ERREF)
+                     for r in refs.refs]
             return dcom.build_rem_add_ref_reply(codes)
         if opnum == ids.RemUnknownOp.REM_RELEASE:
             refs = dcom.parse_rem_refs(stub, "RemRelease")
@@ -273,7 +274,8 @@ class WmiExporter:
             return wmi.build_next_reply([o.encoded for o in got], count)
         if opnum == E.RESET:
             if enum.forward_only:
-                # MS-WMI 3.1.4.4.1: a forward-only enumerator cannot be reset.
+                # MS-WMI 3.1.4.4.1: Reset on an enumerator without reset capability
+                # (WBEM_FLAG_FORWARD_ONLY) MUST return WBEM_E_INVALID_OPERATION.
                 return dcom.build_orpc_hresult_reply(WBEM_E_INVALID_OPERATION)
             enum.position = 0
             return dcom.build_orpc_hresult_reply(dcom.S_OK)

@@ -20,6 +20,7 @@ from wmilab.model.world import World
 
 if TYPE_CHECKING:
     from wmilab.host.server import Limits
+    from wmilab.scenario import Scenario
 
 __all__ = ["LoopbackLab", "LoopbackMap"]
 
@@ -101,6 +102,18 @@ class LoopbackLab:
             self.servers[name] = HostServer(
                 world, name, address=str(self.map.loopback(name)), addresses=self.map,
                 client_host=client_host or clients.get(name), ports=ports, limits=limits)
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, *, client_host: str | None = None,
+                     ports: Mapping[int, int] | None = None,
+                     limits: Limits | None = None) -> LoopbackLab:
+        """Every host of a scenario; each host's default client is the ``from`` host of
+        the first call that targets it (``client_host`` overrides it for all)."""
+        clients: dict[str, str] = {}
+        for c in scenario.calls:
+            clients.setdefault(c.target, c.source)
+        return cls(scenario.world, client_host=client_host, default_clients=clients,
+                   ports=ports, limits=limits)
 
     async def start(self) -> None:
         started: list[str] = []
