@@ -1,0 +1,151 @@
+"""The model and the wire held together: for generated networks, the HRESULT impacket gets
+from an emulated host equals the one `flow` (and so `wmilab check`) predicts.
+
+impacket is driven in-process as its wmiquery.py does (DCOMConnection, CoCreateInstanceEx of
+WbemLevel1Login, NTLMLogin, ExecQuery, Next); the lab runs in a background event loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from conftest import CORP, make
+from test_host_clients import RunningLab
+from wmilab import flow
+from wmilab.host.client_errors import from_exception
+from wmilab.host.server import HostBindError
+
+pytestmark = pytest.mark.slow
+
+RA = "netsh firewall set service RemoteAdmin enable"
+B_NETSH = [
+    RA,
+    "netsh firewall set service type=REMOTEADMIN mode=ENABLE scope=CUSTOM addresses=10.99.0.9",
+    "netsh firewall add portopening protocol=TCP port=135 name=DCOM_TCP135",
+    "netsh firewall set opmode mode=ENABLE exceptions=DISABLE",
+    "netsh firewall set opmode mode=ENABLE",
+]
+GP = "Network/Network Connections/Windows Firewall/Domain Profile/Windows Firewall: {}"
+LAUNCH = ["local launch", "remote launch", "local activation", "remote activation"]
+
+network = st.fixed_dictionaries({
+    "os": st.sampled_from(["xp-sp2", "2003-sp1"]),
+    "ra": st.sampled_from([True, True, True, False]),
+    "netsh": st.lists(st.sampled_from(B_NETSH[1:]), max_size=2),
+    "gp": st.sampled_from([None, "no-exceptions", "ra-disabled", "ra-enabled"]),
+    "enable_dcom": st.sampled_from([True, True, True, False]),
+    "user": st.sampled_from(["CORP\\admin", "CORP\\bob", "B\\local"]),
+    "wrong_password": st.sampled_from([False, False, False, True]),
+    "launch_bob": st.booleans(),
+    "remote_enable_bob": st.booleans(),
+    "namespace": st.sampled_from(["root\\cimv2", "root\\cimv2", "root\\default", "root\\nosuch"]),
+})
+
+_BOB: dict[str, Any] = {"os": "xp-sp2", "ra": True, "netsh": [], "gp": None, "enable_dcom": True,
+           "user": "CORP\\bob", "wrong_password": False, "launch_bob": True,
+           "remote_enable_bob": False, "namespace": "root\\cimv2"}
+_PASSWORDS = {"CORP\\admin": "Adm1n!", "CORP\\bob": "B0b!", "B\\local": "L0cal!"}
+_net = iter(range(1, 250))
+
+
+def _doc(n: dict[str, Any]) -> dict[str, Any]:
+    sub = next(_net)
+    b: dict[str, Any] = {"os": n["os"], "domain": "CORP", "address": f"10.77.{sub}.2/24",
+                         "netsh": ([RA] if n["ra"] else []) + n["netsh"], "accounts": {"local": "L0cal!"},
+                         "groups": {"Administrators": ["B\\local", "CORP\\Domain Admins"]}}
+    policy = {
+        "no-exceptions": {GP.format("Do not allow exceptions"): {"state": "Enabled"}},
+        "ra-disabled": {GP.format("Allow remote administration exception"): {"state": "Disabled"}},
+        "ra-enabled": {GP.format("Allow remote administration exception"):
+                       {"state": "Enabled", "addresses": f"10.77.{sub}.0/24"}},
+    }.get(n["gp"])
+    if policy:
+        b["policy"] = policy
+    dcom: dict[str, Any] = {}
+    if not n["enable_dcom"]:
+        dcom["enable_dcom"] = False
+    if n["launch_bob"]:
+        dcom["launch_limits"] = {"CORP\\bob": LAUNCH}
+    if dcom:
+        b["dcom"] = dcom
+    wmi = {"enable account", "remote enable"} if n["remote_enable_bob"] else None
+    if wmi:
+        b["wmi"] = {"root": {"CORP\\bob": sorted(wmi)}}
+    call: dict[str, Any] = {"from": "A", "to": "B", "user": n["user"], "namespace": n["namespace"]}
+    if n["wrong_password"]:
+        call["password"] = "not-it"
+    return {
+        "domains": {"CORP": copy.deepcopy(CORP)},
+        "hosts": {"A": {"os": "xp-sp2", "domain": "CORP", "address": f"10.77.{sub}.1/24"},
+                  "B": b},
+        "calls": [call],
+    }
+
+
+def _impacket(address: str, user: str, password: str, namespace: str) -> str:
+    """What impacket gets: "ok" or the HRESULT of its error, as wmiquery.py would report."""
+    from impacket.dcerpc.v5.dcom import wmi
+    from impacket.dcerpc.v5.dcomrt import DCOMConnection
+    from impacket.dcerpc.v5.dtypes import NULL
+
+    domain, _, name = user.partition("\\")
+    dcom = None
+    try:
+        dcom = DCOMConnection(address, name, password, domain, "", "", None, oxidResolver=True,
+                              doKerberos=False)
+        iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
+        login = wmi.IWbemLevel1Login(iface)
+        services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
+        login.RemRelease()
+        enum = services.ExecQuery("SELECT * FROM __NAMESPACE" if namespace != "root\\cimv2"
+                                  else "SELECT * FROM Win32_OperatingSystem")
+        try:
+            enum.Next(0xFFFFFFFF, 1)
+        except Exception as exc:  # noqa: BLE001
+            # impacket raises WBEM_S_FALSE (1) at the end of an enumeration; wmiquery.py
+            # treats it as the end (an empty result), and so do we.
+            if getattr(exc, "error_code", None) != 1:
+                raise
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - every client failure is mapped to an HRESULT
+        code = from_exception(exc)
+        return f"0x{code:08X}" if code is not None else f"unmapped: {exc!r}"
+    finally:
+        if dcom is not None:
+            try:
+                dcom.disconnect()
+            except Exception:  # noqa: BLE001 - a reset connection cannot be closed cleanly
+                pass
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(network)
+# Always cover the seed's non-admin paths and a wrong password.
+@example({**_BOB, "launch_bob": True, "remote_enable_bob": False})  # 0x80041003
+@example({**_BOB, "launch_bob": False, "remote_enable_bob": True})  # 0x80070005
+@example({**_BOB, "launch_bob": True, "remote_enable_bob": True})  # ok
+@example({**_BOB, "user": "CORP\\admin", "wrong_password": True})  # 0x80070005
+def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
+    s = make(_doc(n))
+    call = s.calls[0]
+    predicted = flow.evaluate(s.world, call)
+    running = RunningLab(s, None, None)
+    try:
+        try:
+            running.run(running.lab.start())
+        except HostBindError as e:
+            pytest.skip(f"impacket needs port 135: {e.strerror}")
+        password = call.password or _PASSWORDS[call.user]
+        got = _impacket(running.address(), call.user, password, call.namespace)
+    finally:
+        running.close()
+    failed = predicted.failed
+    assert got == predicted.result, (
+        f"flow predicts {predicted.result} at {failed.id if failed else '-'} "
+        f"({failed.detail if failed else ''}); impacket got {got}")
