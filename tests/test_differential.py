@@ -7,6 +7,7 @@ WbemLevel1Login, NTLMLogin, ExecQuery, Next); the lab runs in a background event
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -106,20 +107,20 @@ def _impacket(address: str, user: str, password: str, namespace: str) -> str:
                                   else "SELECT * FROM Win32_OperatingSystem")
         try:
             enum.Next(0xFFFFFFFF, 1)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # impacket raises WBEM_S_FALSE (1) at the end of an enumeration; wmiquery.py
             # treats it as the end (an empty result), and so do we.
             if getattr(exc, "error_code", None) != 1:
                 raise
         return "ok"
-    except Exception as exc:  # noqa: BLE001 - every client failure is mapped to an HRESULT
+    except Exception as exc:
         code = from_exception(exc)
         return f"0x{code:08X}" if code is not None else f"unmapped: {exc!r}"
     finally:
         if dcom is not None:
             try:
                 dcom.disconnect()
-            except Exception:  # noqa: BLE001 - a reset connection cannot be closed cleanly
+            except Exception:
                 pass
 
 
