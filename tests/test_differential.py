@@ -7,7 +7,6 @@ WbemLevel1Login, NTLMLogin, ExecQuery, Next); the lab runs in a background event
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Any
 
@@ -16,10 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORP, make
-from test_host_clients import RunningLab
 from wmilab import flow
-from wmilab.host.client_errors import from_exception
 from wmilab.host.server import HostBindError
+from wmilab.lab.verify import ThreadedLab, impacket_query
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +42,13 @@ network = st.fixed_dictionaries({
     "wrong_password": st.sampled_from([False, False, False, True]),
     "launch_bob": st.booleans(),
     "remote_enable_bob": st.booleans(),
+    "mode": st.sampled_from(["sync", "semisync"]),
     "namespace": st.sampled_from(["root\\cimv2", "root\\cimv2", "root\\default", "root\\nosuch"]),
 })
 
 _BOB: dict[str, Any] = {"os": "xp-sp2", "ra": True, "netsh": [], "gp": None, "enable_dcom": True,
            "user": "CORP\\bob", "wrong_password": False, "launch_bob": True,
-           "remote_enable_bob": False, "namespace": "root\\cimv2"}
+           "remote_enable_bob": False, "namespace": "root\\cimv2", "mode": "semisync"}
 _PASSWORDS = {"CORP\\admin": "Adm1n!", "CORP\\bob": "B0b!", "B\\local": "L0cal!"}
 _net = iter(range(1, 250))
 
@@ -77,7 +76,8 @@ def _doc(n: dict[str, Any]) -> dict[str, Any]:
     wmi = {"enable account", "remote enable"} if n["remote_enable_bob"] else None
     if wmi:
         b["wmi"] = {"root": {"CORP\\bob": sorted(wmi)}}
-    call: dict[str, Any] = {"from": "A", "to": "B", "user": n["user"], "namespace": n["namespace"]}
+    call: dict[str, Any] = {"from": "A", "to": "B", "user": n["user"],
+                            "namespace": n["namespace"], "mode": n["mode"]}
     if n["wrong_password"]:
         call["password"] = "not-it"
     return {
@@ -86,41 +86,6 @@ def _doc(n: dict[str, Any]) -> dict[str, Any]:
                   "B": b},
         "calls": [call],
     }
-
-
-def _impacket(address: str, user: str, password: str, namespace: str) -> str:
-    """What impacket gets: "ok" or the HRESULT of its error, as wmiquery.py would report."""
-    from impacket.dcerpc.v5.dcom import wmi
-    from impacket.dcerpc.v5.dcomrt import DCOMConnection
-    from impacket.dcerpc.v5.dtypes import NULL
-
-    domain, _, name = user.partition("\\")
-    dcom = None
-    try:
-        dcom = DCOMConnection(address, name, password, domain, "", "", None, oxidResolver=True,
-                              doKerberos=False)
-        iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
-        login = wmi.IWbemLevel1Login(iface)
-        services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
-        login.RemRelease()
-        enum = services.ExecQuery("SELECT * FROM __NAMESPACE" if namespace != "root\\cimv2"
-                                  else "SELECT * FROM Win32_OperatingSystem")
-        try:
-            enum.Next(0xFFFFFFFF, 1)
-        except Exception as exc:
-            # impacket raises WBEM_S_FALSE (1) at the end of an enumeration; wmiquery.py
-            # treats it as the end (an empty result), and so do we.
-            if getattr(exc, "error_code", None) != 1:
-                raise
-        return "ok"
-    except Exception as exc:
-        code = from_exception(exc)
-        return f"0x{code:08X}" if code is not None else f"unmapped: {exc!r}"
-    finally:
-        if dcom is not None:
-            # A reset connection cannot be closed cleanly.
-            with contextlib.suppress(Exception):
-                dcom.disconnect()
 
 
 @settings(max_examples=60, deadline=None,
@@ -135,14 +100,17 @@ def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
     s = make(_doc(n))
     call = s.calls[0]
     predicted = flow.evaluate(s.world, call)
-    running = RunningLab(s, None, None)
+    running = ThreadedLab(s, client_host="A")
     try:
-        try:
-            running.run(running.lab.start())
-        except HostBindError as e:
-            pytest.skip(f"impacket needs port 135: {e.strerror}")
+        running.start()
+    except HostBindError as e:
+        pytest.skip(f"impacket needs port 135: {e.strerror}")
+    try:
         password = call.password or _PASSWORDS[call.user]
-        got = _impacket(running.address(), call.user, password, call.namespace)
+        query = ("SELECT * FROM Win32_OperatingSystem" if call.namespace == "root\\cimv2"
+                 else "SELECT * FROM __NAMESPACE")
+        got, _ = impacket_query(running.address("B"), call.user, password, call.namespace, query,
+                                call.mode)
     finally:
         running.close()
     failed = predicted.failed
