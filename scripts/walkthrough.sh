@@ -17,4 +17,16 @@ grep -n "wmilab fix" "$tmp/fixed.toml" || true
 printf '\n\033[1m=== wmilab netsh examples/04-async-configured.toml A "firewall show config"\033[0m\n'
 .venv/bin/wmilab netsh examples/04-async-configured.toml A "firewall show config"
 rm -rf "$tmp"
+# The emulated hosts: the same calls made on the wire by impacket, compared with the model.
+for f in examples/02-remote-admin.toml examples/07-non-admin.toml; do
+  printf '\n\033[1m=== wmilab lab %s --verify\033[0m\n' "$f"
+  rc=0
+  .venv/bin/wmilab lab "$f" --verify || rc=$?
+  if [ "$rc" = 2 ]; then
+    echo "(skipped: the emulated hosts need TCP port 135 on loopback: run as root, or"
+    echo " sysctl net.ipv4.ip_unprivileged_port_start=135)"
+  elif [ "$rc" != 0 ]; then
+    status=1
+  fi
+done
 exit $status

@@ -180,3 +180,32 @@ def test_local_exceptions_disabled_is_fixed_with_a_valid_opmode_command() -> Non
     r, ch = _remedy(d)
     assert r.proven
     assert [c.commands[0] for c in ch] == ["netsh firewall set opmode mode=ENABLE exceptions=ENABLE"]
+
+
+def test_group_policy_program_list_gets_the_sink_when_local_lists_are_ignored() -> None:
+    d = base_doc()
+    d["hosts"]["B"]["netsh"] = [RA]
+    d["hosts"]["A"]["netsh"] = [A_CONN2[0]]
+    d["hosts"]["A"]["policy"] = {
+        "Network/Network Connections/Windows Firewall/Domain Profile/"
+        "Windows Firewall: Define program exceptions": {
+            "state": "Enabled", "programs": ["%windir%\\system32\\notepad.exe:*:Enabled:np"]}}
+    d["calls"] = [call("async")]
+    r, ch = _remedy(d)
+    assert r.proven and [c.kind for c in ch] == ["policy"]
+    programs = ch[0].edit.value["programs"]  # type: ignore[union-attr]
+    assert programs[0].startswith("%windir%\\system32\\notepad.exe")  # kept
+    assert "unsecapp.exe:192.168.10.2:Enabled:UNSECAPP" in programs[-1]
+
+
+def test_disabled_program_exception_with_spaces_is_re_enabled_quoted() -> None:
+    d = base_doc()
+    d["hosts"]["B"]["netsh"] = [RA]
+    app = "C:\\Program Files\\Mon\\mon.exe"
+    d["hosts"]["A"]["netsh"] = [
+        A_CONN2[0], f'netsh firewall add allowedprogram program="{app}" name=MON mode=DISABLE']
+    d["calls"] = [call("async", sink=app)]
+    r, ch = _remedy(d)
+    assert r.proven
+    assert ch[0].commands[0].startswith(f'netsh firewall set allowedprogram program="{app}" '
+                                        "mode=ENABLE")

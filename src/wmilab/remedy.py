@@ -235,11 +235,22 @@ def _firewall_candidates(
         out.append(_netsh(host, "netsh firewall set opmode mode=ENABLE exceptions=ENABLE",
                           f"{host}'s firewall is set not to allow exceptions; allow them"))
 
+    def admitting(scope: Scope) -> Scope:
+        return scope if scope.matches(source, h.subnet) else scope.with_address(source)
+
+    def gp_list(setting: str, entries: list[str], what: str) -> None:
+        key = gp.policy_key(prof, setting)
+        option = "ports" if setting == gp.DEFINE_PORTS else "programs"
+        out.append(_policy(host, key, {"state": "Enabled", option: entries},
+                           f"Group Policy defines {host}'s {option[:-1]} exceptions and ignores "
+                           f"local ones: add {what} for {src} there",
+                           "Keep Enabled; Show... > Add: " + entries[-1]))
+
     # Widen an exception that exists but is disabled or does not include the caller.
     if port == 135:
         po = local.ports.get(("TCP", 135))
         if po is not None and not (po.enabled and po.scope.matches(source, h.subnet)):
-            scope = po.scope if po.scope.matches(source, h.subnet) else po.scope.with_address(source)
+            scope = admitting(po.scope)
             out.append(_netsh(
                 host,
                 f"netsh firewall set portopening protocol=TCP port=135 name={po.name} "
@@ -256,10 +267,10 @@ def _firewall_candidates(
     if purpose == "sink":
         ap = local.programs.get(program)
         if ap is not None and not (ap.enabled and ap.scope.matches(source, h.subnet)):
-            scope = ap.scope if ap.scope.matches(source, h.subnet) else ap.scope.with_address(source)
+            scope = admitting(ap.scope)
             out.append(_netsh(
                 host,
-                f"netsh firewall set allowedprogram program={ap.path} mode=ENABLE "
+                f"netsh firewall set allowedprogram program={_quote(ap.path)} mode=ENABLE "
                 f"{scope.netsh_args()}",
                 f"Let {src} reach the allowed program {ap.name} on {host}"))
 
@@ -287,12 +298,9 @@ def _firewall_candidates(
                   f"scope=CUSTOM addresses={src}",
             f"Open TCP 135 (RPCSS, the OXID resolver) on {host} to {src} only"))
         if pol.define_ports is True and pol.allow_local_ports is not True:
-            entries = [p.text() for p in pol.ports] + [f"135:TCP:{src}:Enabled:DCOM_TCP135"]
-            key = gp.policy_key(prof, gp.DEFINE_PORTS)
-            out.append(_policy(host, key, {"state": "Enabled", "ports": entries},
-                               f"Group Policy defines {host}'s port exceptions and ignores local "
-                               f"ones: add TCP 135 for {src} there",
-                               "Keep Enabled; Show... > Add: " + entries[-1]))
+            gp_list(gp.DEFINE_PORTS,
+                    [p.text() for p in pol.ports] + [f"135:TCP:{src}:Enabled:DCOM_TCP135"],
+                    "TCP 135")
     if purpose in ("rpcss", "wmi"):
         # Seed: "netsh firewall set service RemoteAdmin enable" (Connection 1, step 2).
         out.append(_netsh(
@@ -311,12 +319,9 @@ def _firewall_candidates(
                   f"scope=CUSTOM addresses={src}",
             f"Allow the sink program {typed} on {host} to receive the callback from {src} only"))
         if pol.define_programs is True and pol.allow_local_programs is not True:
-            entries = [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"]
-            key = gp.policy_key(prof, gp.DEFINE_PROGRAMS)
-            out.append(_policy(host, key, {"state": "Enabled", "programs": entries},
-                               f"Group Policy defines {host}'s program exceptions and ignores "
-                               f"local ones: add the sink program for {src} there",
-                               "Keep Enabled; Show... > Add: " + entries[-1]))
+            gp_list(gp.DEFINE_PROGRAMS,
+                    [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"],
+                    "the sink program")
     return out
 
 
