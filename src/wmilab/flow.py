@@ -159,14 +159,14 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
     return tuple(steps)
 
 
-def _callback_token(world: World, a: HostModel, b: HostModel) -> Token:
-    # The identity depends on B and on whom A trusts, i.e. A's domain (or A itself).
+def _callback_tokens(world: World, a: HostModel, b: HostModel) -> tuple[Token, ...]:
+    # The identities depend on B and on whom A trusts, i.e. A's domain (or A itself).
     key = ("cb", b.name, a.config.domain or ("host", a.name))
-    token = world.memo.get(key)
-    if token is None:
-        token = world.directory.callback_token(b.name, a.name)
-        world.memo[key] = token
-    return token  # type: ignore[return-value]
+    tokens = world.memo.get(key)
+    if tokens is None:
+        tokens = world.directory.callback_tokens(b.name, a.name)
+        world.memo[key] = tokens
+    return tokens  # type: ignore[return-value]
 
 
 def evaluate(world: World, call: Call) -> Verdict:
@@ -204,7 +204,8 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, tuple(steps))
 
     # Connection 2: B calls back the sink on A.
-    token = _callback_token(world, a, b)
+    tokens = _callback_tokens(world, a, b)
+    token = tokens[0]
     who = ("its machine account " + token.name if not token.anonymous
            else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name + "'s domain")
     add(Step(C2_IDENTITY, 2, b.name, STEP_TITLES[C2_IDENTITY], True,
@@ -221,7 +222,18 @@ def evaluate(world: World, call: Call) -> Verdict:
     add(s)
     if not s.ok:
         return Verdict(call, tuple(steps))
-    access = a.dcom.check_remote_access(token, "sink")
+    # MS-WMI 3.1.1.1.3 and its product-behavior note: B calls with its machine account and,
+    # when that is refused, lowers the authentication level down to none on XP/2003; a call
+    # without authentication arrives as ANONYMOUS LOGON. The first identity A admits wins.
+    first = a.dcom.check_remote_access(token, "sink")
+    access = first
+    for other in tokens[1:]:
+        if access.ok:
+            break
+        again = a.dcom.check_remote_access(other, "sink")
+        if again.ok:
+            access = Check(True, f"{first.reason}; B retried without authentication and "
+                           f"{again.reason}", again.where)
     # Seed: an anonymous callback "fails with either the 0x80070005 error or the 0x8007000e
     # error". Choice (docs/flow.md): E_ACCESSDENIED when a DCOM security check refuses it.
     add(_check_step(C2_ACCESS, 2, a, access, hr.E_ACCESSDENIED))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from wmilab.host.objects import (
     EncodedObject,
@@ -28,6 +29,9 @@ from wmilab.repository import CimClass, WmiError
 from wmilab.repository.cim import CimObject
 from wmilab.wire import dcom, ids, rpc, wmi, wmio
 from wmilab.wire.dcom import RpcFaultReply, StubError
+
+if TYPE_CHECKING:
+    from wmilab.host.callback import CallbackRunner
 
 __all__ = ["EXPORTER_INTERFACES", "WmiExporter"]
 
@@ -50,16 +54,21 @@ BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling fai
 WBEM_E_INVALID_OPERATION = 0x80041016  # MS-WMI 2.2.11
 WBEM_FLAG_SHALLOW = 0x1  # MS-WMI 2.2.3 (CreateInstanceEnum: no subclasses)
 MAX_NEXT = 10_000  # Choice: Next/Skip counts above this are clipped (bounded replies)
+WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
 
 Op = ids.WbemServicesOp
 E = ids.EnumWbemClassObjectOp
+# The asynchronous calls whose results are delivered to the client's sink (MS-WMI 3.1.1.1.3).
+ASYNC_OPS = frozenset({Op.EXEC_QUERY_ASYNC, Op.CREATE_INSTANCE_ENUM_ASYNC, Op.GET_OBJECT_ASYNC,
+                       Op.EXEC_METHOD_ASYNC})
 
 
 class WmiExporter:
     """Dispatch for every ORPC call on the WMI port."""
 
-    def __init__(self, runtime: HostRuntime) -> None:
+    def __init__(self, runtime: HostRuntime, callbacks: CallbackRunner | None = None) -> None:
         self.rt = runtime
+        self.callbacks = callbacks
 
     def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
                ctx: CallContext) -> tuple[str, Reply]:
@@ -187,6 +196,9 @@ class WmiExporter:
 
     def _services(self, svc: Services, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         req = wmi.parse_wbem_services(opnum, stub)
+        if (isinstance(req, wmi.WbemRequest) and req.sink is not None and opnum in ASYNC_OPS
+                and self.callbacks is not None):
+            return self._async(svc, req, req.sink, self.callbacks, ctx)
         if isinstance(req, wmi.Unsupported) or req.sink is not None:
             # Choice: asynchronous entry points (and the calls we do not serve) answer
             # WBEM_E_NOT_SUPPORTED; the callback to the sink is not implemented (docs/host.md).
@@ -238,26 +250,74 @@ class WmiExporter:
         return wmi.build_interface_reply(self._ref(entry, ctx))
 
     def _exec_method(self, svc: Services, req: wmi.WbemRequest, ctx: CallContext) -> bytes:
+        if not self._may_execute(svc, ctx):
+            return self._error(Op.EXEC_METHOD, hr.WBEM_E_ACCESS_DENIED.code)
+        return wmi.build_exec_method_reply(self._method_out(svc, req))
+
+    def _may_execute(self, svc: Services, ctx: CallContext) -> bool:
         check = self.rt.model.wmi.check_method(ctx.token, svc.namespace)
         if not check.ok:
             # Execute Methods is needed (MSDocs WmiSdk/namespace-access-rights-constants).
             log.info("%s ExecMethod as %s: %s", self.rt.name, ctx.token.name, check.reason)
-            return self._error(Op.EXEC_METHOD, hr.WBEM_E_ACCESS_DENIED.code)
+        return check.ok
+
+    def _method_out(self, svc: Services, req: wmi.WbemRequest) -> bytes:
+        """The encoded out-parameters of ExecMethod(Async); WmiError for bad input."""
         params: wmio.Instance | None = None
         data = req.in_params_object
         if data is not None:
             try:
                 decoded = wmio.decode_encoding_unit(data).obj
             except wmio.WmioError:
-                return self._error(Op.EXEC_METHOD, hr.WBEM_E_INVALID_PARAMETER.code)
+                raise WmiError(hr.WBEM_E_INVALID_PARAMETER, "undecodable in-parameters") from None
             if not isinstance(decoded, wmio.Instance):
-                return self._error(Op.EXEC_METHOD, hr.WBEM_E_INVALID_PARAMETER.code)
+                raise WmiError(hr.WBEM_E_INVALID_PARAMETER, "in-parameters are not an instance")
             params = wmio.Instance(decoded.cls, {k: v for k, v in decoded.values.items()
                                                  if v is not None})
         # Never run anything on this machine: only the repository's emulated state changes.
         out = self.rt.repository.exec_method(svc.namespace, req.path or "", req.method or "",
                                              params)
-        return wmi.build_exec_method_reply(self.rt.repository.encode(out, svc.namespace))
+        return self.rt.repository.encode(out, svc.namespace)
+
+    # -- Asynchronous calls (MS-WMI 3.1.1.1.3): reply at once, results go to the sink ---------
+
+    def _async(self, svc: Services, req: wmi.WbemRequest, sink: wmi.SinkRef,
+               callbacks: CallbackRunner, ctx: CallContext) -> bytes:
+        op = req.opnum
+        if not callbacks.can_start():
+            # Choice: too many callbacks in flight; the call fails to start (bounded work).
+            return self._error(op, WBEM_E_OUT_OF_MEMORY)
+        if op == Op.EXEC_METHOD_ASYNC and not self._may_execute(svc, ctx):
+            # MS-WMI 3.1.1.1.3: if starting the operation fails, the error is the return value
+            # and the sink is never called.
+            return self._error(op, hr.WBEM_E_ACCESS_DENIED.code)
+        repo = self.rt.repository
+        ns = svc.namespace
+        objects: list[bytes] = []
+        status = wmi.WBEM_S_NO_ERROR
+        try:
+            if op == Op.EXEC_QUERY_ASYNC:
+                rows: Sequence[CimObject] = repo.exec_query(ns, req.query or "",
+                                                            req.query_language or "")
+                objects = [repo.encode(r, ns) for r in rows]
+            elif op == Op.CREATE_INSTANCE_ENUM_ASYNC:
+                rows = list(repo.create_instance_enum(
+                    ns, req.path or "", deep=not req.flags & WBEM_FLAG_SHALLOW))
+                objects = [repo.encode(r, ns) for r in rows]
+            elif op == Op.GET_OBJECT_ASYNC:
+                if not req.path:
+                    raise WmiError(hr.WBEM_E_INVALID_PARAMETER, "empty object path")
+                objects = [repo.encode(repo.get_object(ns, req.path), ns)]
+            else:
+                objects = [self._method_out(svc, req)]
+        except WmiError as e:
+            # Choice: an error of the operation itself (bad class, bad WQL) is the final
+            # status the sink gets through SetStatus, with no objects (docs/host.md).
+            objects, status = [], e.hresult.code
+        # MS-WMI 3.1.1.1.3: "the server MUST return WBEM_S_NO_ERROR" once the operation began,
+        # then call IWbemObjectSink::Indicate and SetStatus (Connection 2).
+        callbacks.start(ids.op_name(ids.IID_IWBEMSERVICES, op), sink, objects, status)
+        return self._error(op, wmi.WBEM_S_NO_ERROR)
 
     # -- IEnumWbemClassObject (MS-WMI 3.1.4.4) -------------------------------------------
 

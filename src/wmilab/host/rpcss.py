@@ -90,6 +90,12 @@ class Rpcss:
         if opnum in (op.RESOLVE_OXID, op.RESOLVE_OXID2):
             v2 = opnum == op.RESOLVE_OXID2
             req = dcom.parse_resolve_oxid(stub, v2=v2)
+            other = self.rt.exporters.get(req.oxid)
+            if other is not None:
+                # Another exporter of this machine (the sink on A, for Connection 2).
+                return dcom.build_resolve_oxid_reply(
+                    other.bindings(ctx.local_address), other.ipid_rem_unknown,
+                    authn_hint=dcom.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, v2=v2)
             if req.oxid != self.rt.table.oxid:
                 # MS-DCOM 3.1.2.5.1.1: an unknown OXID gives OR_INVALID_OXID.
                 return dcom.build_resolve_oxid_reply(None, self.rt.table.rem_unknown.ipid,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wmilab.host.objects import ObjectTable
@@ -10,7 +12,7 @@ from wmilab.model.world import HostModel, World
 from wmilab.repository import HostSpec, Repository
 from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
 
-__all__ = ["CallContext", "HostRuntime", "Reply", "repository_for"]
+__all__ = ["CallContext", "HostRuntime", "Reply", "ResolverEntry", "repository_for"]
 
 Reply = bytes | RpcFaultReply
 
@@ -22,6 +24,14 @@ class CallContext:
     token: Token
     local_address: str  # the address the client connected to (for string bindings)
     peer: str
+
+
+@dataclass(frozen=True)
+class ResolverEntry:
+    """Another object exporter of this host (the sink) that the OXID resolver answers for."""
+
+    bindings: Callable[[str], DualStringArray]  # local address dialled -> string bindings
+    ipid_rem_unknown: uuid.UUID
 
 
 def repository_for(world: World, host: str) -> Repository:
@@ -43,6 +53,15 @@ class HostRuntime:
         self.repository = repository_for(world, host)
         self.table = ObjectTable(max_entries=max_objects)
         self.wmi_listen_port = wmi_listen_port
+        # MS-DCOM 3.1.2.5.1.1: the OXID resolver knows every object exporter of the machine;
+        # besides the WMI service's, the sink exporter (unsecapp role) registers here.
+        self.exporters: dict[int, ResolverEntry] = {}
+
+    def register_exporter(self, oxid: int, entry: ResolverEntry) -> None:
+        self.exporters[oxid] = entry
+
+    def unregister_exporter(self, oxid: int) -> None:
+        self.exporters.pop(oxid, None)
 
     def exporter_bindings(self, local_address: str) -> DualStringArray:
         """String bindings ``ADDR[port]`` of the WMI exporter, with the dialled address.

@@ -14,15 +14,16 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Protocol
 
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
+from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
-from wmilab.host.gate import Gate
+from wmilab.host.gate import Gate, GateDecision
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
 from wmilab.lab.loopback import LoopbackMap
@@ -39,7 +40,7 @@ from wmilab.wire.rpc_conn import (
     ServerConnection,
 )
 
-__all__ = ["HostBindError", "HostServer", "Limits"]
+__all__ = ["HostBindError", "HostServer", "Limits", "Service"]
 
 log = logging.getLogger("wmilab.host")
 
@@ -60,6 +61,19 @@ class Limits:
 
 class HostBindError(OSError):
     """A listening socket could not be bound; the message says what to do."""
+
+
+class Service(Protocol):
+    """What an extra listener of a host (the sink exporter, host/sink.py) provides."""
+
+    kind: str  # name in HostServer.ports and in the log
+
+    @property
+    def interfaces(self) -> tuple[rpc.SyntaxId, ...]: ...
+
+    def decide(self, peer: str) -> GateDecision: ...
+
+    def handle(self, ev: CallReceived, ctx: CallContext) -> tuple[str, Reply]: ...
 
 
 def _filetime() -> int:
@@ -88,13 +102,20 @@ class HostServer:
         self.gate = Gate(world, host, self.addresses, client_host)
         self.limits = limits or Limits()
         ports = dict(ports or {})
+        self.port_map = ports
         self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
         self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
+        self.client_host = client_host
+        # Where the OXID resolver of another machine listens (Connection 2): 135 unless the lab
+        # binds free ports (LoopbackLab sets this to its own lookup).
+        self.resolver_port: Callable[[str], int] = lambda address: RPC_ENDPOINT_MAPPER
+        self.callbacks = CallbackRunner(self)
         self.ports: dict[str, int] = {}
         self.runtime: HostRuntime | None = None
         self.rpcss: Rpcss | None = None
         self.exporter: WmiExporter | None = None
         self._servers: list[asyncio.AbstractServer] = []
+        self._extra: dict[str, asyncio.AbstractServer] = {}
         self._connections: set[_RpcProtocol] = set()
         self.names = ntlm_names(world, host)
 
@@ -114,7 +135,7 @@ class HostServer:
                                                wmi_listen_port=self.ports["wmi"],
                                                max_objects=self.limits.max_objects)
                     self.rpcss = Rpcss(self.runtime)
-                    self.exporter = WmiExporter(self.runtime)
+                    self.exporter = WmiExporter(self.runtime, self.callbacks)
         except OSError as e:
             await self.stop()
             port = self._wanted["rpcss" if "wmi" in self.ports else "wmi"]
@@ -127,7 +148,41 @@ class HostServer:
         log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,
                  self.ports["rpcss"], self.ports["wmi"])
 
+    def wanted_port(self, model_port: int) -> int:
+        """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
+        return self.port_map.get(model_port, model_port)
+
+    async def add_listener(self, service: Service, port: int) -> int:
+        """Serve ``service`` on ``port`` of this host's address; returns the bound port."""
+        loop = asyncio.get_running_loop()
+        try:
+            srv = await loop.create_server(lambda: _RpcProtocol(self, service.kind, service),
+                                           self.address, port, reuse_address=True)
+        except OSError as e:
+            raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on {self.address}:"
+                                f"{port} for the {service.kind}: {e.strerror or e}") from None
+        self._servers.append(srv)
+        self._extra[service.kind] = srv
+        self.ports[service.kind] = srv.sockets[0].getsockname()[1]
+        log.info("%s listening on %s:%d (%s)", self.name, self.address, self.ports[service.kind],
+                 service.kind)
+        return self.ports[service.kind]
+
+    async def remove_listener(self, kind: str) -> None:
+        srv = self._extra.pop(kind, None)
+        if srv is None:
+            return
+        srv.close()
+        for conn in [c for c in self._connections if c.kind == kind]:
+            conn.close()
+        with contextlib.suppress(Exception):
+            await srv.wait_closed()
+        if srv in self._servers:
+            self._servers.remove(srv)
+        self.ports.pop(kind, None)
+
     async def stop(self) -> None:
+        await self.callbacks.close()
         for srv in self._servers:
             srv.close()
         for conn in list(self._connections):
@@ -136,6 +191,7 @@ class HostServer:
             with contextlib.suppress(Exception):
                 await srv.wait_closed()
         self._servers.clear()
+        self._extra.clear()
 
     async def __aenter__(self) -> HostServer:
         await self.start()
@@ -160,9 +216,10 @@ class HostServer:
 class _RpcProtocol(asyncio.Protocol):
     """One TCP connection to RPCSS or to the WMI exporter."""
 
-    def __init__(self, server: HostServer, kind: Literal["rpcss", "wmi"]) -> None:
+    def __init__(self, server: HostServer, kind: str, service: Service | None = None) -> None:
         self.server = server
         self.kind = kind
+        self.service = service
         self.transport: asyncio.Transport | None = None
         self.conn: ServerConnection | None = None
         self.peer = "?"
@@ -178,8 +235,12 @@ class _RpcProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or (srv.address, 0)
         self.peer, self.local = f"{peer[0]}", f"{local[0]}"
-        model_port = srv.model_ports[self.kind]
-        decision = srv.gate.decide(self.peer, model_port)
+        if self.service is not None:
+            decision = self.service.decide(self.peer)
+            model_port = decision.port
+        else:
+            model_port = srv.model_ports[self.kind]
+            decision = srv.gate.decide(self.peer, model_port)
         who = f"{decision.source}" + (f" ({decision.source_host})" if decision.source_host else "")
         if not decision.allowed:
             # Choice: a dropped SYN cannot be emulated on loopback; a RST at once makes the
@@ -195,7 +256,10 @@ class _RpcProtocol(asyncio.Protocol):
             return
         log.info("%s %s:%d connection from %s:%s as %s (%s)", srv.name, self.local, model_port,
                  peer[0], peer[1], who, decision.rule)
-        interfaces = RPCSS_INTERFACES if self.kind == "rpcss" else EXPORTER_INTERFACES
+        if self.service is not None:
+            interfaces = self.service.interfaces
+        else:
+            interfaces = RPCSS_INTERFACES if self.kind == "rpcss" else EXPORTER_INTERFACES
         self.conn = ServerConnection(
             interfaces, ModelAuthenticator(srv.world, srv.name, self.peer),
             ntlm_names=srv.names, filetime=_filetime,
@@ -242,18 +306,21 @@ class _RpcProtocol(asyncio.Protocol):
 
     def _call(self, conn: ServerConnection, ev: CallReceived) -> bytes:
         srv = self.server
-        rt, rpcss, exporter = srv.runtime, srv.rpcss, srv.exporter
-        assert rt is not None and rpcss is not None and exporter is not None
+        rpcss, exporter = srv.rpcss, srv.exporter
+        assert rpcss is not None and exporter is not None
         token = token_of(ev.identity)
         if token is None:
             # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
             # security context means no client identity).
             token = srv.world.directory.anonymous_token(srv.name)
         ctx = CallContext(token, self.local, self.peer)
+        reply: Reply
         try:
-            if self.kind == "rpcss":
+            if self.service is not None:
+                name, reply = self.service.handle(ev, ctx)
+            elif self.kind == "rpcss":
                 name = ids.op_name(ev.interface.uuid, ev.opnum)
-                reply: Reply = rpcss.handle(ev.interface, ev.opnum, ev.stub, ctx)
+                reply = rpcss.handle(ev.interface, ev.opnum, ev.stub, ctx)
             else:
                 name, reply = exporter.handle(ev.opnum, ev.object_uuid, ev.stub, ctx)
         except Exception:

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from wmilab.errors import ConfigError
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 
 if TYPE_CHECKING:
@@ -102,6 +103,17 @@ class LoopbackLab:
             self.servers[name] = HostServer(
                 world, name, address=str(self.map.loopback(name)), addresses=self.map,
                 client_host=client_host or clients.get(name), ports=ports, limits=limits)
+            # Connection 2: B finds A's OXID resolver where the lab bound it (135, or a free
+            # port in tests), as a real B finds it on the well-known port.
+            self.servers[name].resolver_port = self.resolver_port
+
+    def resolver_port(self, address: str) -> int:
+        """The port of the OXID resolver at a loopback address (135 unless remapped)."""
+        host = self.map.host_at(address)
+        server = self.servers.get(host) if host is not None else None
+        if server is not None and "rpcss" in server.ports:
+            return server.ports["rpcss"]
+        return RPC_ENDPOINT_MAPPER
 
     @classmethod
     def for_scenario(cls, scenario: Scenario, *, client_host: str | None = None,

@@ -7,6 +7,7 @@ identity under which B calls A's sink back (Connection 2 of the seed).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -657,6 +658,17 @@ class Directory:
                      + (" (mirrored local account)" if mirrored else ""), "ok")
 
     def _domain_logon(self, h: _Host, d: _Domain, nl: str, user: str, proof: Proof) -> Logon:
+        if nl in d.machines:
+            # A computer account logs on with its machine account password, passed through to
+            # its domain like any domain account (KB 103390); the callback of an async call
+            # uses it (MS-WMI 3.1.1.1.3: "by using the machine principal name").
+            if not proof(self.machine_password(d.machines[nl])):
+                return Logon(False, None, f"{user}: wrong password for the machine account "
+                             f"{d.name}\\{d.display[nl]}", "wrong-password")
+            sid = self._dsid(d, nl)
+            return Logon(True, self._user_token(h, sid),
+                         f"{user} logged on as the machine account {d.name}\\{d.display[nl]}",
+                         "ok")
         if nl not in d.accounts:
             # A trusted domain is asked by pass-through authentication (KB 103390); Choice:
             # when its DC answers "no such user", no local or Guest fallback is modelled.
@@ -680,14 +692,46 @@ class Directory:
         return tried[0] if tried else None
 
     def account_password(self, principal: str) -> str | None:
-        """The scenario password of "DOMAIN\\name" or "HOST\\name" (what the client sends)."""
+        """The scenario password of "DOMAIN\\name" or "HOST\\name" (what the client sends);
+        for a machine account "DOMAIN\\HOST$", its :meth:`machine_password`."""
         dom, _, name = principal.strip().rpartition("\\")
         dl, nl = dom.lower(), name.lower()
         if dl in self._domains:
-            return self._domains[dl].accounts.get(nl)
+            d = self._domains[dl]
+            if nl in d.machines:
+                return self.machine_password(d.machines[nl])
+            return d.accounts.get(nl)
         if dl in self._hosts:
             return self._hosts[dl].accounts.get(nl)
         return None
+
+    def machine_password(self, host: str) -> str:
+        """The password of ``host``'s computer account ``DOMAIN\\HOST$``; ConfigError if the
+        host is in a workgroup.
+
+        Windows picks a random machine account password at join time and shares it with the
+        domain controller (netlogon secure channel); a scenario file has none. Choice: it is
+        derived from the domain and host names (SHA-256), so every run and both ends agree.
+        """
+        h = self._host(host)
+        if h.spec.domain is None:
+            raise ConfigError(f"host {h.name} is in a workgroup and has no machine account")
+        d = self._domains[h.spec.domain.lower()]
+        seed = f"wmilab:machine-password:{d.name.upper()}:{h.name.upper()}".encode()
+        return hashlib.sha256(seed).hexdigest()[:32]
+
+    def callback_tokens(self, server: str, client: str) -> tuple[Token, ...]:
+        """Every identity ``server`` (B) tries when it calls the sink on ``client`` (A), in order.
+
+        B first calls as :meth:`callback_token`. When that is its machine account and the call
+        fails, B lowers the authentication level down to none (MS-WMI 3.1.1.1.3 and its
+        product-behavior note: XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE), and a call
+        without authentication arrives on A as ANONYMOUS LOGON.
+        """
+        first = self.callback_token(server, client)
+        if first.anonymous:
+            return (first,)
+        return (first, self.anonymous_token(client))
 
     def callback_token(self, server: str, client: str) -> Token:
         """The identity under which ``server`` (B) calls the sink on ``client`` (A).

@@ -1,0 +1,398 @@
+"""Connection 2 on B: deliver an asynchronous call's results to the client's sink on A.
+
+MS-WMI 3.1.1.1.3: the server answers an asynchronous call at once with WBEM_S_NO_ERROR, then
+calls the client's IWbemObjectSink: ``Indicate`` with the result objects, ``SetStatus`` with
+the final HRESULT. To reach the sink, B asks the OXID resolver on A (TCP 135) for the sink's
+OXID (ResolveOxid2, MS-DCOM 3.1.2.5.1.1), connects to the string binding it returns and
+binds IWbemObjectSink (seed: "Connection 2 from Computer B to Computer A delivers the
+results"). Who B is on A comes from the model: ``directory.callback_tokens(B, A)``.
+
+What A lets through (firewall on 135 and on the sink's port, the logon, DCOM Remote Access)
+is decided by A's own emulated host, with the same model calls ``flow`` makes at steps
+c2.resolver-port, c2.sink-port and c2.access; this module only reports what came back.
+
+:class:`RpcClient` is a small asyncio client over the sans-IO ``ClientConnection``; the
+WMI client (issue "Call") and the tests use it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from wmilab.host import client_errors
+from wmilab.model import hresult as hr
+from wmilab.model.identity import Token
+from wmilab.wire import dcom, ids, rpc, wmi
+from wmilab.wire.dcom import DualStringArray, NdrReader, NdrWriter
+from wmilab.wire.rpc import AuthLevel
+from wmilab.wire.rpc_conn import (
+    BindAcked,
+    BindNakReceived,
+    ClientConnection,
+    ClientCredentials,
+    Event,
+    FaultReceived,
+    ProtocolViolation,
+    ResponseReceived,
+)
+
+if TYPE_CHECKING:
+    from wmilab.host.server import HostServer
+
+__all__ = [
+    "CallbackOutcome", "CallbackRunner", "ResolvedOxid", "RpcCallError", "RpcClient",
+    "build_resolve_oxid2_request", "parse_resolve_oxid2_reply",
+]
+
+log = logging.getLogger("wmilab.host")
+
+RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code
+E_ACCESSDENIED = hr.E_ACCESSDENIED.code
+RPC_S_CALL_FAILED = hr.RPC_S_CALL_FAILED.code
+E_NOINTERFACE = dcom.E_NOINTERFACE
+WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags for the final result
+WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
+INDICATE_BATCH = 64  # Choice: objects per Indicate call
+
+# MS-WMI 3.1.1.1.3, product-behavior note: Windows starts at RPC_C_AUTHN_LEVEL_PKT_PRIVACY and
+# lowers the level on each failed call; XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE.
+# Choice: the authenticated rungs are the levels the wire core speaks (6, 5, 2); CALL and PKT
+# (3, 4) are skipped. NONE means no authentication, i.e. ANONYMOUS LOGON on A.
+AUTHENTICATED_LADDER = (AuthLevel.PKT_PRIVACY, AuthLevel.PKT_INTEGRITY, AuthLevel.CONNECT)
+
+
+class RpcCallError(Exception):
+    """A Connection 2 step failed; ``hresult`` is what the caller sees (0x800706BA, ...)."""
+
+    def __init__(self, hresult: int, reason: str) -> None:
+        super().__init__(f"0x{hresult:08X}: {reason}")
+        self.hresult = hresult
+        self.reason = reason
+
+
+class RpcClient:
+    """One ncacn_ip_tcp connection driven by a sans-IO :class:`ClientConnection`."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 conn: ClientConnection, call_timeout: float) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = conn
+        self.call_timeout = call_timeout
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, local_address: str | None = None,
+                      credentials: ClientCredentials | None = None,
+                      auth_level: int = AuthLevel.NONE, connect_timeout: float = 5.0,
+                      call_timeout: float = 30.0) -> RpcClient:
+        """Connect (from ``local_address`` if given); a refusal raises 0x800706BA."""
+        local = (local_address, 0) if local_address else None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, local_addr=local), connect_timeout)
+        except (OSError, TimeoutError) as e:
+            # A blocked or closed port: RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
+            raise RpcCallError(RPC_S_SERVER_UNAVAILABLE,
+                               f"cannot connect to {host}:{port}: {e or 'timed out'}") from None
+        level = auth_level if credentials is not None else AuthLevel.NONE
+        conn = ClientConnection(credentials=credentials, auth_level=level)
+        return cls(reader, writer, conn, call_timeout)
+
+    async def __aenter__(self) -> RpcClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError as e:
+            raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {e}") from None
+
+    async def _next_event(self) -> Event:
+        while True:
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), self.call_timeout)
+            except TimeoutError:
+                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "no answer in time") from None
+            except OSError as e:
+                # A firewall drop is emulated with a RST (docs/host.md): 0x800706BA.
+                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {e}") from None
+            if not data:
+                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "connection closed by the server")
+            events = self.conn.receive_data(data)
+            pending = self.conn.data_to_send()
+            if pending:
+                await self._send(pending)
+            for ev in events:
+                if isinstance(ev, ProtocolViolation):
+                    raise RpcCallError(RPC_S_CALL_FAILED, f"protocol violation: {ev.reason}")
+            if events:
+                return events[0]
+
+    async def bind(self, interface: uuid.UUID) -> None:
+        """Bind the interface (version 0.0, MS-DCOM 2.1); NTLM runs here when authenticated."""
+        await self._send(self.conn.bind(rpc.SyntaxId(interface, 0, 0)))
+        ev = await self._next_event()
+        if isinstance(ev, BindAcked) and ev.accepted:
+            pending = self.conn.data_to_send()  # AUTH3
+            if pending:
+                await self._send(pending)
+            return
+        if isinstance(ev, FaultReceived):
+            raise RpcCallError(client_errors.from_win32(ev.status), "bind refused by a fault")
+        # Choice: a rejected bind (interface not served) is reported as E_NOINTERFACE.
+        why = f"reason {ev.reject_reason}" if isinstance(ev, BindNakReceived) else "not accepted"
+        raise RpcCallError(E_NOINTERFACE, f"bind of {ids.NAMES.get(interface, interface)} "
+                           f"rejected ({why})")
+
+    async def call(self, opnum: int, stub: bytes, object_uuid: uuid.UUID | None = None) -> bytes:
+        """Send one request; the response stub, or RpcCallError with the fault's HRESULT."""
+        call_id, data = self.conn.request(opnum, stub, object_uuid=object_uuid)
+        await self._send(data)
+        while True:
+            ev = await self._next_event()
+            if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
+                return ev.stub
+            if isinstance(ev, FaultReceived):
+                # A fault's status is a Win32 code or an HRESULT (MS-RPCE 2.2.2.4): fault 5
+                # rpc_s_access_denied is E_ACCESSDENIED 0x80070005 (MS-ERREF 2.1.2).
+                raise RpcCallError(client_errors.from_win32(ev.status),
+                                   f"fault 0x{ev.status:08X}")
+
+
+# ---------------------------------------------------------------------------------------------
+# ResolveOxid2, client role (MS-DCOM 3.1.2.5.1.1 / 3.2.4.1.1.1)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedOxid:
+    bindings: DualStringArray | None
+    ipid_rem_unknown: uuid.UUID
+    authn_hint: int
+    status: int
+
+
+def build_resolve_oxid2_request(oxid: int,
+                                protseqs: Sequence[int] = (dcom.TOWER_NCACN_IP_TCP,)) -> bytes:
+    """ResolveOxid2 in-parameters: pOxid, cRequestedProtseqs, arRequestedProtseqs."""
+    w = NdrWriter()
+    w.u64(oxid)
+    w.u16(len(protseqs))
+    w.u32(len(protseqs))  # conformant array: max count, then the elements
+    for p in protseqs:
+        w.u16(p)
+    return w.getvalue()
+
+
+def parse_resolve_oxid2_reply(stub: bytes) -> ResolvedOxid:
+    """ppdsaOxidBindings, pipidRemUnknown, pAuthnHint, pComVersion, error_status_t."""
+    def go(r: NdrReader) -> ResolvedOxid:
+        bindings = dcom.read_dsa_ndr(r) if r.ptr() else None
+        ipid = r.guid()
+        hint = r.u32()
+        r.u16()
+        r.u16()  # COMVERSION
+        return ResolvedOxid(bindings, ipid, hint, r.u32())
+    return dcom.decode_with("ResolveOxid2 reply", stub, go)
+
+
+def _pick_binding(bindings: DualStringArray, dialled: str) -> tuple[str, int] | None:
+    """The binding on the address we dialled, else the first with a port (MS-DCOM 3.2.4.1.1)."""
+    endpoints = [(h, p) for h, p in bindings.tcp_endpoints() if p is not None]
+    for h, p in endpoints:
+        if h == dialled:
+            return h, p
+    return endpoints[0] if endpoints else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The callback runner of one emulated host (B)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """What one callback to a sink came to (one per asynchronous call)."""
+
+    operation: str  # "IWbemServices::EXEC_QUERY_ASYNC"
+    client_host: str | None  # the scenario host the sink's resolver address stands for
+    resolver: str  # the address B dialled
+    identity: str  # who B was on A in the last attempt
+    auth_level: int  # RPC_C_AUTHN_LEVEL of the last attempt (1 = none)
+    hresult: int  # 0 when the sink took every object and SetStatus
+    objects: int  # objects the sink accepted
+    status: int  # the HRESULT B passed to SetStatus
+    attempts: int
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.hresult == 0
+
+
+class CallbackRunner:
+    """Background callbacks of one host, bounded in number and in time."""
+
+    def __init__(self, server: HostServer, *, max_in_flight: int = 64,
+                 connect_timeout: float = 5.0, call_timeout: float = 30.0,
+                 history: int = 256) -> None:
+        self.server = server
+        self.max_in_flight = max_in_flight
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
+        self.outcomes: deque[CallbackOutcome] = deque(maxlen=history)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def can_start(self) -> bool:
+        return len(self._tasks) < self.max_in_flight
+
+    def start(self, operation: str, sink: wmi.SinkRef, objects: Sequence[bytes],
+              status: int) -> None:
+        """Run the callback in the background (the caller has replied WBEM_S_NO_ERROR)."""
+        task = asyncio.get_running_loop().create_task(
+            self._run(operation, sink, list(objects), status))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every running callback has finished (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- one callback ---------------------------------------------------------------------
+
+    def _client_host(self, address: str) -> str | None:
+        # The host whose loopback address the sink's resolver binding names; an address of no
+        # host stands for the configured client host, as for inbound connections (gate.py).
+        return self.server.addresses.host_at(address) or self.server.client_host
+
+    def _attempts(self, client: str | None) -> list[tuple[Token, int]]:
+        directory = self.server.world.directory
+        b = self.server.name
+        if client is None:
+            # Choice: with no scenario host to stand for, the callback is anonymous.
+            return [(directory.anonymous_token(b), AuthLevel.NONE)]
+        out: list[tuple[Token, int]] = []
+        # MS-WMI 3.1.1.1.3: "The server MUST try to make the calls by using the machine
+        # principal name"; who that is on A, and the anonymous fallback, is the model's.
+        for token in directory.callback_tokens(b, client):
+            if token.anonymous:
+                out.append((token, AuthLevel.NONE))
+            else:
+                out.extend((token, level) for level in AUTHENTICATED_LADDER)
+        return out
+
+    async def _run(self, operation: str, sink: wmi.SinkRef, objects: list[bytes],
+                   status: int) -> None:
+        endpoints = sink.resolver_endpoints()
+        resolver = endpoints[0][0] if endpoints else ""
+        client = self._client_host(resolver) if resolver else None
+        attempts = self._attempts(client)
+        outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE,
+                                  RPC_S_SERVER_UNAVAILABLE, 0, status, 0,
+                                  "the sink's OBJREF names no TCP resolver address")
+        for n, (token, level) in enumerate(attempts, 1):
+            if not resolver:
+                break
+            code, delivered, reason = await self._attempt(client, resolver, sink, objects,
+                                                          status, token, level)
+            outcome = CallbackOutcome(operation, client, resolver, token.name, level, code,
+                                      delivered, status, n, reason)
+            log.debug("%s callback attempt %d to %s as %s at level %d -> 0x%08X (%s)",
+                      self.server.name, n, resolver, token.name, level, code, reason)
+            # Only an access-denied refusal can change with a lower level (a refused connection
+            # does not depend on it); Choice: objects already delivered are not sent twice.
+            if code != E_ACCESSDENIED or delivered:
+                break
+        self.outcomes.append(outcome)
+        log.info("%s callback %s to %s (%s) as %s at level %d -> 0x%08X (%d objects, status "
+                 "0x%08X, %d attempts)%s", self.server.name, operation, outcome.client_host or "?",
+                 resolver or "?", outcome.identity or "-", outcome.auth_level, outcome.hresult,
+                 outcome.objects, status, outcome.attempts,
+                 f": {outcome.reason}" if outcome.reason else "")
+
+    def _credentials(self, token: Token, level: int) -> ClientCredentials | None:
+        if token.anonymous or level <= AuthLevel.NONE:
+            return None
+        b = self.server.name
+        directory = self.server.world.directory
+        domain = directory.domain_of(b) or b
+        return ClientCredentials(f"{b.upper()}$", directory.machine_password(b), domain,
+                                 b.upper())
+
+    async def _attempt(self, client: str | None, resolver: str, sink: wmi.SinkRef,
+                       objects: list[bytes], status: int, token: Token,
+                       level: int) -> tuple[int, int, str]:
+        """(HRESULT, objects delivered, reason) of one delivery at one level."""
+        delivered = 0
+        local = self.server.address
+        ct, lt = self.connect_timeout, self.call_timeout
+        try:
+            # MS-DCOM 3.2.4.1.1.1: resolve the OXID at the resolver of the OBJREF's bindings,
+            # on the well-known port 135 (seed, Connection 2 step 1).
+            port = self.server.resolver_port(resolver)
+            async with await RpcClient.connect(resolver, port, local_address=local,
+                                               connect_timeout=ct, call_timeout=lt) as res:
+                await res.bind(ids.IID_IOBJECTEXPORTER)
+                stub = await res.call(ids.ObjectExporterOp.RESOLVE_OXID2,
+                                      build_resolve_oxid2_request(sink.oxid))
+            found = parse_resolve_oxid2_reply(stub)
+            if found.status or found.bindings is None:
+                return (client_errors.from_win32(found.status or dcom.OR_INVALID_OXID), 0,
+                        f"ResolveOxid2 status {found.status}")
+            target = _pick_binding(found.bindings, resolver)
+            if target is None:
+                return RPC_S_SERVER_UNAVAILABLE, 0, "no ncacn_ip_tcp binding for the sink"
+            # Seed, Connection 2 step 2: the sink program's port on A.
+            async with await RpcClient.connect(
+                    target[0], target[1], local_address=local,
+                    credentials=self._credentials(token, level), auth_level=level,
+                    connect_timeout=ct, call_timeout=lt) as cli:
+                await cli.bind(ids.IID_IWBEMOBJECTSINK)
+                for i in range(0, len(objects), INDICATE_BATCH):
+                    batch = objects[i:i + INDICATE_BATCH]
+                    code = wmi.parse_hresult_reply(await cli.call(
+                        ids.WbemObjectSinkOp.INDICATE, wmi.build_indicate_request(batch),
+                        sink.ipid))
+                    if code & 0x80000000:
+                        return code, delivered, "Indicate refused"
+                    delivered += len(batch)
+                code = wmi.parse_hresult_reply(await cli.call(
+                    ids.WbemObjectSinkOp.SET_STATUS,
+                    wmi.build_set_status_request(status, WBEM_STATUS_COMPLETE), sink.ipid))
+                if code & 0x80000000:
+                    return code, delivered, "SetStatus refused"
+            return 0, delivered, ""
+        except RpcCallError as e:
+            return e.hresult, delivered, e.reason
+        except dcom.StubError as e:
+            return RPC_S_CALL_FAILED, delivered, f"bad reply: {e}"

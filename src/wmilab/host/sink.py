@@ -1,0 +1,261 @@
+"""The sink role on A (unsecapp): an object exporter that receives Connection 2.
+
+Seed: "Connection 2 from Computer B to Computer A delivers the results. This delivery is the
+callback to the sink." For scripts and MMC snap-ins the sink lives in
+``%windir%\\system32\\wbem\\unsecapp.exe``; a C++ application usually hosts its own.
+
+:class:`SinkExporter` listens on A's ``HostModel.sink_port`` (1026, model/ports.py), exports
+IWbemObjectSink objects (MS-WMI 3.1.4.2) and registers its OXID with A's OXID resolver, so
+that B's ResolveOxid2 on A:135 returns its string binding. Every decision is the model's:
+
+- the firewall: ``HostModel.inbound(source, sink_port, program)`` for each connection
+  (flow step c2.sink-port), with the sink's program (unsecapp or the application);
+- the logon: A's ``ModelAuthenticator`` (``directory.network_logon``), as on every port;
+- DCOM: ``A.dcom.check_remote_access(token, "sink")`` on every call (flow step c2.access);
+  refused -> fault 5 (MS-DCOM 3.1.1.5.4; seed: 0x80070005).
+
+Each :class:`SinkObject` records what arrives (Indicate's objects, SetStatus's HRESULT, who
+called) and can be awaited; the WMI client (issue "Call") uses it as its sink exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import struct
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wmilab.host.gate import GateDecision
+from wmilab.host.runtime import CallContext, Reply, ResolverEntry
+from wmilab.model import firewall as fw
+from wmilab.model.world import HostModel
+from wmilab.wire import dcom, ids, rpc, wmi, wmio
+from wmilab.wire.dcom import DualStringArray, ObjRefStandard, RpcFaultReply, StdObjRef, StubError
+from wmilab.wire.rpc_conn import CallReceived
+
+if TYPE_CHECKING:
+    from wmilab.host.server import HostServer
+
+__all__ = ["SINK_INTERFACES", "SinkExporter", "SinkObject", "SinkResult"]
+
+log = logging.getLogger("wmilab.host")
+
+SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
+    # MS-DCOM 2.1: ORPC interfaces have version 0.0.
+    ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK,
+))
+RPC_E_DISCONNECTED = 0x80010108  # Choice (as exporter.py): a call on an unknown IPID
+E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
+OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
+BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
+WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
+
+
+@dataclass
+class SinkResult:
+    """What one sink has received so far."""
+
+    objects: list[wmio.ClassDef | wmio.Instance] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # the EncodingUnits as they came
+    status: int | None = None  # the HRESULT of SetStatus(WBEM_STATUS_COMPLETE), once it came
+    progress: list[int] = field(default_factory=list)  # HRESULTs of other SetStatus calls
+    callers: list[str] = field(default_factory=list)  # token names, one per accepted call
+    refused: list[str] = field(default_factory=list)  # who was refused, and why
+
+    @property
+    def complete(self) -> bool:
+        return self.status is not None
+
+
+@dataclass
+class SinkObject:
+    """One exported IWbemObjectSink (MS-WMI 3.1.4.2)."""
+
+    ipid: uuid.UUID
+    oid: int
+    exporter: SinkExporter
+    result: SinkResult = field(default_factory=SinkResult)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def objref(self, address: str | None = None) -> ObjRefStandard:
+        """The OBJREF to pass as pResponseHandler; the resolver binding is A's address."""
+        return self.exporter.objref(self, address)
+
+    async def wait(self, timeout: float = 30.0) -> SinkResult:
+        """The result once SetStatus(WBEM_STATUS_COMPLETE) came (TimeoutError otherwise)."""
+        await asyncio.wait_for(self.done.wait(), timeout)
+        return self.result
+
+
+class SinkExporter:
+    """The unsecapp role of one emulated host: an object exporter of IWbemObjectSink objects.
+
+    ``async with SinkExporter(server) as sinks: sink = sinks.create(); ...`` where ``server``
+    is A's running :class:`HostServer`. ``program`` is the sink's program for the firewall
+    (default unsecapp.exe); ``port`` the port to bind (default: A's ``sink_port`` through the
+    server's ``ports`` mapping).
+    """
+
+    kind = "sink"
+
+    def __init__(self, server: HostServer, *, program: str = fw.UNSECAPP,
+                 port: int | None = None, max_sinks: int = 1024,
+                 max_objects: int = 100_000) -> None:
+        self.server = server
+        self.model: HostModel = server.model
+        self.program = fw.normalize_program(program)
+        self.port = port
+        self.max_sinks = max_sinks
+        self.max_objects = max_objects
+        # MS-DCOM 3.1.1.1: an object exporter has its own OXID and an IRemUnknown IPID.
+        self.oxid = struct.unpack("<Q", os.urandom(8))[0]
+        self.rem_unknown = uuid.uuid4()
+        self._oids = itertools.count(struct.unpack("<I", os.urandom(4))[0] << 16)
+        self._sinks: OrderedDict[uuid.UUID, SinkObject] = OrderedDict()
+        self.listen_port: int | None = None
+
+    @property
+    def interfaces(self) -> tuple[rpc.SyntaxId, ...]:
+        return SINK_INTERFACES
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        runtime = self.server.runtime
+        if runtime is None:
+            raise RuntimeError("start the HostServer before its sink exporter")
+        wanted = self.port if self.port is not None else self.server.wanted_port(
+            self.model.sink_port)
+        self.listen_port = await self.server.add_listener(self, wanted)
+        runtime.register_exporter(self.oxid, ResolverEntry(self.bindings, self.rem_unknown))
+
+    async def stop(self) -> None:
+        if self.server.runtime is not None:
+            self.server.runtime.unregister_exporter(self.oxid)
+        await self.server.remove_listener(self.kind)
+        self.listen_port = None
+
+    async def __aenter__(self) -> SinkExporter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- objects --------------------------------------------------------------------------
+
+    def create(self) -> SinkObject:
+        """Export a new IWbemObjectSink; the oldest goes when ``max_sinks`` are live."""
+        while len(self._sinks) >= self.max_sinks:
+            self._sinks.popitem(last=False)  # Choice: bounded, as the WMI exporter's table
+        sink = SinkObject(uuid.uuid4(), next(self._oids), self)
+        self._sinks[sink.ipid] = sink
+        return sink
+
+    def release(self, sink: SinkObject) -> None:
+        self._sinks.pop(sink.ipid, None)
+
+    def bindings(self, local_address: str) -> DualStringArray:
+        """``ADDR[port]`` of this exporter, with the address the resolver's caller dialled."""
+        if self.listen_port is None:
+            raise RuntimeError("the sink exporter is not listening")
+        return dcom.tcp_bindings([local_address], self.listen_port)
+
+    def objref(self, sink: SinkObject, address: str | None = None) -> ObjRefStandard:
+        # MS-DCOM 2.2.18.4: the resolver's bindings carry the address only (port 135 is known).
+        resolver = dcom.tcp_bindings([address or self.server.address], None)
+        return ObjRefStandard(ids.IID_IWBEMOBJECTSINK,
+                              StdObjRef(self.oxid, sink.oid, sink.ipid, 5), resolver)
+
+    # -- the listener (host/server.py Service) ----------------------------------------------
+
+    def decide(self, peer: str) -> GateDecision:
+        source, source_host = self.server.gate.source_of(peer)
+        port = self.model.sink_port
+        # Seed, Connection 2 step 2: the sink program (unsecapp.exe or the application) must be
+        # allowed on A (flow c2.sink-port asks the same question).
+        verdict = self.model.inbound(source, port, self.program)
+        return GateDecision(verdict.allowed, source, source_host, port, verdict.rule)
+
+    def handle(self, ev: CallReceived, ctx: CallContext) -> tuple[str, Reply]:
+        sink = self._sinks.get(ev.object_uuid) if ev.object_uuid is not None else None
+        if ev.object_uuid == self.rem_unknown:
+            name = ids.op_name(ids.IID_IREMUNKNOWN, ev.opnum)
+        else:
+            name = ids.op_name(ids.IID_IWBEMOBJECTSINK, ev.opnum)
+        # MS-DCOM 3.1.1.5.4 / seed, Connection 2 step 3: A's access permission for the sink,
+        # checked on every call (flow c2.access); refused -> fault ERROR_ACCESS_DENIED.
+        check = self.model.dcom.check_remote_access(ctx.token, "sink")
+        if not check.ok:
+            if sink is not None and len(sink.result.refused) < 64:
+                sink.result.refused.append(f"{ctx.token.name}: {check.reason}")
+            log.info("%s sink refuses %s from %s: %s", self.server.name, ctx.token.name,
+                     ctx.peer, check.reason)
+            return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
+        try:
+            if ev.object_uuid == self.rem_unknown:
+                return name, self._rem_unknown(ev.opnum, ev.stub)
+            if sink is None:
+                return name, RpcFaultReply(RPC_E_DISCONNECTED)
+            return name, self._sink_call(sink, ev.opnum, ev.stub, ctx)
+        except (StubError, wmio.WmioError):
+            return name, BAD_STUB
+
+    def _rem_unknown(self, opnum: int, stub: bytes) -> Reply:
+        if opnum == ids.RemUnknownOp.REM_QUERY_INTERFACE:
+            req = dcom.parse_rem_query_interface(stub)
+            sink = self._sinks.get(req.ipid)
+            results: list[dcom.QiResult] = []
+            for iid in req.iids:
+                if sink is None:
+                    results.append(dcom.QiResult(RPC_E_DISCONNECTED))
+                elif iid in (ids.IID_IWBEMOBJECTSINK, ids.IID_IUNKNOWN):
+                    results.append(dcom.QiResult(dcom.S_OK, StdObjRef(
+                        self.oxid, sink.oid, sink.ipid, max(req.refs, 1))))
+                else:
+                    results.append(dcom.QiResult(dcom.E_NOINTERFACE))
+            return dcom.build_rem_query_interface_reply(results)
+        if opnum == ids.RemUnknownOp.REM_ADD_REF:
+            refs = dcom.parse_rem_refs(stub, "RemAddRef")
+            return dcom.build_rem_add_ref_reply([dcom.S_OK if r.ipid in self._sinks
+                                                 else 0x80070057 for r in refs.refs])
+        if opnum == ids.RemUnknownOp.REM_RELEASE:
+            dcom.parse_rem_refs(stub, "RemRelease")
+            # Choice: the sink's owner (the client) decides when a sink goes, not the caller.
+            return dcom.build_rem_release_reply(dcom.S_OK)
+        return OP_RANGE
+
+    def _sink_call(self, sink: SinkObject, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        res = sink.result
+        if opnum == ids.WbemObjectSinkOp.INDICATE:
+            req = wmi.parse_indicate(stub)
+            if len(res.objects) + len(req.objects) > self.max_objects:
+                # Choice: bounded memory; the caller cancels the operation (MS-WMI 3.1.1.1.3).
+                return dcom.build_orpc_hresult_reply(E_OUTOFMEMORY)
+            for obj in req.objects:
+                if not isinstance(obj, dcom.ObjRefCustom):
+                    return dcom.build_orpc_hresult_reply(wmi.WBEM_E_INVALID_PARAMETER)
+                res.objects.append(wmio.decode_encoding_unit(obj.data).obj)
+                res.encoded.append(obj.data)
+            self._caller(res, ctx)
+            return dcom.build_orpc_hresult_reply(dcom.S_OK)
+        if opnum == ids.WbemObjectSinkOp.SET_STATUS:
+            st = wmi.parse_set_status(stub)
+            self._caller(res, ctx)
+            if st.flags == WBEM_STATUS_COMPLETE:
+                res.status = st.hresult
+                sink.done.set()
+            elif len(res.progress) < 1024:
+                res.progress.append(st.hresult)
+            return dcom.build_orpc_hresult_reply(dcom.S_OK)
+        return OP_RANGE
+
+    @staticmethod
+    def _caller(res: SinkResult, ctx: CallContext) -> None:
+        if len(res.callers) < 1024:
+            res.callers.append(ctx.token.name)
