@@ -18,7 +18,7 @@ printf '\n\033[1m=== wmilab netsh examples/04-async-configured.toml A "firewall 
 .venv/bin/wmilab netsh examples/04-async-configured.toml A "firewall show config"
 rm -rf "$tmp"
 # The emulated hosts: the same calls made on the wire by impacket, compared with the model.
-for f in examples/02-remote-admin.toml examples/07-non-admin.toml; do
+for f in examples/0*.toml; do
   printf '\n\033[1m=== wmilab lab %s --verify\033[0m\n' "$f"
   rc=0
   .venv/bin/wmilab lab "$f" --verify || rc=$?

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from wmilab.scenario import load
+
 ROOT = Path(__file__).parent.parent
 EX = ROOT / "examples"
 
@@ -130,3 +132,14 @@ def test_netsh_bad_command_and_unknown_host() -> None:
 def test_help(cmd: str) -> None:
     r = wmilab(cmd, "--help")
     assert r.returncode == 0 and "Usage" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(EX.glob("*.toml")), ids=lambda p: p.name)
+def test_lab_verify_every_example_the_wire_agrees_with_check(path: Path) -> None:
+    r = wmilab("lab", str(path), "--verify")
+    if r.returncode == 2 and "135" in r.stderr:
+        pytest.skip(f"the emulated hosts need port 135: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DIFFERS" not in r.stdout and "not run" not in r.stdout
+    assert r.stdout.count("agrees") == len(load(path).calls)

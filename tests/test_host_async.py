@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import CORP, make
 from wmilab import flow
+from wmilab.client.session import login
 from wmilab.errors import ConfigError
 from wmilab.host.callback import (
     CallbackOutcome,
@@ -40,7 +41,6 @@ from wmilab.scenario import Call, Scenario, load
 from wmilab.wire import dcom, ids, wmi, wmio
 from wmilab.wire.dcom import NdrWriter, ObjRefStandard
 from wmilab.wire.rpc import AuthLevel
-from wmilab.wire.rpc_conn import ClientCredentials
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PORTS = {135: 0, 1025: 0, 1026: 0}
@@ -54,35 +54,10 @@ _subnets = itertools.count(os.getpid() % 200 * 200 + 7)
 
 async def _login(lab: LoopbackLab, s: Scenario, call: Call) -> tuple[RpcClient, ObjRefStandard]:
     """Activation on B:135 and NTLMLogin on the WMI port, from A's address."""
-    a_addr = str(lab.map.loopback(call.source))
     b = lab.servers[call.target]
-    dom, _, name = call.user.rpartition("\\")
-    password = call.password or s.world.password_of(call.user) or ""
-    creds = ClientCredentials(name, password, dom)
-    async with await RpcClient.connect(b.address, b.ports["rpcss"], local_address=a_addr,
-                                       credentials=creds,
-                                       auth_level=AuthLevel.PKT_PRIVACY) as scm:
-        await scm.bind(ids.IID_IREMOTESCMACTIVATOR)
-        act = dcom.parse_activation_reply(await scm.call(
-            ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,
-            dcom.build_remote_create_instance_request(ids.CLSID_WBEMLEVEL1LOGIN,
-                                                      [ids.IID_IWBEMLEVEL1LOGIN])))
-    assert act.scm is not None and act.interfaces[0].objref is not None
-    host, port = act.scm.bindings.tcp_endpoints()[0]
-    assert port is not None
-    cli = await RpcClient.connect(host, port, local_address=a_addr, credentials=creds,
-                                  auth_level=AuthLevel.PKT_PRIVACY)
-    await cli.bind(ids.IID_IWBEMLEVEL1LOGIN)
-    r = dcom.NdrReader(await cli.call(ids.WbemLevel1LoginOp.NTLM_LOGIN,
-                                      wmi.build_ntlm_login_request("//./" + call.namespace),
-                                      act.interfaces[0].objref.std.ipid))
-    dcom.read_orpcthat(r)
-    services = dcom.read_unique_objref(r)
-    code = r.u32()
-    if code or not isinstance(services, ObjRefStandard):
-        await cli.close()
-        raise RpcCallError(code, "NTLMLogin failed")
-    return cli, services
+    return await login(b.address, b.ports["rpcss"], local_address=str(lab.map.loopback(call.source)),
+                       user=call.user, password=call.password or s.world.password_of(call.user) or "",
+                       namespace=call.namespace)
 
 
 def _path_request(path: str, sink: ObjRefStandard, flags: int = 0) -> bytes:

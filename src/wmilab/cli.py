@@ -18,7 +18,8 @@ app = typer.Typer(
     help="Remote WMI through Windows Firewall and DCOM: explain, fix, emulate, call.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets 120 columns instead of rich's 80, so tables stay legible.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
@@ -187,8 +188,9 @@ def host(
 def lab(
     file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
     verify: Annotated[bool, typer.Option(
-        "--verify", help="Make each call with a real client (impacket) against the emulated "
-        "hosts, compare with what `check` predicts, then stop.")] = False,
+        "--verify", help="Make each call on the wire against the emulated hosts (impacket for "
+        "sync and semisync calls; wmilab's own client and sink for async calls), compare with "
+        "what `check` predicts, then stop.")] = False,
 ) -> None:
     """Run every host of a scenario on its own loopback address (RPCSS 135, WMI 1025).
 
@@ -235,7 +237,7 @@ def lab(
         checks = verify_calls(running, passwords)
     finally:
         running.close()
-    result = Table("call", "mode", "wmilab check", "on the wire (impacket)", "")
+    result = Table("call", "mode", "wmilab check", "on the wire", "client", "")
     disagree = 0
     for chk in checks:
         mark = {True: "[green]agrees[/]", False: "[red]DIFFERS[/]", None: "[dim]not run[/]"}
@@ -244,7 +246,8 @@ def lab(
         wire = chk.wire if chk.wire is not None else chk.note
         if chk.wire == "ok":
             wire = f"ok ({chk.rows} objects)"
-        result.add_row(chk.call.name, chk.call.mode, chk.predicted.result, wire,
+        client = "wmilab + sink" if chk.call.mode == "async" else "impacket"
+        result.add_row(chk.call.name, chk.call.mode, chk.predicted.result, wire, client,
                        mark[chk.agrees])
     out.print(result)
     if disagree:

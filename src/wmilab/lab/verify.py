@@ -132,17 +132,62 @@ class CallCheck:
         return None if self.wire is None else self.wire == self.predicted.result
 
 
+async def async_query(lab: LoopbackLab, call: Call, password: str,
+                      timeout: float = 30.0) -> tuple[str, int]:
+    """Make an asynchronous call with wmilab's own client: A exports a sink (the unsecapp
+    role), B runs the query and calls the sink back over Connection 2.
+
+    Returns ("ok", objects delivered) or the HRESULT the caller ends with: the call's own
+    error on Connection 1, else the one B's callback ended with (what the sink's SetStatus
+    would have carried, or the refusal on Connection 2).
+    """
+    from wmilab.client.session import exec_query_async, login
+    from wmilab.host.callback import RpcCallError
+    from wmilab.host.sink import SinkExporter
+
+    a = lab.servers[call.source]
+    b = lab.servers[call.target]
+    async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
+        sink = sinks.create()
+        try:
+            cli, services = await login(b.address, b.ports["rpcss"],
+                                        local_address=str(lab.map.loopback(call.source)),
+                                        user=call.user, password=password,
+                                        namespace=call.namespace)
+        except RpcCallError as e:
+            return f"0x{e.hresult:08X}", 0
+        except OSError:
+            return "0x800706BA", 0
+        async with cli:
+            try:
+                code = await exec_query_async(cli, services, call.query, sink.objref())
+            except RpcCallError as e:
+                return f"0x{e.hresult:08X}", 0
+        if code:
+            return f"0x{code:08X}", 0
+        await b.callbacks.wait_idle(timeout)
+        outcome = b.callbacks.outcomes[-1] if b.callbacks.outcomes else None
+        if outcome is None:
+            return "no callback", 0
+        if outcome.hresult:
+            return f"0x{outcome.hresult:08X}", 0
+        if sink.result.status:
+            return f"0x{sink.result.status:08X}", 0
+        return "ok", len(sink.result.objects)
+
+
 def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[CallCheck]:
     """Make each call of the lab's scenario on the wire and compare with the flow."""
     s = lab.scenario
     out = []
     for call in s.calls:
         predicted = flow.evaluate(s.world, call)
-        if call.mode == "async":
-            out.append(CallCheck(call, predicted, None, 0,
-                                 "asynchronous: impacket exports no sink to call back"))
-            continue
         password = call.password if call.password is not None else passwords.get(call.user)
+        if call.mode == "async":
+            # impacket cannot export a sink: wmilab's own client makes asynchronous calls.
+            wire, rows = lab.run(async_query(lab.lab, call, password or ""), timeout=90)
+            out.append(CallCheck(call, predicted, wire, rows, "wmilab client + sink"))
+            continue
         lab.act_as(call.target, call.source)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
                                     call.namespace, call.query, call.mode)

@@ -268,12 +268,13 @@ class _CallInfo:
 
 class _Violation(Exception):
     def __init__(self, reason: str, *, status: int | None = None, nak: int | None = None,
-                 call_id: int = 0) -> None:
+                 call_id: int = 0, did_not_execute: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.nak = nak
         self.call_id = call_id
+        self.did_not_execute = did_not_execute
 
 
 class ServerConnection:
@@ -345,7 +346,15 @@ class ServerConnection:
                 except RpcProtocolError as e:
                     ptype = self._buf[2] if len(self._buf) > 2 else 0
                     raise self._framing_violation(e, ptype) from None
-                if n is None or len(self._buf) < n:
+                if n is None:
+                    break
+                if n > self.max_recv_frag:
+                    # Refused from its header, before its octets are buffered: a peer sends
+                    # at most the receiver's max_recv_frag (C706 12.6.4.3-4). Fault
+                    # nca_s_proto_error without did-not-execute, then disconnect, as Samba's
+                    # Windows-validated dcesrv_core.c does; MS-RPCE itself is silent.
+                    raise self._oversized_fragment(n)
+                if len(self._buf) < n:
                     break
                 frag = bytes(self._buf[:n])
                 del self._buf[:n]
@@ -353,6 +362,16 @@ class ServerConnection:
             except _Violation as v:
                 self._violate(v, events)
         return events
+
+    def _oversized_fragment(self, frag_length: int) -> _Violation:
+        buf = self._buf
+        ptype = buf[2]
+        call_id = int.from_bytes(buf[12:16], "little") if len(buf) >= 16 else 0
+        reason = f"frag_length {frag_length} is over max_recv_frag {self.max_recv_frag}"
+        if ptype == rpc.PType.BIND and not self.bound:
+            return _Violation(reason, nak=rpc.REJECT_REASON_NOT_SPECIFIED, call_id=call_id)
+        return _Violation(reason, status=rpc.NCA_S_PROTO_ERROR, call_id=call_id,
+                          did_not_execute=False)
 
     def pending_calls(self) -> tuple[int, ...]:
         """call_ids received and not yet answered."""
@@ -413,10 +432,10 @@ class ServerConnection:
         if v.nak is not None:
             self._out += rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode()
         elif v.status is not None:
-            self._out += rpc.Fault(
-                call_id=v.call_id, status=v.status,
-                flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE,
-            ).encode()
+            flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
+            if v.did_not_execute:
+                flags |= rpc.PFC_DID_NOT_EXECUTE
+            self._out += rpc.Fault(call_id=v.call_id, status=v.status, flags=flags).encode()
         events.append(ProtocolViolation(v.reason, close=True))
         self.closed = True
         self._buf.clear()
@@ -557,6 +576,11 @@ class ServerConnection:
             # Choice: one bind per connection (C706 12.6.4.3); a second is refused.
             raise _Violation("second bind on a connection",
                              nak=rpc.REJECT_REASON_NOT_SPECIFIED, call_id=pdu.call_id)
+        if not pdu.contexts:
+            # A bind without presentation contexts is useless: bind_nak reason_not_specified
+            # and close (Samba raw_protocol test_no_auth_no_ctx, validated against Windows).
+            raise _Violation("bind without presentation contexts",
+                             nak=rpc.REJECT_REASON_NOT_SPECIFIED, call_id=pdu.call_id)
         # C706 12.6.4.3-4: each side sends at most what the other can receive.
         self.max_recv_frag = max(MUST_RECV_FRAG_SIZE, min(pdu.max_xmit_frag, self._our_recv))
         self.max_xmit_frag = max(MUST_RECV_FRAG_SIZE, min(pdu.max_recv_frag, self._our_xmit))
@@ -681,6 +705,12 @@ class ServerConnection:
                 if not last:
                     self._discard.add(cid)
                 return
+            if pdu.alloc_hint > self.max_request_size:
+                # A first fragment announcing more than the request limit is refused at once,
+                # not reassembled (MS-RPCE, learn.microsoft.com ms-rpce/f5a0d94f: a request's
+                # stub SHOULD not exceed 4 MB; Samba raw_protocol test_fragmented_requests04).
+                raise _Violation(f"alloc_hint {pdu.alloc_hint} is over the request limit",
+                                 status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
             if len(self._partial) >= self.max_pending_calls:
                 raise _Violation("too many calls in progress",
                                  status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
