@@ -279,29 +279,46 @@ def test_a_thousand_idle_connections_leave_the_host_serving(start_host: Callable
     assert aiowmi_caption(host) == XP  # and after
 
 
-def test_connections_over_the_cap_are_reset_at_once_not_queued(
+def test_over_the_cap_the_oldest_silent_connection_makes_room(
         start_host: Callable[..., Host]) -> None:
     host = start_host(Limits(max_connections=50, bind_timeout=2.0))
-    socks: list[socket.socket] = []
-    refused = 0
+    socks = [socket.create_connection((host.address, host.wmi), timeout=10) for _ in range(200)]
     t0 = time.monotonic()
-    for _ in range(200):
-        try:
-            socks.append(socket.create_connection((host.address, host.wmi), timeout=10))
-        except ConnectionResetError:  # the RST can beat connect() back to the caller
-            refused += 1
-    for s in socks[50:]:
-        pdus, closed = read_pdus(s, timeout=2.0)
-        refused += closed and not pdus
-    assert refused == 150  # each one closed (RST) at once, nothing was sent
+    closed = 0
+    for s in socks[:150]:
+        pdus, was_closed = read_pdus(s, timeout=2.0)
+        closed += was_closed and not pdus
+    assert closed == 150  # the 150 oldest silent ones were closed to admit newer ones
     assert time.monotonic() - t0 < 5.0
-    assert host.open_connections() == 50
+    assert host.open_connections() == 50  # the cap holds
     # The admitted ones never bind: they are closed after the bind timeout, not kept.
     assert host.wait_connections(lambda n: n == 0, timeout=10) == 0
-    pdus, closed = read_pdus(socks[0], timeout=1.0)
-    assert closed and not pdus
+    pdus, was_closed = read_pdus(socks[-1], timeout=1.0)
+    assert was_closed and not pdus
     assert aiowmi_caption(host) == XP
     for s in socks:
+        s.close()
+
+
+def test_silent_connections_cannot_lock_a_real_client_out(start_host: Callable[..., Host]) -> None:
+    host = start_host(Limits(max_connections=50, bind_timeout=30.0))
+    socks = [socket.create_connection((host.address, host.wmi), timeout=10) for _ in range(50)]
+    assert host.wait_connections(lambda n: n == 50) == 50
+    assert aiowmi_caption(host) == XP  # admitted by closing the oldest silent connection
+    for s in socks:
+        s.close()
+
+
+def test_bound_connections_are_never_evicted_new_ones_are_reset(
+        start_host: Callable[..., Host]) -> None:
+    host = start_host(Limits(max_connections=20, bind_timeout=30.0))
+    bound = [bound_authenticated(host) for _ in range(20)]
+    assert host.wait_connections(lambda n: n == 20) == 20
+    extra = socket.create_connection((host.address, host.wmi), timeout=10)
+    pdus, was_closed = read_pdus(extra, timeout=2.0)
+    assert was_closed and not pdus  # reset at once: nothing unbound to make room
+    assert host.open_connections() == 20
+    for s in [*bound, extra]:
         s.close()
 
 

@@ -265,3 +265,57 @@ def test_mof_syntax_error_names_the_line() -> None:
         parse_mof("class A\n{\n  string ;\n};\n", "x.mof")
     (cls,) = parse_mof('[Association] class A { [key] B ref R; string S[] = {"a"}; };')
     assert cls.properties[0].class_ref == "B" and cls.properties[1].default == ["a"]
+
+
+def _decoded_names(repo: Repository, wql: str) -> list[str]:
+    out = []
+    for row in query(repo, wql):
+        obj = decode_encoding_unit(repo.encode(row, NS)).obj
+        assert isinstance(obj, Instance)
+        out.append(str(obj.values["Name"]))
+    return out
+
+
+def test_encoded_results_follow_state_changes_while_class_encodings_are_reused(
+        xp: Repository) -> None:
+    # Classes are encoded once per (server, namespace); instances are encoded afresh, so a
+    # process created between two identical queries is on the wire the second time.
+    wql = "SELECT Name, ProcessId FROM Win32_Process"
+    first = _decoded_names(xp, wql)
+    cls = xp.get_class(NS, "Win32_Process")
+    blob = xp.encode(cls, NS)
+    assert xp.encode(cls, "//./root/cimv2") == blob and xp.encode(cls, NS) is blob
+    xp.exec_method(NS, "Win32_Process", "Create", {"CommandLine": "calc.exe"})
+    second = _decoded_names(xp, wql)
+    assert second == [*first, "calc.exe"]
+    decoded = decode_encoding_unit(xp.encode(cls, NS))
+    assert (decoded.server, decoded.namespace) == ("HOSTB", NS)
+    assert xp.encode(cls, NS) is blob  # the class itself did not change
+
+
+def test_class_tables_answer_any_case(xp: Repository) -> None:
+    cls = xp.get_class(NS, "Win32_Process")
+    assert cls.get_property("processid") is cls.get_property("ProcessId") is not None
+    assert cls.get_property("NoSuchProperty") is None
+    assert cls.get_method("CREATE") is cls.get_method("Create") is not None
+    assert cls.is_a("cim_process") and cls.is_a("WIN32_PROCESS") and not cls.is_a("Win32_Service")
+    assert [c.name for c in xp.namespace(NS).subclasses("cim_process")] == [
+        "CIM_Process", "Win32_Process"]
+    # A projection is kept per property list, with the same bytes as a fresh one.
+    a = query(xp, "SELECT Name FROM Win32_Process")[0]
+    b = query(xp, "SELECT name FROM Win32_Process")[0]
+    assert a.to_wire().cls is b.to_wire().cls
+    assert xp.encode(a, NS) == xp.encode(b, NS)
+
+
+def test_dmtf_datetime_keeps_each_offset() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from wmilab.repository.cim import dmtf_datetime
+
+    utc = datetime(2005, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    east = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == east  # equal instants: a cache keyed on the datetime alone would mix them
+    assert dmtf_datetime(utc) == "20050102030405.000006+000"
+    assert dmtf_datetime(east) == "20050102040405.000006+060"
+    assert dmtf_datetime(utc.replace(tzinfo=None)) == "20050102030405.000006+000"

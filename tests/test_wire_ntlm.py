@@ -247,3 +247,51 @@ def test_malformed_authenticate_raises_ntlm_error(token: bytes) -> None:
     acc.process_negotiate(NtlmInitiator("alice", "x").negotiate())
     with pytest.raises(NtlmError):
         acc.process_authenticate(token, Accounts())
+
+
+def _sessions(flags: int) -> tuple[NtlmSession, NtlmSession]:
+    key = bytes(range(16))
+    return (NtlmSession(key, flags, initiator=True), NtlmSession(key, flags, initiator=False))
+
+
+@pytest.mark.parametrize("key_exch", [True, False])
+def test_unseal_follows_a_peer_that_changes_how_it_seals_padding(key_exch: bool) -> None:
+    # aiowmi leaves the RPC auth padding clear, Windows and impacket seal it; the acceptor
+    # remembers which reading verified last and must still accept the other at any time.
+    flags = (ntlm.NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NEGOTIATE_128
+             | ntlm.NEGOTIATE_SIGN | ntlm.NEGOTIATE_SEAL
+             | (ntlm.NEGOTIATE_KEY_EXCH if key_exch else 0))
+    client, server = _sessions(flags)
+    for i, seal_pad in enumerate([False, False, True, False, True, True, False]):
+        stub, pad = f"stub {i}".encode(), b"\x00" * (3 - i % 3)
+        if seal_pad:
+            sealed, sig = client.seal(stub + pad, lambda p: b"hdr" + p)
+        else:
+            body, sig = client.seal(stub, lambda p: b"hdr" + p + pad)
+            sealed = body + pad
+        plain = server.unseal(sealed, sig, lambda p: b"hdr" + p, clear_tail=len(pad))
+        assert plain == stub + pad, (i, seal_pad)
+    # A forged signature is still refused, and the stream stays usable afterwards.
+    sealed, sig = client.seal(b"last", lambda p: p)
+    assert server.unseal(sealed, bytes(16), lambda p: p) is None
+    assert server.unseal(sealed, sig, lambda p: p) == b"last"
+
+
+@pytest.mark.parametrize("key", [b"", b"k", bytes(range(16)), bytes(64), bytes(range(100))])
+def test_session_mac_is_hmac_md5(key: bytes) -> None:
+    # The signing MAC (precomputed pads) equals HMAC_MD5 (RFC 2104) for any key length.
+    mac = ntlm._HmacMd5(key)
+    for msg in (b"", b"x", bytes(range(256)) * 5):
+        assert mac.digest(msg) == hmac.new(key, msg, "md5").digest()
+
+
+def test_rc4_keystream_is_rc4_whatever_the_backend() -> None:
+    # OpenSSL's RC4 (cryptography) and pycryptodomex's give the same stream, in any slicing.
+    key = bytes(range(5, 21))
+    data = bytes(range(256)) * 20
+    ks = ntlm._Keystream(key)
+    got = ks.apply(data[:7]) + ks.peek(3)[:0] + ks.apply(data[7:4000])
+    ks.consume(0)
+    got += ks.apply(data[4000:])
+    assert got == ARC4.new(key).encrypt(data)
+    assert ntlm._rc4(b"\x01" * 5, b"abc") == ARC4.new(b"\x01" * 5).encrypt(b"abc")

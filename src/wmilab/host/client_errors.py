@@ -17,6 +17,7 @@ predicts. The mapping (docs/host.md, "Client errors"):
 from __future__ import annotations
 
 import re
+import traceback
 
 __all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output", "from_win32"]
 
@@ -39,6 +40,12 @@ def from_exception(exc: BaseException) -> int | None:
     """The HRESULT an exception of impacket, aiowmi or the socket layer stands for."""
     if isinstance(exc, ConnectionError | TimeoutError):
         return RPC_S_SERVER_UNAVAILABLE
+    if (isinstance(exc, AttributeError) and "'NoneType' object has no attribute 'write'" in str(exc)
+            and any("aiowmi" in (f.filename or "") for f in _frames(exc))):
+        # aiowmi 1.1.3 writes to its transport without checking it: when the host resets
+        # the connection at once (a firewall drop), it fails with this AttributeError
+        # instead of a ConnectionResetError. Same cause: the server is unreachable.
+        return RPC_S_SERVER_UNAVAILABLE
     code = getattr(exc, "error_code", None)  # impacket DCERPCException / DCERPCSessionError
     if isinstance(code, int):
         return from_win32(code)
@@ -49,6 +56,10 @@ def from_exception(exc: BaseException) -> int | None:
         if m:
             return from_win32(int(m.group(1)))
     return from_impacket_output(text)
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return list(traceback.extract_tb(exc.__traceback__))
 
 
 def from_impacket_output(text: str) -> int | None:

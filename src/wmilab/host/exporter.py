@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from wmilab.host.objects import (
@@ -63,6 +64,12 @@ ASYNC_OPS = frozenset({Op.EXEC_QUERY_ASYNC, Op.CREATE_INSTANCE_ENUM_ASYNC, Op.GE
                        Op.EXEC_METHOD_ASYNC})
 
 
+@lru_cache(maxsize=512)
+def _op_name(iid: uuid.UUID, opnum: int) -> str:
+    """ids.op_name, remembered: each call is named for the log whether or not it is logged."""
+    return ids.op_name(iid, opnum)
+
+
 class WmiExporter:
     """Dispatch for every ORPC call on the WMI port."""
 
@@ -90,7 +97,7 @@ class WmiExporter:
     def _name(entry: Entry | None, opnum: int) -> str:
         if entry is None:
             return f"<unknown IPID>#{opnum}"
-        return ids.op_name(entry.iid, opnum)
+        return _op_name(entry.iid, opnum)
 
     def _dispatch(self, entry: Entry, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         obj = entry.obj

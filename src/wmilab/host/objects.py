@@ -113,7 +113,7 @@ class Entry:
 
 
 class ObjectTable:
-    """IPIDs of one object exporter, bounded: the oldest entry goes when it is full."""
+    """IPIDs of one object exporter, bounded: the least recently used entry goes when full."""
 
     def __init__(self, *, max_entries: int = 4096, oxid: int | None = None) -> None:
         self.oxid = oxid if oxid is not None else struct.unpack("<Q", os.urandom(8))[0]
@@ -136,7 +136,7 @@ class ObjectTable:
             entry.public_refs += refs
             return entry
         while len(self._entries) >= self.max_entries:
-            # Choice: the oldest unpinned object goes, as if its client had stopped pinging
+            # Choice: the least recently used object goes, as if its client had stopped pinging
             # (MS-DCOM 3.1.2.6 garbage collection), so memory stays bounded.
             victim = next((k for k, e in self._entries.items()
                            if not isinstance(e.obj, RemUnknown)), None)
@@ -149,7 +149,12 @@ class ObjectTable:
         return entry
 
     def lookup(self, ipid: uuid.UUID | None) -> Entry | None:
-        return None if ipid is None else self._entries.get(ipid)
+        entry = None if ipid is None else self._entries.get(ipid)
+        if entry is not None:
+            # Least recently used goes first when the table is full: a client's
+            # IWbemServices in steady use is never evicted by its own enumerators.
+            self._entries.move_to_end(entry.ipid)
+        return entry
 
     def query_interface(self, entry: Entry, iid: uuid.UUID, refs: int) -> Entry | None:
         """An IPID for another interface of the same object, or None (E_NOINTERFACE)."""

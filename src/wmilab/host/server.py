@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
@@ -41,6 +41,8 @@ from wmilab.wire.rpc_conn import (
 )
 
 __all__ = ["HostBindError", "HostServer", "Limits", "Service"]
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 log = logging.getLogger("wmilab.host")
 
@@ -116,7 +118,7 @@ class HostServer:
         self.exporter: WmiExporter | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._extra: dict[str, asyncio.AbstractServer] = {}
-        self._connections: set[_RpcProtocol] = set()
+        self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -205,12 +207,21 @@ class HostServer:
 
     def _admit(self, conn: _RpcProtocol) -> bool:
         if len(self._connections) >= self.limits.max_connections:
-            return False
-        self._connections.add(conn)
+            # Choice (docs/host.md): when full, the oldest connection that never bound makes
+            # room, so silent connections cannot lock real clients out; bound ones stay.
+            idle = next((c for c in self._connections if c.conn is None or not c.conn.bound),
+                        None)
+            if idle is None:
+                return False
+            log.info("%s %s: closing the oldest unbound connection to admit a new one",
+                     self.name, idle.peer)
+            idle.close()
+            self._connections.pop(idle, None)
+        self._connections[conn] = None
         return True
 
     def _forget(self, conn: _RpcProtocol) -> None:
-        self._connections.discard(conn)
+        self._connections.pop(conn, None)
 
 
 class _RpcProtocol(asyncio.Protocol):
@@ -225,6 +236,7 @@ class _RpcProtocol(asyncio.Protocol):
         self.peer = "?"
         self.local = server.address
         self._timer: asyncio.TimerHandle | None = None
+        self._sock: Any = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -254,6 +266,7 @@ class _RpcProtocol(asyncio.Protocol):
                         model_port, who, srv.limits.max_connections)
             self._reset()
             return
+        self._tune_socket(transport)
         log.info("%s %s:%d connection from %s:%s as %s (%s)", srv.name, self.local, model_port,
                  peer[0], peer[1], who, decision.rule)
         if self.service is not None:
@@ -268,10 +281,27 @@ class _RpcProtocol(asyncio.Protocol):
         )
         self._arm(srv.limits.bind_timeout)
 
+    def _tune_socket(self, transport: asyncio.Transport) -> None:
+        # Replies go out at once (no Nagle delay); see data_received for the ACKs.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+
+    def _quickack(self) -> None:
+        # Linux delays ACKs by up to 40 ms; a client that writes a request in two segments
+        # (impacket) then waits for our ACK on every call. TCP_QUICKACK is reset by the
+        # kernel after each read, so it is set again after each one (bench/bench_wire.py).
+        if self._sock is not None and _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
     def data_received(self, data: bytes) -> None:
         conn, transport = self.conn, self.transport
         if conn is None or transport is None or transport.is_closing():
             return
+        self._quickack()
         srv = self.server
         events = conn.receive_data(data)
         out = bytearray(conn.data_to_send())

@@ -78,6 +78,9 @@ def _mof(name: str) -> tuple[MofClass, ...]:
 class Namespace:
     name: str
     classes: dict[str, CimClass] = field(default_factory=dict)
+    # subclasses() per lower-case class name; cleared whenever a class is added.
+    _subclasses: dict[str, tuple[CimClass, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, mof: MofClass) -> None:
         parent = None
@@ -88,13 +91,20 @@ class Namespace:
                                f"{mof.source}:{mof.line}: superclass {mof.superclass} of "
                                f"{mof.name} is not declared before it")
         self.classes[mof.name.lower()] = CimClass.from_mof(mof, parent)
+        self._subclasses.clear()
 
     def get(self, name: str) -> CimClass | None:
         return self.classes.get(name.lower())
 
     def subclasses(self, name: str) -> list[CimClass]:
         """``name`` and every class derived from it, in declaration order."""
-        return [c for c in self.classes.values() if c.is_a(name)]
+        low = name.lower()
+        found = self._subclasses.get(low)
+        if found is None:
+            found = tuple(c for c in self.classes.values() if c.is_a(low))
+            if low in self.classes:  # Choice: only known class names are kept (bounded)
+                self._subclasses[low] = found
+        return list(found)
 
 
 class Repository:
@@ -120,7 +130,7 @@ class Repository:
 
     # -- lookups -----------------------------------------------------------------------
     def namespace(self, name: str) -> Namespace:
-        canon = normalize_namespace(name)
+        canon = _normalized(name)
         ns = self.namespaces.get(canon.lower())
         if ns is None:
             raise WmiError(WBEM_E_INVALID_NAMESPACE, f"no namespace {name}")
@@ -450,9 +460,18 @@ class Repository:
     def encode(self, obj: CimObject | wmio.Instance | wmio.ClassDef, namespace: str,
                decorate: bool = True) -> bytes:
         """The MS-WMIO EncodingUnit of ``obj``, decorated with this host and ``namespace``."""
-        wire = obj.to_wire() if isinstance(obj, CimClass | CimInstance) else obj
-        ns = normalize_namespace(namespace)
+        ns = _normalized(namespace)
+        if isinstance(obj, CimClass):
+            return obj.encode(self.server, ns, decorate)  # kept per class: classes never change
+        # Instances are encoded afresh each time: the host's state (and so their values) change.
+        wire = obj.to_wire() if isinstance(obj, CimInstance) else obj
         return wmio.encode_encoding_unit(wire, self.server, ns, decorate)
+
+
+@lru_cache(maxsize=64)
+def _normalized(namespace: str) -> str:
+    """normalize_namespace, remembered: the same few namespaces come back on every call."""
+    return normalize_namespace(namespace)
 
 
 _SYSTEM_PROPERTIES = frozenset({

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
 
 from ..model.hresult import (
     WBEM_E_INVALID_NAMESPACE,
@@ -30,7 +31,13 @@ def dmtf_datetime(moment: datetime) -> str:
 
     The offset is in minutes from UTC; a naive datetime is taken as UTC.
     """
-    offset = moment.utcoffset() or timedelta(0)
+    # Aware datetimes compare equal across offsets, so the offset is part of the key.
+    return _dmtf(moment, moment.utcoffset())
+
+
+@lru_cache(maxsize=256)
+def _dmtf(moment: datetime, utcoffset: timedelta | None) -> str:
+    offset = utcoffset or timedelta(0)
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     return f"{moment:%Y%m%d%H%M%S}.{moment.microsecond:06d}{sign}{abs(minutes):03d}"
@@ -46,6 +53,10 @@ class CimClass:
     own_properties: tuple[wmio.Property, ...]
     own_methods: tuple[MofMethod, ...]
     _wire: wmio.ClassDef | None = field(default=None, repr=False)
+    _projections: dict[frozenset[str], wmio.ClassDef] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _encoded: dict[tuple[str, str, bool], bytes] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_mof(cls, mof: MofClass, superclass: CimClass | None) -> CimClass:
@@ -56,8 +67,13 @@ class CimClass:
             for p in mof.properties)
         return cls(mof.name, superclass, mof.qualifiers, props, mof.methods)
 
+    # Everything below is derived from the class definition, which never changes once the
+    # namespace is loaded (superclass and own features are fixed at construction), so each
+    # value is computed once per class (functools.cached_property) and shared by every
+    # instance and every query.
+
     # -- hierarchy ---------------------------------------------------------------------
-    @property
+    @cached_property
     def ancestors(self) -> tuple[CimClass, ...]:
         """Superclasses, nearest first."""
         out: list[CimClass] = []
@@ -67,37 +83,41 @@ class CimClass:
             c = c.superclass
         return tuple(out)
 
-    @property
+    @cached_property
     def derivation(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.ancestors)
 
+    @cached_property
+    def _lineage(self) -> frozenset[str]:
+        """Lower-case names of the class and its ancestors."""
+        return frozenset(c.name.lower() for c in (self, *self.ancestors))
+
     def is_a(self, name: str) -> bool:
-        low = name.lower()
-        return self.name.lower() == low or any(a.name.lower() == low for a in self.ancestors)
+        return name.lower() in self._lineage
 
     def has_qualifier(self, name: str) -> bool:
         low = name.lower()
         return any(q.name.lower() == low and q.value is not False for q in self.qualifiers)
 
-    @property
+    @cached_property
     def is_association(self) -> bool:
         # An association is a class with the Association qualifier (DSP0004 5.1.2.x;
         # MSDocs WmiSdk/declaring-an-association-class).
         return self.has_qualifier("Association") or any(
             a.has_qualifier("Association") for a in self.ancestors)
 
-    @property
+    @cached_property
     def is_abstract(self) -> bool:
         return self.has_qualifier("abstract")
 
-    @property
+    @cached_property
     def is_singleton(self) -> bool:
         # MSDocs WmiSdk/standard-qualifiers "Singleton": one instance, path Class=@.
         return self.has_qualifier("Singleton") or any(
             a.has_qualifier("Singleton") for a in self.ancestors)
 
     # -- features ----------------------------------------------------------------------
-    @property
+    @cached_property
     def properties(self) -> tuple[tuple[wmio.Property, int], ...]:
         """Every property with the number of classes up it was declared (0 = here)."""
         chain = [self, *self.ancestors]
@@ -122,16 +142,27 @@ class CimClass:
                 out[at] = (merged, origin)
         return tuple(out)
 
-    def get_property(self, name: str) -> wmio.Property | None:
-        low = name.lower()
-        return next((p for p, _ in self.properties if p.name.lower() == low), None)
+    @cached_property
+    def _property_index(self) -> dict[str, wmio.Property]:
+        """Properties by lower-case name (the first one wins, as a linear search would)."""
+        index: dict[str, wmio.Property] = {}
+        for p, _ in self.properties:
+            index.setdefault(p.name.lower(), p)
+        return index
 
-    @property
+    def get_property(self, name: str) -> wmio.Property | None:
+        return self._property_index.get(name.lower())
+
+    @cached_property
     def keys(self) -> tuple[str, ...]:
         """Names of the key properties (qualifier ``key``, MSDocs WmiSdk/standard-qualifiers)."""
         return tuple(p.name for p, _ in self.properties if p.qualifier("key") is not None)
 
-    @property
+    @cached_property
+    def _lower_keys(self) -> frozenset[str]:
+        return frozenset(k.lower() for k in self.keys)
+
+    @cached_property
     def methods(self) -> tuple[tuple[MofMethod, int], ...]:
         chain = [self, *self.ancestors]
         out: dict[str, tuple[MofMethod, int]] = {}
@@ -140,9 +171,15 @@ class CimClass:
                 out.setdefault(m.name.lower(), (m, depth))
         return tuple(out.values())
 
+    @cached_property
+    def _method_index(self) -> dict[str, MofMethod]:
+        index: dict[str, MofMethod] = {}
+        for m, _ in self.methods:
+            index.setdefault(m.name.lower(), m)
+        return index
+
     def get_method(self, name: str) -> MofMethod | None:
-        low = name.lower()
-        return next((m for m, _ in self.methods if m.name.lower() == low), None)
+        return self._method_index.get(name.lower())
 
     # -- wire --------------------------------------------------------------------------
     def to_wire(self) -> wmio.ClassDef:
@@ -165,10 +202,38 @@ class CimClass:
 
     def projected_wire(self, names: frozenset[str]) -> wmio.ClassDef:
         """The class reduced to ``names`` (lower-case), as a query with a property list gets."""
+        # The same ClassDef object for the same projection lets wmio reuse its encoded class
+        # part. Choice: at most _MAX_PROJECTIONS projections are kept per class (a client
+        # could send endless distinct property lists); the oldest goes first.
+        cached = self._projections.get(names)
+        if cached is not None:
+            return cached
         full = self.to_wire()
         props = tuple(p for p in full.properties if p.name.lower() in names)
-        return wmio.ClassDef(full.name, full.derivation, full.qualifiers, props, (),
-                             full.parent)
+        projected = wmio.ClassDef(full.name, full.derivation, full.qualifiers, props, (),
+                                  full.parent)
+        if len(self._projections) >= _MAX_PROJECTIONS:
+            del self._projections[next(iter(self._projections))]
+        self._projections[names] = projected
+        return projected
+
+    def encode(self, server: str, namespace: str, decorate: bool = True) -> bytes:
+        """The MS-WMIO EncodingUnit of the class, decorated with ``server`` and ``namespace``.
+
+        Kept per (server, namespace, decorate): a class never changes after load.
+        """
+        key = (server, namespace, decorate)
+        blob = self._encoded.get(key)
+        if blob is None:
+            blob = wmio.encode_encoding_unit(self.to_wire(), server, namespace, decorate)
+            if len(self._encoded) >= _MAX_PROJECTIONS:
+                del self._encoded[next(iter(self._encoded))]
+            self._encoded[key] = blob
+        return blob
+
+
+# Choice: bound on the per-class caches keyed by client input (projections, decorations).
+_MAX_PROJECTIONS = 64
 
 
 def _signature(method: MofMethod, direction: str) -> wmio.ClassDef | None:
@@ -226,7 +291,7 @@ class CimInstance:
 
     def project(self, names: frozenset[str]) -> CimInstance:
         """A copy with only ``names`` (lower-case) plus the key properties."""
-        keep = names | {k.lower() for k in self.cls.keys}
+        keep = names | self.cls._lower_keys
         values = {k: v for k, v in self.values.items() if k.lower() in keep}
         return CimInstance(self.cls, values, frozenset(keep))
 

@@ -113,12 +113,15 @@ TYPES_BY_NAME: dict[str, CimType] = {v: k for k, v in TYPE_NAMES.items()}
 Value = Union[None, bool, int, float, str, "Instance", "ClassDef", list["Value"]]
 
 
+_CIMTYPES: dict[int, CimType] = {t.value: t for t in CimType}
+
+
 def base_type(cim_type: int) -> CimType:
     """The scalar CimType of ``cim_type`` without the array and inherited flags."""
-    try:
-        return CimType(cim_type & ~(ARRAY_FLAG | INHERITED_FLAG))
-    except ValueError:
-        raise WmioError(f"unknown CimType 0x{cim_type:04X}") from None
+    found = _CIMTYPES.get(cim_type & ~(ARRAY_FLAG | INHERITED_FLAG))
+    if found is None:
+        raise WmioError(f"unknown CimType 0x{cim_type:04X}")
+    return found
 
 
 def is_array(cim_type: int) -> bool:
@@ -173,6 +176,17 @@ class Method:
     inherited: bool = False
 
 
+class _ClassMemo:
+    """Encodings derived from a ClassDef, kept with it (a ClassDef is frozen)."""
+
+    __slots__ = ("class_and_methods", "class_part", "layout")
+
+    def __init__(self) -> None:
+        self.class_part: bytes | None = None
+        self.class_and_methods: bytes | None = None
+        self.layout: _Layout | None = None
+
+
 @dataclass(frozen=True)
 class ClassDef:
     name: str
@@ -181,6 +195,9 @@ class ClassDef:
     properties: tuple[Property, ...] = ()
     methods: tuple[Method, ...] = ()
     parent: ClassDef | None = None
+    # Not a value of the class: its encodings, filled on first use (see _encode_class_part).
+    _memo: _ClassMemo = field(default_factory=_ClassMemo, init=False, repr=False,
+                              compare=False)
 
     def property(self, name: str) -> Property | None:
         low = name.lower()
@@ -386,6 +403,15 @@ def _property_qualifiers(prop: Property) -> list[Qualifier]:
 
 
 def _encode_class_part(cls: ClassDef) -> bytes:
+    """ClassPart (MS-WMIO 2.2.15), encoded once per ClassDef: a ClassDef is frozen, and its
+    encoding depends on nothing else (no server, namespace or instance value)."""
+    memo = cls._memo
+    if memo.class_part is None:
+        memo.class_part = _build_class_part(cls)
+    return memo.class_part
+
+
+def _build_class_part(cls: ClassDef) -> bytes:
     """ClassPart (MS-WMIO 2.2.15): header, derivation, qualifiers, properties, values, heap."""
     heap = _Heap()
     # The class name goes first, at heap offset 0, so no value ever sits at offset 0
@@ -459,7 +485,45 @@ _EMPTY_CLASS = ClassDef(name="")
 
 
 def _class_and_methods(cls: ClassDef) -> bytes:
-    return _encode_class_part(cls) + _encode_methods_part(cls.methods)
+    memo = cls._memo
+    if memo.class_and_methods is None:
+        memo.class_and_methods = _encode_class_part(cls) + _encode_methods_part(cls.methods)
+    return memo.class_and_methods
+
+
+# How _encode_instance_type writes a property's value (see _Layout).
+_SLOT_INLINE = 0  # a fixed-size scalar, in the ValueTable
+_SLOT_STRING = 1  # a string, datetime or reference, in the heap
+_SLOT_OTHER = 2  # arrays and embedded objects: the general _value_slot
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What encoding an instance of a class needs per property, in declaration order."""
+
+    names: frozenset[str]  # lower-case property names
+    # (lower-case name, CimType, base type, how the value is written, the slot when NULL)
+    slots: tuple[tuple[str, int, CimType, int, bytes], ...]
+
+
+def _layout(cls: ClassDef) -> _Layout:
+    memo = cls._memo
+    if memo.layout is None:
+        slots: list[tuple[str, int, CimType, int, bytes]] = []
+        for p in cls.properties:
+            base = base_type(p.cim_type)
+            if is_array(p.cim_type):
+                kind = _SLOT_OTHER
+            elif base in _FIXED_FORMAT:
+                kind = _SLOT_INLINE
+            elif base in _STRINGLIKE:
+                kind = _SLOT_STRING
+            else:
+                kind = _SLOT_OTHER
+            slots.append((p.name.lower(), p.cim_type, base, kind,
+                          b"\x00" * slot_size(p.cim_type)))
+        memo.layout = _Layout(frozenset(s[0] for s in slots), tuple(slots))
+    return memo.layout
 
 
 def _encode_instance_type(inst: Instance) -> bytes:
@@ -469,20 +533,26 @@ def _encode_instance_type(inst: Instance) -> bytes:
     heap = _Heap()
     class_name = heap.add_string(cls.name)  # InstanceClassName (2.2.55), at offset 0
     given = {k.lower(): v for k, v in inst.values.items()}
-    known = {p.name.lower() for p in cls.properties}
-    unknown = sorted(set(given) - known)
+    layout = _layout(cls)
+    unknown = sorted(set(given) - layout.names)
     if unknown:
         raise WmioError(f"{cls.name} has no property {unknown[0]!r}")
     nd: list[int] = []
     values = bytearray()
-    for prop in cls.properties:
-        value = given.get(prop.name.lower())
+    for low, cim_type, base, kind, null_slot in layout.slots:
+        value = given.get(low)
         if value is None:
             nd.append(ND_NULL)
-            values += b"\x00" * slot_size(prop.cim_type)
+            values += null_slot
+            continue
+        nd.append(0)
+        # The same octets as _value_slot, without finding the type's kind again each time.
+        if kind == _SLOT_INLINE:
+            values += _scalar_inline(base, value)
+        elif kind == _SLOT_STRING and isinstance(value, str):
+            values += struct.pack("<L", heap.add_string(value))
         else:
-            nd.append(0)
-            values += _value_slot(prop.cim_type, value, heap)
+            values += _value_slot(cim_type, value, heap)
     qualifier_set = _encode_qualifier_set(inst.qualifiers, heap)
     body = (struct.pack("<BL", 0, class_name) + _nd_table(nd) + bytes(values) + qualifier_set
             + bytes([INST_PROP_QUAL_SET_NONE]) + heap.encode())
