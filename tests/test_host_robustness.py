@@ -32,6 +32,7 @@ from wmilab.lab.loopback import LoopbackLab
 from wmilab.wire import ids, rpc
 from wmilab.wire.rpc import NDR, ContextElement, SyntaxId
 from wmilab.wire.rpc_conn import (
+    REQUEST_TOO_LARGE_STATUS,
     BindAcked,
     ClientConnection,
     ClientCredentials,
@@ -430,8 +431,8 @@ def test_a_fragment_stream_that_never_ends_is_cut_at_the_request_limit(
         except (BrokenPipeError, ConnectionResetError):
             pass
         pdus, closed = read_pdus(s)
-    # docs/host.md: a request over the limit gets nca_s_fault_remote_no_memory and a close.
-    assert one_fault(pdus).status == rpc.NCA_S_FAULT_REMOTE_NO_MEMORY and closed
+    # MS-RPCE: a request over the limit gets fault status 5, and the host closes.
+    assert one_fault(pdus).status == REQUEST_TOO_LARGE_STATUS and closed
     assert sent < 1000
     assert aiowmi_caption(host) == XP
 
@@ -443,7 +444,7 @@ def test_a_huge_alloc_hint_is_refused_on_the_first_fragment(
         s.sendall(request(alloc_hint=0xFFFFFFF0, flags=rpc.PFC_FIRST_FRAG))
         pdus, closed = read_pdus(s)
     fault = one_fault(pdus)
-    assert fault.status == rpc.NCA_S_FAULT_REMOTE_NO_MEMORY and fault.call_id == 2 and closed
+    assert fault.status == REQUEST_TOO_LARGE_STATUS and fault.call_id == 2 and closed
     assert aiowmi_caption(host) == XP
 
 
@@ -583,4 +584,4 @@ def test_rpc_conn_naks_a_bind_without_contexts_and_a_huge_alloc_hint_faults() ->
     srv.receive_data(request(alloc_hint=srv.max_request_size + 1, flags=rpc.PFC_FIRST_FRAG))
     fault = rpc.parse_pdu(srv.data_to_send())
     assert isinstance(fault, rpc.Fault) and srv.closed
-    assert fault.status == rpc.NCA_S_FAULT_REMOTE_NO_MEMORY
+    assert fault.status == REQUEST_TOO_LARGE_STATUS

@@ -23,6 +23,7 @@ from wmilab.wire.rpc import (
     parse_pdu,
 )
 from wmilab.wire.rpc_conn import (
+    REQUEST_TOO_LARGE_STATUS,
     Authenticated,
     BindAcked,
     Bound,
@@ -353,13 +354,13 @@ def test_unknown_presentation_context_faults_but_keeps_connection() -> None:
     assert [type(e) for e in srv.receive_data(data)] == [CallReceived]
 
 
-def test_oversized_request_gets_remote_no_memory_and_close() -> None:
+def test_oversized_request_gets_fault_5_and_close() -> None:
     cli, srv, _ = _pair(5, server=_server(max_request_size=10_000))
     _, data = cli.request(0, bytes(30_000))
     events = srv.receive_data(data)
     assert isinstance(events[-1], ProtocolViolation)
     fault = _only(srv.data_to_send())
-    assert isinstance(fault, rpc.Fault) and fault.status == rpc.NCA_S_FAULT_REMOTE_NO_MEMORY
+    assert isinstance(fault, rpc.Fault) and fault.status == REQUEST_TOO_LARGE_STATUS
     assert srv.closed
 
 

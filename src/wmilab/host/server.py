@@ -57,7 +57,7 @@ class Limits:
     max_connections: int = 256  # per host, both ports; more are reset at once
     bind_timeout: float = 30.0  # seconds a connection may stay without a bind
     idle_timeout: float = 900.0  # seconds without a PDU once bound (impacket pings at 120 s)
-    max_request_size: int = 8 * 1024 * 1024  # reassembled request stub bytes
+    max_request_size: int = 4 * 1024 * 1024  # reassembled request stub bytes (MS-RPCE: 4 MB)
     max_objects: int = 4096  # live IPIDs in the WMI object exporter
 
 

@@ -55,6 +55,11 @@ __all__ = [
     "ShutdownReceived",
 ]
 
+# MS-RPCE 3.3.3.5.4 (ms-rpce/f5a0d94f): "The combined length of the stub data for all
+# fragments of a request SHOULD not exceed 4 megabytes. If it exceeds 4 megabytes, the
+# server implementation SHOULD return a fault packet with the status field set to 0x00000005."
+MAX_REQUEST_SIZE = 4 * 1024 * 1024
+REQUEST_TOO_LARGE_STATUS = 0x00000005
 MUST_RECV_FRAG_SIZE = 1432  # C706 ch. 12 rpc_c_assoc_must_recv_frag_size
 _SIG_LEN = 16  # NTLM MESSAGE_SIGNATURE (MS-NLMP 2.2.2.9)
 _REQ_HDR = 24
@@ -295,7 +300,7 @@ class ServerConnection:
         random_bytes: Callable[[int], bytes] = os.urandom,
         max_xmit_frag: int = 5840,
         max_recv_frag: int = 5840,
-        max_request_size: int = 8 * 1024 * 1024,
+        max_request_size: int = MAX_REQUEST_SIZE,
         max_security_contexts: int = 32,
         max_pending_calls: int = 16,
         secondary_address: str = "",
@@ -710,7 +715,7 @@ class ServerConnection:
                 # not reassembled (MS-RPCE, learn.microsoft.com ms-rpce/f5a0d94f: a request's
                 # stub SHOULD not exceed 4 MB; Samba raw_protocol test_fragmented_requests04).
                 raise _Violation(f"alloc_hint {pdu.alloc_hint} is over the request limit",
-                                 status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
+                                 status=REQUEST_TOO_LARGE_STATUS, call_id=cid)
             if len(self._partial) >= self.max_pending_calls:
                 raise _Violation("too many calls in progress",
                                  status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
@@ -732,9 +737,10 @@ class ServerConnection:
         stub = self._unprotect_request(pdu, frag, part.sec)
         part.size += len(stub)
         if part.size > self.max_request_size:
-            # Choice: oversized requests get nca_s_fault_remote_no_memory and a close.
+            # MS-RPCE: fault status 5 for a request over the limit (MAX_REQUEST_SIZE above);
+            # the connection is closed after it (a choice, as Samba does).
             raise _Violation(f"request larger than {self.max_request_size} bytes",
-                             status=rpc.NCA_S_FAULT_REMOTE_NO_MEMORY, call_id=cid)
+                             status=REQUEST_TOO_LARGE_STATUS, call_id=cid)
         part.chunks.append(stub)
         if not last:
             self._partial[cid] = part
