@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -313,7 +314,7 @@ def test_dmtf_datetime_keeps_each_offset() -> None:
 
     from wmilab.repository.cim import dmtf_datetime
 
-    utc = datetime(2005, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    utc = datetime(2005, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     east = utc.astimezone(timezone(timedelta(hours=1)))
     assert utc == east  # equal instants: a cache keyed on the datetime alone would mix them
     assert dmtf_datetime(utc) == "20050102030405.000006+000"

@@ -267,7 +267,7 @@ def test_unseal_follows_a_peer_that_changes_how_it_seals_padding(key_exch: bool)
         if seal_pad:
             sealed, sig = client.seal(stub + pad, lambda p: b"hdr" + p)
         else:
-            body, sig = client.seal(stub, lambda p: b"hdr" + p + pad)
+            body, sig = client.seal(stub, lambda p, pad=pad: b"hdr" + p + pad)
             sealed = body + pad
         plain = server.unseal(sealed, sig, lambda p: b"hdr" + p, clear_tail=len(pad))
         assert plain == stub + pad, (i, seal_pad)

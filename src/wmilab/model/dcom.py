@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 from wmilab.errors import ConfigError, PathPart
@@ -224,7 +225,7 @@ class DcomSecurity:
             # (MSDocs com/enabledcom).
             return Check(False, f"DCOM is disabled on {self.host or 'this computer'} "
                          "(EnableDCOM = N)", "enable_dcom")
-        limits = normalize_com(self.launch_limits)
+        limits = self._normalized["launch_limits"]
         # Computer-wide restriction: an extra AccessCheck on every activation/launch
         # (MSDocs com/dcom-security-enhancements-...; com/machinelaunchrestriction).
         if not limits.granted(token.sids, REMOTE_ACTIVATION_MASK):
@@ -232,7 +233,7 @@ class DcomSecurity:
             return Check(False, f"{self._who(token)} lacks Remote Launch and Remote Activation "
                          f"in the machine launch limits of {self.host or 'the server'} "
                          f"(has: {_names(got, LAUNCH_RIGHTS)})", "launch_limits")
-        app = normalize_com(self.wmi_launch)
+        app = self._normalized["wmi_launch"]
         # LaunchPermission of the server's AppID is checked while impersonating the client
         # (MSDocs com/launchpermission).
         if not app.granted(token.sids, REMOTE_ACTIVATION_MASK):
@@ -243,13 +244,33 @@ class DcomSecurity:
         return Check(True, f"{self._who(token)} may remotely launch and activate WMI "
                      f"on {self.host or 'the server'}", "app_launch")
 
+    @cached_property
+    def _normalized(self) -> dict[str, SecurityDescriptor]:
+        # The descriptors never change (frozen): normalize each once, not on every call.
+        return {t: normalize_com(getattr(self, t)) for t in TABLES}
+
+    @cached_property
+    def _access_memo(self) -> dict[tuple[Token, str], Check]:
+        return {}
+
     def check_remote_access(self, token: Token, app: Literal["wmi", "sink"]) -> Check:
+        """A remote call into an object exported by ``app`` (memoized: the emulator asks it
+        on every ORPC call)."""
+        key = (token, app)
+        found = self._access_memo.get(key)
+        if found is None:
+            found = self._check_remote_access(token, app)
+            if len(self._access_memo) < 1024:
+                self._access_memo[key] = found
+        return found
+
+    def _check_remote_access(self, token: Token, app: Literal["wmi", "sink"]) -> Check:
         """A remote call into an object exported by ``app``: machine access limits, then the
         app's own access permission, each for Remote Access."""
         place = self.host or "this computer"
         if not self.enable_dcom:
             return Check(False, f"DCOM is disabled on {place} (EnableDCOM = N)", "enable_dcom")
-        limits = normalize_com(self.access_limits)
+        limits = self._normalized["access_limits"]
         # MachineAccessRestriction: an extra AccessCheck on every call (MSDocs
         # com/machineaccessrestriction).
         if not limits.granted(token.sids, REMOTE_ACCESS_MASK):
@@ -257,7 +278,7 @@ class DcomSecurity:
             return Check(False, f"{self._who(token)} lacks Remote Access in the machine access "
                          f"limits of {place} (has: {_names(got, ACCESS_RIGHTS)})",
                          "access_limits")
-        sd = normalize_com(self.wmi_access if app == "wmi" else self.sink_access)
+        sd = self._normalized["wmi_access" if app == "wmi" else "sink_access"]
         label = "the WMI service" if app == "wmi" else "the sink (unsecapp)"
         if not sd.granted(token.sids, REMOTE_ACCESS_MASK):
             got = sd.effective_rights(token.sids)

@@ -357,9 +357,18 @@ class _Keystream:
     """An RC4 keystream that can be looked at before it is consumed."""
 
     def __init__(self, key: bytes) -> None:
-        self._encrypt = _rc4_stream(key)
+        # The cipher is made on first use: an OpenSSL RC4 context is ~1 KiB, and a bound
+        # connection that stays idle never needs one.
+        self._key: bytes | None = key
+        self._rc4: Callable[[bytes], bytes] | None = None
         self._buf = b""
         self._pos = 0  # keystream octets before it are consumed
+
+    def _encrypt(self, data: bytes) -> bytes:
+        if self._rc4 is None:
+            assert self._key is not None
+            self._rc4, self._key = _rc4_stream(self._key), None
+        return self._rc4(data)
 
     def peek(self, n: int) -> bytes:
         pos = self._pos
