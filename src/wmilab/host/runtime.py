@@ -56,6 +56,8 @@ class HostRuntime:
         # MS-DCOM 3.1.2.5.1.1: the OXID resolver knows every object exporter of the machine;
         # besides the WMI service's, the sink exporter (unsecapp role) registers here.
         self.exporters: dict[int, ResolverEntry] = {}
+        # Bindings per dialled address (a handful of addresses; DualStringArray is frozen).
+        self._bindings: dict[tuple[str, int | None], DualStringArray] = {}
 
     def register_exporter(self, oxid: int, entry: ResolverEntry) -> None:
         self.exporters[oxid] = entry
@@ -69,9 +71,18 @@ class HostRuntime:
         MS-DCOM 2.2.19.3; both clients pick the binding that holds the address they dialled
         (impacket dcomrt INTERFACE.connect, aiowmi get_binding).
         """
-        return tcp_bindings([local_address], self.wmi_listen_port)
+        return self._cached_bindings(local_address, self.wmi_listen_port)
 
     def resolver_bindings(self, local_address: str) -> DualStringArray:
         """The OXID resolver's bindings: the address alone, port 135 is well known
         (MS-DCOM 2.2.19.3: the resolver's string bindings carry no endpoint)."""
-        return tcp_bindings([local_address], None)
+        return self._cached_bindings(local_address, None)
+
+    def _cached_bindings(self, local_address: str, port: int | None) -> DualStringArray:
+        key = (local_address, port)
+        dsa = self._bindings.get(key)
+        if dsa is None:
+            if len(self._bindings) >= 256:
+                self._bindings.clear()
+            dsa = self._bindings[key] = tcp_bindings([local_address], port)
+        return dsa

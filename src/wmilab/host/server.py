@@ -236,6 +236,7 @@ class _RpcProtocol(asyncio.Protocol):
         self.peer = "?"
         self.local = server.address
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # loop.time() at which the connection is closed (see _arm)
         self._sock: Any = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -301,12 +302,13 @@ class _RpcProtocol(asyncio.Protocol):
         conn, transport = self.conn, self.transport
         if conn is None or transport is None or transport.is_closing():
             return
-        self._quickack()
         srv = self.server
         events = conn.receive_data(data)
         out = bytearray(conn.data_to_send())
         for ev in events:
-            if isinstance(ev, Bound):
+            if type(ev) is CallReceived:
+                out += self._call(conn, ev)
+            elif isinstance(ev, Bound):
                 log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
                     ev.interface.uuid, str(ev.interface.uuid)))
             elif isinstance(ev, Authenticated):
@@ -321,6 +323,10 @@ class _RpcProtocol(asyncio.Protocol):
                 out += self._call(conn, ev)
         if out:
             transport.write(bytes(out))
+        if not out or transport.get_write_buffer_size():
+            # A reply sent now carries the ACK of what we read; only without one (a partial
+            # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
+            self._quickack()
         if conn.closed:
             self.close()
             return
@@ -361,15 +367,35 @@ class _RpcProtocol(asyncio.Protocol):
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
             return conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
-        status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
-        log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
+        if log.isEnabledFor(logging.INFO):
+            status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
+            log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
         return conn.send_response(ev.call_id, reply)
 
     def _arm(self, seconds: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """Close the connection ``seconds`` from now unless it is armed again before.
+
+        Called on every read, so it only stores the deadline; the one timer handle is
+        replaced only when the deadline moves earlier, and when it fires before a deadline
+        that moved later it re-arms itself for that deadline (_check_deadline).
+        """
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(seconds, self._expire)
+        deadline = loop.time() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None and not timer.cancelled() and timer.when() <= deadline:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._timer = None
+        self._expire()
 
     def _expire(self) -> None:
         log.info("%s %s: closed after %s", self.server.name, self.peer,

@@ -11,6 +11,7 @@ here, and parse our replies with impacket's and aiowmi's own response code.
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 from wmilab.errors import ConfigError
 from wmilab.wire import ids
+from wmilab.wire.rpc import guid_from_bytes_le
 
 T = TypeVar("T")
 
@@ -68,6 +70,12 @@ class StubError(ConfigError):
 # ---------------------------------------------------------------------------------------------
 
 
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U64 = struct.Struct("<Q")
+
+
 class NdrReader:
     """Reads NDR20 primitives from a stub; offsets align relative to the stub start."""
 
@@ -94,28 +102,40 @@ class NdrReader:
         self.pos += n
         return out
 
+    def _at(self, size: int, alignment: int) -> int:
+        """Align, check ``size`` octets are there, advance; the offset they start at."""
+        pos = self.pos
+        pos += (-pos) % alignment
+        end = pos + size
+        if end > len(self.data):
+            self.pos = pos
+            self._need(size)
+        self.pos = end
+        return pos
+
     def u8(self) -> int:
         return self.raw(1)[0]
 
     def u16(self) -> int:
-        self.align(2)
-        return int(struct.unpack("<H", self.raw(2))[0])
+        return int(_U16.unpack_from(self.data, self._at(2, 2))[0])
 
     def u32(self) -> int:
-        self.align(4)
-        return int(struct.unpack("<I", self.raw(4))[0])
+        return int(_U32.unpack_from(self.data, self._at(4, 4))[0])
 
     def i32(self) -> int:
-        self.align(4)
-        return int(struct.unpack("<i", self.raw(4))[0])
+        return int(_I32.unpack_from(self.data, self._at(4, 4))[0])
 
     def u64(self) -> int:
-        self.align(8)
-        return int(struct.unpack("<Q", self.raw(8))[0])
+        return int(_U64.unpack_from(self.data, self._at(8, 8))[0])
 
     def guid(self) -> uuid.UUID:
-        self.align(4)
-        return uuid.UUID(bytes_le=self.raw(16))
+        pos = self._at(16, 4)
+        return guid_from_bytes_le(self.data[pos:pos + 16])
+
+    def fresh_guid(self) -> uuid.UUID:
+        """A GUID that is new on every call (a causality id): not worth remembering."""
+        pos = self._at(16, 4)
+        return uuid.UUID(bytes_le=bytes(self.data[pos:pos + 16]))
 
     def ptr(self) -> int:
         """A unique/full pointer's referent id (0 means NULL)."""
@@ -153,7 +173,9 @@ class NdrWriter:
         return r
 
     def align(self, n: int, fill: int = 0) -> None:
-        self.buf += bytes([fill]) * ((-len(self.buf)) % n)
+        pad = (-len(self.buf)) % n
+        if pad:
+            self.buf += bytes([fill]) * pad
 
     def raw(self, data: bytes) -> None:
         self.buf += data
@@ -162,20 +184,23 @@ class NdrWriter:
         self.buf += struct.pack("<B", v)
 
     def u16(self, v: int) -> None:
-        self.align(2)
-        self.buf += struct.pack("<H", v & 0xFFFF)
+        if len(self.buf) & 1:
+            self.buf += b"\x00"
+        self.buf += _U16.pack(v & 0xFFFF)
 
     def u32(self, v: int) -> None:
-        self.align(4)
-        self.buf += struct.pack("<I", v & 0xFFFFFFFF)
+        pad = (-len(self.buf)) & 3
+        if pad:
+            self.buf += b"\x00" * pad
+        self.buf += _U32.pack(v & 0xFFFFFFFF)
 
     def i32(self, v: int) -> None:
         self.align(4)
-        self.buf += struct.pack("<i", v)
+        self.buf += _I32.pack(v)
 
     def u64(self, v: int) -> None:
         self.align(8)
-        self.buf += struct.pack("<Q", v)
+        self.buf += _U64.pack(v)
 
     def guid(self, v: uuid.UUID) -> None:
         self.align(4)
@@ -230,7 +255,7 @@ def read_orpcthis(r: NdrReader) -> OrpcThis:
     minor = r.u16()
     flags = r.u32()
     r.u32()  # reserved1
-    cid = r.guid()
+    cid = r.fresh_guid()
     ext = r.ptr()
     if ext:
         _skip_extent_array(r)
@@ -343,6 +368,7 @@ def tcp_bindings(
                            else default_security_bindings())
 
 
+@functools.lru_cache(maxsize=256)  # DualStringArray is frozen; hosts reuse a few
 def _dsa_shorts(dsa: DualStringArray) -> tuple[bytes, int]:
     # MS-DCOM 2.2.19.1: string bindings, nullterm1, security bindings, nullterm2.
     s = bytearray()

@@ -405,13 +405,18 @@ class _HmacMd5:
         self._inner = hashlib.md5(padded.translate(_IPAD))
         self._outer = hashlib.md5(padded.translate(_OPAD))
 
-    def digest(self, message: bytes) -> bytes:
+    def digest(self, message: bytes, prefix: bytes = b"") -> bytes:
+        """HMAC_MD5(key, prefix + message), without joining the two first."""
         inner = self._inner.copy()
+        if prefix:
+            inner.update(prefix)
         inner.update(message)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
+
+_U32 = struct.Struct("<I")
 
 # RFC 2104: the key XOR 0x36 (ipad) and XOR 0x5C (opad), octet by octet.
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -458,7 +463,7 @@ class NtlmSession:
         mac = self._macs.get(key)
         if mac is None:
             mac = self._macs[key] = _HmacMd5(key)
-        return mac.digest(struct.pack("<I", seq) + message)[:8]
+        return mac.digest(message, _U32.pack(seq))[:8]
 
     def sign(self, message: bytes) -> bytes:
         """MAC of ``message`` with the next outbound sequence number (MS-NLMP 3.4.4.2)."""

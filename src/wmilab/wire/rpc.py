@@ -15,7 +15,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 __all__ = [
     "BTFN_KEEP_CONNECTION_ON_ORPHAN",
@@ -45,6 +45,7 @@ __all__ = [
     "Shutdown",
     "SyntaxId",
     "btfn_features",
+    "encode_response_fragment",
     "parse_pdu",
     "peek_frag_length",
 ]
@@ -196,6 +197,24 @@ class SyntaxId:
 
 
 # NDR 2.0 transfer syntax (C706 appendix I; MS-RPCE 2.2.4.12).
+# GUIDs seen on the wire again and again (object UUIDs/IPIDs, IIDs, causality ids): uuid.UUID
+# objects are immutable, so one per 16 octets is kept (bounded, cleared when full).
+_GUIDS: dict[bytes, uuid.UUID] = {}
+_GUIDS_MAX = 4096
+
+
+def guid_from_bytes_le(raw: bytes) -> uuid.UUID:
+    """``uuid.UUID(bytes_le=raw)`` for 16 octets, one shared object per value."""
+    if type(raw) is not bytes:
+        raw = bytes(raw)  # a bytearray or memoryview slice cannot be a key
+    g = _GUIDS.get(raw)
+    if g is None:
+        if len(_GUIDS) >= _GUIDS_MAX:
+            _GUIDS.clear()
+        g = _GUIDS[raw] = uuid.UUID(bytes_le=raw)
+    return g
+
+
 NDR = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), 2, 0)
 # NDR64 transfer syntax (MS-RPCE 2.2.4.13; negotiation 3.3.1.5.6).
 NDR64 = SyntaxId(uuid.UUID("71710533-beba-4937-8319-b5dbef9ccc36"), 1, 0)
@@ -486,6 +505,35 @@ class Response(_PduBase):
         )
 
 
+_RESP_BODY = struct.Struct("<IHBB")
+_ZERO_SIG = bytes(16)
+
+
+def encode_response_fragment(call_id: int, stub: bytes, context_id: int, alloc_hint: int,
+                             flags: int, auth_level: int = 0, auth_context_id: int = 0,
+                             auth_pad: int = 0) -> bytes:
+    """The octets of ``Response(...).encode()`` for one fragment, without the dataclasses.
+
+    With ``auth_level`` > 0 the PDU carries an NTLM auth verifier (``auth_pad`` zero pad
+    octets, the sec_trailer, a 16-octet zero signature to be filled in by signing), as
+    ``Response(auth=AuthVerifier(AUTHN_WINNT, auth_level, auth_context_id, bytes(16),
+    bytes(auth_pad)))`` encodes it. The server's hot path (one per ORPC reply).
+    """
+    body = _RESP_BODY.pack(alloc_hint, context_id, 0, 0)
+    if auth_level:
+        tail = (b"\x00" * auth_pad
+                + _TRAILER.pack(AUTHN_WINNT, auth_level, auth_pad, 0, auth_context_id)
+                + _ZERO_SIG)
+        auth_len = 16
+    else:
+        tail, auth_len = b"", 0
+    frag_len = HEADER_SIZE + 8 + len(stub) + len(tail)
+    if frag_len > MAX_FRAG:
+        raise RpcProtocolError(f"PDU of {frag_len} bytes does not fit in one fragment")
+    return b"".join((_HDR.pack(5, 0, PType.RESPONSE, flags, DREP_LE, frag_len, auth_len,
+                               call_id), body, stub, tail))
+
+
 @dataclass(frozen=True)
 class Fault(_PduBase):
     """fault (C706 12.6.4.7): status, reserved2, then an optional stub."""
@@ -562,9 +610,8 @@ Pdu = (
 # Parsing
 
 
-@dataclass(frozen=True)
-class Header:
-    """The common 16-octet header (C706 12.6.3.1)."""
+class Header(NamedTuple):
+    """The common 16-octet header (C706 12.6.3.1). A tuple: one per PDU parsed, made cheaply."""
 
     minor: int
     ptype: int
@@ -757,7 +804,7 @@ def _parse_request(data: bytes, hdr: Header) -> Request:
     alloc_hint, ctx_id, opnum = struct.unpack_from("<IHH", data, HEADER_SIZE)
     obj = None
     if hdr.flags & PFC_OBJECT_UUID:
-        obj = uuid.UUID(bytes_le=data[HEADER_SIZE + 8 : HEADER_SIZE + 24])
+        obj = guid_from_bytes_le(data[HEADER_SIZE + 8 : HEADER_SIZE + 24])
     stub, auth = _split_auth(data, hdr, start)
     return Request(
         call_id=hdr.call_id, opnum=opnum, stub=stub, context_id=ctx_id,

@@ -392,29 +392,24 @@ class ServerConnection:
         protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
         room = _room(self.max_xmit_frag, _RESP_HDR, level if protect else AuthLevel.NONE)
         out: list[bytes] = []
-        chunks = _fragments(stub, room)
+        chunks = [stub] if len(stub) <= room else _fragments(stub, room)
         remaining = len(stub)
+        last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
-            flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (
-                rpc.PFC_LAST_FRAG if i == len(chunks) - 1 else 0
-            )
-            auth = None
-            if protect and sec is not None:
-                auth = AuthVerifier(
-                    rpc.AUTHN_WINNT, level, sec.auth_context_id, b"\x00" * _SIG_LEN,
-                    _padding_for(_RESP_HDR + len(chunk)),
-                )
-            pdu = rpc.Response(
-                call_id=call_id, stub=chunk, context_id=info.context_id,
-                alloc_hint=remaining, flags=flags, auth=auth,
-            )
-            encoded = pdu.encode()
-            if auth is not None and sec is not None and sec.session is not None:
-                encoded = _protect(encoded, _RESP_HDR, len(chunk) + auth.auth_pad_length,
-                                   level, sec.session)
+            flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (rpc.PFC_LAST_FRAG if i == last
+                                                              else 0)
+            if protect and sec is not None and sec.session is not None:
+                pad = -(_RESP_HDR + len(chunk)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
+                encoded = rpc.encode_response_fragment(
+                    call_id, chunk, info.context_id, remaining, flags, level,
+                    sec.auth_context_id, pad)
+                encoded = _protect(encoded, _RESP_HDR, len(chunk) + pad, level, sec.session)
+            else:
+                encoded = rpc.encode_response_fragment(call_id, chunk, info.context_id,
+                                                       remaining, flags)
             out.append(encoded)
             remaining -= len(chunk)
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> bytes:
         """A fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
