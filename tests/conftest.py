@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+import os
 from typing import Any
 
 import pytest
@@ -26,6 +28,31 @@ def base_doc(os_a: str = "xp-sp2", os_b: str = "xp-sp2") -> dict[str, Any]:
             "B": {"os": os_b, "domain": "CORP", "address": "192.168.10.2/24"},
         },
         "calls": [],
+    }
+
+
+# One counter for every test module: each lab gets a subnet (and so loopback addresses) of its
+# own, and xdist workers (distinct pids) start far apart.
+_subnets = itertools.count(os.getpid() % 200 * 200 + 1)
+
+
+def fresh_net() -> str:
+    """A /24 prefix such as ``10.3.17`` that no other test of this process uses."""
+    n = next(_subnets)
+    return f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
+
+
+def remote_admin_pair(**b: Any) -> dict[str, Any]:
+    """A and B in CORP on a fresh subnet, B open for remote administration (``b`` overrides)."""
+    net = fresh_net()
+    return {
+        "domains": {"CORP": copy.deepcopy(CORP)},
+        "hosts": {
+            "A": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24"},
+            "B": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.2/24",
+                  "netsh": ["netsh firewall set service RemoteAdmin enable"], **b},
+        },
+        "calls": [{"from": "A", "to": "B", "user": "CORP\\admin"}],
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORP, make
+from conftest import CORP, fresh_net, make
 from wmilab import flow
 from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query
@@ -50,19 +50,18 @@ _BOB: dict[str, Any] = {"os": "xp-sp2", "ra": True, "netsh": [], "gp": None, "en
            "user": "CORP\\bob", "wrong_password": False, "launch_bob": True,
            "remote_enable_bob": False, "namespace": "root\\cimv2", "mode": "semisync"}
 _PASSWORDS = {"CORP\\admin": "Adm1n!", "CORP\\bob": "B0b!", "B\\local": "L0cal!"}
-_net = iter(range(1, 250))
 
 
 def _doc(n: dict[str, Any]) -> dict[str, Any]:
-    sub = next(_net)
-    b: dict[str, Any] = {"os": n["os"], "domain": "CORP", "address": f"10.77.{sub}.2/24",
+    net = fresh_net()
+    b: dict[str, Any] = {"os": n["os"], "domain": "CORP", "address": f"{net}.2/24",
                          "netsh": ([RA] if n["ra"] else []) + n["netsh"], "accounts": {"local": "L0cal!"},
                          "groups": {"Administrators": ["B\\local", "CORP\\Domain Admins"]}}
     policy = {
         "no-exceptions": {GP.format("Do not allow exceptions"): {"state": "Enabled"}},
         "ra-disabled": {GP.format("Allow remote administration exception"): {"state": "Disabled"}},
         "ra-enabled": {GP.format("Allow remote administration exception"):
-                       {"state": "Enabled", "addresses": f"10.77.{sub}.0/24"}},
+                       {"state": "Enabled", "addresses": f"{net}.0/24"}},
     }.get(n["gp"])
     if policy:
         b["policy"] = policy
@@ -82,7 +81,7 @@ def _doc(n: dict[str, Any]) -> dict[str, Any]:
         call["password"] = "not-it"
     return {
         "domains": {"CORP": copy.deepcopy(CORP)},
-        "hosts": {"A": {"os": "xp-sp2", "domain": "CORP", "address": f"10.77.{sub}.1/24"},
+        "hosts": {"A": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24"},
                   "B": b},
         "calls": [call],
     }

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import logging
-import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import CORP, make
+from conftest import CORP, fresh_net, make
 from wmilab import flow
 from wmilab.client.session import login
 from wmilab.errors import ConfigError
@@ -45,7 +43,6 @@ from wmilab.wire.rpc import AuthLevel
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PORTS = {135: 0, 1025: 0, 1026: 0}
 OS_QUERY = "SELECT * FROM Win32_OperatingSystem"
-_subnets = itertools.count(os.getpid() % 200 * 200 + 7)
 
 
 # ------------------------------------------------------------------------------------------
@@ -199,8 +196,7 @@ def test_workgroup_callback_is_anonymous_and_works_where_anonymous_has_remote_ac
 def scenario(a: dict[str, Any] | None = None, b: dict[str, Any] | None = None,
              **call: Any) -> tuple[Scenario, Call]:
     """A and B in CORP on a subnet of their own, A configured for Connection 2."""
-    n = next(_subnets)
-    net = f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
+    net = fresh_net()
     host_a: dict[str, Any] = {
         "os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24",
         "netsh": ["netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135",

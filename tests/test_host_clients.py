@@ -8,8 +8,6 @@ port, so its tests bind free ports and run anywhere.
 from __future__ import annotations
 
 import asyncio
-import copy
-import itertools
 import logging
 import os
 import socket
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CORP, make
+from conftest import make, remote_admin_pair
 from wmilab import flow
 from wmilab.host import client_errors
 from wmilab.host.server import HostBindError, Limits
@@ -33,25 +31,15 @@ from wmilab.scenario import Scenario
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-_subnets = itertools.count(os.getpid() % 200 * 200 + 1)
 
 
 def scenario(netsh_b: list[str] | None = None, **b: Any) -> dict[str, Any]:
     """A and B in CORP on a subnet of their own (tests may run in parallel)."""
-    n = next(_subnets)
-    net = f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
-    corp = copy.deepcopy(CORP)
-    corp["accounts"].update({"carol": "C4rol!", "dave": "D4ve!"})
-    return {
-        "domains": {"CORP": corp},
-        "hosts": {
-            "A": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24"},
-            "B": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.2/24",
-                  "netsh": ["netsh firewall set service RemoteAdmin enable"]
-                  if netsh_b is None else netsh_b, **b},
-        },
-        "calls": [{"from": "A", "to": "B", "user": "CORP\\admin"}],
-    }
+    doc = remote_admin_pair(**b)
+    if netsh_b is not None:
+        doc["hosts"]["B"]["netsh"] = netsh_b
+    doc["domains"]["CORP"]["accounts"].update({"carol": "C4rol!", "dave": "D4ve!"})
+    return doc
 
 
 class RunningLab:

@@ -9,9 +9,7 @@ in wire/rpc_conn.py. Free ports, no root needed.
 from __future__ import annotations
 
 import asyncio
-import copy
 import gc
-import itertools
 import os
 import socket
 import struct
@@ -26,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORP, make
+from conftest import make, remote_admin_pair
 from wmilab.host.server import Limits
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.wire import ids, rpc
@@ -42,24 +40,12 @@ from wmilab.wire.rpc_conn import (
 
 pytestmark = pytest.mark.slow
 
-_subnets = itertools.count(os.getpid() % 200 * 200 + 17)
 LOGIN = SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0)
 FRAG = 2048  # the max fragment our raw clients negotiate (server max_recv_frag after bind)
 
 
 def _scenario() -> dict[str, Any]:
-    """A and B in CORP on a subnet of their own; B open for remote administration."""
-    n = next(_subnets)
-    net = f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
-    return {
-        "domains": {"CORP": copy.deepcopy(CORP)},
-        "hosts": {
-            "A": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24"},
-            "B": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.2/24",
-                  "netsh": ["netsh firewall set service RemoteAdmin enable"]},
-        },
-        "calls": [{"from": "A", "to": "B", "user": "CORP\\admin"}],
-    }
+    return remote_admin_pair()
 
 
 class Host:

@@ -8,9 +8,6 @@ after its last read, not after its first. Free ports, no root needed.
 from __future__ import annotations
 
 import asyncio
-import copy
-import itertools
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,28 +15,16 @@ from typing import Any
 
 import pytest
 
-from conftest import CORP, make
+from conftest import make, remote_admin_pair
 from wmilab.host import server as host_server
 from wmilab.host.server import HostServer, Limits
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.wire import ids, rpc
 from wmilab.wire.rpc_conn import BindAcked, ClientConnection
 
-_subnets = itertools.count(os.getpid() % 200 * 200 + 91)
-
 
 def _scenario() -> dict[str, Any]:
-    n = next(_subnets)
-    net = f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
-    return {
-        "domains": {"CORP": copy.deepcopy(CORP)},
-        "hosts": {
-            "A": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.1/24"},
-            "B": {"os": "xp-sp2", "domain": "CORP", "address": f"{net}.2/24",
-                  "netsh": ["netsh firewall set service RemoteAdmin enable"]},
-        },
-        "calls": [{"from": "A", "to": "B", "user": "CORP\\admin"}],
-    }
+    return remote_admin_pair()
 
 
 @asynccontextmanager
