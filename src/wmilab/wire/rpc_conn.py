@@ -282,7 +282,18 @@ class _Violation(Exception):
         self.did_not_execute = did_not_execute
 
 
-class ServerConnection:
+class _Outbox:
+    """Octets a connection produced by itself and the caller still has to send."""
+
+    _out: bytearray
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+
+class ServerConnection(_Outbox):
     """The server end of one ncacn_ip_tcp connection.
 
     ``interfaces`` lists the abstract syntaxes served (a Mapping works: its keys are
@@ -333,11 +344,6 @@ class ServerConnection:
         self._out = bytearray()
 
     # -- public API -------------------------------------------------------------------
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def receive_data(self, data: bytes) -> list[Event]:
         events: list[Event] = []
@@ -814,7 +820,7 @@ class _ClientCall:
     size: int = 0
 
 
-class ClientConnection:
+class ClientConnection(_Outbox):
     """The client end of one ncacn_ip_tcp connection (NTLM at levels 2, 5, 6, or none)."""
 
     def __init__(
@@ -850,11 +856,6 @@ class ClientConnection:
         self._calls: dict[int, _ClientCall] = {}
         self._buf = bytearray()
         self._out = bytearray()
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def _new_call_id(self) -> int:
         cid = self._call_id
