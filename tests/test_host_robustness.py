@@ -3,7 +3,7 @@
 A thousand idle connections, connections over the cap, malformed PDUs at each stage of a
 connection, and a hypothesis fuzz of a real bind + request exchange: after each, a real
 client (aiowmi) must still be served. Also the sans-IO unit tests of the fragment-size check
-in wire/rpc_conn.py. Free ports, no root needed.
+in wire/rpc_conn/. Free ports, no root needed.
 """
 
 from __future__ import annotations
@@ -524,7 +524,7 @@ def test_after_the_fuzz_a_real_client_is_served_and_nothing_leaks(fuzz_host: Hos
 
 
 # ------------------------------------------------------------------------------------------
-# wire/rpc_conn.py, sans-IO: fragments over max_recv_frag are refused, not buffered
+# wire/rpc_conn/, sans-IO: fragments over max_recv_frag are refused, not buffered
 
 
 def _server_bound(max_xmit: int = FRAG) -> ServerConnection:
