@@ -212,7 +212,8 @@ def bound_authenticated(host: Host) -> socket.socket:
     sock = socket.create_connection((host.address, host.wmi), timeout=10)
     conn = ClientConnection(credentials=ClientCredentials("admin", "Adm1n!", "CORP"),
                             auth_level=rpc.AuthLevel.PKT_PRIVACY)
-    sock.sendall(conn.bind(LOGIN))
+    conn.bind(LOGIN)
+    sock.sendall(conn.data_to_send())
     while True:
         data = sock.recv(65536)
         assert data, "the host closed a valid bind"
@@ -463,12 +464,12 @@ def test_request_on_an_unknown_context_is_refused_and_the_connection_stays(
 def _real_exchange() -> bytes:
     """What a client sends first: bind IWbemLevel1Login, then a call on context 0."""
     client = ClientConnection()
-    data = client.bind(LOGIN)
+    client.bind(LOGIN)
+    data = client.data_to_send()
     client.receive_data(rpc.BindAck(call_id=1, results=(rpc.ContextResult(
         rpc.RESULT_ACCEPTANCE, 0, NDR),)).encode())
-    _, call = client.request(ids.WbemLevel1LoginOp.NTLM_LOGIN, b"\x00" * 40,
-                             object_uuid=uuid.uuid4())
-    return data + call
+    client.request(ids.WbemLevel1LoginOp.NTLM_LOGIN, b"\x00" * 40, object_uuid=uuid.uuid4())
+    return data + client.data_to_send()
 
 
 EXCHANGE = _real_exchange()

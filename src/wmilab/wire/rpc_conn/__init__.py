@@ -30,12 +30,13 @@ from wmilab.wire.rpc_conn.events import (
 )
 from wmilab.wire.rpc_conn.framing import MAX_REQUEST_SIZE, MUST_RECV_FRAG_SIZE, REQUEST_TOO_LARGE_STATUS
 from wmilab.wire.rpc_conn.server import ServerConnection
-from wmilab.wire.rpc_conn.state import RpcStateError
+from wmilab.wire.rpc_conn.state import AuthState, ConnState, RpcStateError
 
 __all__ = [
     "MAX_REQUEST_SIZE",
     "MUST_RECV_FRAG_SIZE",
     "REQUEST_TOO_LARGE_STATUS",
+    "AuthState",
     "Authenticated",
     "BindAcked",
     "BindNakReceived",
@@ -44,6 +45,7 @@ __all__ = [
     "CallReceived",
     "ClientConnection",
     "ClientCredentials",
+    "ConnState",
     "Event",
     "FaultReceived",
     "LogonFailed",

@@ -40,7 +40,7 @@ from wmilab.wire.rpc_conn.framing import (
     trailer_padding,
     unprotect_fragment,
 )
-from wmilab.wire.rpc_conn.state import RpcStateError, _Outbox
+from wmilab.wire.rpc_conn.state import Connection, ConnState, RpcStateError
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class _ClientCall:
     size: int = 0
 
 
-class ClientConnection(_Outbox):
+class ClientConnection(Connection):
     """The client end of one ncacn_ip_tcp connection (NTLM at levels 2, 5, 6, or none)."""
 
     def __init__(
@@ -94,6 +94,7 @@ class ClientConnection(_Outbox):
     ) -> None:
         if credentials is None and auth_level > AuthLevel.NONE:
             raise RpcStateError("an authenticated connection needs credentials")
+        super().__init__()
         self.credentials = credentials
         self.auth_level = int(auth_level) if credentials is not None else AuthLevel.NONE
         self.max_xmit_frag = max_xmit_frag
@@ -102,8 +103,6 @@ class ClientConnection(_Outbox):
         self._filetime = filetime
         self._random = random_bytes
         self.max_response_size = max_response_size
-        self.closed = False
-        self.bound = False
         self.assoc_group_id = 0
         self.contexts: dict[int, SyntaxId] = {}
         self.security: dict[int, _ClientSec] = {}
@@ -112,7 +111,6 @@ class ClientConnection(_Outbox):
         self._binds: dict[int, _PendingBind] = {}
         self._calls: dict[int, _ClientCall] = {}
         self._buf = bytearray()
-        self._out = bytearray()
 
     def _new_call_id(self) -> int:
         cid = self._call_id
@@ -132,7 +130,7 @@ class ClientConnection(_Outbox):
         return sec
 
     def _bind_pdu(self, interface: SyntaxId, context_id: int, is_bind: bool,
-                  sec: _ClientSec | None) -> bytes:
+                  sec: _ClientSec | None) -> int:
         cid = self._new_call_id()
         el = ContextElement(context_id, interface, (NDR,))
         cls = rpc.Bind if is_bind else rpc.AlterContext
@@ -143,28 +141,33 @@ class ClientConnection(_Outbox):
                                 sec.initiator.negotiate(),
                                 trailer_padding(rpc.HEADER_SIZE + body_len))
         self._binds[cid] = _PendingBind(context_id, interface, sec, is_bind)
-        return cls(call_id=cid, contexts=(el,), max_xmit_frag=self.max_xmit_frag,
-                   max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
-                   auth=auth).encode()
+        self._queue(cls(call_id=cid, contexts=(el,), max_xmit_frag=self.max_xmit_frag,
+                        max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
+                        auth=auth).encode())
+        return cid
 
-    def bind(self, interface: SyntaxId, context_id: int = 0) -> bytes:
-        if self.bound or self._binds:
-            raise RpcStateError("bind() may be called once per connection")
-        return self._bind_pdu(interface, context_id, True, self._new_security())
+    def bind(self, interface: SyntaxId, context_id: int = 0) -> int:
+        """Queue the bind; its call_id. Once per connection (again only after a bind_nak)."""
+        if self.state is not ConnState.IDLE:
+            raise RpcStateError(f"bind() needs an idle connection, this one is {self.state.value}")
+        cid = self._bind_pdu(interface, context_id, True, self._new_security())
+        self.state = ConnState.BINDING
+        return cid
 
     def alter_context(self, interface: SyntaxId, context_id: int, *,
-                      new_security_context: bool = True) -> bytes:
-        """Add a presentation context; by default with a fresh NTLM handshake (as impacket)."""
-        if not self.bound:
+                      new_security_context: bool = True) -> int:
+        """Queue an alter_context adding a presentation context, by default with a fresh NTLM
+        handshake (as impacket); its call_id."""
+        if self.state is not ConnState.BOUND:
             raise RpcStateError("alter_context() needs a completed bind")
         sec = self._new_security() if new_security_context else None
         return self._bind_pdu(interface, context_id, False, sec)
 
     def request(self, opnum: int, stub: bytes, *, context_id: int = 0,
                 object_uuid: uuid.UUID | None = None,
-                auth_context_id: int | None = None) -> tuple[int, bytes]:
-        """Encode a call; returns (call_id, octets to send)."""
-        if not self.bound:
+                auth_context_id: int | None = None) -> int:
+        """Queue a call's fragments; its call_id."""
+        if self.state is not ConnState.BOUND:
             raise RpcStateError("request() needs a completed bind")
         sid = auth_context_id if auth_context_id is not None else self.current_auth_context_id
         sec = self.security.get(sid) if sid is not None else None
@@ -175,8 +178,7 @@ class ClientConnection(_Outbox):
         cid = self._new_call_id()
         header = REQ_HDR + (16 if object_uuid is not None else 0)
         chunks = split_stub(stub, frag_room(self.max_xmit_frag, header,
-                                        level if protect else AuthLevel.NONE))
-        out: list[bytes] = []
+                                            level if protect else AuthLevel.NONE))
         remaining = len(stub)
         for i, chunk in enumerate(chunks):
             flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (
@@ -192,11 +194,11 @@ class ClientConnection(_Outbox):
             ).encode()
             if auth is not None and sec is not None and sec.session is not None:
                 encoded = protect_pdu(encoded, header, len(chunk) + auth.auth_pad_length, level,
-                                   sec.session)
-            out.append(encoded)
+                                      sec.session)
+            self._queue(encoded)
             remaining -= len(chunk)
         self._calls[cid] = _ClientCall(sec if protect else None)
-        return cid, b"".join(out)
+        return cid
 
     def receive_data(self, data: bytes) -> list[Event]:
         events: list[Event] = []
@@ -212,7 +214,7 @@ class ClientConnection(_Outbox):
                 del self._buf[:n]
                 self._handle(rpc.parse_pdu(frag), frag, events)
             except (RpcProtocolError, NtlmError) as e:
-                self.closed = True
+                self.state = ConnState.CLOSED
                 events.append(ProtocolViolation(str(e), close=True))
         return events
 
@@ -220,18 +222,24 @@ class ClientConnection(_Outbox):
         if isinstance(pdu, rpc.BindAck):
             self._on_bind_ack(pdu, events)
         elif isinstance(pdu, rpc.BindNak):
-            self._binds.pop(pdu.call_id, None)
+            self._end_bind(pdu.call_id)
             events.append(BindNakReceived(pdu.call_id, pdu.reject_reason))
         elif isinstance(pdu, rpc.Response):
             self._on_response(pdu, frag, events)
         elif isinstance(pdu, rpc.Fault):
             self._calls.pop(pdu.call_id, None)
-            self._binds.pop(pdu.call_id, None)
+            self._end_bind(pdu.call_id)
             events.append(FaultReceived(pdu.call_id, pdu.status))
         elif isinstance(pdu, rpc.Shutdown):
             events.append(ShutdownReceived())
         else:
             raise RpcProtocolError(f"a server sent a {rpc.PType(pdu.ptype).name} PDU")
+
+    def _end_bind(self, call_id: int) -> None:
+        """A bind_nak or fault answered ``call_id``; a refused bind leaves the connection idle."""
+        pending = self._binds.pop(call_id, None)
+        if pending is not None and pending.is_bind:
+            self.state = ConnState.IDLE
 
     def _on_bind_ack(self, pdu: rpc.BindAck, events: list[Event]) -> None:
         pending = self._binds.pop(pdu.call_id, None)
@@ -242,7 +250,7 @@ class ClientConnection(_Outbox):
             self.max_xmit_frag = min(self.max_xmit_frag, pdu.max_recv_frag)
             self.max_recv_frag = min(self.max_recv_frag, pdu.max_xmit_frag)
             self.assoc_group_id = pdu.assoc_group_id
-            self.bound = True
+            self.state = ConnState.BOUND
         for r in pdu.results:
             if r.result == rpc.RESULT_ACCEPTANCE:
                 self.contexts[pending.context_id] = pending.interface
@@ -256,7 +264,7 @@ class ClientConnection(_Outbox):
                 call_id=pdu.call_id,
                 auth=AuthVerifier(rpc.AUTHN_WINNT, sec.auth_level, sec.auth_context_id, token),
             )
-            self._out += auth3.encode()
+            self._queue(auth3.encode())
             self.current_auth_context_id = sec.auth_context_id
         events.append(BindAcked(pdu.call_id, pdu.results, pdu.max_xmit_frag,
                                 pdu.max_recv_frag, pdu.assoc_group_id))

@@ -46,7 +46,7 @@ from wmilab.wire.rpc_conn.framing import (
     trailer_padding,
     unprotect_fragment,
 )
-from wmilab.wire.rpc_conn.state import RpcStateError, _Outbox
+from wmilab.wire.rpc_conn.state import AuthState, Connection, ConnState, RpcStateError
 
 
 @dataclass
@@ -62,7 +62,7 @@ class _SecCtx:
     auth_type: int
     auth_level: int
     acceptor: NtlmAcceptor
-    state: str = "challenged"  # challenged | established | failed
+    state: AuthState = AuthState.CHALLENGED
     session: NtlmSession | None = None
     identity: object | None = None
 
@@ -96,7 +96,7 @@ class _Violation(Exception):
 
 
 
-class ServerConnection(_Outbox):
+class ServerConnection(Connection):
     """The server end of one ncacn_ip_tcp connection.
 
     ``interfaces`` lists the abstract syntaxes served (a Mapping works: its keys are
@@ -120,6 +120,7 @@ class ServerConnection(_Outbox):
         secondary_address: str = "",
         assoc_group_id: int = 0x00012345,
     ) -> None:
+        super().__init__()
         self.interfaces = tuple(interfaces)
         self.authenticator = authenticator
         self.ntlm_names = ntlm_names
@@ -134,8 +135,6 @@ class ServerConnection(_Outbox):
         self.max_pending_calls = max_pending_calls
         self.secondary_address = secondary_address.encode("ascii") + b"\x00"
         self.assoc_group_id = assoc_group_id
-        self.closed = False
-        self.bound = False
         self.btfn_features: int | None = None
         self.contexts: dict[int, _PresCtx] = {}
         self.security: dict[int, _SecCtx] = {}
@@ -144,7 +143,6 @@ class ServerConnection(_Outbox):
         self._discard: set[int] = set()
         self._calls: dict[int, _CallInfo] = {}
         self._buf = bytearray()
-        self._out = bytearray()
 
     # -- public API -------------------------------------------------------------------
 
@@ -191,8 +189,8 @@ class ServerConnection(_Outbox):
         """call_ids received and not yet answered."""
         return tuple(self._calls)
 
-    def send_response(self, call_id: int, stub: bytes) -> bytes:
-        """Response fragments for ``call_id``, signed/sealed at the call's level."""
+    def send_response(self, call_id: int, stub: bytes) -> None:
+        """Queue the response fragments for ``call_id``, signed/sealed at the call's level."""
         info = self._calls.pop(call_id, None)
         if info is None:
             raise RpcStateError(f"no call {call_id} is waiting for a reply")
@@ -200,7 +198,6 @@ class ServerConnection(_Outbox):
         level = sec.auth_level if sec is not None else AuthLevel.NONE
         protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
         room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
-        out: list[bytes] = []
         chunks = [stub] if len(stub) <= room else split_stub(stub, room)
         remaining = len(stub)
         last = len(chunks) - 1
@@ -216,18 +213,17 @@ class ServerConnection(_Outbox):
             else:
                 encoded = rpc.encode_response_fragment(call_id, chunk, info.context_id,
                                                        remaining, flags)
-            out.append(encoded)
+            self._queue(encoded)
             remaining -= len(chunk)
-        return out[0] if len(out) == 1 else b"".join(out)
 
-    def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> bytes:
-        """A fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
+    def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> None:
+        """Queue a fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
         info = self._calls.pop(call_id, None)
         flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
         if did_not_execute:
             flags |= rpc.PFC_DID_NOT_EXECUTE
         ctx = info.context_id if info is not None else 0
-        return rpc.Fault(call_id=call_id, status=status, context_id=ctx, flags=flags).encode()
+        self._queue(rpc.Fault(call_id=call_id, status=status, context_id=ctx, flags=flags).encode())
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -239,14 +235,14 @@ class ServerConnection(_Outbox):
 
     def _violate(self, v: _Violation, events: list[Event]) -> None:
         if v.nak is not None:
-            self._out += rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode()
+            self._queue(rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode())
         elif v.status is not None:
             flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
             if v.did_not_execute:
                 flags |= rpc.PFC_DID_NOT_EXECUTE
-            self._out += rpc.Fault(call_id=v.call_id, status=v.status, flags=flags).encode()
+            self._queue(rpc.Fault(call_id=v.call_id, status=v.status, flags=flags).encode())
         events.append(ProtocolViolation(v.reason, close=True))
-        self.closed = True
+        self.state = ConnState.CLOSED
         self._buf.clear()
         self._partial.clear()
 
@@ -356,7 +352,7 @@ class ServerConnection(_Outbox):
         try:
             result = sec.acceptor.process_authenticate(token, self.authenticator)
         except NtlmError as e:
-            sec.state = "failed"
+            sec.state = AuthState.FAILED
             events.append(LogonFailed(sec.auth_context_id, "", "", "", str(e)))
             return
         reason = result.reason
@@ -365,11 +361,11 @@ class ServerConnection(_Outbox):
         ):
             reason = "signing needs NTLM extended session security"
         if not result.ok or reason:
-            sec.state = "failed"
+            sec.state = AuthState.FAILED
             events.append(LogonFailed(sec.auth_context_id, result.user, result.domain,
                                       result.workstation, reason or "logon refused"))
             return
-        sec.state = "established"
+        sec.state = AuthState.ESTABLISHED
         sec.session = result.session
         sec.identity = result.identity
         events.append(Authenticated(sec.auth_context_id, sec.auth_level, result.identity,
@@ -413,8 +409,8 @@ class ServerConnection(_Outbox):
             | (pdu.flags & rpc.PFC_SUPPORT_HEADER_SIGN),
             auth=reply_auth,
         )
-        self._out += ack.encode()
-        self.bound = True
+        self._queue(ack.encode())
+        self.state = ConnState.BOUND
         events.extend(new_events)
 
     def _on_alter(self, pdu: rpc.Bind, events: list[Event]) -> None:
@@ -440,7 +436,7 @@ class ServerConnection(_Outbox):
             elif sec.auth_level != pdu.auth.auth_level:
                 raise _Violation("alter_context changes the auth level",
                                  status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
-            elif sec.state == "challenged":
+            elif sec.state is AuthState.CHALLENGED:
                 # Third leg carried by alter_context instead of auth3 (MS-RPCE 3.3.1.5.2).
                 self._finish_auth(sec, pdu.auth.credentials, new_events)
             # Choice: an established context named again only adds presentation contexts.
@@ -449,12 +445,12 @@ class ServerConnection(_Outbox):
             max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
             auth=reply_auth,
         )
-        self._out += resp.encode()
+        self._queue(resp.encode())
         events.extend(new_events)
 
     def _on_auth3(self, pdu: rpc.Auth3, events: list[Event]) -> None:
         sec = self.security.get(pdu.auth.auth_context_id)
-        if sec is None or sec.state != "challenged":
+        if sec is None or sec.state is not AuthState.CHALLENGED:
             # MS-NLMP 3.2.5.1.2: one AUTHENTICATE per challenge; a replay is refused.
             raise _Violation("auth3 for a security context that is not waiting for one",
                              status=rpc.NCA_S_PROTO_ERROR, call_id=pdu.call_id)
@@ -474,7 +470,7 @@ class ServerConnection(_Outbox):
             if self._last_auth is None:
                 return None  # an unauthenticated call; the host decides what it may do
             last = self.security[self._last_auth]
-            if last.state != "established":
+            if last.state is not AuthState.ESTABLISHED:
                 raise _Violation("call on a connection whose logon failed", status=deny,
                                  call_id=pdu.call_id)
             if last.auth_level >= AuthLevel.CALL:
@@ -483,7 +479,7 @@ class ServerConnection(_Outbox):
                                  call_id=pdu.call_id)
             return last
         sec = self.security.get(pdu.auth.auth_context_id)
-        if sec is None or sec.state != "established":
+        if sec is None or sec.state is not AuthState.ESTABLISHED:
             raise _Violation("call on a security context that is not established",
                              status=deny, call_id=pdu.call_id)
         if sec.auth_type != pdu.auth.auth_type:
@@ -507,10 +503,10 @@ class ServerConnection(_Outbox):
             self._discard.discard(cid)
             if pdu.context_id not in self.contexts:
                 # C706 appendix E nca_s_unk_if, did not execute (as Samba/Windows).
-                self._out += rpc.Fault(
+                self._queue(rpc.Fault(
                     call_id=cid, status=rpc.NCA_S_UNK_IF, context_id=pdu.context_id,
                     flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE,
-                ).encode()
+                ).encode())
                 if not last:
                     self._discard.add(cid)
                 return
