@@ -19,7 +19,6 @@ from impacket.dcerpc.v5.dcom import wmi as iwmi
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.uuid import generate
 
-from wmilab.errors import ConfigError
 from wmilab.wire import dcom, ids
 from wmilab.wire.dcom import activation
 
@@ -191,7 +190,7 @@ def test_objref_custom_round_trip_and_impacket() -> None:
 def test_objref_standard_needs_public_refs() -> None:
     bad = dcom.ObjRefStandard(ids.IID_IWBEMSERVICES, dcom.StdObjRef(1, 2, IPID_LOGIN, 0),
                               dcom.tcp_bindings(["a"], None))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValueError, match="public_refs"):
         dcom.encode_objref(bad)
 
 

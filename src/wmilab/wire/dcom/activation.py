@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from wmilab.errors import ConfigError
 from wmilab.wire import ids
 from wmilab.wire.dcom.bindings import DualStringArray, write_dsa_ndr
 from wmilab.wire.dcom.constants import (
@@ -311,8 +310,7 @@ def _props_out_body(results: Sequence[InterfaceResult]) -> bytes:
 def _scm_reply_body(reply: ScmReply) -> bytes:
     # MS-DCOM 2.2.22.2.8 ScmReplyInfoData and customREMOTE_REPLY_SCM_INFO.
     if not 1 <= reply.authn_hint <= 6:
-        raise ConfigError(f"authnHint {reply.authn_hint} is not an RPC authentication level",
-                          ("authn_hint",))
+        raise ValueError(f"authnHint {reply.authn_hint} is not an RPC authentication level")
     w = NdrWriter()
     w.u32(0)  # pdwReserved (NULL)
     w.ptr(True)

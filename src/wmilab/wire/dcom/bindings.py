@@ -7,7 +7,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wmilab.errors import ConfigError
 from wmilab.wire.dcom.constants import (
     RPC_C_AUTHN_GSS_KERBEROS,
     RPC_C_AUTHN_GSS_NEGOTIATE,
@@ -71,7 +70,7 @@ def tcp_bindings(
     (impacket dcomrt INTERFACE.connect, aiowmi RemoteCreateInstanceResponse.get_binding).
     """
     if not addresses:
-        raise ConfigError("a DUALSTRINGARRAY needs at least one network address", ("addresses",))
+        raise ValueError("a DUALSTRINGARRAY needs at least one network address")
     strings = tuple(
         StringBinding(TOWER_NCACN_IP_TCP, a if port is None else f"{a}[{port}]")
         for a in addresses

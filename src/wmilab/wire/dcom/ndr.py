@@ -11,14 +11,25 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from wmilab.errors import ConfigError
+from wmilab.errors import PathPart, WireError, dotted
 from wmilab.wire.rpc import guid_from_bytes_le
 
 T = TypeVar("T")
 
 
-class StubError(ConfigError):
-    """A request stub that cannot be decoded (too short, bad pointer, wrong signature)."""
+class StubError(WireError):
+    """A request stub that cannot be decoded (too short, bad pointer, wrong signature).
+
+    ``path`` names the structure being read (for example ``("RemoteCreateInstance",)``).
+    """
+
+    def __init__(self, message: str, path: tuple[PathPart, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{dotted(self.path)}: {self.message}" if self.path else self.message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from wmilab.errors import ConfigError
 from wmilab.wire import ids
 from wmilab.wire.dcom.bindings import DualStringArray, decode_dsa_packed, encode_dsa_packed
 from wmilab.wire.dcom.constants import FLAGS_OBJREF_CUSTOM, FLAGS_OBJREF_STANDARD, OBJREF_SIGNATURE
@@ -45,7 +44,7 @@ def encode_objref(obj: ObjRef) -> bytes:
         # MS-DCOM 3.2.4.4: a marshaled interface carries public references (> 0); aiowmi
         # asserts cPublicRefs != 0 (ObjRefStandard.from_data).
         if obj.std.public_refs <= 0:
-            raise ConfigError("an OBJREF_STANDARD needs public_refs > 0", ("public_refs",))
+            raise ValueError("an OBJREF_STANDARD needs public_refs > 0")
         return (struct.pack("<II", OBJREF_SIGNATURE, FLAGS_OBJREF_STANDARD) + obj.iid.bytes_le
                 + struct.pack("<IIQQ", obj.std.flags, obj.std.public_refs, obj.std.oxid,
                               obj.std.oid)
