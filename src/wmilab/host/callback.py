@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from wmilab.errors import WireError
 from wmilab.host import client_errors
 from wmilab.model import hresult as hr
 from wmilab.model.identity import Token
@@ -394,5 +395,5 @@ class CallbackRunner:
             return 0, delivered, ""
         except RpcCallError as e:
             return e.hresult, delivered, e.reason
-        except dcom.StubError as e:
+        except WireError as e:  # a reply our parsers cannot read
             return RPC_S_CALL_FAILED, delivered, f"bad reply: {e}"
