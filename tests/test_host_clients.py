@@ -360,12 +360,13 @@ class RawClient:
     def bind(self, iid: Any) -> None:
         from wmilab.wire import rpc
 
-        self.sock.sendall(self.conn.bind(rpc.SyntaxId(iid, 0, 0)))
+        self.conn.bind(rpc.SyntaxId(iid, 0, 0))
+        self.sock.sendall(self.conn.data_to_send())
         self._events()
 
     def call(self, opnum: int, stub: bytes, ipid: Any) -> Any:
-        _, data = self.conn.request(opnum, stub, object_uuid=ipid)
-        self.sock.sendall(data)
+        self.conn.request(opnum, stub, object_uuid=ipid)
+        self.sock.sendall(self.conn.data_to_send())
         return self._events()[0]
 
 
@@ -438,7 +439,8 @@ def test_oxid_resolver_answers_unauthenticated_pings_and_resolution(start_lab: S
     assert rt is not None
     client = RawClient(lab.address(), lab.port("rpcss"))
     client.conn = ClientConnection()  # MS-DCOM 3.2.4.1.2.1: no security on these calls
-    client.sock.sendall(client.conn.bind(rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0)))
+    client.conn.bind(rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0))
+    client.sock.sendall(client.conn.data_to_send())
     client._events()
 
     def call(opnum: int, stub: bytes) -> bytes:

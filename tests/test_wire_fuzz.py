@@ -112,10 +112,11 @@ def test_server_connection_survives_mutated_authenticated_traffic(noise: bytes,
                                                                   where: int) -> None:
     srv = ServerConnection([ECHO], Accounts(), ntlm_names=NAMES)
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=6)
-    srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
     cli.receive_data(srv.data_to_send())
-    _, req = cli.request(0, b"payload" * 20)
-    stream = cli.data_to_send() + req
+    cli.request(0, b"payload" * 20)
+    stream = cli.data_to_send()  # AUTH3, then the sealed request
     where %= len(stream)
     mutated = stream[:where] + noise + stream[where + len(noise):]
     events = srv.receive_data(mutated)

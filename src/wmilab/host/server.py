@@ -317,10 +317,9 @@ class _RpcProtocol(asyncio.Protocol):
             return
         srv = self.server
         events = conn.receive_data(data)
-        out = bytearray(conn.data_to_send())
         for ev in events:
             if type(ev) is CallReceived:
-                out += self._call(conn, ev)
+                self._call(conn, ev)
             elif isinstance(ev, Bound):
                 log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
                     ev.interface.uuid, str(ev.interface.uuid)))
@@ -333,9 +332,10 @@ class _RpcProtocol(asyncio.Protocol):
             elif isinstance(ev, ProtocolViolation):
                 log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
             elif isinstance(ev, CallReceived):
-                out += self._call(conn, ev)
+                self._call(conn, ev)
+        out = conn.data_to_send()
         if out:
-            transport.write(bytes(out))
+            transport.write(out)
         if not out or transport.get_write_buffer_size():
             # A reply sent now carries the ACK of what we read; only without one (a partial
             # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
@@ -353,7 +353,7 @@ class _RpcProtocol(asyncio.Protocol):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _call(self, conn: ServerConnection, ev: CallReceived) -> bytes:
+    def _call(self, conn: ServerConnection, ev: CallReceived) -> None:
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
@@ -379,11 +379,12 @@ class _RpcProtocol(asyncio.Protocol):
             log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
-            return conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            return
         if log.isEnabledFor(logging.INFO):
             status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
             log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
-        return conn.send_response(ev.call_id, reply)
+        conn.send_response(ev.call_id, reply)
 
     def _arm(self, seconds: float) -> None:
         """Close the connection ``seconds`` from now unless it is armed again before.
