@@ -131,7 +131,7 @@ def host(
         "127.0.0.1) come from (default: the 'from' host of the first call to HOST).",
         show_default=False)] = None,
 ) -> None:
-    """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
+    """Run one emulated Windows host in the foreground: RPCSS on 135, WMI on a dynamic port.
 
     impacket and aiowmi connect to it unmodified. Logs each connection, logon and call
     on one line; Ctrl-C stops it.
@@ -192,7 +192,7 @@ def lab(
         "sync and semisync calls; wmilab's own client and sink for async calls), compare with "
         "what `check` predicts, then stop.")] = False,
 ) -> None:
-    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI 1025).
+    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI dynamic).
 
     Without --verify it serves until Ctrl-C; real clients connecting from 127.0.0.1 count
     as the `from` host of the first call to each host. Exit code with --verify: 0 when the

@@ -56,7 +56,7 @@ STEP_TITLES = {
     C1_CLIENT_DCOM: "A may make DCOM calls to other computers (EnableDCOM on A)",
     C1_RPCSS: "A reaches RPCSS on B (TCP 135)",
     C1_LOGON: "B logs on A's user (NTLM network logon)",
-    C1_ACTIVATION: "B's DCOM lets the user launch and activate WMI remotely",
+    C1_ACTIVATION: "B's DCOM lets the user activate WMI remotely (and launch it if stopped)",
     C1_WMI_PORT: "A reaches the WMI service's dynamic RPC port on B",
     C1_ACCESS: "B's DCOM lets the user call into WMI remotely (remote access)",
     C1_NAMESPACE: "WMI on B accepts the login to the namespace (NTLMLogin)",
@@ -142,9 +142,12 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
     if not logon.ok or logon.token is None:
         return tuple(steps)
     token = logon.token
-    # Without Remote Launch/Activation the activation fails with 0x80070005 (seed, step 1).
-    steps.append(_check_step(C1_ACTIVATION, 1, b, b.dcom.check_remote_activation(token),
-                             hr.E_ACCESSDENIED))
+    # Without Remote Activation (and Remote Launch when winmgmt must be started) the
+    # activation fails with 0x80070005 (seed, step 1); a disabled winmgmt cannot be started.
+    activation = b.check_wmi_activation(token)
+    steps.append(_check_step(C1_ACTIVATION, 1, b, activation,
+                             hr.ERROR_SERVICE_DISABLED if activation.where == "service-disabled"
+                             else hr.E_ACCESSDENIED))
     if not steps[-1].ok:
         return tuple(steps)
     steps.append(_check_step(C1_ACCESS, 1, b, b.dcom.check_remote_access(token, "wmi"),
@@ -160,8 +163,8 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
 
 
 def _callback_tokens(world: World, a: HostModel, b: HostModel) -> tuple[Token, ...]:
-    # The identities depend on B and on whom A trusts, i.e. A's domain (or A itself).
-    key = ("cb", b.name, a.config.domain or ("host", a.name))
+    # The identities depend on B and on A (its domain, its Guest account).
+    key = ("cb", b.name, a.name)
     tokens = world.memo.get(key)
     if tokens is None:
         tokens = world.directory.callback_tokens(b.name, a.name)
@@ -192,7 +195,8 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(s)
         if not s.ok:
             return Verdict(call, tuple(steps))
-    s = _fw_step(C1_WMI_PORT, 1, b, b.inbound(a.ip, b.wmi_port, fw.SVCHOST))
+    # The WMI service's port is picked from B's dynamic RPC range at run time (KB 154596).
+    s = _fw_step(C1_WMI_PORT, 1, b, b.wmi_inbound(a.ip))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(steps))
@@ -206,11 +210,20 @@ def evaluate(world: World, call: Call) -> Verdict:
     # Connection 2: B calls back the sink on A.
     tokens = _callback_tokens(world, a, b)
     token = tokens[0]
-    who = ("its machine account " + token.name if not token.anonymous
-           else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name + "'s domain")
+    if token.guest:
+        # An untrusted machine account maps to an enabled Guest on A (KB 103390).
+        who = (f"its machine account, which {a.name} does not know and logs on as "
+               f"{token.name} (the Guest account is enabled)")
+    elif not token.anonymous:
+        who = "its machine account " + token.name
+    elif world.directory.domain_of(b.name) is None:
+        who = f"ANONYMOUS LOGON, because {b.name} is in a workgroup"
+    else:
+        who = (f"ANONYMOUS LOGON, because {a.name} neither trusts {b.name}'s domain nor "
+               "has an enabled Guest account")
     add(Step(C2_IDENTITY, 2, b.name, STEP_TITLES[C2_IDENTITY], True,
              f"{b.name} calls back as {who}", None,
-             "anonymous" if token.anonymous else "machine"))
+             "anonymous" if token.anonymous else "guest" if token.guest else "machine"))
     # Seed: "open the DCOM port TCP 135 on Computer A. If this port is not open, the error
     # 0x800706ba will occur."
     s = _fw_step(C2_RESOLVER_PORT, 2, a, a.rpcss_inbound(b.ip))
@@ -218,7 +231,7 @@ def evaluate(world: World, call: Call) -> Verdict:
     if not s.ok:
         return Verdict(call, tuple(steps))
     # Seed: add unsecapp.exe (or the application's own sink) to A's exceptions list.
-    s = _fw_step(C2_SINK_PORT, 2, a, a.inbound(b.ip, a.sink_port, sink_program(call)))
+    s = _fw_step(C2_SINK_PORT, 2, a, a.sink_inbound(b.ip, sink_program(call)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(steps))

@@ -40,6 +40,11 @@ MAX_ROUNDS = 40
 @dataclass(frozen=True)
 class NetshAdd:
     command: str
+    more: tuple[str, ...] = ()  # further commands of the same change (a range of ports)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        return (self.command, *self.more)
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,18 @@ class RegistrySet:
 
 
 @dataclass(frozen=True)
+class ServiceState:
+    name: str  # winmgmt
+    state: str  # running | stopped
+
+
+@dataclass(frozen=True)
 class CallMode:
     mode: str
 
 
-Edit = NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | CallMode
+Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
+        | CallMode)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class Change:
     """One fix an administrator applies: where, what kind, why, and the exact steps."""
 
     host: str | None
-    kind: str  # netsh | policy | dcom | wmi | registry | call
+    kind: str  # netsh | policy | dcom | wmi | registry | service | call
     summary: str
     commands: tuple[str, ...]
     edit: Edit
@@ -133,7 +145,7 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
     assert host is not None
     cfg = world.configs[host]
     if isinstance(edit, NetshAdd):
-        return world.with_host(replace(cfg, netsh=(*cfg.netsh, edit.command))), call
+        return world.with_host(replace(cfg, netsh=(*cfg.netsh, *edit.commands))), call
     if isinstance(edit, PolicySet):
         policy = dict(cfg.policy)
         existing = _policy_get(cfg, edit.key)
@@ -172,6 +184,8 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         return world.with_host(replace(cfg, wmi=wmi)), call
     if isinstance(edit, RegistrySet):
         return world.with_host(replace(cfg, registry={**cfg.registry, edit.name: edit.value})), call
+    if isinstance(edit, ServiceState):
+        return world.with_host(replace(cfg, services={**cfg.services, edit.name: edit.state})), call
     raise TypeError(edit)
 
 
@@ -201,6 +215,33 @@ def _netsh(host: str, command: str, summary: str) -> Change:
     return Change(host, "netsh", summary, (command,), NetshAdd(command))
 
 
+def _netsh_many(host: str, commands: list[str], summary: str) -> Change:
+    return Change(host, "netsh", summary, tuple(commands),
+                  NetshAdd(commands[0], tuple(commands[1:])))
+
+
+# Choice (docs/choices.md): opening a restricted RPC range port by port is offered only up to
+# this many ports; a larger range is better served by the program exception.
+MAX_RANGE_OPENINGS = 256
+
+
+def _range_openings(world: World, host: str, source: IPv4Address, what: str) -> list[Change]:
+    """Port openings for every port of ``host``'s dynamic RPC range, for ``source`` only.
+
+    Only for a range restricted with Rpc\\Internet\\Ports (KB 154596 pairs the restriction
+    with opening exactly those ports); the default 1025-5000 is never opened port by port,
+    and never a single guessed port, since Windows picks the port at run time.
+    """
+    h = world.host(host)
+    ports = h.rpc_ports
+    if "Ports" not in h.config.registry or len(ports) > MAX_RANGE_OPENINGS:
+        return []
+    cmds = [f"netsh firewall add portopening protocol=TCP port={p} name=RPC_{p} "
+            f"scope=CUSTOM addresses={source}" for p in ports]
+    return [_netsh_many(host, cmds, f"Open every port of {host}'s restricted RPC range "
+                        f"{ports.describe()} (where {what} listens) to {source} only")]
+
+
 def _policy(host: str, key: str, value: Mapping[str, Any], summary: str, how: str) -> Change:
     return Change(host, "policy", summary, _gp_steps(host, key, how), PolicySet(key, value))
 
@@ -213,7 +254,7 @@ def _widen_addresses(scope: Scope, source: IPv4Address) -> str:
 
 
 def _firewall_candidates(
-    world: World, host: str, source: IPv4Address, port: int, program: str, purpose: str,
+    world: World, host: str, source: IPv4Address, port: int | None, program: str, purpose: str,
     program_as_typed: str | None = None,
 ) -> list[Change]:
     h = world.host(host)
@@ -291,7 +332,19 @@ def _firewall_candidates(
                                f'Select Enabled; set "Allow unsolicited incoming messages from" '
                                f"to {src}"))
 
-    if purpose == "rpcss":
+    if purpose == "resolver":
+        # Connection 2 on A: the seed ("enable the Allow Remote Administration exception ...
+        # and open the DCOM port TCP 135 on Computer A") and KB 875605 prescribe Remote
+        # Administration, which opens TCP 135 itself (TechNet cc737332). No public source says
+        # TCP 135 alone suffices, so the documented procedure comes first (docs/choices.md).
+        out.append(_netsh(
+            host, f"netsh firewall set service type=REMOTEADMIN mode=ENABLE "
+                  f"scope=CUSTOM addresses={src}",
+            f"Enable the Remote Administration exception on {host} for {src} only, as the "
+            "seed and KB 875605 prescribe for Connection 2 (it opens TCP 135, the OXID "
+            "resolver)"))
+        gp_service_scope()
+    if purpose in ("rpcss", "resolver"):
         # Seed: "netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135".
         out.append(_netsh(
             host, f"netsh firewall add portopening protocol=TCP port=135 name=DCOM_TCP135 "
@@ -309,6 +362,8 @@ def _firewall_candidates(
             f"Enable the Remote Administration exception on {host} for {src} only "
             "(TCP 135, 445 and the dynamic RPC ports of svchost.exe and lsass.exe)"))
         gp_service_scope()
+    if purpose == "wmi":
+        out.extend(_range_openings(world, host, source, "the WMI service"))
     if purpose == "sink":
         typed = program_as_typed or r"%windir%\system32\wbem\unsecapp.exe"
         name = "UNSECAPP" if program == fw.UNSECAPP else _program_name(typed)
@@ -322,6 +377,7 @@ def _firewall_candidates(
             gp_list(gp.DEFINE_PROGRAMS,
                     [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"],
                     "the sink program")
+        out.extend(_range_openings(world, host, source, "the sink"))
     return out
 
 
@@ -336,13 +392,19 @@ def _program_name(path: str) -> str:
 
 # ---- security candidates ----------------------------------------------------------------
 
-_LAUNCH_NEEDED = ("remote launch", "remote activation")
 _ACCESS_NEEDED = ("remote access",)
 _WMI_NEEDED = ("enable account", "remote enable")
 
 _DCOM_DIALOG = {
     "launch_limits": "Launch and Activation Permissions > Edit Limits...",
     "access_limits": "Access Permissions > Edit Limits...",
+}
+# The WMI service's own AppID permissions (dcomcnfg: DCOM Config > Windows Management
+# Instrumentation > Properties > Security; MSDocs WmiSdk/securing-a-remote-wmi-connection).
+_DCOM_APP_STEPS = {
+    "wmi_launch": ("Component Services > Computers > My Computer > DCOM Config > Windows "
+                   "Management Instrumentation > Properties > Security",
+                   "Launch and Activation Permissions: Customize > Edit..."),
 }
 
 
@@ -377,10 +439,10 @@ def _dcom_rights_change(world: World, host: str, table: str, principal: str,
     existing = _dcom_names(sd.rights_of(sid), table)
     rights = _merged(existing, needed)
     label = " and ".join(r.title() for r in needed)
-    steps = (f"Run dcomcnfg.exe on {host}",
-             "Component Services > Computers > My Computer > Properties > COM Security",
-             _DCOM_DIALOG.get(table, table),
-             f"Add {principal} and allow {label}")
+    where = _DCOM_APP_STEPS.get(table, (
+        "Component Services > Computers > My Computer > Properties > COM Security",
+        _DCOM_DIALOG.get(table, table)))
+    steps = (f"Run dcomcnfg.exe on {host}", *where, f"Add {principal} and allow {label}")
     out = [Change(host, "dcom", why, steps, DcomRights(table, principal, rights))]
     sddl_key = {"launch_limits": gp.DCOM_LAUNCH, "access_limits": gp.DCOM_ACCESS}.get(table)
     sddl = {"launch_limits": h.policies.dcom_launch_sddl,
@@ -405,12 +467,12 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
     if sid == flow.C1_RPCSS:
         return _firewall_candidates(world, b.name, a.ip, 135, fw.SVCHOST, "rpcss"), None
     if sid == flow.C1_WMI_PORT:
-        return _firewall_candidates(world, b.name, a.ip, b.wmi_port, fw.SVCHOST, "wmi"), None
+        return _firewall_candidates(world, b.name, a.ip, None, fw.SVCHOST, "wmi"), None
     if sid == flow.C2_RESOLVER_PORT:
-        return _firewall_candidates(world, a.name, b.ip, 135, fw.SVCHOST, "rpcss"), None
+        return _firewall_candidates(world, a.name, b.ip, 135, fw.SVCHOST, "resolver"), None
     if sid == flow.C2_SINK_PORT:
         typed = None if call.sink.lower() == "unsecapp" else call.sink
-        return _firewall_candidates(world, a.name, b.ip, a.sink_port, flow.sink_program(call),
+        return _firewall_candidates(world, a.name, b.ip, None, flow.sink_program(call),
                                     "sink", typed), None
     if sid == flow.C1_LOGON:
         if step.where == "guest":
@@ -439,11 +501,19 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
     if sid == flow.C1_ACTIVATION:
         if step.where == "enable_dcom":
             return [_enable_dcom(b.name)], None
-        if step.where == "launch_limits":
+        if step.where == "service-disabled":
+            return [_start_winmgmt(b.name)], None
+        # The narrower right: Remote Activation alone while winmgmt runs, Remote Launch too
+        # when the activation has to start it (model/dcom.py activation_rights).
+        needed = dcom_model.activation_rights(b.winmgmt)
+        label = " and ".join(r.title() for r in needed)
+        if step.where in ("launch_limits", "app_launch"):
+            table = "launch_limits" if step.where == "launch_limits" else "wmi_launch"
+            place = "" if table == "launch_limits" else " in the WMI service's own permissions"
             return _dcom_rights_change(
-                world, b.name, "launch_limits", _principal(world, call), _LAUNCH_NEEDED,
-                f"Give {call.user} DCOM Remote Launch and Remote Activation on {b.name} "
-                "(seed: Connection 1, step 1)"), None
+                world, b.name, table, _principal(world, call), needed,
+                f"Give {call.user} DCOM {label} on {b.name}{place} (seed: Connection 1, "
+                f"step 1; the WMI service is {b.winmgmt})"), None
         return [], step.detail
     if sid in (flow.C1_ACCESS, flow.C2_ACCESS):
         host = b.name if sid == flow.C1_ACCESS else a.name
@@ -478,6 +548,16 @@ def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change]
              "Account and Remote Enable"),
             WmiRights(ns, principal, rights))], None
     return [], step.detail
+
+
+def _start_winmgmt(host: str) -> Change:
+    # A disabled service starts again once its startup type is Automatic (sc config; the
+    # WMI service's default startup type is Automatic: KB 875605 troubleshooting steps).
+    return Change(host, "service",
+                  f"The WMI service is disabled on {host}; set it to start automatically and "
+                  "start it",
+                  (f"On {host}: sc config winmgmt start= auto", f"On {host}: net start winmgmt"),
+                  ServiceState("winmgmt", "running"))
 
 
 def _enable_dcom(host: str) -> Change:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -32,10 +33,11 @@ class ThreadedLab:
     """A :class:`LoopbackLab` served from a background thread's event loop."""
 
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
-                 ports: dict[int, int] | None = None, limits: Limits | None = None) -> None:
+                 ports: dict[int, int] | None = None, limits: Limits | None = None,
+                 rng: random.Random | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits)
+                               limits=limits, rng=rng)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
