@@ -354,6 +354,11 @@ def _firewall_candidates(
             gp_list(gp.DEFINE_PORTS,
                     [p.text() for p in pol.ports] + [f"135:TCP:{src}:Enabled:DCOM_TCP135"],
                     "TCP 135")
+    if purpose == "wmi":
+        # A range restricted with Rpc\\Internet\\Ports is opened port by port (KB 154596
+        # pairs the two): narrower than Remote Administration, which also opens TCP 445 and
+        # every dynamic port of svchost.exe and lsass.exe.
+        out.extend(_range_openings(world, host, source, "the WMI service"))
     if purpose in ("rpcss", "wmi"):
         # Seed: "netsh firewall set service RemoteAdmin enable" (Connection 1, step 2).
         out.append(_netsh(
@@ -362,8 +367,6 @@ def _firewall_candidates(
             f"Enable the Remote Administration exception on {host} for {src} only "
             "(TCP 135, 445 and the dynamic RPC ports of svchost.exe and lsass.exe)"))
         gp_service_scope()
-    if purpose == "wmi":
-        out.extend(_range_openings(world, host, source, "the WMI service"))
     if purpose == "sink":
         typed = program_as_typed or r"%windir%\system32\wbem\unsecapp.exe"
         name = "UNSECAPP" if program == fw.UNSECAPP else _program_name(typed)
