@@ -433,7 +433,7 @@ class EffectiveFirewall:
                 if r.scope.matches(source, local_subnet):
                     covered[port] = r
                     break
-        where = f"{program} on its dynamic RPC port ({ports.source})"
+        where = f"{program} on its dynamic RPC port, taken from {ports.source}"
         if len(covered) == len(ports):
             first = covered[min(covered)]
             return Verdict(True, f"allowed by port openings that cover every port of "
@@ -448,9 +448,9 @@ class EffectiveFirewall:
             return hidden
         if covered:
             return Verdict(False, f"port openings admit only {len(covered)} of the "
-                           f"{len(ports)} ports {where} may get (e.g. TCP {min(covered)}); "
-                           "Windows picks the port when the service starts, so a guessed "
-                           "port is no exception for it", "none")
+                           f"{len(ports)} ports {program} may get (e.g. TCP {min(covered)}) "
+                           f"from {ports.source}; Windows picks the port when the program "
+                           "starts listening, so a guessed port is no exception for it", "none")
         return Verdict(False, f"no exception of the {self.profile} profile allows TCP to "
                        f"{where}", "none")
 
