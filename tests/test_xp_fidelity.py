@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from conftest import base_doc, call, make
 from wmilab import flow
 from wmilab.errors import ConfigError
+from wmilab.model.firewall import SVCHOST
 from wmilab.model.ports import LEGACY_DYNAMIC, PortRange, dynamic_range
 from wmilab.remedy import NetshAdd, ServiceState, apply, remedy
 from wmilab.scenario import ScenarioError, loads
@@ -234,18 +235,17 @@ def test_remote_launch_without_remote_activation_is_refused(table: str, winmgmt:
 
 
 @pytest.mark.parametrize(("winmgmt", "granted"), [
-    ("running", ("remote launch", "remote activation")),
-    ("stopped", ("remote launch", "remote activation")),
+    ("running", {"remote activation"}),
+    ("stopped", {"remote launch", "remote activation"}),
 ])
-def test_fixes_grant_the_narrower_right(winmgmt: str, granted: tuple[str, ...]) -> None:
+def test_fixes_grant_the_narrower_right(winmgmt: str, granted: set[str]) -> None:
     # Bob starts with nothing remote; the fix adds Remote Activation, and Remote Launch
     # only when winmgmt has to be started.
     d = _bob(["local launch"], winmgmt)
     changes, ok = fixed(d)
     assert ok
     grant = changes[0].edit
-    expected = ("remote activation",) if winmgmt == "running" else granted
-    assert set(grant.rights) - {"local launch"} == set(expected)
+    assert set(grant.rights) - {"local launch"} == granted
     assert without_each(d, changes) == [False] * len(changes)
 
 
@@ -364,3 +364,30 @@ def test_services_and_rpc_registry_are_read() -> None:
     assert b.winmgmt == "stopped"
     assert b.rpc_ports.describe() == "5000-5100"
     assert s.world.host("A").winmgmt == "running"
+
+
+# ---- the range question is the per-port rule, asked for every port ------------------------
+
+@given(open_ports=st.sets(st.integers(4998, 5005)), scoped=st.sets(st.integers(4998, 5005)),
+       program=st.sampled_from([None, "svchost", "svchost-elsewhere"]))
+def test_range_verdict_is_the_per_port_rule_for_every_port(
+        open_ports: set[int], scoped: set[int], program: str | None) -> None:
+    """decide_dynamic admits exactly when the per-port rule (what the emulated host asks for
+    the port it drew) admits every port of the range: one rule, two questions."""
+    d = base_doc()
+    b = d["hosts"]["B"]
+    b["registry"] = {"Ports": ["5000-5003"], "PortsInternetAvailable": "Y",
+                     "UseInternetPorts": "Y"}
+    netsh = [opening(p) + (" scope=CUSTOM addresses=10.1.1.1" if p in scoped else "")
+             for p in sorted(open_ports)]
+    if program is not None:
+        scope = "" if program == "svchost" else " scope=CUSTOM addresses=10.1.1.1"
+        netsh.append("netsh firewall add allowedprogram program=%windir%\\system32\\svchost.exe "
+                     "name=SVCHOST" + scope)
+    b["netsh"] = netsh
+    s = make(d)
+    host = s.world.host("B")
+    a_ip = s.world.host("A").ip
+    per_port = [host.inbound(a_ip, p, SVCHOST).allowed
+                for p in host.rpc_ports]
+    assert host.wmi_inbound(a_ip).allowed is all(per_port)
