@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import needs_root
 from wmilab.cli import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -51,7 +52,7 @@ def test_host_runs_in_the_foreground_and_stops_on_ctrl_c() -> None:
                 break
         if "root" in first and "error" in first:
             proc.wait(10)
-            pytest.skip(first.strip())
+            needs_root(first.strip())
         m = re.search(r"B serving on 127\.201\.7\.2 \(RPCSS 135, WMI (\d+)\)", first)
         assert m is not None, first
         # WMI's port comes from B's dynamic RPC range, 1025-5000 on XP (KB 154596)

@@ -18,7 +18,7 @@ from conftest import base_doc, call, make
 from wmilab import flow
 from wmilab.errors import ConfigError
 from wmilab.model.firewall import SVCHOST
-from wmilab.model.ports import LEGACY_DYNAMIC, PortRange, dynamic_range
+from wmilab.model.ports import PortRange, dynamic_range
 from wmilab.remedy import NetshAdd, ServiceState, apply, remedy
 from wmilab.scenario import ScenarioError, loads
 
@@ -60,9 +60,10 @@ def without_each(doc: dict[str, Any], changes: list[Any]) -> list[bool]:
 # ---- the range itself --------------------------------------------------------------------
 
 def test_default_range_is_1025_to_5000_and_restricted_range_follows_rpc_internet() -> None:
-    assert LEGACY_DYNAMIC == (1025, 5000)
-    default = dynamic_range("xp-sp2", {})
-    assert default.describe() == "1025-5000" and len(default) == 3976
+    # KB 154596 / KB 929851: Windows Server 2003 and earlier use 1025-5000.
+    for os_name in ("xp-sp2", "2003-sp1"):
+        default = dynamic_range(os_name, {})
+        assert default.describe() == "1025-5000" and len(default) == 3976
     restricted = dynamic_range("2003-sp1", {"Ports": ["5000-5009", "6000", "5005-5011"],
                                             "PortsInternetAvailable": "Y",
                                             "UseInternetPorts": "Y"})

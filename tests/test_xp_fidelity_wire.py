@@ -2,7 +2,7 @@
 hosts gets what `flow` predicts for dynamic ports, launch vs activation and Guest callbacks.
 
 impacket dials port 135, so these tests need root (or a low ip_unprivileged_port_start);
-they are skipped otherwise. The WMI service's port is drawn from B's range by the emulated
+they are skipped otherwise (and fail under root). The WMI service's port is drawn from B's range by the emulated
 host; a scripted random source makes the draw known to the test.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make, remote_admin_pair
+from conftest import make, needs_root, remote_admin_pair
 from test_host_async import check_against_flow, run_async
 from test_xp_fidelity import PORT135, RESTRICTED, _bob, _workgroup_a, opening
 from wmilab import flow
@@ -50,7 +50,7 @@ def wire(s: Scenario, rng: random.Random | None = None) -> tuple[str, ThreadedLa
     try:
         lab.start()
     except HostBindError as e:
-        pytest.skip(f"impacket needs port 135: {e.strerror}")
+        needs_root(f"impacket needs port 135: {e.strerror}")
     got, _ = impacket_query(lab.address(c.target), c.user, c.password or PASSWORDS[c.user],
                             c.namespace, c.query, c.mode)
     return got, lab
@@ -117,7 +117,7 @@ def test_guest_mapped_callback_on_the_wire(guest: bool) -> None:
     try:
         run = asyncio.run(run_async(s, c))
     except HostBindError as e:
-        pytest.skip(str(e))
+        needs_root(str(e))
     verdict = check_against_flow(s, c, run)
     assert verdict.ok is guest
     callers = set(run.result.callers)

@@ -14,13 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from wmilab.errors import ConfigError
+from wmilab.model import oses
 
 # RPCSS's endpoint mapper and OXID resolver listen on TCP 135 (MS-RPCE 2.2.1.1.7; MS-DCOM 2.1).
 RPC_ENDPOINT_MAPPER = 135
-
-# Windows Server 2003 and earlier hand out dynamic ports from 1025-5000 (KB 929851: the
-# default dynamic port range changed in Vista from "1025 through 5000"; KB 154596).
-LEGACY_DYNAMIC = (1025, 5000)
 
 # The registry values under HKLM\Software\Microsoft\Rpc\Internet (Learn: "Configuring the
 # Registry for Port Allocations and Selective Binding"; KB 154596).
@@ -103,18 +100,20 @@ def parse_ports(value: Sequence[str]) -> list[tuple[int, int]]:
 def dynamic_range(os: str, registry: Mapping[str, object]) -> PortRange:
     """The ports the RPC runtime of ``os`` may give a dynamic endpoint (WMI, the sink).
 
-    Without ``Rpc\\Internet\\Ports``: 1025-5000 on XP SP2 and Server 2003 SP1. With it, the
+    Without ``Rpc\\Internet\\Ports``: the OS's range (model/oses.py ``dynamic_ports``; 1025-5000
+    on XP SP2 and Server 2003 SP1, KB 154596, KB 929851). With it, the
     listed ports are the Internet-available ones when PortsInternetAvailable is Y, the
     intranet-only ones when N; UseInternetPorts Y gives a server that asks for no particular
     pool Internet-available ports, N intranet-only ones (Learn: "Configuring the Registry for
     Port Allocations and Selective Binding"; KB 154596 sets both to Y). WMI and unsecapp ask
     for no pool, so they use the listed ports exactly when the two values agree.
     """
-    del os  # both modelled OSes share the legacy range
     ports = registry.get(PORTS)
     if ports is None:
-        return PortRange.of([LEGACY_DYNAMIC], "the dynamic RPC range 1025-5000 of Windows "
-                            "XP/2003 (KB 154596)")
+        spec = oses.get(os)
+        lo, hi = spec.dynamic_ports.start, spec.dynamic_ports.stop - 1
+        return PortRange.of([(lo, hi)], f"the dynamic RPC range {lo}-{hi} of {spec.title} "
+                            "(KB 154596)")
     assert isinstance(ports, (list, tuple))
     spans = parse_ports([str(p) for p in ports])
     pia, uip = registry.get(PORTS_INTERNET_AVAILABLE), registry.get(USE_INTERNET_PORTS)
