@@ -1,9 +1,9 @@
 """Issue 8 on the wire: impacket (and wmilab's own sink for async calls) against emulated
 hosts gets what `flow` predicts for dynamic ports, launch vs activation and Guest callbacks.
 
-impacket dials port 135, so these tests need root (or a low ip_unprivileged_port_start);
-they are skipped otherwise (and fail under root). The WMI service's port is drawn from B's range by the emulated
-host; a scripted random source makes the draw known to the test.
+impacket dials port 135, so these tests need root (or a low ip_unprivileged_port_start); they
+are skipped otherwise, and fail under root. The WMI service's port is drawn from B's range by
+the emulated host; a scripted random source makes the draw known to the test.
 """
 
 from __future__ import annotations
