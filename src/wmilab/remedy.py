@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from wmilab import flow, steps
+from wmilab.model import advfirewall
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -258,6 +259,8 @@ def _firewall_candidates(
     program_as_typed: str | None = None,
 ) -> list[Change]:
     h = world.host(host)
+    if h.local_wfas is not None:
+        return _wfas_candidates(world, host, source, port, program, purpose, program_as_typed)
     prof = h.config.current_profile
     local = h.local_firewall.profiles[prof]
     pol = h.policies.firewall.profile(prof)
@@ -381,6 +384,69 @@ def _firewall_candidates(
                     [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"],
                     "the sink program")
         out.extend(_range_openings(world, host, source, "the sink"))
+    return out
+
+
+_WFAS_SERVICE = {"rpcss": "rpcss", "resolver": "rpcss", "wmi": "winmgmt", "sink": ""}
+_WFAS_LABEL = {"rpcss": "DCOM-In", "resolver": "DCOM-In", "wmi": "WMI-In", "sink": "ASync-In"}
+
+
+def _wfas_candidates(
+    world: World, host: str, source: IPv4Address, port: int | None, program: str, purpose: str,
+    program_as_typed: str | None = None,
+) -> list[Change]:
+    """Vista and later: let exactly ``source`` reach the listener through WFAS.
+
+    First the built-in rule of the "Windows Management Instrumentation (WMI)" group for this
+    listener, enabled for the caller's address only (Learn "Connecting to WMI Remotely
+    Starting with Windows Vista" enables the group; scoping it to the caller is narrower),
+    then a dedicated rule for the caller. Each with its PowerShell equivalent where the OS has
+    the NetSecurity cmdlets (Windows 8 / Server 2012 on). Never the firewall off.
+    """
+    h = world.host(host)
+    assert h.local_wfas is not None
+    prof = h.wfas_profile
+    src = str(source)
+    service = _WFAS_SERVICE[purpose]
+    ps = h.spec.netsecurity_cmdlets
+    out: list[Change] = []
+    for r in h.local_wfas.rules:
+        if not r.rule_id or r.direction != "in" or prof not in r.profiles:
+            continue
+        if not r.matches_identity("TCP", program, service):
+            continue
+        if port is not None and not r.local_ports.matches(port, h.rpc_ports):
+            continue
+        if r.enabled and r.remote.matches(source, h.subnet):
+            continue
+        remote = r.remote.with_address(source) if r.enabled else Scope.custom(src)
+        text = advfirewall.remote_text(remote)
+        cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in profile={prof} '
+               f"new enable=yes remoteip={text}")
+        shown = (cmd, f"PowerShell: Set-NetFirewallRule -Name {r.rule_id} -Enabled True "
+                 f"-RemoteAddress {text}") if ps else (cmd,)
+        what = "Enable" if not r.enabled else "Widen"
+        out.append(Change(host, "netsh", f'{what} the built-in rule "{r.name}" on {host} for '
+                          f"{src} only (profile {prof})", shown, NetshAdd(cmd)))
+        break
+    label = _WFAS_LABEL[purpose]
+    name = f"WMI {label} from {src}"
+    if purpose == "sink":
+        typed = program_as_typed or r"%systemroot%\system32\wbem\unsecapp.exe"
+        what = f"program={_quote(typed)}"
+        pshell = f'-Program "{typed}"'
+    else:
+        svc_port = "localport=135" if purpose in ("rpcss", "resolver") else "localport=RPC"
+        what = (rf"protocol=TCP {svc_port} program=%SystemRoot%\system32\svchost.exe "
+                f"service={service}")
+        pshell = (f"-Protocol TCP -LocalPort {svc_port.split('=')[1]} "
+                  rf'-Program "%SystemRoot%\system32\svchost.exe" -Service {service}')
+    cmd = (f'netsh advfirewall firewall add rule name="{name}" dir=in action=allow {what} '
+           f"remoteip={src} profile={prof}")
+    shown = (cmd, f'PowerShell: New-NetFirewallRule -DisplayName "{name}" -Direction Inbound '
+             f"-Action Allow {pshell} -RemoteAddress {src} -Profile {prof.label}") if ps else (cmd,)
+    out.append(Change(host, "netsh", f"Add an inbound rule on {host} that lets {src} only reach "
+                      f"{'the sink' if purpose == 'sink' else service}", shown, NetshAdd(cmd)))
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
-from wmilab.model.firewall import Profile
+from wmilab.model import oses
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
 from wmilab.model.ports import PORTS, PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS
@@ -27,7 +27,7 @@ MODES = ("sync", "semisync", "async")
 TOP_FIELDS = ("title", "domains", "hosts", "calls")
 DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
-               "netsh", "policy", "dcom", "wmi", "registry", "services")
+               "netsh", "policy", "dcom", "wmi", "registry", "services", "updates")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
                "sink", "expect")
 DEFAULT_NAMESPACE = "root\\cimv2"
@@ -172,14 +172,25 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         raise _fail((*path, "address"),
                     f"{addr_text!r} is not an IPv4 address with prefix length "
                     f"such as 192.168.10.2/24 ({e})") from None
-    profile = None
+    spec = oses.get(os_name)
+    profile: str | None = None
     if "profile" in t:
         p = _str(t["profile"], (*path, "profile")).lower()
-        if p not in ("domain", "standard"):
-            raise _fail((*path, "profile"), f"{t['profile']!r} is not 'domain' or 'standard'")
+        if spec.modern and p == "standard":
+            # scenario-format.md "Windows Vista and later": standard means private.
+            p = "private"
+        if p not in spec.profiles:
+            raise _fail((*path, "profile"), f"{t['profile']!r} is not a profile of "
+                        f"{spec.title}: {' or '.join(repr(x) for x in spec.profiles)}")
         if p == "domain" and domain is None:
             raise _fail((*path, "profile"), "a workgroup computer has no domain profile in use")
-        profile = Profile(p)
+        profile = p
+    updates: str | None = None
+    if "updates" in t:
+        try:
+            updates = oses.check_updates(spec, _str(t["updates"], (*path, "updates")))
+        except ConfigError as e:
+            raise _fail((*path, "updates"), e.message) from None
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
     return HostConfig(
@@ -193,6 +204,7 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),
         registry=registry,
         services=services,
+        updates=updates,
     )
 
 

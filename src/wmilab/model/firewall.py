@@ -376,7 +376,8 @@ class EffectiveFirewall:
         return out
 
     # -- the hot path ----------------------------------------------------------------
-    def decide(self, conn: Inbound, local_subnet: IPv4Network) -> Verdict:
+    def decide(self, conn: Inbound, local_subnet: IPv4Network, service: str = "") -> Verdict:
+        # ``service`` is for WFAS rules (model/wfas.py); this firewall knows programs only.
         if not self.enabled:
             return self._off
         if not self.exceptions_allowed:
@@ -409,7 +410,7 @@ class EffectiveFirewall:
 
 
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
-                       local_subnet: IPv4Network) -> Verdict:
+                       local_subnet: IPv4Network, service: str = "") -> Verdict:
         """An unsolicited TCP connection to ``program`` on a dynamic RPC port.
 
         The RPC runtime picks the port from ``ports`` when the program starts listening

@@ -13,8 +13,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from wmilab.errors import ConfigError
+from wmilab.model import advfirewall, netsh, oses
 from wmilab.model import firewall as fw
-from wmilab.model import netsh, oses
+from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
@@ -23,6 +24,10 @@ from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRan
 from wmilab.model.wmi import NamespaceSecurity
 
 OSES = oses.NAMES
+# The service short names WFAS rules use for the two listeners of Connection 1 (Learn
+# "Connecting to WMI Remotely Starting with Windows Vista": service=rpcss, service=winmgmt).
+RPCSS = "rpcss"
+WINMGMT = "winmgmt"
 
 # Registry values a scenario may set (scenario-format.md "Registry"), with the OSes they act on.
 REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
@@ -52,7 +57,7 @@ class HostConfig:
     address: IPv4Interface
     domain: str | None = None
     workgroup: str | None = None
-    profile: fw.Profile | None = None
+    profile: str | None = None  # a profile name of the OS (oses.OsSpec.profiles)
     accounts: Mapping[str, str] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] | None = None
     netsh: tuple[str, ...] = ()
@@ -61,14 +66,35 @@ class HostConfig:
     wmi: Mapping[str, Any] = field(default_factory=dict)
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
+    updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+
+    @property
+    def os_spec(self) -> oses.OsSpec:
+        return oses.get(self.os)
+
+    @property
+    def month(self) -> str:
+        """The newest update installed: ``updates``, else the newest the OS received."""
+        return self.updates or self.os_spec.last_update
+
+    @property
+    def profile_name(self) -> str:
+        """The firewall profile in use, as the OS names it.
+
+        XP SP2 / 2003: the domain profile on the network of the computer's domain, else
+        standard (TechNet cc737332). Vista and later: domain when domain-joined, else public
+        (scenario-format.md "Windows Vista and later"; Learn "Windows Firewall profiles").
+        """
+        if self.profile is not None:
+            return self.profile
+        if self.domain:
+            return "domain"
+        return "public" if self.os_spec.modern else "standard"
 
     @property
     def current_profile(self) -> fw.Profile:
-        # The domain profile applies on the network where the computer's domain account
-        # resides, the standard profile elsewhere (TechNet cc737332).
-        if self.profile is not None:
-            return self.profile
-        return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
+        """The profile of the XP SP2 / 2003 firewall (domain or standard)."""
+        return fw.Profile.DOMAIN if self.profile_name == "domain" else fw.Profile.STANDARD
 
     def spec(self) -> HostSpec:
         reg = self.registry.get("ForceGuest")
@@ -103,15 +129,30 @@ class HostModel:
             self.policies: Policies = parse_policies(config.policy)
         except ConfigError as e:
             raise e.within("policy") from None
+        try:
+            self.rpc_ports: PortRange = dynamic_range(config.os, {
+                k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES})
+        except ConfigError as e:
+            raise e.within("registry") from None
+        self.spec = oses.get(config.os)
         self.local_firewall = fw.LocalFirewall.defaults(config.os, config.current_profile)
+        # Vista and later: Windows Firewall with Advanced Security (model/wfas.py), which
+        # both netsh contexts edit (KB 947709); None on XP SP2 / 2003 SP1.
+        self.local_wfas: wf.LocalWfas | None = (
+            wf.LocalWfas.defaults(config.os) if self.spec.firewall == "wfas" else None)
         env = netsh.NetshEnv(os=config.os, host=config.name)
         for i, command in enumerate(config.netsh):
             try:
-                netsh.run(self.local_firewall, command, env)
+                self._netsh(command, env)
             except ConfigError as e:
                 raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
-        self.firewall = fw.effective(
-            self.local_firewall, self.policies.firewall, config.current_profile)
+        self.firewall: fw.EffectiveFirewall | wf.EffectiveWfas
+        if self.local_wfas is not None:
+            self.firewall = wf.effective(self.local_wfas, wf.WfasPolicy(), self.wfas_profile,
+                                         self.rpc_ports, self.subnet)
+        else:
+            self.firewall = fw.effective(
+                self.local_firewall, self.policies.firewall, config.current_profile)
         try:
             self.dcom = DcomSecurity.defaults(config.os, directory, config.name).with_overrides(
                 config.dcom, directory, config.name,
@@ -126,11 +167,6 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
-        try:
-            self.rpc_ports: PortRange = dynamic_range(config.os, {
-                k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES})
-        except ConfigError as e:
-            raise e.within("registry") from None
         # Service Control Manager state of the WMI service (scenario "services"); running
         # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
         self.winmgmt: str = config.services.get("winmgmt", "running")
@@ -149,31 +185,60 @@ class HostModel:
         return Check(False, f"the WMI service (winmgmt) on {self.name} is disabled, so DCOM "
                      "cannot start it for the activation", "service-disabled")
 
+    @property
+    def wfas_profile(self) -> wf.WfProfile:
+        """The WFAS profile in use (Vista and later)."""
+        return wf.WfProfile(self.config.profile_name)
+
+    def _netsh(self, command: str, env: netsh.NetshEnv) -> str:
+        advfirewall.check_context(self.os, command)
+        if self.local_wfas is not None:
+            return advfirewall.run(self.local_wfas, command, env, self.wfas_profile)
+        return netsh.run(self.local_firewall, command, env)
+
     def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
         """Would the firewall let ``source`` reach the WMI service on its dynamic port?
 
-        winmgmt runs in a shared svchost.exe on XP SP2 and Server 2003 (TechNet cc737332,
-        Remote Administration exception), on a port of :attr:`rpc_ports`.
+        winmgmt runs in a shared svchost.exe (TechNet cc737332, Remote Administration
+        exception), on a port of :attr:`rpc_ports`; WFAS rules may name the service
+        (service=winmgmt: Learn "Connecting to WMI Remotely Starting with Windows Vista").
         """
-        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet)
+        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
+                                            WINMGMT)
 
     def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
-    def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
-        """Would this computer's firewall let an unsolicited TCP connection in?"""
-        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet)
+    def inbound(self, source: IPv4Address, port: int, program: str,
+                service: str = "") -> fw.Verdict:
+        """Would this computer's firewall let an unsolicited TCP connection in?
+
+        ``service``: the Windows service that listens (rpcss, winmgmt), which WFAS rules may
+        name; the XP SP2 / 2003 firewall knows programs only.
+        """
+        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet, service)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
-        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
-        # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
-        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST)
+        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
+        # (TechNet cc737332 Remote Administration exception; service=rpcss in WFAS rules).
+        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
+
+    def allowed_sources(self, port: int, program: str,
+                        service: str = "") -> tuple[tuple[bool, object], ...] | None:
+        """WFAS hosts: the ordered (allowed, scope) pairs the firewall applies to a
+        listener, from the same rule walk as :meth:`inbound`; None on XP SP2 / 2003."""
+        if isinstance(self.firewall, wf.EffectiveWfas):
+            return self.firewall.allowed_sources(port, program, service)
+        return None
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output."""
-        copy = self.local_firewall.copy()
         env = netsh.NetshEnv(os=self.os, host=self.name)
+        advfirewall.check_context(self.os, command)
+        if self.local_wfas is not None:
+            return advfirewall.run(self.local_wfas.copy(), command, env, self.wfas_profile)
+        copy = self.local_firewall.copy()
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
