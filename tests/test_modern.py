@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from conftest import CORP, make
 from wmilab import flow, remedy
 from wmilab.cli import app
-from wmilab.model import advfirewall, namespaces, oses, sids
+from wmilab.model import advfirewall, hardening, namespaces, oses, sids
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.netsh import NetshEnv, NetshError
@@ -323,3 +323,105 @@ def test_vista_without_cmdlets_gets_netsh_only() -> None:
     fix = remedy.remedy(s.world, s.calls[0])
     cmds = [c for ch in fix.changes for c in ch.commands]
     assert fix.proven and cmds and not any(c.startswith("PowerShell") for c in cmds)
+
+
+# ---- remote UAC (KB 951016) ----------------------------------------------------------------
+
+
+def _workgroup_b(registry: dict[str, int] | None = None, user: str = "B\\monitor") -> dict[str, Any]:
+    doc = pair(netsh=[WMI_GROUP_ON], accounts={"monitor": "M0n!", "Administrator": "Adm!"},
+               groups={"Administrators": ["B\\monitor", "B\\Administrator"]})
+    b = doc["hosts"]["B"]
+    b.pop("domain")
+    b["workgroup"] = "WG"
+    if registry:
+        b["registry"] = registry
+    doc["calls"] = [{"from": "A", "to": "B", "user": user}]
+    return doc
+
+
+@pytest.mark.parametrize(("registry", "user", "expected"), [
+    ({}, "B\\monitor", "0x80070005"),  # filtered: Administrators deny-only
+    ({"LocalAccountTokenFilterPolicy": 1}, "B\\monitor", "ok"),
+    ({}, "B\\Administrator", "ok"),  # RID 500 is not filtered by default
+    ({"FilterAdministratorToken": 1}, "B\\Administrator", "0x80070005"),
+])
+def test_remote_uac(registry: dict[str, int], user: str, expected: str) -> None:
+    s = make(_workgroup_b(registry, user))
+    v = flow.evaluate(s.world, s.calls[0])
+    assert v.result == expected
+    if expected != "ok":
+        logon = next(st_ for st_ in v.steps if st_.id == "c1.logon")
+        assert "remote UAC" in logon.detail
+
+
+def test_domain_administrators_are_not_filtered() -> None:
+    s = make(pair(netsh=[WMI_GROUP_ON]))
+    assert flow.evaluate(s.world, s.calls[0]).ok
+
+
+def test_remote_uac_fix_grants_rights_and_never_disables_filtering() -> None:
+    s = make(_workgroup_b())
+    fix = remedy.remedy(s.world, s.calls[0])
+    assert fix.proven
+    kinds = {ch.kind for ch in fix.changes}
+    assert kinds <= {"dcom", "wmi"}, fix.changes
+    assert not any("LocalAccountTokenFilterPolicy" in c for ch in fix.changes for c in ch.commands)
+
+
+# ---- DCOM hardening (KB 5004442) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("month", "require", "enforced"), [
+    ("2021-05", None, False), ("2021-06", None, False), ("2021-06", 1, True),
+    ("2022-06", None, True), ("2022-06", 0, False), ("2023-02", 0, False),
+    ("2023-03", 0, True), ("2023-03", None, True),
+])
+def test_hardening_stage_follows_updates(month: str, require: int | None,
+                                         enforced: bool) -> None:
+    reg = {} if require is None else {hardening.REQUIRE: require}
+    assert hardening.server_hardening("2019", month, reg).enforced is enforced
+
+
+@pytest.mark.parametrize(("os_a", "month", "requested", "raise_", "level"), [
+    ("xp-sp2", "", None, None, 2),  # NT..2003 clients activate at CONNECT
+    ("10", "2021-05", None, None, 4),  # no update: Vista+ WMI default PKT
+    ("10", "2022-06", None, None, 5),  # default 1 raises the default level
+    ("10", "2022-06", 2, None, 2),  # ... but not an explicit one
+    ("10", "2022-11", 2, None, 5),  # default 2 from November 2022 raises that too
+    ("10", "2022-06", 2, 2, 5),
+    ("10", "2025-10", 1, None, 1),  # anonymous (none) is never raised
+])
+def test_client_level(os_a: str, month: str, requested: int | None, raise_: int | None,
+                      level: int) -> None:
+    reg = {} if raise_ is None else {hardening.RAISE: raise_}
+    assert hardening.client_level(os_a, month, reg, requested)[0] == level
+
+
+def test_hardened_host_refuses_connect_and_the_fix_raises_the_client() -> None:
+    doc = pair(os_a="10", netsh=[WMI_GROUP_ON])
+    doc["hosts"]["A"]["updates"] = "2022-06"
+    doc["calls"][0]["auth_level"] = "connect"
+    s = make(doc)
+    v = flow.evaluate(s.world, s.calls[0])
+    assert v.result == "0x80070005" and v.failed is not None and v.failed.id == "c1.activation"
+    assert "Event 10036" in v.failed.detail and "10.77.0.1" in v.failed.detail
+    fix = remedy.remedy(s.world, s.calls[0])
+    assert fix.proven
+    text = " ".join(c for ch in fix.changes for c in ch.commands)
+    assert "integrity" in text
+    assert "RequireIntegrityActivationAuthenticationLevel" not in text
+
+
+def test_hardening_off_before_june_2022_lets_connect_in() -> None:
+    doc = pair(os_a="xp-sp2", netsh=[WMI_GROUP_ON], updates="2022-05")
+    assert flow.evaluate(make(doc).world, make(doc).calls[0]).ok
+    doc["hosts"]["B"]["updates"] = "2022-06"
+    assert flow.evaluate(make(doc).world, make(doc).calls[0]).result == "0x80070005"
+
+
+def test_unknown_auth_level_is_refused_with_its_line() -> None:
+    text = tomlkit.dumps(pair())
+    text += '\n[[calls]]\nfrom = "A"\nto = "B"\nuser = "CORP\\\\admin"\nauth_level = "high"\n'
+    e = _error(text)
+    assert e.field == "calls[1].auth_level" and e.line is not None and "not an authentication level" in e.message

@@ -98,7 +98,8 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
 
     They depend only on B, the account and the namespace, so a world remembers them.
     """
-    key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower())
+    key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
+           call.source, call.auth_level)
     found = world.memo.get(key)
     if found is None:
         found = _security_c1_eval(world, b, call)
@@ -116,7 +117,11 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
     if not logon.ok or logon.token is None:
         return tuple(out)
     token = logon.token
-    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token)))
+    # The level A's activation reaches B with (KB 5004442: A's client default or the call's
+    # auth_level, raised by an updated Windows A).
+    a = world.host(call.source)
+    level, _how = a.activation_level(call.auth_level_value)
+    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token, level, str(a.ip))))
     if not out[-1].ok:
         return tuple(out)
     out.append(_step(C1_ACCESS, b, steps.access(b, token, "wmi")))

@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from wmilab import flow, steps
-from wmilab.model import advfirewall
+from wmilab.model import advfirewall, hardening
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -90,8 +90,13 @@ class CallMode:
     mode: str
 
 
+@dataclass(frozen=True)
+class CallAuthLevel:
+    level: str  # a model/hardening.py LEVELS name
+
+
 Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
-        | CallMode)
+        | CallMode | CallAuthLevel)
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ def _policy_get(cfg: HostConfig, key: str) -> tuple[str, Mapping[str, Any]] | No
 def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[World, Call]:
     if isinstance(edit, CallMode):
         return world, call.with_mode(edit.mode)
+    if isinstance(edit, CallAuthLevel):
+        return world, replace(call, auth_level=edit.level)
     assert host is not None
     cfg = world.configs[host]
     if isinstance(edit, NetshAdd):
@@ -601,6 +608,8 @@ def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
         return [_enable_dcom(b)], None
     if step.where == "service-disabled":
         return [_start_winmgmt(b)], None
+    if step.where == "hardening":
+        return _raise_level(world, call), None
     # The narrower right: Remote Activation alone while winmgmt runs, Remote Launch too when
     # the activation has to start it (model/dcom.py activation_rights).
     winmgmt = world.host(b).winmgmt
@@ -614,6 +623,31 @@ def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
             f"Give {call.user} DCOM {label} on {b}{place} (seed: Connection 1, step 1; the "
             f"WMI service is {winmgmt})"), None
     return [], step.detail
+
+
+def _raise_level(world: World, call: Call) -> list[Change]:
+    """KB 5004442: raise the client's activation level rather than weaken B's hardening.
+
+    The program asks for packet integrity (KB 5004442: "raise the activation authentication
+    level at least to RPC_C_AUTHN_LEVEL_PKT_INTEGRITY in client application"); on a Windows A
+    with the update, RaiseActivationAuthenticationLevel = 2 raises it for every program.
+    RequireIntegrityActivationAuthenticationLevel = 0 on B is never offered.
+    """
+    out = [Change(None, "call", f"Have the program on {call.source} ask for packet integrity "
+                  "(or privacy) when it activates WMI (KB 5004442)",
+                  ('auth_level = "integrity"  (CoInitializeSecurity / CoSetProxyBlanket: '
+                   "RPC_C_AUTHN_LEVEL_PKT_INTEGRITY; impacket: -rpc-auth-level integrity)",),
+                  CallAuthLevel("integrity"))]
+    a = world.host(call.source)
+    if a.spec.modern and a.config.month >= hardening.PHASE1:
+        out.append(Change(call.source, "registry",
+                          f"Let {call.source} raise every non-anonymous activation to packet "
+                          "integrity (KB 5004442, RaiseActivationAuthenticationLevel = 2)",
+                          (r'reg add HKLM\SOFTWARE\Microsoft\Ole\AppCompat /v '
+                           "RaiseActivationAuthenticationLevel /t REG_DWORD /d 2 /f",
+                           "then restart the computer"),
+                          RegistrySet(hardening.RAISE, 2)))
+    return out
 
 
 @_generates(steps.C1_ACCESS, steps.C2_ACCESS)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
-from wmilab.model import oses
+from wmilab.model import hardening, oses
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
 from wmilab.model.ports import PORTS, PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS
@@ -29,7 +29,7 @@ DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
                "netsh", "policy", "dcom", "wmi", "registry", "services", "updates")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
-               "sink", "expect")
+               "sink", "expect", "auth_level")
 DEFAULT_NAMESPACE = "root\\cimv2"
 DEFAULT_QUERY = "SELECT * FROM Win32_OperatingSystem"
 # Win32_OperatingSystem lives in root\cimv2 only (MSDocs CIMWin32Prov/win32-operatingsystem);
@@ -67,10 +67,14 @@ class Call:
     query: str
     sink: str
     expect: Expect | None
+    auth_level: str | None = None  # what the calling program asks for (model/hardening.py)
+
+    @property
+    def auth_level_value(self) -> int | None:
+        return None if self.auth_level is None else hardening.LEVELS[self.auth_level]
 
     def with_mode(self, mode: str) -> Call:
-        return Call(self.index, self.name, self.source, self.target, self.user, self.password,
-                    mode, self.namespace, self.query, self.sink, self.expect)
+        return replace(self, mode=mode)
 
 
 @dataclass
@@ -306,7 +310,18 @@ def _call(i: int, value: object, world: World, host_names: Mapping[str, str]) ->
         query=_str(t.get("query", default_query(namespace)), (*path, "query")),
         sink=sink,
         expect=_expect(t["expect"], (*path, "expect")) if "expect" in t else None,
+        auth_level=_auth_level(t["auth_level"], (*path, "auth_level")) if "auth_level" in t
+        else None,
     )
+
+
+def _auth_level(value: object, path: tuple[PathPart, ...]) -> str:
+    text = _str(value, path).strip().lower()
+    try:
+        hardening.parse_level(text)
+    except ConfigError as e:
+        raise _fail(path, e.message) from None
+    return text
 
 
 def build(raw: Mapping[str, Any]) -> tuple[str, World, list[Call]]:

@@ -200,9 +200,16 @@ def logon(world: World, b: str, user: str, proof: Proof) -> Logon:
     return world.directory.network_logon(b, user, proof)
 
 
-def activation(b: HostModel, token: Token) -> Check:
-    """c1.activation: B's launch and activation permissions for WMI, for winmgmt's state
-    (Remote Launch only when it must be started), and whether a stopped one can start."""
+def activation(b: HostModel, token: Token, level: int | None = None,
+               source: str = "") -> Check:
+    """c1.activation: the DCOM hardening (KB 5004442: below packet integrity refused on a
+    hardened B, when ``level`` is known), then B's launch and activation permissions for WMI,
+    for winmgmt's state (Remote Launch only when it must be started), and whether a stopped
+    one can start."""
+    if level is not None:
+        check = b.check_activation_level(token, level, source)
+        if not check.ok:
+            return check
     return b.check_wmi_activation(token)
 
 

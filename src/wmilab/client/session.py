@@ -14,8 +14,12 @@ __all__ = ["exec_query_async", "login"]
 
 async def login(address: str, rpcss_port: int, *, local_address: str | None, user: str,
                 password: str, namespace: str,
-                auth_level: int = AuthLevel.PKT_PRIVACY) -> tuple[RpcClient, ObjRefStandard]:
+                auth_level: int = AuthLevel.PKT_PRIVACY,
+                activation_level: int | None = None) -> tuple[RpcClient, ObjRefStandard]:
     """Activate WbemLevel1Login on ``address`` and log in to ``namespace``.
+
+    ``activation_level``: the level of the activation request alone (KB 5004442 judges it),
+    ``auth_level`` when None.
 
     Returns the connection to the WMI service's port and the IWbemServices OBJREF.
     Failures raise :class:`RpcCallError` carrying the HRESULT (0x800706BA for a refused
@@ -23,8 +27,9 @@ async def login(address: str, rpcss_port: int, *, local_address: str | None, use
     """
     dom, _, name = user.rpartition("\\")
     creds = ClientCredentials(name, password, dom)
+    scm_level = auth_level if activation_level is None else activation_level
     async with await RpcClient.connect(address, rpcss_port, local_address=local_address,
-                                       credentials=creds, auth_level=auth_level) as scm:
+                                       credentials=creds, auth_level=scm_level) as scm:
         await scm.bind(ids.IID_IREMOTESCMACTIVATOR)
         act = dcom.parse_activation_reply(await scm.call(
             ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,

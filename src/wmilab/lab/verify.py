@@ -23,6 +23,7 @@ from wmilab import flow
 from wmilab.host.client_errors import from_exception
 from wmilab.host.server import Limits
 from wmilab.lab.loopback import LoopbackLab
+from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario
 
 T = TypeVar("T")
@@ -81,7 +82,8 @@ SEMISYNC_FLAGS = 0x10 | 0x20
 
 
 def impacket_query(address: str, user: str, password: str, namespace: str,
-                   query: str, mode: str = "semisync") -> tuple[str, int]:
+                   query: str, mode: str = "semisync",
+                   auth_level: int | None = None) -> tuple[str, int]:
     """Connect, log in and run ``query`` with impacket as wmiquery.py does; ``mode`` is
     "sync" (flags 0) or "semisync" (return immediately, forward only).
 
@@ -95,8 +97,11 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
     dcom = None
     rows = 0
     try:
+        # ``auth_level``: RPC_C_AUTHN_LEVEL for every connection (impacket's default is
+        # packet privacy); the differential tests pass the level the model says A uses.
+        extra = {} if auth_level is None else {"authLevel": auth_level}
         dcom = DCOMConnection(address, name, password, domain, "", "", None,
-                              oxidResolver=True, doKerberos=False)
+                              oxidResolver=True, doKerberos=False, **extra)
         iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
         login = wmi.IWbemLevel1Login(iface)
         services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
@@ -136,6 +141,16 @@ class CallCheck:
         return None if self.wire is None else self.wire == self.predicted.result
 
 
+def _activation_level(world: World, call: Call) -> int | None:
+    """The level A's activation reaches B with (KB 5004442), where the model's verdict
+    depends on it: on a hardened B. Elsewhere the level decides nothing in the model, and the
+    client keeps its own (packet privacy)."""
+    if not world.host(call.target).hardening.enforced:
+        return None
+    level, _ = world.host(call.source).activation_level(call.auth_level_value)
+    return level
+
+
 async def async_query(lab: LoopbackLab, call: Call, password: str,
                       timeout: float = 30.0) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client: A exports a sink (the unsecapp
@@ -154,10 +169,11 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
         sink = sinks.create()
         try:
+            level = _activation_level(lab.world, call)
             cli, services = await login(b.address, b.ports["rpcss"],
                                         local_address=str(lab.map.loopback(call.source)),
                                         user=call.user, password=password,
-                                        namespace=call.namespace)
+                                        namespace=call.namespace, activation_level=level)
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
@@ -193,7 +209,8 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
             out.append(CallCheck(call, predicted, wire, rows, "wmilab client + sink"))
             continue
         lab.act_as(call.target, call.source)
+        level = _activation_level(s.world, call)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
-                                    call.namespace, call.query, call.mode)
+                                    call.namespace, call.query, call.mode, level)
         out.append(CallCheck(call, predicted, wire, rows))
     return out

@@ -73,6 +73,11 @@ class OsSpec:
     last_update: str = ""
     # Remote UAC filters remote logons of local administrators (Vista and later: KB 951016).
     remote_uac: bool = False
+    # The RPC_C_AUTHN_LEVEL the OS's WMI client activates with when the program sets none:
+    # CONNECT (2) for NT to Server 2003 clients (MS-DCOM errata 2022/12/13, 3.2.4.1.1.2
+    # product behavior note 81); PKT (4) from Vista on (MSDocs WmiSdk/securing-a-remote-wmi-
+    # connection: remote connections default to RPC_C_AUTHN_LEVEL_PKT).
+    activation_auth_level: int = 2
 
     @property
     def modern(self) -> bool:
@@ -127,6 +132,7 @@ def _modern(name: str, title: str, caption: str, version: str, csd: str, sp: int
         firewall="wfas", remote_admin_group=remote_admin_group,
         namespace_users=_AUTHENTICATED_USERS,
         released=released, last_update=last_update, remote_uac=True,
+        activation_auth_level=4,
     )
 
 

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from wmilab.errors import ConfigError
-from wmilab.model import advfirewall, netsh, oses
+from wmilab.model import advfirewall, hardening, netsh, oses
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
@@ -24,6 +24,7 @@ from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRan
 from wmilab.model.wmi import NamespaceSecurity
 
 OSES = oses.NAMES
+MODERN = tuple(n for n in OSES if oses.get(n).modern)
 # The service short names WFAS rules use for the two listeners of Connection 1 (Learn
 # "Connecting to WMI Remotely Starting with Windows Vista": service=rpcss, service=winmgmt).
 RPCSS = "rpcss"
@@ -33,8 +34,13 @@ WINMGMT = "winmgmt"
 REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # HKLM\SYSTEM\CurrentControlSet\Control\Lsa\forceguest (MSDocs WmiSdk/securing-a-remote-wmi-connection).
     "ForceGuest": OSES,
-    # Vista+ remote UAC (MSDocs WmiSdk/user-account-control-and-wmi): no effect on XP/2003.
-    "LocalAccountTokenFilterPolicy": (),
+    # Vista+ remote UAC (MSDocs WmiSdk/user-account-control-and-wmi; KB 951016): no effect on
+    # XP/2003. HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System.
+    "LocalAccountTokenFilterPolicy": MODERN,
+    "FilterAdministratorToken": MODERN,
+    # HKLM\SOFTWARE\Microsoft\Ole\AppCompat (KB 5004442): the DCOM hardening.
+    "RequireIntegrityActivationAuthenticationLevel": MODERN,
+    "RaiseActivationAuthenticationLevel": MODERN,
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
     "AllowAnonymousCallback": (),
@@ -111,6 +117,8 @@ class HostConfig:
         return HostSpec(
             name=self.name, os=self.os, domain=self.domain, workgroup=self.workgroup,
             accounts=dict(self.accounts), groups=self.groups, force_guest=force_guest,
+            token_filter_off=self.registry.get("LocalAccountTokenFilterPolicy") == 1,
+            filter_builtin_admin=self.registry.get("FilterAdministratorToken") == 1,
         )
 
 
@@ -167,9 +175,28 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
+        # KB 5004442: does this host refuse activations below packet integrity?
+        self.hardening = hardening.server_hardening(config.os, config.month,
+                                                    dict(config.registry))
         # Service Control Manager state of the WMI service (scenario "services"); running
         # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
         self.winmgmt: str = config.services.get("winmgmt", "running")
+
+    def activation_level(self, requested: int | None) -> tuple[int, str]:
+        """As a client: the level this host's activation requests reach the server with."""
+        return hardening.client_level(self.os, self.config.month, dict(self.config.registry),
+                                      requested)
+
+    def check_activation_level(self, token: Token, level: int, source: str) -> Check:
+        """KB 5004442 on this host as the server: an activation below packet integrity is
+        refused when the hardening is on, and System event 10036 is logged."""
+        if not self.hardening.enforced or level >= hardening.PKT_INTEGRITY:
+            return Check(True, f"activation at {hardening.level_name(level)}; "
+                         f"{self.hardening.why}")
+        domain, _, user = token.name.rpartition("\\")
+        return Check(False, f"{self.name} refuses the activation at "
+                     f"{hardening.level_name(level)}: {self.hardening.why}. "
+                     + hardening.event_10036(domain, user, token.user, source), "hardening")
 
     def check_wmi_activation(self, token: Token) -> Check:
         """A remote activation of the WMI class: DCOM's launch/activation checks for
