@@ -84,3 +84,11 @@ def parse(text: str) -> HResult:
     if not 0 <= code <= 0xFFFFFFFF:
         raise ValueError(f"{text!r} is out of range for an HRESULT")
     return lookup(code)
+
+
+def from_win32(code: int) -> int:
+    """HRESULT_FROM_WIN32 (MS-ERREF 2.1.2) for Win32 codes; other values unchanged."""
+    code &= 0xFFFFFFFF
+    if 0 < code < 0x10000:
+        return 0x80070000 | code
+    return code
