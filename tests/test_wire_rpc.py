@@ -480,6 +480,27 @@ def test_tampered_request_is_refused_with_access_denied(level: int) -> None:
     assert srv.closed
 
 
+@pytest.mark.parametrize("region", ["sealed stub", "auth padding", "sec trailer", "signature"])
+def test_tampered_sealed_request_is_refused_at_the_unseal_step(region: str) -> None:
+    # Privacy: the stub and padding are encrypted, the signature is over the plaintext. A bit
+    # flipped anywhere is refused where the fragment is unsealed, before any call is made.
+    cli, srv, _ = _pair(6)
+    _, data = cli.request(0, b"odd-length stub")  # 15 octets: one pad octet
+    pad = data[-16 - rpc.SEC_TRAILER_SIZE + 2]
+    assert pad == 1
+    trailer = len(data) - 16 - rpc.SEC_TRAILER_SIZE
+    at = {"sealed stub": 24 + 3, "auth padding": trailer - 1, "sec trailer": trailer + 3,
+          "signature": len(data) - 5}[region]
+    bad = data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:]
+    events = srv.receive_data(bad)
+    assert not any(isinstance(e, CallReceived) for e in events)
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.reason == "request signature does not verify"
+    fault = _only(srv.data_to_send())
+    assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
+    assert srv.closed
+
+
 def test_header_is_covered_by_the_signature() -> None:
     cli, srv, _ = _pair(5)
     cli.request(3, b"payload!")

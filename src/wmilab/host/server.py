@@ -107,7 +107,6 @@ class HostServer:
         self.port_map = ports
         self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
         self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
-        self.client_host = client_host
         # Where the OXID resolver of another machine listens (Connection 2): 135 unless the lab
         # binds free ports (LoopbackLab sets this to its own lookup).
         self.resolver_port: Callable[[str], int] = lambda address: RPC_ENDPOINT_MAPPER
@@ -120,6 +119,16 @@ class HostServer:
         self._extra: dict[str, asyncio.AbstractServer] = {}
         self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
+
+    @property
+    def client_host(self) -> str | None:
+        """The scenario host that a connection from no host's address stands for: the gate
+        holds it, for inbound connections and for the callback alike (one holder)."""
+        return self.gate.client_host
+
+    @client_host.setter
+    def client_host(self, host: str | None) -> None:
+        self.gate.client_host = host
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -145,6 +154,10 @@ class HostServer:
             if e.errno == errno.EACCES and port < 1024:
                 hint = (f"; binding port {port} needs root or "
                         f"`sysctl net.ipv4.ip_unprivileged_port_start={port}`")
+            elif e.errno == errno.EADDRINUSE:
+                hint = ("; another lab or program already listens there (a `wmilab lab` left "
+                        "running?): stop it, or give this lab its own addresses with "
+                        "--loopback-net, e.g. 127.77.0.0/16")
             raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on "
                                 f"{self.address}:{port}: {e.strerror or e}{hint}") from None
         log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,

@@ -1,16 +1,18 @@
 """Loopback lab: every host of a scenario on its own 127.x.y.z address, in one event loop.
 
 Which address each host gets is :class:`wmilab.host.loopback_map.LoopbackMap` (re-exported
-here); the in-process firewall gate uses the same map to tell who a peer is.
+here, with ``loopback_network`` for ``--loopback-net``); the in-process firewall gate uses
+the same map to tell who a peer is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from wmilab.host.loopback_map import LoopbackMap
+from wmilab.host.loopback_map import LOOPBACK, LoopbackMap, loopback_network
 from wmilab.host.server import HostServer, Limits
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
@@ -18,7 +20,7 @@ from wmilab.model.world import World
 if TYPE_CHECKING:
     from wmilab.scenario import Scenario
 
-__all__ = ["LoopbackLab", "LoopbackMap"]
+__all__ = ["LOOPBACK", "LoopbackLab", "LoopbackMap", "loopback_network"]
 
 
 class LoopbackLab:
@@ -32,9 +34,10 @@ class LoopbackLab:
     def __init__(self, world: World, *, client_host: str | None = None,
                  default_clients: Mapping[str, str] | None = None,
                  ports: Mapping[int, int] | None = None,
-                 hosts: list[str] | None = None, limits: Limits | None = None) -> None:
+                 hosts: list[str] | None = None, limits: Limits | None = None,
+                 network: IPv4Network | None = None) -> None:
         self.world = world
-        self.map = LoopbackMap.for_world(world)
+        self.map = LoopbackMap.for_world(world, network)
         names = hosts if hosts is not None else list(world.configs)
         clients = dict(default_clients or {})
         self.servers: dict[str, HostServer] = {}
@@ -57,14 +60,15 @@ class LoopbackLab:
     @classmethod
     def for_scenario(cls, scenario: Scenario, *, client_host: str | None = None,
                      ports: Mapping[int, int] | None = None,
-                     limits: Limits | None = None) -> LoopbackLab:
+                     limits: Limits | None = None,
+                     network: IPv4Network | None = None) -> LoopbackLab:
         """Every host of a scenario; each host's default client is the ``from`` host of
         the first call that targets it (``client_host`` overrides it for all)."""
         clients: dict[str, str] = {}
         for c in scenario.calls:
             clients.setdefault(c.target, c.source)
         return cls(scenario.world, client_host=client_host, default_clients=clients,
-                   ports=ports, limits=limits)
+                   ports=ports, limits=limits, network=network)
 
     async def start(self) -> None:
         started: list[str] = []
