@@ -16,6 +16,7 @@ from typing import Any
 import tomlkit
 
 from wmilab import flow
+from wmilab.model import oses
 from wmilab.scenario import Call, build, loads
 
 RA = "netsh firewall set service RemoteAdmin enable"
@@ -26,8 +27,10 @@ A_CONN2 = [
 ]
 
 
-def fleet(n: int, with_calls: bool = False) -> dict[str, Any]:
-    """n hosts in two trusting domains, mixed OS and firewall configuration."""
+def fleet(n: int, with_calls: bool = False, modern: bool = False) -> dict[str, Any]:
+    """n hosts in two trusting domains, mixed OS and firewall configuration; ``modern``
+    cycles through every OS of the catalogue (Vista and later: WFAS, hardening)."""
+    names = oses.NAMES
     hosts: dict[str, Any] = {}
     base = int(IPv4Address("10.0.0.0"))
     for i in range(n):
@@ -37,7 +40,7 @@ def fleet(n: int, with_calls: bool = False) -> dict[str, Any]:
         if i % 2 == 0:
             netsh.extend(A_CONN2)
         hosts[f"H{i:05d}"] = {
-            "os": "xp-sp2" if i % 3 else "2003-sp1",
+            "os": names[i % len(names)] if modern else ("xp-sp2" if i % 3 else "2003-sp1"),
             "domain": "CORP" if i % 5 else "BRANCH",
             "address": f"{IPv4Address(base + 256 + i)}/16",
             "netsh": netsh,
@@ -78,12 +81,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--big", type=int, default=10000)
+    ap.add_argument("--modern", action="store_true",
+                    help="cycle through every OS of the catalogue, Vista and later included")
     args = ap.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''} python "
           f"{platform.python_version()}")
 
     t0 = time.perf_counter()
-    _, world, _ = build(fleet(args.hosts))
+    _, world, _ = build(fleet(args.hosts, modern=args.modern))
     t1 = time.perf_counter()
     calls = all_pairs(list(world.configs))
     t2 = time.perf_counter()
@@ -98,7 +103,7 @@ def main() -> None:
     print(f"check verdicts: {n / (t3 - t2):,.0f} calls/s on one core "
           f"({(t3 - t2) * 1e6 / n:.1f} µs per call; outcomes {outcomes})")
 
-    doc = fleet(args.big, with_calls=True)
+    doc = fleet(args.big, with_calls=True, modern=args.modern)
     text = tomlkit.dumps(doc)
     t4 = time.perf_counter()
     s = loads(text, "big.toml")

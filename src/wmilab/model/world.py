@@ -175,6 +175,7 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
+        self._levels: dict[int | None, tuple[int, str]] = {}
         # KB 5004442: does this host refuse activations below packet integrity?
         self.hardening = hardening.server_hardening(config.os, config.month,
                                                     dict(config.registry))
@@ -184,8 +185,12 @@ class HostModel:
 
     def activation_level(self, requested: int | None) -> tuple[int, str]:
         """As a client: the level this host's activation requests reach the server with."""
-        return hardening.client_level(self.os, self.config.month, dict(self.config.registry),
-                                      requested)
+        found = self._levels.get(requested)
+        if found is None:
+            found = hardening.client_level(self.os, self.config.month,
+                                           dict(self.config.registry), requested)
+            self._levels[requested] = found
+        return found
 
     def check_activation_level(self, token: Token, level: int, source: str) -> Check:
         """KB 5004442 on this host as the server: an activation below packet integrity is
