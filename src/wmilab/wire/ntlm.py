@@ -783,6 +783,7 @@ class NtlmInitiator:
         self._random = random_bytes
         self.state = "initial"
         self.session: NtlmSession | None = None
+        self.challenge: ChallengeMessage | None = None  # the server's, once it came
         self.flags = _CLIENT_FLAGS | (NEGOTIATE_ANONYMOUS if self.anonymous else 0)
 
     def negotiate(self) -> bytes:
@@ -796,6 +797,7 @@ class NtlmInitiator:
             raise NtlmError(f"authenticate() called in state {self.state}")
         self.state = "failed"
         chal = parse_challenge(challenge_token)
+        self.challenge = chal
         flags = self.flags & (chal.flags | NEGOTIATE_ANONYMOUS)
         flags |= chal.flags & (NEGOTIATE_UNICODE | NEGOTIATE_NTLM | NEGOTIATE_TARGET_INFO)
         unicode = bool(flags & NEGOTIATE_UNICODE)
