@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from wmilab import flow
+from wmilab import steps
 from wmilab.client.callback import CallbackListener, SinkState
 from wmilab.client.transport import (
     KIND_CALLBACK,
@@ -262,10 +262,10 @@ async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool) -
     cli: RpcClient | None = None
     try:
         if port_step:
-            async with log.step(flow.C1_RPCSS) as note:
+            async with log.step(steps.C1_RPCSS) as note:
                 cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
-        async with log.step(flow.C1_LOGON) as note:
+        async with log.step(steps.C1_LOGON) as note:
             if cli is None:
                 cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
             await cli.call(ids.ObjectExporterOp.SERVER_ALIVE2, b"")
@@ -290,11 +290,11 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     scm: WmiRpc | None = None
     try:
         if not check_logon:
-            async with log.step(flow.C1_RPCSS) as note:
+            async with log.step(steps.C1_RPCSS) as note:
                 scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
         try:
-            async with log.step(flow.C1_ACTIVATION) as note:
+            async with log.step(steps.C1_ACTIVATION) as note:
                 if scm is None:
                     scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
                 act = dcom.parse_activation_reply(await scm.call(
@@ -326,17 +326,17 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
             await scm.close()
     # Choice: the port from the bindings on the address we dialled (as impacket does), so
     # that a name in the bindings is never resolved.
-    async with log.step(flow.C1_WMI_PORT) as note:
+    async with log.step(steps.C1_WMI_PORT) as note:
         cli = await _bound(opts, ports[0], ids.IID_IWBEMLEVEL1LOGIN)
         note.append(f"TCP {ports[0]} on {opts.address} answered the bind")
     try:
-        async with log.step(flow.C1_ACCESS) as note:
+        async with log.step(steps.C1_ACCESS) as note:
             stub = await cli.call(ids.WbemLevel1LoginOp.NTLM_LOGIN,
                                   wmi.build_ntlm_login_request(
                                       "//./" + opts.namespace.replace("\\", "/")),
                                   login_ref.std.ipid)
             note.append("DCOM let the call into WMI")
-        async with log.step(flow.C1_NAMESPACE) as note:
+        async with log.step(steps.C1_NAMESPACE) as note:
             r = dcom.NdrReader(stub)
             dcom.read_orpcthat(r)
             services = dcom.read_unique_objref(r)
@@ -452,7 +452,7 @@ def connection2_steps(log: StepLog, listener: CallbackListener, sink: SinkState,
         detail = f"B called back as {what} at authentication level {ident.level}"
     else:
         detail = "not seen: B did not call the sink"
-    log.add(StepRecord(flow.C2_IDENTITY, True, detail, 0.0))
+    log.add(StepRecord(steps.C2_IDENTITY, True, detail, 0.0))
 
     def fail(step: str, hresult: int, kind: str, text: str) -> None:
         log.add(StepRecord(step, False, text, ms, hresult, kind))
@@ -460,26 +460,26 @@ def connection2_steps(log: StepLog, listener: CallbackListener, sink: SinkState,
 
     where = f"{listener.address}:{listener.resolver_port}"
     if not resolved:
-        fail(flow.C2_RESOLVER_PORT, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
+        fail(steps.C2_RESOLVER_PORT, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
              f"B never asked A's OXID resolver at {where} in {wait:g} s")
-    log.add(StepRecord(flow.C2_RESOLVER_PORT, True,
+    log.add(StepRecord(steps.C2_RESOLVER_PORT, True,
                        f"B ({resolved[0].peer}) resolved the sink's OXID at {where}", 0.0))
     if not reached:
-        fail(flow.C2_SINK_PORT, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
+        fail(steps.C2_SINK_PORT, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
              f"B never connected to the sink at {listener.address}:{listener.sink_port} "
              f"in {wait:g} s")
-    log.add(StepRecord(flow.C2_SINK_PORT, True,
+    log.add(StepRecord(steps.C2_SINK_PORT, True,
                        f"B connected to the sink at {listener.address}:{listener.sink_port}",
                        0.0))
     if not sink.done.is_set():
         if refused:
-            fail(flow.C2_ACCESS, E_ACCESSDENIED, KIND_FAULT,
+            fail(steps.C2_ACCESS, E_ACCESSDENIED, KIND_FAULT,
                  "A refused every identity B called back with: "
                  + "; ".join(f"{e.identity.name if e.identity else '?'}: {e.detail}"
                              for e in refused[:3]))
-        fail(flow.C2_ACCESS, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
+        fail(steps.C2_ACCESS, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
              f"B reached the sink but no SetStatus came in {wait:g} s")
-    log.add(StepRecord(flow.C2_ACCESS, True,
+    log.add(StepRecord(steps.C2_ACCESS, True,
                        f"the sink took {len(sink.objects)} objects and SetStatus", ms))
     status = sink.status or 0
     if status & 0x80000000:

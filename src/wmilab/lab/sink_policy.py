@@ -4,12 +4,13 @@ When wmilab's own client (or the doctor) plays computer A of a scenario on A's l
 address, the callback listener asks this policy what A would let through: A's firewall for
 TCP 135 and the sink's program (flow steps c2.resolver-port and c2.sink-port), A's logon of
 B's callback identity, and A's DCOM access permission for the sink (c2.access). Every answer
-is the same model call the emulated host A makes (host/sink.py, host/gate.py), so a client
+is the step table's question the emulated host A asks too (host/sink.py, gate.py), so a client
 run in the lab meets exactly the A that ``check`` evaluates.
 """
 
 from __future__ import annotations
 
+from wmilab import steps
 from wmilab.host.auth import ModelAuthenticator, token_of
 from wmilab.lab.loopback import LoopbackMap
 from wmilab.model import firewall as fw
@@ -38,11 +39,10 @@ class ModelSinkPolicy:
         source = self.addresses.scenario_address(peer)
         if source is None:
             return False  # Choice: only hosts of the scenario reach A in a lab
+        # The questions flow asks at c2.resolver-port and c2.sink-port (wmilab.steps).
         if role == "resolver":
-            # Seed: B needs TCP 135 on A (flow c2.resolver-port asks the same).
-            return self.model.rpcss_inbound(source).allowed
-        # Seed: unsecapp.exe or the application's sink must be allowed on A (c2.sink-port).
-        return self.model.inbound(source, self.model.sink_port, self.program).allowed
+            return steps.rpcss_port(self.model, source).ok
+        return steps.sink_port(self.model, source, self.program).ok
 
     def authenticator(self, peer: str) -> Authenticator:
         return ModelAuthenticator(self.world, self.host, peer)
@@ -52,6 +52,6 @@ class ModelSinkPolicy:
         if token is None:
             # No security context: the call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3).
             token = self.world.directory.anonymous_token(self.host)
-        # MS-DCOM 3.1.1.5.4 / seed, Connection 2 step 3: A's access permission (c2.access).
-        check = self.model.dcom.check_remote_access(token, "sink")
+        # The question flow asks at c2.access, once per identity B tries (wmilab.steps).
+        check = steps.access(self.model, token, "sink")
         return None if check.ok else check.reason
