@@ -257,6 +257,7 @@ def lab(
 
 # Calling real hosts (src/wmilab/realhost/commands.py).
 app.command()(realhost.query)
+app.command()(realhost.doctor)
 
 
 def main() -> None:
