@@ -167,8 +167,8 @@ def render_report(console: Console, rep: DoctorReport) -> None:
     if fix.note:
         console.print(f"  {escape(fix.note)}")
     for i, f in enumerate(fix.fixes, 1):
-        where = f" on {f['host']}" if f["host"] else ""
-        console.print(f"  {i}. [bold]{escape(f['summary'])}[/]{where}")
+        where = escape(f"[{f['host']}] ") if f["host"] else ""
+        console.print(f"  {i}. {where}[bold]{escape(f['summary'])}[/]")
         for cmd in f["commands"]:
             console.print(f"       {escape(cmd)}")
     if fix.fixes and any(f["host"] == "A" for f in fix.fixes):
