@@ -101,6 +101,12 @@ def doctor_in_lab(doc: dict[str, Any]) -> tuple[Scenario, DoctorReport]:
     return s, asyncio.run(go())
 
 
+# How each failure shows on the wire (docs/doctor.md): the emulated firewall resets.
+KINDS = {"firewall-135": "refused", "wmi-port": "refused", "logon": "rpc fault",
+         "access": "rpc fault", "namespace-rights": "hresult", "unknown-namespace": "hresult",
+         "callback-135": "no callback", "callback-sink": "no callback",
+         "callback-anonymous": "rpc fault"}
+
 CASES = ["firewall-135", "wmi-port", "logon", "activation", "access", "namespace-rights",
          "unknown-namespace", "callback-135", "callback-sink", "callback-anonymous"]
 
@@ -117,6 +123,8 @@ def test_doctor_names_check_s_step_and_hresult(case: str, os_name: str) -> None:
         return
     assert rep.failed is not None, rep.as_json()
     assert (rep.failed.step, rep.failed.hresult) == (verdict.failed.id, verdict.hresult.code)
+    if case in KINDS:
+        assert rep.failed.kind == KINDS[case], rep.failed
     # The steps before the failing one passed, in flow's order, each timed.
     ids = [x.step for x in rep.steps]
     assert ids == sorted(ids, key=lambda i: steps.ORDER.index(i) if i in steps.ORDER else 7)
@@ -315,3 +323,27 @@ def test_fleet_shard_and_summary_table(fleet_lab: ThreadedLab, tmp_path: Path) -
         assert any(line.split()[:2] == [key, str(n)] or
                    (key in line and f" {n} " in line) for line in res.stdout.splitlines()), \
             (key, n, res.stdout[-1500:])
+
+
+def test_a_host_that_answers_garbage_gets_a_protocol_verdict() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        # A bind_ack header with a right fragment length and a body of junk.
+        writer.write(b"\x05\x00\x0c\x03\x10\x00\x00\x00\xd0\x00\x00\x00\x01\x00\x00\x00"
+                     + b"\xee" * 192)
+        await writer.drain()
+        await reader.read(4096)
+        writer.close()
+
+    async def go() -> DoctorReport:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            opts = ConnectOptions("127.0.0.1", "CORP\\admin", "x", rpcss_port=port,
+                                  timeout=1.0)
+            return await diagnose(DoctorRequest("127.0.0.1", opts))
+    rep = asyncio.run(go())
+    assert rep.failed is not None and rep.failed.step == steps.C1_RPCSS
+    assert rep.failed.kind == "protocol error", rep.failed
+    assert rep.as_json()["result"] == f"0x{rep.failed.hresult:08X}"
+    assert rep.fix is not None and not rep.fix.fixes  # no firewall fix for a broken peer

@@ -29,6 +29,7 @@ from wmilab.client.session import (
     connect,
     query_async,
 )
+from wmilab.client.transport import KIND_PROTOCOL
 from wmilab.model import hresult as hr
 from wmilab.realhost.model_fix import ModelFix, os_of_version, reconstruct_fix
 from wmilab.realhost.query import title_of
@@ -173,7 +174,10 @@ async def diagnose(req: DoctorRequest, pool: ListenerPool | None = None) -> Doct
         rep.windows = f"NTLM version {version}"
     found = _version_of(rep.windows)
     rep.os = os_of_version(found)
-    if rep.failed is not None:
+    if rep.failed is not None and rep.failed.kind == KIND_PROTOCOL:
+        rep.fix = ModelFix([], "", False, "the target's answer is not MS-RPCE as Windows "
+                           "speaks it: is this a Windows host, and port 135 its RPCSS?")
+    elif rep.failed is not None:
         local = o.local_address or _local_of(o.address)
         rep.fix = reconstruct_fix(rep.failed.step, rep.failed.hresult, user=o.user,
                                   namespace=o.namespace, mode=req.mode, os_b=rep.os,
