@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_wire as bw  # noqa: E402
+import bench_wire as bw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,36 +48,40 @@ async def wmilab_session(address: str, port: int) -> int:
         return len(await s.query(bw.QUERY))
 
 
-async def timed_async(emu: bw.Emulator, runs: int, once: Any) -> bw.Timed:
-    for _ in range(2):
-        await once()
-    walls: list[float] = []
-    cpu0, emu0 = time.process_time(), emu.cpu()
+async def interleaved(emu: bw.Emulator, runs: int, clients: dict[str, Any]
+                      ) -> dict[str, bw.Timed]:
+    """Each client once per round, in turn, so load on the machine hits all alike."""
+    for once in clients.values():  # warm up imports and caches
+        for _ in range(2):
+            await once()
+    walls: dict[str, list[float]] = {name: [] for name in clients}
+    cpu = dict.fromkeys(clients, 0.0)
+    emu_cpu = dict.fromkeys(clients, 0.0)
     for _ in range(runs):
-        t0 = time.perf_counter()
-        rows = await once()
-        walls.append(time.perf_counter() - t0)
-        assert rows > 0
-    return bw.Timed(walls, time.process_time() - cpu0, emu.cpu() - emu0)
+        for name, once in clients.items():
+            c0, e0, t0 = time.process_time(), emu.cpu(), time.perf_counter()
+            rows = await once()
+            walls[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() - c0
+            emu_cpu[name] += emu.cpu() - e0
+            assert rows > 0
+    return {name: bw.Timed(walls[name], cpu[name], emu_cpu[name]) for name in clients}
 
 
 async def query_figures(emu: bw.Emulator, runs: int) -> dict[str, bw.Timed]:
     from wmilab.client.session import connect
 
-    out: dict[str, bw.Timed] = {}
-    out["wmilab session"] = await timed_async(
-        emu, runs, lambda: wmilab_session(emu.address, emu.rpcss))
-    out["aiowmi session"] = await timed_async(
-        emu, runs, lambda: bw.aiowmi_session(emu.address, emu.rpcss))
+    out = await interleaved(emu, runs, {
+        "wmilab session": lambda: wmilab_session(emu.address, emu.rpcss),
+        "aiowmi session": lambda: bw.aiowmi_session(emu.address, emu.rpcss)})
     session = await connect(options(emu.address, emu.rpcss))
+    conn, service = await bw.aiowmi_login(emu.address, emu.rpcss)
 
     async def ours() -> int:
         return len(await session.query(bw.QUERY))
-    out["wmilab query"] = await timed_async(emu, runs * 3, ours)
+    out.update(await interleaved(emu, runs * 3, {
+        "wmilab query": ours, "aiowmi query": lambda: bw.aiowmi_query(conn, service)}))
     await session.close()
-    conn, service = await bw.aiowmi_login(emu.address, emu.rpcss)
-    out["aiowmi query"] = await timed_async(emu, runs * 3,
-                                            lambda: bw.aiowmi_query(conn, service))
     conn.close()
     return out
 

@@ -147,7 +147,7 @@ class WmiRpc(RpcClient):
         return ctx
 
     async def call_on(self, iid: uuid.UUID, opnum: int, stub: bytes,
-                      ipid: uuid.UUID) -> bytes:
+                      ipid: uuid.UUID | None = None) -> bytes:
         ctx = await self.context_for(iid)
         call_id, data = self.conn.request(opnum, stub, context_id=ctx, object_uuid=ipid)
         await self._send(data)
@@ -252,14 +252,16 @@ def _instances(objs: list[dcom.ObjRef]) -> list[wmio.Instance]:
     return out
 
 
-async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool) -> None:
+async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool,
+                       keep: bool = False) -> WmiRpc | None:
     """c1.logon on its own: an authenticated IObjectExporter::ServerAlive2 on TCP 135.
 
     ServerAlive2 needs no DCOM permission (MS-DCOM 3.1.2.5.1.6), so an access-denied fault
     there can only be the logon (MS-RPCE 3.3.3.4.3: calls on a failed security context).
-    With ``port_step`` the connect and bind are recorded as c1.rpcss-port first.
+    With ``port_step`` the connect and bind are recorded as c1.rpcss-port first; with
+    ``keep`` the connection is returned for the activation that follows.
     """
-    cli: RpcClient | None = None
+    cli: WmiRpc | None = None
     try:
         if port_step:
             async with log.step(steps.C1_RPCSS) as note:
@@ -270,6 +272,10 @@ async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool) -
                 cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
             await cli.call(ids.ObjectExporterOp.SERVER_ALIVE2, b"")
             note.append(f"{opts.user} logged on")
+        if keep:
+            kept, cli = cli, None
+            return kept
+        return None
     finally:
         if cli is not None:
             await cli.close()
@@ -285,9 +291,10 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     activation is told apart from a failed logon only when it happens.
     """
     log = log if log is not None else StepLog()
-    if check_logon:
-        await _logon_probe(opts, log, port_step=True)
     scm: WmiRpc | None = None
+    if check_logon:
+        # The same connection then carries the activation (a second presentation context).
+        scm = await _logon_probe(opts, log, port_step=True, keep=True)
     try:
         if not check_logon:
             async with log.step(steps.C1_RPCSS) as note:
@@ -297,8 +304,8 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
             async with log.step(steps.C1_ACTIVATION) as note:
                 if scm is None:
                     scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
-                act = dcom.parse_activation_reply(await scm.call(
-                    ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,
+                act = dcom.parse_activation_reply(await scm.call_on(
+                    ids.IID_IREMOTESCMACTIVATOR, ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,
                     dcom.build_remote_create_instance_request(
                         ids.CLSID_WBEMLEVEL1LOGIN, [ids.IID_IWBEMLEVEL1LOGIN])))
                 if act.hresult & 0x80000000 or act.scm is None or not act.interfaces \
