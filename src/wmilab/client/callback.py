@@ -252,7 +252,6 @@ class CallbackListener:
                 if not data:
                     break
                 events = conn.receive_data(data)
-                out = bytearray(conn.data_to_send())
                 for ev in events:
                     if isinstance(ev, Authenticated):
                         verified = not isinstance(ev.identity, tuple)
@@ -265,9 +264,10 @@ class CallbackListener:
                         found = identities.get(ev.auth_context_id) \
                             if ev.auth_context_id is not None else None
                         caller = found or Identity("", "", True, ev.auth_level, False)
-                        out += self._call(role, peer, local, conn, ev, caller)
+                        self._call(role, peer, local, conn, ev, caller)
+                out = conn.data_to_send()
                 if out:
-                    writer.write(bytes(out))
+                    writer.write(out)
                     await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -276,7 +276,8 @@ class CallbackListener:
             writer.close()
 
     def _call(self, role: str, peer: str, local: str, conn: ServerConnection,
-              ev: CallReceived, who: Identity) -> bytes:
+              ev: CallReceived, who: Identity) -> None:
+        """Answer one call; the reply (or fault) is queued on ``conn``."""
         try:
             if role == "resolver":
                 reply = self._resolver(ev, peer, local, who)

@@ -135,8 +135,8 @@ class WmiRpc(RpcClient):
         if found is not None:
             return found
         ctx = len(self.contexts)
-        await self._send(self.conn.alter_context(rpc.SyntaxId(iid, 0, 0), ctx,
-                                                 new_security_context=False))
+        self.conn.alter_context(rpc.SyntaxId(iid, 0, 0), ctx, new_security_context=False)
+        await self._flush()
         ev = await self._next_event()
         if isinstance(ev, FaultReceived):
             raise CallFailed(ev.status, KIND_FAULT, "alter_context refused by a fault")
@@ -149,8 +149,8 @@ class WmiRpc(RpcClient):
     async def call_on(self, iid: uuid.UUID, opnum: int, stub: bytes,
                       ipid: uuid.UUID | None = None) -> bytes:
         ctx = await self.context_for(iid)
-        call_id, data = self.conn.request(opnum, stub, context_id=ctx, object_uuid=ipid)
-        await self._send(data)
+        call_id = self.conn.request(opnum, stub, context_id=ctx, object_uuid=ipid)
+        await self._flush()
         while True:
             ev = await self._next_event()
             if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
