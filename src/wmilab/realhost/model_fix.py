@@ -21,6 +21,7 @@ import tomlkit
 
 from wmilab import remedy, steps
 from wmilab.flow import evaluate
+from wmilab.model import oses
 from wmilab.scenario import ScenarioError, loads
 
 __all__ = ["ASSUMPTIONS", "ModelFix", "os_of_version", "reconstruct_fix"]
@@ -54,15 +55,13 @@ class ModelFix:
 
 
 def os_of_version(version: str | None) -> str | None:
-    """The model's OS name for a Windows version string such as 5.1.2600 or 5.2.3790."""
+    """The model's OS (model/oses.py) whose major.minor version matches, e.g. 5.1.2600."""
     if not version:
         return None
-    parts = version.split(".")
-    # MSDocs Win32_OperatingSystem Version: 5.1 = Windows XP, 5.2 = Windows Server 2003.
-    if parts[:2] == ["5", "1"]:
-        return "xp-sp2"
-    if parts[:2] == ["5", "2"]:
-        return "2003-sp1"
+    want = version.split(".")[:2]
+    for spec in oses.CATALOGUE.values():
+        if spec.version.split(".")[:2] == want:
+            return spec.name
     return None
 
 
@@ -121,6 +120,10 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
         a["domain"] = "OTHER"
     elif step != steps.C1_NAMESPACE:
         return None
+    if not oses.get(os_b).firewall_on:
+        # B's firewall is taken as on, as on the seed's computers (a firewall step can only
+        # fail that way); Server 2003 SP1 ships with it off, so the reconstruction turns it on.
+        b["netsh"] = ["netsh firewall set opmode mode=ENABLE", *b["netsh"]]
     return doc
 
 
