@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make, remote_admin_pair
+from conftest import make, needs_root, remote_admin_pair
 from wmilab import flow, steps
 from wmilab.cli import app
 from wmilab.client.session import ConnectOptions
@@ -271,7 +271,7 @@ def fleet_lab() -> Any:
     try:
         lab.start()
     except HostBindError as e:
-        pytest.skip(f"a fleet on port 135 needs root: {e.strerror}")
+        needs_root(f"a fleet on port 135: {e.strerror}")
     yield lab
     lab.close()
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make, remote_admin_pair
+from conftest import make, needs_root, remote_admin_pair
 from wmilab.cli import app
 from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab
@@ -38,7 +38,7 @@ def lab135() -> Iterator[ThreadedLab]:
     try:
         lab.start()
     except HostBindError as e:
-        pytest.skip(f"impacket needs port 135: {e.strerror}")
+        needs_root(f"impacket needs port 135: {e.strerror}")
     yield lab
     lab.close()
 
