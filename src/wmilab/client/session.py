@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import struct
 import time
 import uuid
@@ -33,7 +34,7 @@ from wmilab.client.transport import (
     classify,
     open_rpc,
 )
-from wmilab.wire import dcom, ids, rpc, wmi, wmio
+from wmilab.wire import dcom, ids, ntlm, rpc, wmi, wmio
 from wmilab.wire.dcom import ObjRefCustom, ObjRefStandard
 from wmilab.wire.rpc import AuthLevel
 from wmilab.wire.rpc_conn import (
@@ -188,7 +189,13 @@ class ConnectOptions:
 
     def credentials(self) -> ClientCredentials:
         dom, _, name = self.user.rpartition("\\")
-        return ClientCredentials(name, self.password, dom)
+        # The NT hash (MS-NLMP 3.3.1) once per password, not once per connection.
+        return ClientCredentials(name, self.password, dom, nt_hash=_nt_hash(self.password))
+
+
+@functools.lru_cache(maxsize=64)
+def _nt_hash(password: str) -> bytes:
+    return ntlm.nt_hash(password)
 
 
 @dataclass
