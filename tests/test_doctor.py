@@ -125,6 +125,8 @@ def test_doctor_names_check_s_step_and_hresult(case: str, os_name: str) -> None:
     assert (rep.failed.step, rep.failed.hresult) == (verdict.failed.id, verdict.hresult.code)
     if case in KINDS:
         assert rep.failed.kind == KINDS[case], rep.failed
+    # The Windows version: from the NTLM CHALLENGE as soon as B answered a bind on 135.
+    assert rep.os == (None if case == "firewall-135" else os_name), rep.windows
     # The steps before the failing one passed, in flow's order, each timed.
     ids = [x.step for x in rep.steps]
     assert ids == sorted(ids, key=lambda i: steps.ORDER.index(i) if i in steps.ORDER else 7)
@@ -153,7 +155,8 @@ def test_anonymous_callback_is_reported_as_such() -> None:
     _s, rep = doctor_in_lab(case_doc("callback-anonymous", "xp-sp2"))
     assert rep.failed is not None and rep.failed.step == steps.C2_ACCESS
     assert "ANONYMOUS" in rep.failed.detail
-    assert rep.os is None  # the rows that tell the version never came back
+    # The rows never came back, but B's NTLM CHALLENGE said its version (MS-NLMP 2.2.2.10).
+    assert rep.os == "xp-sp2" and rep.windows == "NTLM version 5.1.2600"
     _s, rep = doctor_in_lab(case_doc("callback-anonymous", "2003-sp1"))
     assert rep.ok and rep.os == "2003-sp1"
     assert "ANONYMOUS LOGON" in next(x.detail for x in rep.steps if x.step == steps.C2_IDENTITY)

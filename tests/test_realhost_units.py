@@ -115,3 +115,22 @@ def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_invalid_names_are_refused_before_any_lookup(name: str) -> None:
     with pytest.raises(opt.UsageError, match="not an IPv4 address or a host name"):
         opt.resolve_target(name)
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_the_challenge_says_the_server_s_version_only_when_negotiated(asked: bool) -> None:
+    import struct
+
+    from wmilab.wire.ntlm import NtlmAcceptor, NtlmInitiator, NtlmServerNames, parse_challenge
+
+    init = NtlmInitiator("bob", "pw", "CORP", version=(0, 0, 0) if asked else None)
+    names = NtlmServerNames("SRV", "CORP", "srv.corp.example", "corp.example",
+                            domain_joined=True, version=(5, 2, 3790))
+    chal = parse_challenge(NtlmAcceptor(names, filetime=0).process_negotiate(init.negotiate()))
+    if asked:
+        assert chal.version is not None
+        assert struct.unpack_from("<BBH", chal.version) == (5, 2, 3790)
+        assert chal.version[7] == 15  # NTLMRevisionCurrent (MS-NLMP 2.2.2.10)
+    else:
+        assert not chal.version or not any(chal.version)  # "MUST be set to all zero"
+    init.authenticate(chal.encode())  # the AUTHENTICATE still builds either way

@@ -86,6 +86,12 @@ class StepLog:
     """The steps a call went through, with their timings."""
 
     records: list[StepRecord] = field(default_factory=list)
+    # B's Windows version from its NTLM CHALLENGE, as soon as a bind has seen one.
+    server_version: tuple[int, int, int] | None = None
+
+    def saw(self, cli: WmiRpc) -> None:
+        if self.server_version is None:
+            self.server_version = cli.server_version()
 
     @asynccontextmanager
     async def step(self, step_id: str) -> AsyncIterator[list[str]]:
@@ -190,7 +196,10 @@ class ConnectOptions:
     def credentials(self) -> ClientCredentials:
         dom, _, name = self.user.rpartition("\\")
         # The NT hash (MS-NLMP 3.3.1) once per password, not once per connection.
-        return ClientCredentials(name, self.password, dom, nt_hash=_nt_hash(self.password))
+        # NEGOTIATE_VERSION, so that B's CHALLENGE says its Windows version; ours is all zero
+        # (wmilab is not Windows), with NTLM revision 15 (MS-NLMP 2.2.2.10).
+        return ClientCredentials(name, self.password, dom, nt_hash=_nt_hash(self.password),
+                                 ntlm_version=(0, 0, 0))
 
 
 @functools.lru_cache(maxsize=64)
@@ -273,10 +282,12 @@ async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool,
         if port_step:
             async with log.step(steps.C1_RPCSS) as note:
                 cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
+                log.saw(cli)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
         async with log.step(steps.C1_LOGON) as note:
             if cli is None:
                 cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
+                log.saw(cli)
             await cli.call(ids.ObjectExporterOp.SERVER_ALIVE2, b"")
             note.append(f"{opts.user} logged on")
         if keep:
@@ -306,6 +317,7 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
         if not check_logon:
             async with log.step(steps.C1_RPCSS) as note:
                 scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
+                log.saw(scm)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
         try:
             async with log.step(steps.C1_ACTIVATION) as note:
@@ -334,7 +346,8 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
                 finally:
                     log.records.append(failed)
             raise
-        version = scm.server_version()
+        log.saw(scm)
+        version = log.server_version
     finally:
         if scm is not None:
             await scm.close()

@@ -170,6 +170,8 @@ async def diagnose(req: DoctorRequest, pool: ListenerPool | None = None) -> Doct
                 rep.windows = _windows(rep.rows)
     except StepFailed as e:
         rep.failed = e
+    if version is None and log.server_version is not None:
+        version = ".".join(str(x) for x in log.server_version)
     if rep.windows is None and version is not None:
         rep.windows = f"NTLM version {version}"
     found = _version_of(rep.windows)

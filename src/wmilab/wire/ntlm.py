@@ -775,6 +775,7 @@ class NtlmInitiator:
         nt_hash_value: bytes | None = None,
         filetime: int = 0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        version: tuple[int, int, int] | None = None,
     ) -> None:
         self.user = user
         self.domain = domain
@@ -787,12 +788,17 @@ class NtlmInitiator:
         self.session: NtlmSession | None = None
         self.challenge: ChallengeMessage | None = None  # the server's, once it came
         self.flags = _CLIENT_FLAGS | (NEGOTIATE_ANONYMOUS if self.anonymous else 0)
+        # MS-NLMP 2.2.2.10: with ``version`` the client negotiates NEGOTIATE_VERSION, so the
+        # server's CHALLENGE carries its own VERSION (debugging information only).
+        self.version = _version_bytes(version) if version is not None else None
+        if self.version is not None:
+            self.flags |= NEGOTIATE_VERSION
 
     def negotiate(self) -> bytes:
         if self.state != "initial":
             raise NtlmError(f"negotiate() called in state {self.state}")
         self.state = "negotiated"
-        return NegotiateMessage(self.flags).encode()
+        return NegotiateMessage(self.flags, version=self.version).encode()
 
     def authenticate(self, challenge_token: bytes) -> bytes:
         if self.state != "negotiated":
@@ -830,6 +836,7 @@ class NtlmInitiator:
             user=_encode(self.user, unicode),
             workstation=_encode(self.workstation, unicode),
             encrypted_session_key=enc_key,
+            version=self.version if flags & NEGOTIATE_VERSION else None,
         )
         self.session = NtlmSession(exported, flags, initiator=True)
         self.state = "done"
