@@ -147,6 +147,7 @@ async def doctor_fleet(a: str, ports: dict[str, int], concurrency: int
     cpu0, t0 = time.process_time(), time.perf_counter()
     reports = await asyncio.gather(*(one(addr, p) for addr, p in ports.items()))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    await pool.close()
     return wall, cpu, dict(summarize(reports))
 
 

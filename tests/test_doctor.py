@@ -350,3 +350,48 @@ def test_a_host_that_answers_garbage_gets_a_protocol_verdict() -> None:
     assert rep.failed.kind == "protocol error", rep.failed
     assert rep.as_json()["result"] == f"0x{rep.failed.hresult:08X}"
     assert rep.fix is not None and not rep.fix.fixes  # no firewall fix for a broken peer
+
+
+def test_async_fleet_shares_one_resolver_and_tells_hosts_apart() -> None:
+    """Six B's call back the same listener on A; those of a domain A does not trust come
+    back anonymous and are refused, the others pass, as check says for each."""
+    from wmilab.realhost.fleet import FleetEntry, run_fleet
+
+    doc = case_doc("async-ok", "xp-sp2")
+    doc["domains"]["OTHER"] = {"dns": "other.example", "accounts": {"admin": "Adm1n!"},
+                               "groups": {"Domain Admins": ["admin"]}}
+    base = doc["hosts"].pop("B")
+    net = base["address"].rsplit(".", 1)[0]
+    doc["calls"] = []
+    for i in range(6):
+        h = copy.deepcopy(base)
+        h["address"] = f"{net}.{10 + i}/24"
+        if i % 2:
+            h["domain"] = "OTHER"
+        doc["hosts"][f"B{i}"] = h
+        doc["calls"].append({"from": "A", "to": f"B{i}", "mode": "async",
+                             "user": ("OTHER" if i % 2 else "CORP") + "\\admin"})
+    s = make(doc)
+
+    async def go() -> list[DoctorReport]:
+        names = [c.target for c in s.calls]
+        async with LoopbackLab(s.world, hosts=names, ports=PORTS) as lab:
+            pool = ListenerPool(0, policy=ModelSinkPolicy(s.world, "A", lab.map))
+            for n in names:
+                lab.servers[n].resolver_port = lambda addr: pool.listeners[addr].resolver_port
+            entries = [FleetEntry(i + 1, lab.servers[c.target].address, c.user)
+                       for i, c in enumerate(s.calls)]
+            # One remapped RPCSS port per host: a fleet per host, all on one loop and pool.
+            runs = [run_fleet([e], DoctorRequest("", ConnectOptions(
+                "", "", "Adm1n!", timeout=2.0, local_address=str(lab.map.loopback("A")),
+                rpcss_port=lab.servers[c.target].ports["rpcss"]), "async", callback_wait=1.5),
+                concurrency=8, pool=pool) for e, c in zip(entries, s.calls, strict=True)]
+            try:
+                return [r for reps in await asyncio.gather(*runs) for r in reps]
+            finally:
+                await pool.close()
+    reports = asyncio.run(go())
+    for c, rep in zip(s.calls, reports, strict=True):
+        want = flow.evaluate(s.world, c)
+        assert rep.result == want.result, (c.target, rep.as_json())
+    assert {r.result for r in reports} == {"ok", "0x80070005"}

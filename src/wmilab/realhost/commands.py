@@ -284,6 +284,12 @@ def _fleet(entries: list[FleetEntry], base: DoctorRequest, pool: ListenerPool,
                 out.print(escape(line))
         progress.advance(task)
 
+    async def run() -> list[DoctorReport]:
+        try:
+            return await run_fleet(entries, base, concurrency=concurrency, pool=pool,
+                                   on_done=done)
+        finally:
+            await pool.close()
+
     with progress:
-        return asyncio.run(run_fleet(entries, base, concurrency=concurrency, pool=pool,
-                                     on_done=done))
+        return asyncio.run(run())

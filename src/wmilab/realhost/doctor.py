@@ -14,6 +14,7 @@ The first step that fails stops the walk; its HRESULT is the one a Windows clien
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from dataclasses import dataclass, field
@@ -57,9 +58,14 @@ class ListenerPool:
         self.policy = policy
         self.listeners: dict[str, CallbackListener] = {}
         self.errors: dict[str, str] = {}
+        self._lock = asyncio.Lock()
 
     async def get(self, address: str) -> CallbackListener | str:
         """The listener on ``address``, or why it could not be started."""
+        async with self._lock:  # hosts diagnosed at once must not both bind port 135
+            return await self._get(address)
+
+    async def _get(self, address: str) -> CallbackListener | str:
         if address in self.errors:
             return self.errors[address]
         found = self.listeners.get(address)
@@ -77,9 +83,10 @@ class ListenerPool:
         return found
 
     async def close(self) -> None:
-        for lst in self.listeners.values():
-            await lst.close()
+        listeners = list(self.listeners.values())
         self.listeners.clear()
+        for lst in listeners:
+            await lst.close()
 
 
 @dataclass

@@ -91,7 +91,8 @@ async def _one(entry: FleetEntry, base: DoctorRequest, pool: ListenerPool) -> Do
 async def run_fleet(entries: Sequence[FleetEntry], base: DoctorRequest, *, concurrency: int,
                     pool: ListenerPool, on_done: Callable[[DoctorReport], None] | None = None
                     ) -> list[DoctorReport]:
-    """Every entry diagnosed, at most ``concurrency`` at a time; reports in entry order."""
+    """Every entry diagnosed, at most ``concurrency`` at a time; reports in entry order.
+    The caller closes ``pool`` (it may serve several runs)."""
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def bounded(entry: FleetEntry) -> DoctorReport:
@@ -101,7 +102,4 @@ async def run_fleet(entries: Sequence[FleetEntry], base: DoctorRequest, *, concu
             on_done(rep)
         return rep
 
-    try:
-        return list(await asyncio.gather(*(bounded(e) for e in entries)))
-    finally:
-        await pool.close()
+    return list(await asyncio.gather(*(bounded(e) for e in entries)))
