@@ -50,6 +50,8 @@ RPC_E_DISCONNECTED = 0x80010108  # MS-ERREF 2.1: the object was disconnected
 E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 MAX_OBJECTS = 100_000  # Choice: bounded memory per sink
+MAX_CONNECTIONS = 256  # Choice: connections served at once; more are reset
+IDLE_SECONDS = 120.0  # Choice: a connection that sends nothing for this long is closed
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,9 @@ class CallbackListener:
         local_info = writer.get_extra_info("sockname") or (self.address, 0)
         peer, local = str(peer_info[0]), str(local_info[0])
         port = self.resolver_port if role == "resolver" else self.sink_port
-        if not self.policy.admit(role, peer, port):
-            # A's firewall: the connection never reaches the program (and we never see it).
+        if len(self._writers) >= MAX_CONNECTIONS or not self.policy.admit(role, peer, port):
+            # A's firewall (or our bound): the connection never reaches the program, and the
+            # doctor never sees it.
             transport = writer.transport
             with contextlib.suppress(Exception):
                 transport.abort()
@@ -246,7 +249,7 @@ class CallbackListener:
         try:
             while not conn.closed:
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), 120)
+                    data = await asyncio.wait_for(reader.read(65536), IDLE_SECONDS)
                 except (TimeoutError, OSError):
                     break
                 if not data:
