@@ -202,3 +202,32 @@ def test_async_failures_on_connection_2_match_the_flow(case: str) -> None:
     assert verdict.failed is not None
     _rows, _log, failed = _async(copy.deepcopy(doc))
     assert failed == f"{verdict.failed.id} {verdict.hresult.hex}"
+
+
+def test_the_client_s_listener_survives_garbage_and_still_resolves() -> None:
+    from wmilab.client.transport import open_rpc
+    from wmilab.wire import dcom, ids
+
+    async def go() -> tuple[int, list[tuple[str, int | None]]]:
+        async with CallbackListener("127.0.0.1", resolver_port=0) as cb:
+            for junk in (b"\x00" * 64, b"\x05\x00\x0b\x03" + b"\xff" * 200, b"GET / HTTP/1.0\r\n\r\n"):
+                _r, w = await asyncio.open_connection("127.0.0.1", cb.resolver_port)
+                w.write(junk)
+                await w.drain()
+                w.close()
+            cli = await open_rpc("127.0.0.1", cb.resolver_port, local_address=None,
+                                 credentials=None, auth_level=1, timeout=2.0)
+            async with cli:
+                await cli.bind(ids.IID_IOBJECTEXPORTER)
+                w2 = dcom.NdrWriter()
+                w2.u64(cb.oxid)
+                w2.u16(1)
+                w2.u32(1)
+                w2.u16(dcom.TOWER_NCACN_IP_TCP)
+                stub = await cli.call(ids.ObjectExporterOp.RESOLVE_OXID2, w2.getvalue())
+            r = dcom.NdrReader(stub)
+            assert r.ptr()
+            bindings = dcom.read_dsa_ndr(r)
+            return cb.sink_port, bindings.tcp_endpoints()
+    port, endpoints = asyncio.run(go())
+    assert ("127.0.0.1", port) in endpoints
