@@ -149,3 +149,13 @@ def test_bad_usage_is_one_line_and_exit_2(args: list[str], env: dict[str, str],
     assert len(lines) == 1 and "Traceback" not in res.output
     for w in words:
         assert w in res.output
+
+
+def test_async_without_port_135_for_the_resolver_is_bad_usage(lab135: ThreadedLab) -> None:
+    # Emulated A holds A's port 135, so the client cannot put its resolver there.
+    for cmd in (["query", lab135.address("B"), QUERIES[0]], ["doctor", lab135.address("B")]):
+        res = runner.invoke(app, [*cmd, "-u", "CORP\\admin", "-p", "Adm1n!", "--mode", "async",
+                                  "--source", lab135.address("A")])
+        assert res.exit_code == 2, res.output
+        assert "135" in res.output and "--mode semisync" in res.output
+        assert "Traceback" not in res.output
