@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from wmilab import steps
 from wmilab.client.callback import CallbackListener, SinkState
+from wmilab.client.levels import AUTH_LEVELS
 from wmilab.client.transport import (
     KIND_CALLBACK,
     KIND_FAULT,
@@ -55,9 +56,6 @@ __all__ = [
 C1_QUERY = "c1.query"
 QUERY_TITLE = "WMI on B runs the query"
 
-# RPC_C_AUTHN_LEVEL_* by their names on the command line (MS-RPCE 2.2.1.1.8).
-AUTH_LEVELS = {"connect": AuthLevel.CONNECT, "pkt": AuthLevel.PKT,
-               "integrity": AuthLevel.PKT_INTEGRITY, "privacy": AuthLevel.PKT_PRIVACY}
 
 E_ACCESSDENIED = 0x80070005  # MS-ERREF 2.1
 NEXT_BATCH = 64  # Choice: objects asked for per IEnumWbemClassObject::Next

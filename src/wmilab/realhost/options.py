@@ -12,7 +12,7 @@ import re
 import socket
 from pathlib import Path
 
-from wmilab.client.session import AUTH_LEVELS
+from wmilab.client.levels import AUTH_LEVELS
 
 __all__ = ["MODES", "UsageError", "auth_level", "check_mode", "password", "resolve_target",
            "user"]
