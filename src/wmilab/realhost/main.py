@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from wmilab import steps
 from wmilab.client.session import ConnectOptions, StepFailed
@@ -48,7 +49,7 @@ def _err() -> Console:
 
 
 def usage_error(message: str) -> typer.Exit:
-    _err().print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    _err().print(f"[red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -82,7 +83,7 @@ def query_command(target: str, wql: str, user: str, password: str | None,
     try:
         rows, _log = asyncio.run(run_query(req))
     except StepFailed as e:
-        _err().print(f"[red]error:[/] {failure_line(e)}", markup=True, highlight=False)
+        _err().print(f"[red]error:[/] {escape(failure_line(e))}", markup=True, highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
     except ResolverBindError as e:
         raise usage_error(str(e)) from None
@@ -92,9 +93,11 @@ def query_command(target: str, wql: str, user: str, password: str | None,
         sys.stdout.write(as_csv(rows))
     else:
         cols, body = cells(rows)
-        table = Table(*cols, title=f"{wql}  ({len(rows)} rows from {target})")
+        # Values are data, never markup: a WMI string may hold "[...]".
+        table = Table(*(Text(c) for c in cols),
+                      title=Text(f"{wql}  ({len(rows)} rows from {target})"))
         for line in body:
-            table.add_row(*line)
+            table.add_row(*(Text(x) for x in line))
         _out().print(table)
 
 
