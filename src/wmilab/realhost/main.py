@@ -94,8 +94,9 @@ def query_command(target: str, wql: str, user: str, password: str | None,
     else:
         cols, body = cells(rows)
         # Values are data, never markup: a WMI string may hold "[...]".
-        table = Table(*(Text(c) for c in cols),
-                      title=Text(f"{wql}  ({len(rows)} rows from {target})"))
+        table = Table(title=Text(f"{wql}  ({len(rows)} rows from {target})"))
+        for c in cols:
+            table.add_column(Text(c))
         for line in body:
             table.add_row(*(Text(x) for x in line))
         _out().print(table)
