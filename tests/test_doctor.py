@@ -19,6 +19,7 @@ from wmilab.client.session import ConnectOptions
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.lab.sink_policy import ModelSinkPolicy
 from wmilab.lab.verify import ThreadedLab
+from wmilab.model import oses
 from wmilab.realhost.doctor import DoctorReport, DoctorRequest, ListenerPool, diagnose
 from wmilab.scenario import Scenario
 
@@ -68,10 +69,11 @@ def case_doc(case: str, os_name: str) -> dict[str, Any]:
     elif case == "async-ok":
         c["mode"] = "async"
         a["netsh"] = list(A_OPEN)
-    if os_name == "2003-sp1":
+    if not oses.get(os_name).firewall_on:
         # Server 2003 SP1 ships with Windows Firewall off: turn it on, as the seed's computers.
         for h in (a, b):
             h["netsh"] = ["netsh firewall set opmode mode=ENABLE", *h.get("netsh", [])]
+    assert os_name in oses.NAMES
     return doc
 
 
@@ -111,7 +113,7 @@ CASES = ["firewall-135", "wmi-port", "logon", "activation", "access", "namespace
          "unknown-namespace", "callback-135", "callback-sink", "callback-anonymous"]
 
 
-@pytest.mark.parametrize("os_name", ["xp-sp2", "2003-sp1"])
+@pytest.mark.parametrize("os_name", oses.NAMES)  # every OS the model knows
 @pytest.mark.parametrize("case", CASES)
 def test_doctor_names_check_s_step_and_hresult(case: str, os_name: str) -> None:
     s, rep = doctor_in_lab(case_doc(case, os_name))
