@@ -10,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 from conftest import make, needs_root, remote_admin_pair
+from test_differential import _PASSWORDS as DIFF_PASSWORDS
+from test_differential import _doc as differential_doc
+from test_differential import network
 from wmilab import flow, steps
 from wmilab.cli import app
 from wmilab.client.session import ConnectOptions
@@ -397,3 +401,31 @@ def test_async_fleet_shares_one_resolver_and_tells_hosts_apart() -> None:
         want = flow.evaluate(s.world, c)
         assert rep.result == want.result, (c.target, rep.as_json())
     assert {r.result for r in reports} == {"ok", "0x80070005"}
+
+
+# ------------------------------------------------------------------------------------------
+# Generated hosts (the differential test's networks): the doctor agrees with check
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(network)
+def test_doctor_agrees_with_check_on_generated_hosts(n: dict[str, Any]) -> None:
+    s = make(differential_doc(n))
+    call = s.calls[0]
+    predicted = flow.evaluate(s.world, call)
+
+    async def go() -> DoctorReport:
+        async with LoopbackLab(s.world, hosts=["B"], ports=PORTS) as lab:
+            b = lab.servers["B"]
+            opts = ConnectOptions(b.address, call.user,
+                                  call.password or DIFF_PASSWORDS[call.user], call.namespace,
+                                  timeout=2.0, local_address=str(lab.map.loopback("A")),
+                                  rpcss_port=b.ports["rpcss"])
+            return await diagnose(DoctorRequest(b.address, opts, call.mode))
+    rep = asyncio.run(go())
+    want = predicted.failed
+    got = rep.failed
+    assert rep.result == predicted.result, (rep.as_json(), want)
+    if want is not None and want.id != steps.C1_CLIENT_DCOM:
+        assert got is not None and got.step == want.id, (got, want)
