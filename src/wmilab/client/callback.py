@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wmilab import hresult as hr
 from wmilab.wire import dcom, ids, rpc, wmi, wmio
 from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef, StubError
 from wmilab.wire.ntlm import Authenticator, LogonAttempt, NtlmServerNames
@@ -46,8 +47,8 @@ log = logging.getLogger("wmilab.client")
 RESOLVER_INTERFACES = (rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0),)  # MS-DCOM 2.1: 0.0
 SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK))
-RPC_E_DISCONNECTED = 0x80010108  # MS-ERREF 2.1: the object was disconnected
-E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
+RPC_E_DISCONNECTED = hr.RPC_E_DISCONNECTED.code
+E_OUTOFMEMORY = hr.E_OUTOFMEMORY.code
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 MAX_OBJECTS = 100_000  # Choice: bounded memory per sink
 MAX_CONNECTIONS = 256  # Choice: connections served at once; more are reset
@@ -372,7 +373,7 @@ class CallbackListener:
         if opnum == ids.RemUnknownOp.REM_ADD_REF:
             refs = dcom.parse_rem_refs(stub, "RemAddRef")
             return dcom.build_rem_add_ref_reply([dcom.S_OK if r.ipid in self.sinks
-                                                 else 0x80070057 for r in refs.refs])
+                                                 else hr.E_INVALIDARG.code for r in refs.refs])
         if opnum == ids.RemUnknownOp.REM_RELEASE:
             dcom.parse_rem_refs(stub, "RemRelease")
             return dcom.build_rem_release_reply(dcom.S_OK)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.client.callback import CallbackListener, SinkState
 from wmilab.client.levels import AUTH_LEVELS
@@ -57,7 +58,7 @@ C1_QUERY = "c1.query"
 QUERY_TITLE = "WMI on B runs the query"
 
 
-E_ACCESSDENIED = 0x80070005  # MS-ERREF 2.1
+E_ACCESSDENIED = hr.E_ACCESSDENIED.code
 NEXT_BATCH = 64  # Choice: objects asked for per IEnumWbemClassObject::Next
 
 
@@ -241,7 +242,7 @@ class WmiSession:
             enum = dcom.read_unique_objref(r)
             code = r.u32()
             if code & 0x80000000 or not isinstance(enum, ObjRefStandard):
-                raise CallFailed(code or 0x80004005, KIND_HRESULT, "ExecQuery failed")
+                raise CallFailed(code or hr.E_FAIL.code, KIND_HRESULT, "ExecQuery failed")
             while True:
                 objs, code = wmi.parse_next_reply(await self.cli.call_on(
                     ids.IID_IENUMWBEMCLASSOBJECT, ids.EnumWbemClassObjectOp.NEXT,
@@ -327,12 +328,12 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
                         ids.CLSID_WBEMLEVEL1LOGIN, [ids.IID_IWBEMLEVEL1LOGIN])))
                 if act.hresult & 0x80000000 or act.scm is None or not act.interfaces \
                         or act.interfaces[0].objref is None:
-                    raise CallFailed(act.hresult or 0x80004005, KIND_HRESULT,
+                    raise CallFailed(act.hresult or hr.E_FAIL.code, KIND_HRESULT,
                                      "RemoteCreateInstance returned no interface")
                 login_ref = act.interfaces[0].objref
                 ports = [p for _h, p in act.scm.bindings.tcp_endpoints() if p is not None]
                 if not ports:
-                    raise CallFailed(0x800706BA, KIND_PROTOCOL,
+                    raise CallFailed(RPC_S_SERVER_UNAVAILABLE, KIND_PROTOCOL,
                                      "activation returned no TCP endpoint")
                 note.append(f"WbemLevel1Login on port {ports[0]}")
         except StepFailed as e:
@@ -367,7 +368,7 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
             services = dcom.read_unique_objref(r)
             code = r.u32()
             if code or not isinstance(services, ObjRefStandard):
-                raise CallFailed(code or 0x80004005, KIND_HRESULT,
+                raise CallFailed(code or hr.E_FAIL.code, KIND_HRESULT,
                                  f"NTLMLogin to {opts.namespace} failed")
             note.append(f"logged in to {opts.namespace}")
     except BaseException:

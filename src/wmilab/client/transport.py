@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 
+from wmilab import hresult as hr
 from wmilab.host.callback import RpcCallError, RpcClient
 from wmilab.wire.rpc import AuthLevel
 from wmilab.wire.rpc_conn import ClientConnection, ClientCredentials
@@ -21,8 +22,8 @@ __all__ = [
     "classify", "open_rpc",
 ]
 
-RPC_S_SERVER_UNAVAILABLE = 0x800706BA  # MS-ERREF 2.3: HRESULT_FROM_WIN32(RPC_S_SERVER_UNAVAILABLE)
-RPC_S_CALL_FAILED = 0x800706BE  # MS-ERREF 2.3
+RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code
+RPC_S_CALL_FAILED = hr.RPC_S_CALL_FAILED.code
 
 # What went wrong, as the doctor names it (docs/doctor.md).
 KIND_TIMEOUT = "no answer"  # a SYN or a request without reply: a firewall that drops

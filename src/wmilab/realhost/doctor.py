@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.client.callback import CallbackListener, SinkPolicy
 from wmilab.client.session import (
@@ -31,7 +32,6 @@ from wmilab.client.session import (
     query_async,
 )
 from wmilab.client.transport import KIND_PROTOCOL
-from wmilab.model import hresult as hr
 from wmilab.realhost.model_fix import ModelFix, os_of_version, reconstruct_fix
 from wmilab.realhost.query import title_of
 from wmilab.wire import wmio

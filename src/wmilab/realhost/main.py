@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.client.session import ConnectOptions, StepFailed
-from wmilab.model import hresult as hr
 from wmilab.realhost import options as opt
 from wmilab.realhost.doctor import DoctorReport, DoctorRequest, ListenerPool, diagnose
 from wmilab.realhost.fleet import FleetEntry, parse_shard, read_targets, run_fleet, summarize

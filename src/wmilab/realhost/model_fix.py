@@ -19,6 +19,7 @@ from typing import Any
 
 import tomlkit
 
+from wmilab import hresult as hr
 from wmilab import remedy, steps
 from wmilab.flow import evaluate
 from wmilab.model import oses
@@ -27,6 +28,7 @@ from wmilab.scenario import ScenarioError, loads
 __all__ = ["ASSUMPTIONS", "ModelFix", "os_of_version", "reconstruct_fix"]
 
 UNSECAPP = "%windir%\\system32\\wbem\\unsecapp.exe"
+INVALID_NAMESPACE = hr.WBEM_E_INVALID_NAMESPACE.code
 DEFAULT_OS = "xp-sp2"  # Choice: the seed's computers when the version is unknown
 
 ASSUMPTIONS = {
@@ -79,7 +81,7 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
     dom = (dom or "CORP").upper()
     name = name or "user"
     admin = step not in (steps.C1_ACTIVATION, steps.C1_ACCESS, steps.C1_NAMESPACE) or \
-        hresult == 0x8004100E
+        hresult == INVALID_NAMESPACE
     doc: dict[str, Any] = {
         "domains": {dom: {"dns": f"{dom.lower()}.example", "accounts": {name: "secret"},
                           "groups": {"Domain Admins": [name] if admin else []}}},
@@ -106,7 +108,7 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
     elif step == steps.C1_ACCESS:
         b["dcom"] = {"launch_limits": launch,
                      "access_limits": {"Everyone": ["local access"]}}
-    elif step == steps.C1_NAMESPACE and hresult != 0x8004100E:
+    elif step == steps.C1_NAMESPACE and hresult != INVALID_NAMESPACE:
         b["dcom"] = {"launch_limits": launch}
     elif step == steps.C2_RESOLVER_PORT:
         pass  # A's firewall as the OS ships it
@@ -133,7 +135,7 @@ def reconstruct_fix(step: str, hresult: int, *, user: str, namespace: str, mode:
     doc = _doc(step, hresult, user=user, namespace=namespace, mode=mode,
                os_b=os_b or DEFAULT_OS, a_ip=a_ip, b_ip=b_ip)
     assumption = ASSUMPTIONS.get(step, "")
-    if step == steps.C1_NAMESPACE and hresult == 0x8004100E:
+    if step == steps.C1_NAMESPACE and hresult == INVALID_NAMESPACE:
         assumption = f"the namespace {namespace} does not exist on B"
     if doc is None:
         return ModelFix([], assumption, False, f"the model has no fix for step {step}")

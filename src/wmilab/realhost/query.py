@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.client.callback import CallbackListener, SinkPolicy
 from wmilab.client.session import (
@@ -22,7 +23,6 @@ from wmilab.client.session import (
     connect,
     query_async,
 )
-from wmilab.model import hresult as hr
 from wmilab.wire import wmio
 
 __all__ = ["QueryRequest", "ResolverBindError", "as_csv", "as_json", "columns", "failure_line",
