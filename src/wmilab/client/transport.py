@@ -55,6 +55,9 @@ def classify(e: RpcCallError) -> CallFailed:
         kind = KIND_PROTOCOL
     elif reason.startswith(("fault", "bind")):
         kind = KIND_FAULT
+        known = hr.BY_CODE.get(e.hresult & 0xFFFFFFFF)
+        if known is not None:
+            reason = f"{reason} ({known.symbol}: {known.meaning})"
     else:
         kind = KIND_HRESULT
     return CallFailed(e.hresult, kind, reason)

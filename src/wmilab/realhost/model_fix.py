@@ -34,8 +34,8 @@ DEFAULT_OS = "xp-sp2"  # Choice: the seed's computers when the version is unknow
 ASSUMPTIONS = {
     steps.C1_RPCSS: "B's Windows Firewall has no exception for TCP 135 from A",
     steps.C1_LOGON: "B cannot log the user on with this password (wrong password or account)",
-    steps.C1_ACTIVATION: "the user is not an administrator of B and has no DCOM Remote "
-                         "Launch/Activation there",
+    steps.C1_ACTIVATION: "the user is not an administrator of B and has no DCOM launch and "
+                         "activation rights there",
     steps.C1_WMI_PORT: "B's firewall opens TCP 135 but not the WMI service's port",
     steps.C1_ACCESS: "the user may launch WMI on B but B's DCOM access limits leave Everyone "
                      "local access only",
