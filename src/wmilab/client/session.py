@@ -162,7 +162,7 @@ class WmiRpc(RpcClient):
             if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
                 return ev.stub
             if isinstance(ev, FaultReceived):
-                raise RpcCallError(_from_win32(ev.status), f"fault 0x{ev.status:08X}")
+                raise RpcCallError(hr.from_win32(ev.status), f"fault 0x{ev.status:08X}")
 
     def server_version(self) -> tuple[int, int, int] | None:
         """(major, minor, build) from the NTLM CHALLENGE's VERSION field, when it had one
@@ -173,12 +173,6 @@ class WmiRpc(RpcClient):
                 major, minor, build = struct.unpack_from("<BBH", chal.version)
                 return major, minor, build
         return None
-
-
-def _from_win32(code: int) -> int:
-    # A fault status below 0x10000 is a Win32 code: HRESULT_FROM_WIN32 (MS-ERREF 2.1.2).
-    code &= 0xFFFFFFFF
-    return 0x80070000 | code if 0 < code < 0x10000 else code
 
 
 @dataclass(frozen=True)

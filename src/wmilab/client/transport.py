@@ -1,9 +1,10 @@
 """How the client opens ncacn_ip_tcp connections, and what a failure was on the wire.
 
-The RPC connection itself (:class:`RpcClient`, a sans-IO ``ClientConnection`` over an
-asyncio stream) is shared with the emulated hosts' callbacks. This module adds what the
-doctor needs to tell failures apart: whether a TCP connect got no answer, was refused
-(reset), or the peer closed or broke the protocol later (:class:`Failure`).
+The RPC connection itself (:class:`RpcClient` from ``wmilab.transport``, a sans-IO
+``ClientConnection`` over an asyncio stream) is shared with the emulated hosts' callbacks.
+This module adds what the doctor needs to tell failures apart: whether a TCP connect got no
+answer, was refused (reset), or the peer closed or broke the protocol later
+(:class:`CallFailed` and its kind).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import errno
 
 from wmilab import hresult as hr
-from wmilab.host.callback import RpcCallError, RpcClient
+from wmilab.transport import RpcCallError, RpcClient
 from wmilab.wire.rpc import AuthLevel
 from wmilab.wire.rpc_conn import ClientConnection, ClientCredentials
 
