@@ -20,7 +20,8 @@ from wmilab.wire import ids
 from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
 
 __all__ = [
-    "EncodedObject", "Entry", "Enumerator", "FetchSmartEnum", "Level1Login", "ObjectTable",
+    "CallResult", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
+    "Level1Login", "ObjectTable",
     "RemUnknown", "Services", "WcoSmartEnum",
 ]
 
@@ -88,7 +89,35 @@ class WcoSmartEnum:
     enum: Enumerator
 
 
-ExportedObject = RemUnknown | Level1Login | Services | Enumerator | FetchSmartEnum | WcoSmartEnum
+@dataclass
+class CallResult:
+    """IWbemCallResult of a call the client asked one for (MS-WMI 3.1.4.5): the final status
+    and what the call produced (an object, a string such as a new instance's path, or an
+    IWbemServices)."""
+
+    status: int
+    encoded: bytes | None = None
+    text: str | None = None
+    services: Services | None = None
+
+
+@dataclass
+class EventEnumerator:
+    """IEnumWbemClassObject of ExecNotificationQuery: events queue here as they happen
+    (MS-WMI 3.1.4.3.20); bounded, the oldest goes first when full."""
+
+    namespace: str
+    queue: list[EncodedObject] = field(default_factory=list)
+    forward_only: bool = True
+    class_ids: dict[str, uuid.UUID] = field(default_factory=dict)
+
+    def take(self, count: int) -> list[EncodedObject]:
+        out, self.queue = self.queue[:count], self.queue[count:]
+        return out
+
+
+ExportedObject = (RemUnknown | Level1Login | Services | Enumerator | FetchSmartEnum | WcoSmartEnum
+                  | CallResult | EventEnumerator)
 
 # Which interfaces each kind of object answers RemQueryInterface for (MS-DCOM 3.1.1.5.6.1.1).
 SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
@@ -98,6 +127,8 @@ SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
     Enumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),
     FetchSmartEnum: (ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),
     WcoSmartEnum: (ids.IID_IWBEMWCOSMARTENUM, ids.IID_IUNKNOWN),
+    CallResult: (ids.IID_IWBEMCALLRESULT, ids.IID_IUNKNOWN),
+    EventEnumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IUNKNOWN),
 }
 
 
@@ -147,6 +178,10 @@ class ObjectTable:
         self._entries[entry.ipid] = entry
         self._by_object.setdefault(id(obj), {})[iid] = entry.ipid
         return entry
+
+    def is_live(self, obj: ExportedObject) -> bool:
+        """Is ``obj`` still exported under some IPID (not released or collected)?"""
+        return any(ipid in self._entries for ipid in self._by_object.get(id(obj), {}).values())
 
     def lookup(self, ipid: uuid.UUID | None) -> Entry | None:
         entry = None if ipid is None else self._entries.get(ipid)
