@@ -236,6 +236,16 @@ def test_level1login_methods_answer_as_xp(start_lab: StartLab) -> None:
         assert error_of(login.WBEMLogin) == E_NOTIMPL
 
 
+@pytest.mark.parametrize("domain", ["corp.example", "CORP.EXAMPLE", "corp"])
+def test_the_domain_s_dns_name_logs_on(start_lab: StartLab, domain: str) -> None:
+    # MS-NRPC 2.2.1.4.15: NetBIOS or DNS domain name; the model's Directory.find_domain.
+    lab = start_lab(scenario())
+    with session(lab, domain=domain) as (_l, svc):
+        assert query(svc, "SELECT Name FROM Win32_Service WHERE Name = 'winmgmt'") \
+            == [{"Name": "winmgmt"}]
+    assert any("logon " + domain + "\\admin" in r and ": ok" in r for r in lab.records)
+
+
 def test_class_enum_and_call_results(start_lab: StartLab) -> None:
     lab = start_lab(scenario())
     with session(lab) as (_l, svc):
