@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from wmilab import steps
 from wmilab.host.events import EventHub
 from wmilab.host.objects import (
+    SUPPORTED,
     CallResult,
+    ClassFactory,
     EncodedObject,
     Entry,
     Enumerator,
@@ -34,7 +36,7 @@ from wmilab.model import hresult as hr
 from wmilab.model.wmi import WriteTarget
 from wmilab.repository import CimClass, WmiError
 from wmilab.repository.cim import CimObject, PathError, parse_path
-from wmilab.wire import dcom, ids, rpc, wmi, wmio
+from wmilab.wire import dcom, iactivation, ids, rpc, wmi, wmio
 from wmilab.wire.dcom import RpcFaultReply, StubError
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ EXPORTER_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMLEVEL1LOGIN,
     ids.IID_IWBEMSERVICES, ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IWBEMFETCHSMARTENUM,
     ids.IID_IWBEMWCOSMARTENUM, ids.IID_IWBEMCALLRESULT, ids.IID_IWBEMLOGINCLIENTID,
-    ids.IID_IWBEMLOGINHELPER,
+    ids.IID_IWBEMLOGINHELPER, ids.IID_ICLASSFACTORY,
 ))
 
 # Choice: a call on an IPID the exporter does not know gets a fault RPC_E_DISCONNECTED, what
@@ -138,6 +140,8 @@ class WmiExporter:
             return self._enum(obj, opnum, stub, ctx)
         if isinstance(obj, CallResult):
             return self._call_result_op(obj, opnum, stub, ctx)
+        if isinstance(obj, ClassFactory):
+            return self._class_factory(opnum, stub, ctx)
         if isinstance(obj, FetchSmartEnum):
             if opnum != ids.WbemFetchSmartEnumOp.GET_SMART_ENUM:
                 return OP_RANGE
@@ -193,6 +197,20 @@ class WmiExporter:
                 table.release(r.ipid, r.public_refs)
             # wire-notes: releasing an unknown IPID is S_OK (impacket releases twice).
             return dcom.build_rem_release_reply(dcom.S_OK)
+        return OP_RANGE
+
+    # -- IClassFactory of WbemLevel1Login (objidl.idl; MS-DCOM 3.1.2.5.2.3.2) ----------------
+
+    def _class_factory(self, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        if opnum == 3:
+            iid = iactivation.parse_class_factory_create(stub)
+            if iid not in SUPPORTED[Level1Login]:
+                return iactivation.build_class_factory_create_reply(None, dcom.E_NOINTERFACE)
+            entry = self.rt.table.export(Level1Login(ctx.token), iid)
+            return iactivation.build_class_factory_create_reply(self._ref(entry, ctx), dcom.S_OK)
+        if opnum == 4:
+            iactivation.parse_lock_server(stub)
+            return dcom.build_orpc_hresult_reply(dcom.S_OK)
         return OP_RANGE
 
     # -- IWbemLevel1Login (MS-WMI 3.1.4.1) -----------------------------------------------

@@ -20,7 +20,7 @@ from wmilab.wire import ids
 from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
 
 __all__ = [
-    "CallResult", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
+    "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
     "Level1Login", "ObjectTable",
     "RemUnknown", "Services", "WcoSmartEnum",
 ]
@@ -34,6 +34,14 @@ class RemUnknown:
 @dataclass
 class Level1Login:
     """An activated WbemLevel1Login object (MS-WMI 3.1.4.1)."""
+
+    token: Token
+
+
+@dataclass
+class ClassFactory:
+    """WbemLevel1Login's class object, from RemoteGetClassObject (MS-DCOM 3.1.2.5.2.3.2);
+    IClassFactory::CreateInstance makes a Level1Login."""
 
     token: Token
 
@@ -117,7 +125,7 @@ class EventEnumerator:
 
 
 ExportedObject = (RemUnknown | Level1Login | Services | Enumerator | FetchSmartEnum | WcoSmartEnum
-                  | CallResult | EventEnumerator)
+                  | CallResult | EventEnumerator | ClassFactory)
 
 # Which interfaces each kind of object answers RemQueryInterface for (MS-DCOM 3.1.1.5.6.1.1).
 SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
@@ -129,6 +137,7 @@ SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
     WcoSmartEnum: (ids.IID_IWBEMWCOSMARTENUM, ids.IID_IUNKNOWN),
     CallResult: (ids.IID_IWBEMCALLRESULT, ids.IID_IUNKNOWN),
     EventEnumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IUNKNOWN),
+    ClassFactory: (ids.IID_ICLASSFACTORY, ids.IID_IUNKNOWN),
 }
 
 

@@ -10,7 +10,8 @@ import os
 import struct
 
 from wmilab import steps
-from wmilab.host.objects import SUPPORTED, Level1Login
+from wmilab.host import activation
+from wmilab.host.objects import SUPPORTED, ClassFactory, Level1Login
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
 from wmilab.wire import dcom, ids, rpc
 from wmilab.wire.dcom import RpcFaultReply, StubError
@@ -20,6 +21,7 @@ __all__ = ["RPCSS_INTERFACES", "Rpcss"]
 RPCSS_INTERFACES = (
     rpc.SyntaxId(ids.IID_IREMOTESCMACTIVATOR, 0, 0),  # MS-DCOM 2.1: ORPC/native versions 0.0
     rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0),
+    rpc.SyntaxId(ids.IID_IACTIVATION, 0, 0),  # MS-DCOM 3.1.2.5.2.3.1 (pre-XP clients)
 )
 
 REGDB_E_CLASSNOTREG = 0x80040154  # MS-ERREF 2.1: class not registered
@@ -40,6 +42,8 @@ class Rpcss:
                 return self._activator(opnum, stub, ctx)
             if interface.uuid == ids.IID_IOBJECTEXPORTER:
                 return self._resolver(opnum, stub, ctx)
+            if interface.uuid == ids.IID_IACTIVATION:
+                return activation.remote_activation(self.rt, opnum, stub, ctx)
         except StubError:
             return BAD_STUB
         return RpcFaultReply(rpc.NCA_S_UNK_IF)
@@ -61,18 +65,18 @@ class Rpcss:
         if req.clsid != ids.CLSID_WBEMLEVEL1LOGIN:
             # MS-DCOM 3.1.2.5.2.3.3: an unknown class fails with REGDB_E_CLASSNOTREG.
             return dcom.build_activation_error(REGDB_E_CLASSNOTREG)
-        if req.get_class_object:
-            # Choice: WbemLevel1Login's class object is not handed out remotely.
-            return dcom.build_activation_error(dcom.E_NOINTERFACE)
-        login = Level1Login(ctx.token)
+        # MS-DCOM 3.1.2.5.2.3.2: RemoteGetClassObject returns the class object (WMI's class
+        # factory), whose IClassFactory::CreateInstance makes the Level1Login object.
+        target: Level1Login | ClassFactory = (ClassFactory(ctx.token) if req.get_class_object
+                                              else Level1Login(ctx.token))
         resolver = self.rt.resolver_bindings(ctx.local_address)
         results: list[dcom.InterfaceResult] = []
         oid: int | None = None
         for iid in req.iids:
-            if iid not in SUPPORTED[Level1Login]:
+            if iid not in SUPPORTED[type(target)]:
                 results.append(dcom.InterfaceResult(iid, dcom.E_NOINTERFACE))
                 continue
-            entry = self.rt.table.export(login, iid, oid=oid)
+            entry = self.rt.table.export(target, iid, oid=oid)
             oid = entry.oid
             results.append(dcom.InterfaceResult(iid, dcom.S_OK,
                                                 self.rt.table.objref(entry, resolver)))
