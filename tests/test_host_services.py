@@ -234,6 +234,14 @@ def test_level1login_methods_answer_as_xp(start_lab: StartLab) -> None:
         assert error_of(login.RequestChallenge) == WBEM_E_NOT_SUPPORTED
         # XP: E_NOTIMPL with a NULL pointer (impacket reads it and raises the code).
         assert error_of(login.WBEMLogin) == E_NOTIMPL
+        # MS-WMI 3.1.4.1 / 3.2.3: the object also offers IWbemLoginClientID.
+        client_id = iwmi.IWbemLoginClientID(
+            login.RemQueryInterface(1, (iwmi.IID_IWbemLoginClientID,)))
+        assert client_id.SetClientInfo("HOSTA", 4242)["ErrorCode"] == 0
+        assert any("client HOSTA process 4242" in r for r in lab.records)
+        # The helper interface is not offered (clients SHOULD NOT use it).
+        with pytest.raises(DCERPCException):
+            login.RemQueryInterface(1, (iwmi.IID_IWbemLoginHelper,))
 
 
 @pytest.mark.parametrize("domain", ["corp.example", "CORP.EXAMPLE", "corp"])

@@ -133,6 +133,8 @@ class WmiExporter:
         if isinstance(obj, RemUnknown):
             return self._rem_unknown(opnum, stub, ctx)
         if isinstance(obj, Level1Login):
+            if entry.iid == ids.IID_IWBEMLOGINCLIENTID:
+                return self._client_id(obj, opnum, stub)
             return self._login(opnum, stub, ctx)
         if isinstance(obj, Services):
             return self._services(obj, opnum, stub, ctx)
@@ -233,6 +235,18 @@ class WmiExporter:
         req = wmi.parse_ntlm_login(stub)
         ref, code = self._open(req.namespace, ctx)
         return wmi.build_interface_reply(ref, code)
+
+    def _client_id(self, login: Level1Login, opnum: int, stub: bytes) -> Reply:
+        if opnum != 3:
+            return OP_RANGE
+        info = wmi.parse_set_client_info(stub)
+        if info.machine is None:
+            # MS-WMI 3.1.4.8.1: wszClientMachine MUST NOT be NULL.
+            return dcom.build_orpc_hresult_reply(hr.WBEM_E_INVALID_PARAMETER.code)
+        # The server MAY use it for logging (MS-WMI 3.1.4.8.1); it is kept on the object.
+        login.client_machine, login.client_process = info.machine[:256], info.process_id
+        log.info("%s client %s process %d", self.rt.name, login.client_machine, info.process_id)
+        return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)
 
     def _open(self, namespace: str, ctx: CallContext) -> tuple[dcom.ObjRefStandard | None, int]:
         check = steps.namespace_login(self.rt.model, ctx.token, namespace)

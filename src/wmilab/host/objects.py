@@ -36,6 +36,8 @@ class Level1Login:
     """An activated WbemLevel1Login object (MS-WMI 3.1.4.1)."""
 
     token: Token
+    client_machine: str | None = None  # IWbemLoginClientID::SetClientInfo (MS-WMI 3.1.4.8.1)
+    client_process: int | None = None
 
 
 @dataclass
@@ -130,7 +132,9 @@ ExportedObject = (RemUnknown | Level1Login | Services | Enumerator | FetchSmartE
 # Which interfaces each kind of object answers RemQueryInterface for (MS-DCOM 3.1.1.5.6.1.1).
 SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
     RemUnknown: (ids.IID_IREMUNKNOWN, ids.IID_IUNKNOWN),
-    Level1Login: (ids.IID_IWBEMLEVEL1LOGIN, ids.IID_IUNKNOWN),
+    # MS-WMI 3.1.4.1: the Level1Login object also implements IWbemLoginClientID (3.1.4.8);
+    # Choice: IWbemLoginHelper, which clients SHOULD NOT use (MS-WMI 3.2.3), is not offered.
+    Level1Login: (ids.IID_IWBEMLEVEL1LOGIN, ids.IID_IWBEMLOGINCLIENTID, ids.IID_IUNKNOWN),
     Services: (ids.IID_IWBEMSERVICES, ids.IID_IUNKNOWN),
     Enumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),
     FetchSmartEnum: (ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),

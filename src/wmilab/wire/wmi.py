@@ -167,6 +167,36 @@ def build_interface_reply(obj: ObjRef | None, hresult: int = WBEM_S_NO_ERROR) ->
 
 
 @dataclass(frozen=True)
+class SetClientInfoRequest:
+    """IWbemLoginClientID::SetClientInfo (MS-WMI 3.1.4.8.1)."""
+
+    orpcthis: OrpcThis
+    machine: str | None
+    process_id: int
+    reserved: int
+
+
+def parse_set_client_info(stub: bytes) -> SetClientInfoRequest:
+    def go(r: NdrReader) -> SetClientInfoRequest:
+        orpc = read_orpcthis(r)
+        machine = r.unique_lpwstr()
+        return SetClientInfoRequest(orpc, machine, r.i32(), r.i32())
+    return decode_with("IWbemLoginClientID::SetClientInfo", stub, go)
+
+
+def build_set_client_info_request(machine: str | None, process_id: int) -> bytes:
+    w = NdrWriter()
+    write_orpcthis(w, OrpcThis())
+    if machine is None:
+        w.u32(0)
+    else:
+        w.lpwstr(machine)
+    w.i32(process_id)
+    w.i32(0)
+    return w.getvalue()
+
+
+@dataclass(frozen=True)
 class EstablishPositionRequest:
     orpcthis: OrpcThis
 
