@@ -117,6 +117,8 @@ class WmiExporter:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
+        # MS-DCOM 3.1.1.6.2: the last ORPC invocation time keeps an object from reclamation.
+        self.rt.table.touch(entry.oid)
         try:
             return name, self._dispatch(entry, opnum, stub, ctx)
         except StubError:

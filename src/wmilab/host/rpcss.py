@@ -6,9 +6,6 @@ Activation asks the model exactly what ``flow`` asks at step c1.activation:
 
 from __future__ import annotations
 
-import os
-import struct
-
 from wmilab import steps
 from wmilab.host import activation
 from wmilab.host.objects import SUPPORTED, ClassFactory, Level1Login
@@ -34,7 +31,6 @@ class Rpcss:
 
     def __init__(self, runtime: HostRuntime) -> None:
         self.rt = runtime
-        self._ping_sets: set[int] = set()
 
     def handle(self, interface: rpc.SyntaxId, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         try:
@@ -109,22 +105,12 @@ class Rpcss:
                 self.rt.exporter_bindings(ctx.local_address), self.rt.table.rem_unknown.ipid,
                 authn_hint=dcom.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, v2=v2)
         if opnum == op.SIMPLE_PING:
-            set_id = dcom.parse_simple_ping(stub)
-            # MS-DCOM 3.1.2.5.1.2: an unknown set gives OR_INVALID_SET.
-            ok = set_id in self._ping_sets
-            return dcom.build_status_reply(0 if ok else dcom.OR_INVALID_SET)
+            # MS-DCOM 3.1.2.5.1.2 (host/pinging.py): reset the set's timer, or OR_INVALID_SET.
+            return dcom.build_status_reply(self.rt.pings.simple_ping(dcom.parse_simple_ping(stub)))
         if opnum == op.COMPLEX_PING:
             cp = dcom.parse_complex_ping(stub)
-            set_id = cp.set_id
-            if set_id == 0:
-                # MS-DCOM 3.1.2.5.1.3: SetId 0 asks the resolver to allocate a new set.
-                set_id = struct.unpack("<Q", os.urandom(8))[0] or 1
-                if len(self._ping_sets) >= 1024:  # Choice: bounded number of ping sets
-                    self._ping_sets.pop()
-                self._ping_sets.add(set_id)
-            elif set_id not in self._ping_sets:
-                return dcom.build_complex_ping_reply(set_id, status=dcom.OR_INVALID_SET)
-            return dcom.build_complex_ping_reply(set_id)
+            set_id, status = self.rt.pings.complex_ping(cp.set_id, cp.sequence, cp.add, cp.delete)
+            return dcom.build_complex_ping_reply(set_id, status=status)
         if opnum == op.SERVER_ALIVE:
             return dcom.build_status_reply(0)
         if opnum == op.SERVER_ALIVE2:
