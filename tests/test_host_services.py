@@ -246,7 +246,7 @@ def test_level1login_methods_answer_as_xp(start_lab: StartLab) -> None:
 
 @pytest.mark.parametrize("domain", ["corp.example", "CORP.EXAMPLE", "corp"])
 def test_the_domain_s_dns_name_logs_on(start_lab: StartLab, domain: str) -> None:
-    # MS-NRPC 2.2.1.4.15: NetBIOS or DNS domain name; the model's Directory.find_domain.
+    # NetBIOS or DNS domain name (docs/choices.md); the model's Directory.find_domain.
     lab = start_lab(scenario())
     with session(lab, domain=domain) as (_l, svc):
         assert query(svc, "SELECT Name FROM Win32_Service WHERE Name = 'winmgmt'") \

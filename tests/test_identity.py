@@ -128,7 +128,7 @@ def test_own_domain_account_with_domain_admin_membership() -> None:
 @pytest.mark.parametrize("domain", ["CORP", "corp", "corp.example", "CORP.Example",
                                     "corp.example."])
 def test_dns_and_netbios_domain_names_log_on_alike(domain: str) -> None:
-    # MS-NRPC 2.2.1.4.15: the logon domain may be the NetBIOS or the DNS name.
+    # The logon domain as NetBIOS or DNS name (docs/choices.md; MS-NLMP 2.2.1.3).
     d = make()
     logon = d.network_logon("B", f"{domain}\\admin", pw("Adm1n!"))
     assert logon.ok and logon.token is not None and logon.token.name == "CORP\\admin"

@@ -322,9 +322,10 @@ class Directory:
         """The domain a logon names, by its NetBIOS name (``CORP``) or its DNS name
         (``corp.example``), case-insensitively; None for neither.
 
-        MS-NRPC 2.2.1.4.15 NETLOGON_LOGON_IDENTITY_INFO: LogonDomainName may be the NetBIOS
-        or the fully qualified domain name; Windows accepts ``corp.example\\user`` as
-        ``CORP\\user``. The one rule both the model and the wire (host/auth.py) use.
+        Choice (docs/choices.md): Windows accepts ``corp.example\\user`` as ``CORP\\user``
+        (issue 9's observation; MS-NLMP 2.2.1.3 only says DomainName names the domain of the
+        account, and MS-NRPC 2.2.1.4.15 passes the NetBIOS name on, so the DNS name is mapped
+        to it). The one rule both the model and the wire (host/auth.py) use.
         """
         d = self._domain_named(name)
         return None if d is None else d.name
