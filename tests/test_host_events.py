@@ -16,7 +16,7 @@ from impacket.dcerpc.v5.rpcrt import DCERPCException
 import test_host_clients
 from conftest import make, remote_admin_pair
 from test_host_clients import RunningLab, StartLab, scenario
-from test_host_services import error_of, session
+from test_host_services import UPDATE_ONLY, error_of, lab_class, put, session
 from wmilab import flow
 from wmilab.client.session import login
 from wmilab.host.sink import SinkExporter
@@ -71,6 +71,38 @@ def test_semisync_notification_query_delivers_process_events(start_lab: StartLab
         svc.ExecMethod(f'Win32_Process.Handle="{out.ProcessId}"', "Terminate")
         assert next_event(gone).getClassName() == "__InstanceDeletionEvent"
         assert error_of(lambda: enum.Next(0, 1)) == WBEM_S_TIMEDOUT
+
+
+def test_put_instance_raises_creation_and_modification_events(start_lab: StartLab) -> None:
+    lab = start_lab(scenario())
+    with session(lab) as (_l, svc):
+        assert put(svc, iwmi.IWbemServices_PutClass, "pObject", lab_class()) == 0
+        changed = svc.ExecNotificationQuery(
+            "SELECT * FROM __InstanceModificationEvent WITHIN 1 "
+            "WHERE TargetInstance ISA 'Lab_Thing' AND PreviousInstance.Size = 1", SEMISYNC)
+        every = svc.ExecNotificationQuery(
+            "SELECT * FROM __InstanceOperationEvent WITHIN 1 "
+            "WHERE TargetInstance ISA 'Lab_Thing'", SEMISYNC)
+        cls, _ = svc.GetObject("Lab_Thing")
+        inst = cls.SpawnInstance()
+        inst.Name = "one"
+        inst.Size = 1
+        svc.PutInstance(inst.marshalMe())
+        assert error_of(lambda: changed.Next(0, 1)) == WBEM_S_TIMEDOUT  # a creation
+        inst.Size = 2
+        svc.PutInstance(inst.marshalMe(), UPDATE_ONLY)
+        event = next_event(changed)
+        assert event.getClassName() == "__InstanceModificationEvent"
+        svc.DeleteInstance('Lab_Thing.Name="one"')
+        kinds = [next_event(every).getClassName() for _ in range(3)]
+        assert kinds == ["__InstanceCreationEvent", "__InstanceModificationEvent",
+                         "__InstanceDeletionEvent"]
+    # The events the repository raised carry the instances themselves.
+    repo = lab.repository()
+    seen: list[Any] = []
+    repo.listeners.append(seen.append)
+    start_process(lab, "x.exe")
+    assert [(c.kind, c.target.get("Name")) for c in seen] == [("creation", "x.exe")]
 
 
 def test_notification_query_errors(start_lab: StartLab) -> None:
