@@ -194,3 +194,55 @@ def _fault(client: Any, services: Any) -> int | None:
     got = client.call(ids.WbemServicesOp.EXEC_QUERY, wmi.build_exec_query_request(
         "SELECT Name FROM Win32_ComputerSystem"), services)
     return got.status if isinstance(got, FaultReceived) else None
+
+
+@pytest.mark.slow
+def test_aiowmi_never_pings_but_keeps_its_session_while_it_queries(
+        start_lab: StartLab) -> None:
+    """aiowmi never pings and never releases the enumerator of each query: its
+    IWbemServices lives while it keeps calling, the leftovers go (docs/choices.md)."""
+    import asyncio
+
+    from aiowmi.connection import Connection
+    from aiowmi.query import Query
+
+    lab = start_lab(scenario(), root=False, limits=Limits(gc=GcSettings(ping_period=3600)))
+    rt = lab.lab.servers["B"].runtime
+    assert rt is not None
+    clock = Clock()
+    rt.table.clock = clock
+    rt.pings.settings = GcSettings()
+    sizes: list[int] = []
+
+    def sweep() -> None:
+        async def go() -> None:
+            rt.pings.collect()
+        lab.run(go())
+
+    async def session() -> list[str]:
+        # The DNS name of the domain, as many tools send it (Directory.find_domain).
+        conn = Connection(lab.address(), "admin", "Adm1n!", domain="corp.example",
+                          port=lab.port("rpcss"))
+        names: list[str] = []
+        try:
+            await conn.connect(timeout=10)
+            service = await conn.negotiate_ntlm()
+            await conn.login_ntlm(service, "root/cimv2")
+            for _ in range(40):
+                async with Query("SELECT Name FROM Win32_ComputerSystem").context(
+                        conn, service) as qc:
+                    async for props in qc.results():
+                        names.append(str(props["Name"].value))
+                clock.advance(100)  # a query every 100 s, never a ping
+                await asyncio.to_thread(sweep)
+                sizes.append(len(rt.table))
+        finally:
+            conn.close()
+        return names
+
+    names = asyncio.run(session())
+    assert names == ["B"] * 40
+    # Leftover enumerators of old queries were reclaimed: the table does not grow with the
+    # number of queries (about 2 IPIDs stay behind per query without collection).
+    assert max(sizes[10:]) <= sizes[5] + 2
+    assert rt.table.reclaimed >= 40 - 5
