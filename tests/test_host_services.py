@@ -288,6 +288,58 @@ def test_class_enum_and_call_results(start_lab: StartLab) -> None:
         assert result.GetCallStatus(0xFFFFFFFF) == 0  # MS-WMI 3.1.4.5.4
 
 
+def test_semisync_get_object_open_namespace_and_query_object_sink(start_lab: StartLab) -> None:
+    doc = scenario()
+    doc["hosts"]["B"]["dcom"] = {"launch_limits": {"CORP\\bob": LAUNCH}}
+    doc["hosts"]["B"]["wmi"] = {"root\\cimv2": {"CORP\\bob": ["enable account",
+                                                               "remote enable"]}}
+    lab = start_lab(doc)
+    with session(lab) as (_l, svc):
+        # Semisynchronous GetObject with a call result: ppObject NULL, the class comes from
+        # IWbemCallResult::GetResultObject (MS-WMI 3.1.4.3.4, 3.1.4.5.1).
+        reply = raw_call(svc, 6, wmi.build_path_request(
+            6, "Win32_Process", iwmi.WBEM_FLAG_RETURN_IMMEDIATELY, call_result=True))
+        r = dcom.NdrReader(reply)
+        dcom.read_orpcthat(r)
+        assert r.ptr() == 0  # ppObject
+        assert r.ptr()
+        ref = dcom.read_unique_objref(r)
+        assert r.u32() == 0 and isinstance(ref, dcom.ObjRefStandard)
+        result = iwmi.IWbemCallResult(dcom_interface(svc, ref))
+        obj = result.GetResultObject(0xFFFFFFFF)
+        got = dcom.decode_objref(b"".join(obj["ppResultObject"]["abData"]))
+        assert isinstance(got, dcom.ObjRefCustom)
+        cls = wmio.decode_encoding_unit(got.data).obj
+        assert isinstance(cls, wmio.ClassDef) and cls.name == "Win32_Process"
+        # A missing class: the call still returns at once; the status says why.
+        reply = raw_call(svc, 6, wmi.build_path_request(
+            6, "Win32_Nothing", iwmi.WBEM_FLAG_RETURN_IMMEDIATELY, call_result=True))
+        r = dcom.NdrReader(reply)
+        dcom.read_orpcthat(r)
+        r.ptr()
+        r.ptr()
+        ref = dcom.read_unique_objref(r)
+        assert r.u32() == 0
+        status = iwmi.IWbemCallResult(dcom_interface(svc, ref)).GetCallStatus(0)
+        assert status & 0xFFFFFFFF == WBEM_E_NOT_FOUND  # impacket reads plStatus signed
+        # OpenNamespace: a namespace that does not exist.
+        assert error_of(lambda: svc.OpenNamespace("nothere")) == 0x8004100E
+        # QueryObjectSink: an administrator gets no handler, and no error.
+        reply = raw_call(svc, 5, orpc_flags(0))
+        assert reply[-8:] == b"\x00" * 8
+    with session(lab, "bob", "B0b!") as (_l, svc):
+        # Firing events through QueryObjectSink needs Full Write (MSDocs
+        # iwbemservices-queryobjectsink).
+        assert raw_call(svc, 5, orpc_flags(0))[-4:] == WBEM_E_ACCESS_DENIED.to_bytes(4, "little")
+
+
+def orpc_flags(flags: int) -> bytes:
+    w = dcom.NdrWriter()
+    dcom.write_orpcthis(w, dcom.OrpcThis())
+    w.i32(flags)
+    return w.getvalue()
+
+
 def dcom_interface(svc: Any, objref: Any) -> Any:
     """impacket's INTERFACE for an OBJREF (impacket's structure or wmilab's ObjRef)."""
     from impacket.dcerpc.v5.dcomrt import INTERFACE

@@ -330,7 +330,7 @@ class WmiExporter:
             obj = self._decoded(req)
             if not isinstance(obj, wmio.Instance):
                 raise Refused(hr.WBEM_E_INVALID_PARAMETER, "PutInstance needs an instance")
-            self._check_write(svc, ctx, repo.write_target(ns, obj.cls.name))  # type: ignore[arg-type]
+            self._check_write(svc, ctx, repo.write_target(ns, obj.cls.name))
             inst = repo.put_instance(ns, obj, req.flags)
             # MS-WMI 3.1.4.5.2: GetResultString gives the path of the instance written.
             return Outcome([], text=inst.relpath)
@@ -340,7 +340,7 @@ class WmiExporter:
                 class_name = parse_path(path).class_name
             except PathError:
                 raise Refused(hr.WBEM_E_INVALID_OBJECT_PATH, f"bad path {path!r}") from None
-            self._check_write(svc, ctx, repo.write_target(ns, class_name))  # type: ignore[arg-type]
+            self._check_write(svc, ctx, repo.write_target(ns, class_name))
             repo.delete_instance(ns, path)
             return Outcome([])
         if base == Op.CREATE_CLASS_ENUM:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 from ..model import namespaces
 from ..model.hresult import (
@@ -517,7 +518,8 @@ class Repository:
         return cls.has_qualifier("dynamic") or any(a.has_qualifier("dynamic")
                                                    for a in cls.ancestors)
 
-    def write_target(self, namespace: str, class_name: str) -> str:
+    def write_target(self, namespace: str, class_name: str
+                     ) -> Literal["static-instance", "dynamic-instance"]:
         """What a write of ``class_name``'s instances is, for the namespace rights check:
         ``dynamic-instance`` or ``static-instance`` (an unknown class counts as static)."""
         cls = self.namespace(namespace).get(class_name)
