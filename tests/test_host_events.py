@@ -208,3 +208,51 @@ def test_impacket_cannot_pass_a_sink_but_gets_an_error_not_a_hang(start_lab: Sta
         with pytest.raises(DCERPCException):
             svc.ExecNotificationQueryAsync(CREATION)
         assert svc.ExecNotificationQuery(CREATION, SEMISYNC) is not None
+
+
+async def _next_async() -> tuple[list[tuple[int, int, int | None]], int]:
+    doc = remote_admin_pair()
+    doc["hosts"]["A"]["netsh"] = [
+        "netsh firewall set service RemoteAdmin enable",
+        "netsh firewall add allowedprogram program=%windir%\\system32\\wbem\\unsecapp.exe "
+        "name=unsecapp mode=enable"]
+    doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async"}]
+    s = make(doc)
+    async with LoopbackLab.for_scenario(s, ports={135: 0, 1025: 0, 1026: 0}) as lab:
+        b = lab.servers["B"]
+        assert b.runtime is not None
+        total = len(b.runtime.repository.exec_query("root\\cimv2", "SELECT * FROM Win32_Service"))
+        async with SinkExporter(lab.servers["A"],
+                                program=flow.sink_program(s.calls[0])) as sinks:
+            cli, services = await login(b.address, b.ports["rpcss"],
+                                        local_address=str(lab.map.loopback("A")),
+                                        user="CORP\\admin", password="Adm1n!",
+                                        namespace="root\\cimv2")
+            out: list[tuple[int, int, int | None]] = []
+            async with cli:
+                r = dcom.NdrReader(await cli.call(
+                    ids.WbemServicesOp.EXEC_QUERY,
+                    wmi.build_exec_query_request("SELECT * FROM Win32_Service", flags=0),
+                    services.std.ipid))
+                dcom.read_orpcthat(r)
+                enum = dcom.read_unique_objref(r)
+                assert isinstance(enum, dcom.ObjRefStandard)
+                for count in (3, 100_000, 1):
+                    sink = sinks.create()
+                    w = dcom.NdrWriter()
+                    dcom.write_orpcthis(w, dcom.OrpcThis())
+                    w.u32(count)
+                    dcom.write_unique_mip(w, sink.objref())
+                    reply = wmi.parse_hresult_reply(await cli.call(
+                        ids.EnumWbemClassObjectOp.NEXT_ASYNC, w.getvalue(), enum.std.ipid))
+                    await b.callbacks.wait_idle(20)
+                    out.append((reply, len(sink.result.objects), sink.result.status))
+            return out, total
+
+
+def test_next_async_delivers_batches_to_the_sink() -> None:
+    # MS-WMI 3.1.4.4.3; MSDocs ienumwbemclassobject-nextasync.
+    out, total = asyncio.run(_next_async())
+    assert out[0] == (0, 3, 0)  # uCount delivered: SetStatus WBEM_S_NO_ERROR
+    assert out[1] == (0, total - 3, 1)  # fewer than asked: SetStatus WBEM_S_FALSE
+    assert out[2] == (1, 0, None)  # nothing left: WBEM_S_FALSE, the sink is not called

@@ -514,7 +514,11 @@ class WmiExporter:
     def _enum(self, enum: Enumerator | EventEnumerator, opnum: int, stub: bytes,
               ctx: CallContext) -> Reply:
         req = wmi.parse_enum(opnum, stub)
+        if (isinstance(req, wmi.EnumRequest) and req.sink is not None
+                and isinstance(enum, Enumerator) and self.callbacks is not None):
+            return self._next_async(enum, req, req.sink, self.callbacks)
         if isinstance(req, wmi.Unsupported) or req.sink is not None:
+            # Choice: NextAsync on an event enumerator (or without Connection 2) is not served.
             reply = wmi.build_error_reply(ids.IID_IENUMWBEMCLASSOBJECT, opnum,
                                           hr.WBEM_E_NOT_SUPPORTED.code)
             return OP_RANGE if reply is None else reply
@@ -569,3 +573,21 @@ class WmiExporter:
         if req.opnum == E.CLONE:
             return wmi.build_interface_reply(None, WBEM_E_INVALID_OPERATION)
         return dcom.build_orpc_hresult_reply(WBEM_E_INVALID_OPERATION)
+
+    @staticmethod
+    def _next_async(enum: Enumerator, req: wmi.EnumRequest, sink: wmi.SinkRef,
+                    callbacks: CallbackRunner) -> bytes:
+        """IEnumWbemClassObject::NextAsync (MS-WMI 3.1.4.4.3; MSDocs
+        ienumwbemclassobject-nextasync): with no object left the call returns WBEM_S_FALSE and
+        the sink is not called; otherwise WBEM_S_NO_ERROR, then Indicate with up to uCount
+        objects and SetStatus WBEM_S_NO_ERROR (uCount delivered) or WBEM_S_FALSE (fewer)."""
+        if not callbacks.can_start():
+            return dcom.build_orpc_hresult_reply(WBEM_E_OUT_OF_MEMORY)
+        count = min(req.count, MAX_NEXT)
+        if enum.position >= len(enum.objects):
+            return dcom.build_orpc_hresult_reply(wmi.WBEM_S_FALSE)
+        got = enum.take(count)
+        status = wmi.WBEM_S_NO_ERROR if len(got) == count else wmi.WBEM_S_FALSE
+        callbacks.start(ids.op_name(ids.IID_IENUMWBEMCLASSOBJECT, E.NEXT_ASYNC), sink,
+                        [o.encoded for o in got], status)
+        return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)
