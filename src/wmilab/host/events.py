@@ -19,9 +19,9 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wmilab import hresult as hr
 from wmilab.host.objects import EncodedObject, EventEnumerator
 from wmilab.host.runtime import HostRuntime
-from wmilab.model import hresult as hr
 from wmilab.repository import Change, WmiError
 from wmilab.repository.cim import normalize_namespace
 from wmilab.repository.events import EventQuery, event_instance, matches, parse_event_query

@@ -6,6 +6,7 @@ Activation asks the model exactly what ``flow`` asks at step c1.activation:
 
 from __future__ import annotations
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.host import activation
 from wmilab.host.objects import SUPPORTED, ClassFactory, Level1Login
@@ -21,7 +22,7 @@ RPCSS_INTERFACES = (
     rpc.SyntaxId(ids.IID_IACTIVATION, 0, 0),  # MS-DCOM 3.1.2.5.2.3.1 (pre-XP clients)
 )
 
-REGDB_E_CLASSNOTREG = 0x80040154  # MS-ERREF 2.1: class not registered
+REGDB_E_CLASSNOTREG = hr.REGDB_E_CLASSNOTREG.code  # from the status-code catalogue
 OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E: opnum out of range
 BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from ..model import namespaces
-from ..model.hresult import (
+from ..hresult import (
     WBEM_E_ACCESS_DENIED,
     WBEM_E_ALREADY_EXISTS,
     WBEM_E_CLASS_HAS_CHILDREN,
@@ -41,6 +40,7 @@ from ..model.hresult import (
     WBEM_E_OUT_OF_MEMORY,
     WBEM_E_PROVIDER_NOT_CAPABLE,
 )
+from ..model import namespaces
 from ..wire import wmio
 from ..wire.wmio import CimType, Value
 from . import wql

@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..model.hresult import WBEM_E_INVALID_CLASS, WBEM_E_INVALID_QUERY, HResult
+from ..hresult import WBEM_E_INVALID_CLASS, WBEM_E_INVALID_QUERY, HResult
 from ..wire.wmio import Value
 from . import wql
 from .cim import CimClass, CimInstance, WmiError
