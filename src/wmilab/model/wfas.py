@@ -307,10 +307,34 @@ class EffectiveWfas:
     local_rules: bool
     rpc: PortRange
     subnet: IPv4Network
+    # Per listener (not per source): the matching rules and the no-rule verdicts, so that a
+    # decision is a short walk over a few rules (bench/bench_check.py).
+    _memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
 
     def candidates(self, conn: Inbound, service: str) -> tuple[Rule, ...]:
         """The ordered rules that match ``conn`` on everything but the remote address."""
-        return tuple(r for r in self.rules if r.matches_listener(conn, service, self.rpc))
+        key = (conn.protocol, conn.port, conn.program, service)
+        found = self._memo.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if r.matches_listener(conn, service, self.rpc))
+            self._memo[key] = found
+        return found  # type: ignore[return-value]
+
+    def _touching(self, ports: PortRange, program: str, service: str) -> tuple[Rule, ...]:
+        key = ("dyn", ports, program, service)
+        found = self._memo.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if _touches(r, program, service, ports, self.rpc))
+            self._memo[key] = found
+        return found  # type: ignore[return-value]
+
+    def _none_verdict(self, what: str, conn: Inbound, service: str) -> Verdict:
+        key = ("none", what)
+        found = self._memo.get(key)
+        if found is None:
+            found = Verdict(False, self._no_rule(what, conn, service), "none")
+            self._memo[key] = found
+        return found  # type: ignore[return-value]
 
     def allowed_sources(self, port: int, program: str, service: str = "",
                         protocol: str = "TCP") -> tuple[tuple[bool, Scope], ...]:
@@ -338,7 +362,7 @@ class EffectiveWfas:
             r = cands[0]
             return Verdict(False, f"{r.describe()} admits only {r.remote.describe()}; "
                            f"{conn.source} is outside it", r.origin)
-        return Verdict(False, self._no_rule(what, conn, service), "none")
+        return self._none_verdict(what, conn, service)
 
     def _no_rule(self, what: str, conn: Inbound, service: str) -> str:
         off = [r for r in self.ignored
@@ -361,15 +385,15 @@ class EffectiveWfas:
         subnet = self.subnet if local_subnet is None else local_subnet
         if not self.enabled:
             return self.decide(Inbound(source, ports.spans[0][0], program), subnet, service)
-        for r in self.rules:
-            if r.action == "block" and _touches(r, program, service, ports, self.rpc) \
-                    and r.remote.matches(source, subnet):
+        touching = self._touching(ports, program, service)
+        for r in touching:
+            if r.action == "block" and r.remote.matches(source, subnet):
                 return Verdict(False, f"blocked by {r.describe()}: a block rule wins over "
                                "every allow rule", r.origin)
         partial: Rule | None = None
         outside: Rule | None = None
-        for r in self.rules:
-            if r.action != "allow" or not _touches(r, program, service, ports, self.rpc):
+        for r in touching:
+            if r.action != "allow":
                 continue
             if not r.remote.matches(source, subnet):
                 outside = outside or r
@@ -388,8 +412,7 @@ class EffectiveWfas:
                            f"{outside.remote.describe()}; {source} is outside it", outside.origin)
         what = f"TCP to {program} on its dynamic RPC port" + (
             f" (service {service})" if service else "")
-        return Verdict(False, self._no_rule(what, Inbound(source, ports.spans[0][0], program),
-                                            service), "none")
+        return self._none_verdict(what, Inbound(source, ports.spans[0][0], program), service)
 
 
 def _touches(r: Rule, program: str, service: str, ports: PortRange, rpc: PortRange) -> bool:

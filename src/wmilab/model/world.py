@@ -17,6 +17,7 @@ from wmilab.model import advfirewall, hardening, netsh, oses
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
+from wmilab.model.addresses import Scope
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
 from wmilab.model.policy import Policies, parse_policies
@@ -257,7 +258,7 @@ class HostModel:
         return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
 
     def allowed_sources(self, port: int, program: str,
-                        service: str = "") -> tuple[tuple[bool, object], ...] | None:
+                        service: str = "") -> tuple[tuple[bool, Scope], ...] | None:
         """WFAS hosts: the ordered (allowed, scope) pairs the firewall applies to a
         listener, from the same rule walk as :meth:`inbound`; None on XP SP2 / 2003."""
         if isinstance(self.firewall, wf.EffectiveWfas):
