@@ -16,8 +16,8 @@ from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, hardening, netsh, oses
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
-from wmilab.model.dcom import DcomSecurity
 from wmilab.model.addresses import Scope
+from wmilab.model.dcom import DcomSecurity
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
 from wmilab.model.policy import Policies, parse_policies
