@@ -425,3 +425,43 @@ def test_unknown_auth_level_is_refused_with_its_line() -> None:
     text += '\n[[calls]]\nfrom = "A"\nto = "B"\nuser = "CORP\\\\admin"\nauth_level = "high"\n'
     e = _error(text)
     assert e.field == "calls[1].auth_level" and e.line is not None and "not an authentication level" in e.message
+
+
+# ---- commands (scenario-format.md "Commands") ----------------------------------------------
+
+_APPCOMPAT = r"HKLM\SOFTWARE\Microsoft\Ole\AppCompat"
+
+
+def test_commands_reg_add_acts_like_the_registry_field() -> None:
+    doc = pair(os_a="xp-sp2", updates="2022-09", commands=[
+        WMI_GROUP_ON, f"reg add {_APPCOMPAT} /v RequireIntegrityActivationAuthenticationLevel "
+        "/t REG_DWORD /d 0 /f"])
+    s = make(doc)
+    assert s.world.configs["B"].registry == {hardening.REQUIRE: 0}
+    assert flow.evaluate(s.world, s.calls[0]).ok
+    doc["hosts"]["B"]["commands"].append(
+        f"reg delete {_APPCOMPAT} /v RequireIntegrityActivationAuthenticationLevel /f")
+    s = make(doc)
+    assert flow.evaluate(s.world, s.calls[0]).result == "0x80070005"
+
+
+def test_commands_net_stop_winmgmt() -> None:
+    s = make(pair(commands=[WMI_GROUP_ON, "net stop winmgmt"]))
+    assert s.world.configs["B"].services == {"winmgmt": "stopped"}
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("ping 10.0.0.1", "not a command wmilab models"),
+    (f"reg add {_APPCOMPAT} /v RaiseActivationAuthenticationLevel /t REG_SZ /d 2 /f",
+     "is a REG_DWORD"),
+    (r"reg add HKLM\SOFTWARE\Elsewhere /v RaiseActivationAuthenticationLevel /t REG_DWORD /d 2",
+     "lives under"),
+    (f"reg add {_APPCOMPAT} /v NoSuchValue /t REG_DWORD /d 2 /f", "not a registry value"),
+    (r"reg add HKCU\Software /v ForceGuest /t REG_DWORD /d 0", "Invalid key name"),
+    ("net stop spooler", "winmgmt service only"),
+])
+def test_bad_commands_name_the_command(command: str, words: str) -> None:
+    doc = pair(commands=[command])
+    with pytest.raises(ScenarioError) as info:
+        make(doc)
+    assert info.value.field == "hosts.B.commands[0]" and words in info.value.message

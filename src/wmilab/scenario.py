@@ -16,6 +16,7 @@ from typing import Any
 
 from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
+from wmilab.model import commands as host_commands
 from wmilab.model import hardening, oses
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
@@ -27,7 +28,8 @@ MODES = ("sync", "semisync", "async")
 TOP_FIELDS = ("title", "domains", "hosts", "calls")
 DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
-               "netsh", "policy", "dcom", "wmi", "registry", "services", "updates")
+               "netsh", "policy", "dcom", "wmi", "registry", "services", "updates",
+               "commands")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
                "sink", "expect", "auth_level")
 DEFAULT_NAMESPACE = "root\\cimv2"
@@ -197,12 +199,23 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
             raise _fail((*path, "updates"), e.message) from None
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
+    netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
+    if "commands" in t:
+        # scenario-format.md "Commands": run after the netsh list; the registry values and
+        # service states they set count as applied.
+        try:
+            done = host_commands.apply(_str_list(t["commands"], (*path, "commands")), registry,
+                                       services, tuple(REGISTRY_VALUES))
+        except ConfigError as e:
+            raise e.within(*path, "commands") from None
+        netsh_list = (*netsh_list, *done.netsh)
+        registry, services = done.registry, done.services
     return HostConfig(
         name=name, os=os_name, address=address, domain=domain, workgroup=workgroup,
         profile=profile,
         accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
         groups=_groups(t["groups"], (*path, "groups")) if "groups" in t else None,
-        netsh=_str_list(t.get("netsh", []), (*path, "netsh")),
+        netsh=netsh_list,
         policy=_table(t.get("policy", {}), (*path, "policy")),
         dcom=_table(t.get("dcom", {}), (*path, "dcom")),
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),
