@@ -126,9 +126,22 @@ class HostModel:
     def sink_port(self) -> int:
         return SINK_DYNAMIC_PORT
 
+    def admission(self, port: int, program: str, protocol: str = "TCP") -> fw.Admission:
+        """Who this computer's firewall lets open a connection to ``port`` (``program``
+        listening): the scopes the nftables compiler turns into rules (lab/nft.py)."""
+        return self.firewall.admission(port, program, protocol)
+
     def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?"""
-        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet)
+        return self.firewall.admission(port, program).decide(source, self.subnet)
+
+    def listeners(self, sink_program: str | None = None) -> tuple[tuple[int, str], ...]:
+        """(port, program) of every emulated listener of this computer: RPCSS and the WMI
+        service in svchost.exe, and the sink (``sink_program``) when one is exported."""
+        out = [(RPC_ENDPOINT_MAPPER, fw.SVCHOST), (self.wmi_port, fw.SVCHOST)]
+        if sink_program is not None:
+            out.append((self.sink_port, sink_program))
+        return tuple(out)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
         # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
