@@ -14,7 +14,8 @@ __all__ = ["exec_query_async", "login"]
 
 async def login(address: str, rpcss_port: int, *, local_address: str | None, user: str,
                 password: str, namespace: str,
-                auth_level: int = AuthLevel.PKT_PRIVACY) -> tuple[RpcClient, ObjRefStandard]:
+                auth_level: int = AuthLevel.PKT_PRIVACY,
+                connect_timeout: float = 5.0) -> tuple[RpcClient, ObjRefStandard]:
     """Activate WbemLevel1Login on ``address`` and log in to ``namespace``.
 
     Returns the connection to the WMI service's port and the IWbemServices OBJREF.
@@ -24,7 +25,8 @@ async def login(address: str, rpcss_port: int, *, local_address: str | None, use
     dom, _, name = user.rpartition("\\")
     creds = ClientCredentials(name, password, dom)
     async with await RpcClient.connect(address, rpcss_port, local_address=local_address,
-                                       credentials=creds, auth_level=auth_level) as scm:
+                                       credentials=creds, auth_level=auth_level,
+                                       connect_timeout=connect_timeout) as scm:
         await scm.bind(ids.IID_IREMOTESCMACTIVATOR)
         act = dcom.parse_activation_reply(await scm.call(
             ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,
@@ -36,7 +38,7 @@ async def login(address: str, rpcss_port: int, *, local_address: str | None, use
     if port is None:
         raise RpcCallError(0x800706BA, "activation returned no TCP endpoint")
     cli = await RpcClient.connect(host, port, local_address=local_address, credentials=creds,
-                                  auth_level=auth_level)
+                                  auth_level=auth_level, connect_timeout=connect_timeout)
     try:
         await cli.bind(ids.IID_IWBEMLEVEL1LOGIN)
         r = dcom.NdrReader(await cli.call(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from wmilab.host.server import Limits
     from wmilab.scenario import Scenario
 
-__all__ = ["LoopbackLab", "LoopbackMap"]
+__all__ = ["DirectMap", "LoopbackLab", "LoopbackMap"]
 
 _LOOPBACK_FIRST = int(IPv4Address("127.0.1.0"))  # Choice: 127.0.0.0/24 stays for real clients
 _LOOPBACK_LAST = int(IPv4Address("127.255.255.254"))
@@ -78,6 +78,15 @@ class LoopbackMap:
 
     def items(self) -> list[tuple[str, IPv4Address]]:
         return sorted(self._by_host.items())
+
+
+class DirectMap(LoopbackMap):
+    """Hosts on their own scenario addresses (the netns lab): each address stands for itself."""
+
+    def __init__(self, addresses: Mapping[str, IPv4Address]) -> None:
+        self._by_host = dict(addresses)
+        self._scenario = {ip: ip for ip in addresses.values()}
+        self._hosts = {ip: host for host, ip in addresses.items()}
 
 
 class LoopbackLab:

@@ -1,0 +1,183 @@
+"""The background processes of a lab (started by lab/runner.py, never by hand).
+
+``python -m wmilab.lab.daemon netns STATE_DIR HOST`` runs inside HOST's network namespace:
+the emulated host on its scenario address, and a control socket ``STATE_DIR/HOST.sock``
+through which ``lab --netns --verify`` makes calls *from* this host (so every packet leaves
+from the caller's namespace) and reads the outcome of this host's callbacks.
+
+``python -m wmilab.lab.daemon loopback STATE_DIR`` runs every host of the scenario on its
+loopback address, as ``wmilab lab FILE`` does in the foreground.
+
+Each writes ``STATE_DIR/NAME.ready`` once it listens and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from wmilab.lab.state import LabState
+
+log = logging.getLogger("wmilab.lab")
+
+CONTROL_LIMIT = 64 * 1024  # bytes of one control request
+
+
+def ready_file(directory: Path, name: str) -> Path:
+    return directory / f"{name}.ready"
+
+
+def control_socket(directory: Path, host: str) -> Path:
+    return directory / f"{host}.sock"
+
+
+async def _until_terminated() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def ask(directory: Path, host: str, request: dict[str, Any],
+              timeout: float = 120.0) -> dict[str, Any]:
+    """Send one request to a host daemon's control socket and return its answer."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_unix_connection(str(control_socket(directory, host)),
+                                     limit=CONTROL_LIMIT), 10)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    finally:
+        writer.close()
+    answer: dict[str, Any] = json.loads(line or b"{}")
+    return answer
+
+
+class HostDaemon:
+    """One emulated host inside its namespace, with its control socket."""
+
+    def __init__(self, directory: Path, host: str) -> None:
+        from wmilab.host.server import HostServer
+        from wmilab.lab.loopback import DirectMap
+        from wmilab.scenario import load
+
+        self.directory = directory
+        state = LabState.load(directory)
+        if state is None:
+            raise SystemExit(f"no lab state in {directory}")
+        self.state = state
+        self.scenario = load(Path(state.scenario))
+        world = self.scenario.world
+        self.host = host
+        self.address = state.hosts[host]["address"]
+        self.quick = bool(state.hosts[host].get("quick"))
+        self.server = HostServer(world, host, address=self.address,
+                                 addresses=DirectMap.for_world(world))
+        if self.quick:
+            # A verify run: a dropped SYN on Connection 2 costs 2 s, not 5.
+            self.server.callbacks.connect_timeout = 2.0
+        self.sink_program = state.hosts[host].get("sink_program") or None
+
+    async def run(self) -> None:
+        await self.server.start()
+        path = control_socket(self.directory, self.host)
+        path.unlink(missing_ok=True)
+        ctl = await asyncio.start_unix_server(self._serve, str(path), limit=CONTROL_LIMIT)
+        ready_file(self.directory, self.host).write_text(str(self.server.ports))
+        log.info("%s listening on %s (RPCSS %s, WMI %s)", self.host, self.address,
+                 self.server.ports["rpcss"], self.server.ports["wmi"])
+        try:
+            await _until_terminated()
+        finally:
+            ctl.close()
+            await self.server.stop()
+            path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            request = json.loads(line)
+            answer = await self._handle(request)
+        except Exception as e:  # a bad request must not stop the host
+            log.exception("control request failed")
+            answer = {"error": repr(e)}
+        writer.write(json.dumps(answer).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "callbacks":
+            # The outcome of this host's last callback (Connection 2), once all are done.
+            await self.server.callbacks.wait_idle(float(request.get("timeout", 60)))
+            outcomes = self.server.callbacks.outcomes
+            return {"hresult": outcomes[-1].hresult if outcomes else None}
+        if op == "call":
+            wire, rows = await self._call(int(request["index"]), str(request["password"]),
+                                          float(request.get("connect_timeout", 2.0)))
+            return {"wire": wire, "rows": rows}
+        return {"error": f"unknown op {op!r}"}
+
+    async def _call(self, index: int, password: str, connect_timeout: float) -> tuple[str, int]:
+        from wmilab import flow
+        from wmilab.lab import nft
+        from wmilab.lab.verify import async_call, impacket_query
+
+        call = self.scenario.calls[index]
+        target = self.state.hosts[call.target]["address"]
+        if call.mode != "async":
+            # impacket, as wmiquery.py uses it, from this namespace.
+            return await asyncio.to_thread(impacket_query, target, call.user, password,
+                                           call.namespace, call.query, call.mode,
+                                           connect_timeout)
+
+        async def outcome() -> int | None:
+            answer = await ask(self.directory, call.target, {"op": "callbacks"})
+            value = answer.get("hresult")
+            return None if value is None else int(value)
+
+        # The sink's program is the call's: its firewall rule is compiled for it while the
+        # sink listens (lab/nft.py), then the host's usual ruleset comes back.
+        model = self.server.model
+        nft.apply(nft.ruleset(model, flow.sink_program(call)))
+        try:
+            return await async_call(self.server, target, 135, call, password, outcome,
+                                    local_address=self.address,
+                                    connect_timeout=connect_timeout)
+        finally:
+            nft.apply(nft.ruleset(model, self.sink_program))
+
+
+async def _loopback(directory: Path) -> None:
+    from wmilab.lab.loopback import LoopbackLab
+    from wmilab.scenario import load
+
+    state = LabState.load(directory)
+    if state is None:
+        raise SystemExit(f"no lab state in {directory}")
+    lab = LoopbackLab.for_scenario(load(Path(state.scenario)))
+    async with lab:
+        ready_file(directory, "loopback").write_text("")
+        await _until_terminated()
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if len(argv) == 3 and argv[0] == "netns":
+        asyncio.run(HostDaemon(Path(argv[1]), argv[2]).run())
+    elif len(argv) == 2 and argv[0] == "loopback":
+        asyncio.run(_loopback(Path(argv[1])))
+    else:
+        raise SystemExit("usage: python -m wmilab.lab.daemon netns STATE_DIR HOST | "
+                         "loopback STATE_DIR")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

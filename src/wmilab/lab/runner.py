@@ -1,0 +1,260 @@
+"""Start, inspect and stop a lab in the background: ``wmilab lab up | exec | status | down``.
+
+A lab belongs to one scenario file (its state directory is named after the file's resolved
+path, lab/state.py). In the netns lab each host runs in its own network namespace
+(lab/netns.py) behind its nftables firewall (lab/nft.py); in the loopback lab one process
+serves every host on its loopback address behind the in-process gate. Either may write one
+capture per host (lab/pcap.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wmilab import flow
+from wmilab.lab import netns, pcap
+from wmilab.lab.daemon import ask, ready_file
+from wmilab.lab.loopback import LoopbackMap
+from wmilab.lab.state import LabState, lab_key, state_root
+from wmilab.lab.verify import CallCheck
+from wmilab.model import firewall as fw
+from wmilab.scenario import Scenario
+
+__all__ = ["LabError", "default_sink_program", "down", "exec_as", "find", "up",
+           "verify_netns"]
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
+def state_dir(path: Path) -> Path:
+    return state_root() / lab_key(path)
+
+
+def find(path: Path) -> LabState | None:
+    """The lab of scenario file ``path``, if one is up (or was left by a crash)."""
+    return LabState.load(state_dir(path))
+
+
+def default_sink_program(scenario: Scenario, host: str) -> str:
+    """The program of ``host``'s sink: that of its first asynchronous call, else unsecapp."""
+    for call in scenario.calls:
+        if call.source == host and call.mode == "async":
+            return flow.sink_program(call)
+    return fw.UNSECAPP
+
+
+def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
+       quick: bool = False, timeout: float = 60.0) -> LabState:
+    """Start the lab of ``path`` in the background; return once every host listens.
+
+    On any failure, everything made so far is removed again before the error is raised.
+    """
+    directory = state_dir(path)
+    if LabState.load(directory) is not None:
+        raise LabError(f"a lab of {path} is already up (or was left by a crash); "
+                       f"run: wmilab lab down {path}")
+    if use_netns:
+        problem = netns.root_problem()
+        if problem is not None:
+            raise LabError(problem)
+    if pcap_dir is not None:
+        problem = pcap.capture_problem()
+        if problem is not None:
+            raise LabError(problem)
+        try:
+            pcap_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LabError(f"--pcap {pcap_dir}: {e.strerror or e}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    state = LabState(scenario=str(path.resolve()), key=lab_key(path),
+                     mode="netns" if use_netns else "loopback", directory=str(directory),
+                     pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None)
+    state.save()
+    try:
+        if use_netns:
+            _up_netns(state, scenario, pcap_dir, quick)
+        else:
+            _up_loopback(state, scenario, pcap_dir)
+        _wait_ready(state, timeout)
+    except BaseException as e:
+        down(state)
+        if isinstance(e, (netns.NetnsError, pcap.CaptureError)):
+            raise LabError(str(e)) from None
+        raise
+    return state
+
+
+def _spawn(state: LabState, role: str, cmd: list[str], log_name: str) -> None:
+    log = (Path(state.directory) / log_name).open("ab")
+    with log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    state.add_process(proc.pid, role)
+
+
+def _daemon() -> list[str]:
+    return [sys.executable, "-m", "wmilab.lab.daemon"]
+
+
+def _up_netns(state: LabState, scenario: Scenario, pcap_dir: Path | None, quick: bool) -> None:
+    world = scenario.world
+    sinks = {name: default_sink_program(scenario, name) for name in world.configs}
+    netns.create_network(state, world, sinks)
+    for name in sorted(world.configs):
+        state.hosts[name]["sink_program"] = sinks[name]
+        state.hosts[name]["quick"] = quick
+    state.save()
+    if pcap_dir is not None:
+        for name in sorted(world.configs):
+            pcap.start_capture(state, name, pcap_dir, interface="eth0",
+                               namespace=state.hosts[name]["namespace"])
+    for name in sorted(world.configs):
+        ns = state.hosts[name]["namespace"]
+        _spawn(state, f"host {name}",
+               ["ip", "netns", "exec", ns, *_daemon(), "netns", state.directory, name],
+               f"host-{name}.log")
+
+
+def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> None:
+    addresses = LoopbackMap.for_world(scenario.world)
+    clients: dict[str, str] = {}
+    for c in scenario.calls:
+        clients.setdefault(c.target, c.source)
+    for name, loop in addresses.items():
+        state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
+    state.save()
+    if pcap_dir is not None:
+        start_loopback_captures(state, pcap_dir)
+    _spawn(state, "loopback lab", [*_daemon(), "loopback", state.directory], "loopback.log")
+
+
+def start_loopback_captures(state: LabState, pcap_dir: Path) -> None:
+    """One capture per host on ``lo``, filtered by the host's loopback address."""
+    for name, info in sorted(state.hosts.items()):
+        pcap.start_capture(state, name, pcap_dir, interface="lo",
+                           capture_filter=f"host {info['address']}")
+
+
+def _wait_ready(state: LabState, timeout: float) -> None:
+    directory = Path(state.directory)
+    names = list(state.hosts) if state.mode == "netns" else ["loopback"]
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        for name in list(pending):
+            if ready_file(directory, name).exists():
+                pending.discard(name)
+        dead = [p for p in state.processes if not p.alive()]
+        if dead:
+            rec = dead[0]
+            log_name = "loopback.log" if rec.role == "loopback lab" else (
+                f"host-{rec.role.removeprefix('host ')}.log" if rec.role.startswith("host ")
+                else f"capture-{rec.role.removeprefix('capture ')}.log")
+            tail = _tail(directory / log_name)
+            raise LabError(f"{rec.role} stopped while starting: {tail}")
+        if pending and time.monotonic() > deadline:
+            raise LabError(f"hosts {', '.join(sorted(pending))} did not listen within "
+                           f"{timeout:g} s")
+        if pending:
+            time.sleep(0.05)
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    error = [ln for ln in lines if "error" in ln.lower()]
+    return (error or lines or ["(empty log)"])[-1].strip()
+
+
+def down(state: LabState) -> dict[str, list[str]]:
+    """Stop every process and remove every namespace the lab recorded, then its state.
+
+    Returns what was removed (processes by role, namespaces by name)."""
+    stopped = []
+    # Hosts before captures (reverse order of start), so a capture sees the last packets.
+    for rec in reversed(state.processes):
+        if rec.alive():
+            rec.stop()
+            stopped.append(f"{rec.role} (pid {rec.pid})")
+    removed = netns.remove_namespaces(state) if state.namespaces else []
+    shutil.rmtree(state.directory, ignore_errors=True)
+    return {"processes": stopped, "namespaces": removed}
+
+
+def status(state: LabState) -> list[dict[str, Any]]:
+    """One row per host: address, namespace, whether its process runs and listens."""
+    directory = Path(state.directory)
+    rows = []
+    for name, info in sorted(state.hosts.items()):
+        if state.mode == "netns":
+            procs = [p for p in state.processes if p.role == f"host {name}"]
+            ready = ready_file(directory, name).exists()
+            ns = info["namespace"]
+            ns_ok = netns.namespace_exists(ns)
+        else:
+            procs = [p for p in state.processes if p.role == "loopback lab"]
+            ready = ready_file(directory, "loopback").exists()
+            ns, ns_ok = "-", True
+        running = bool(procs) and all(p.alive() for p in procs)
+        captures = [p for p in state.processes if p.role == f"capture {name}"]
+        rows.append({
+            "host": name, "address": info["address"], "namespace": ns,
+            "state": "listening" if running and ready and ns_ok else (
+                "starting" if running else "stopped"),
+            "pid": procs[0].pid if procs else None,
+            "capture": (str(Path(state.pcap or "") / f"{name}.pcapng")
+                        if captures and captures[0].alive() else "-"),
+        })
+    return rows
+
+
+def exec_as(state: LabState, host: str, command: list[str]) -> int:
+    """Run ``command`` as scenario host ``host`` and return its exit code."""
+    info = state.hosts[host]
+    env = {**os.environ, "WMILAB_HOST": host, "WMILAB_ADDRESS": info["address"]}
+    for name, other in state.hosts.items():
+        env[f"WMILAB_ADDRESS_{name.upper()}"] = other["address"]
+    cmd = command
+    if state.mode == "netns":
+        cmd = ["ip", "netns", "exec", info["namespace"], *command]
+    try:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    except FileNotFoundError:
+        raise LabError(f"command not found: {command[0]}") from None
+
+
+def verify_netns(state: LabState, scenario: Scenario, passwords: dict[str, str | None],
+                 connect_timeout: float = 2.0) -> list[CallCheck]:
+    """Make each call from inside its caller's namespace (the ``from`` host's daemon) and
+    compare with the flow's prediction."""
+    directory = Path(state.directory)
+
+    async def run_all() -> list[CallCheck]:
+        out = []
+        for index, call in enumerate(scenario.calls):
+            predicted = flow.evaluate(scenario.world, call)
+            password = call.password if call.password is not None else passwords.get(call.user)
+            answer = await ask(directory, call.source, {
+                "op": "call", "index": index, "password": password or "",
+                "connect_timeout": connect_timeout})
+            if "error" in answer:
+                raise LabError(f"{call.source} could not make call {call.name}: "
+                               f"{answer['error']}")
+            note = "wmilab client + sink" if call.mode == "async" else ""
+            out.append(CallCheck(call, predicted, str(answer["wire"]), int(answer["rows"]),
+                                 note))
+        return out
+
+    return asyncio.run(run_all())
+
