@@ -229,8 +229,8 @@ def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None)
     except runner.LabError as e:
         raise _fail(str(e)) from None
     _print_status(state)
-    where = "its own network namespace" if use_netns else "its loopback address"
-    out.print(f"Each host runs in {where}. `wmilab lab exec {file} HOST -- COMMAND` runs a "
+    where = "in its own network namespace" if use_netns else "on its loopback address"
+    out.print(f"Each host runs {where}. `wmilab lab exec {file} HOST -- COMMAND` runs a "
               f"client as HOST; `wmilab lab down {file}` stops the lab.")
 
 
@@ -253,6 +253,11 @@ def lab_exec(
 
     scenario = _load(file)
     name = _host(scenario, file, host)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise _fail("lab exec: give the command after --, e.g. "
+                    f"wmilab lab exec {file} {name} -- wmiquery.py ...")
     state = runner.find(file)
     if state is None:
         raise _fail(f"no lab of {file} is up; start one with: wmilab lab up {file}")
