@@ -93,7 +93,7 @@ def test_generated_firewalls_compile_to_the_model_s_decisions(
 @given(st.sampled_from(["ALL", "SUBNET", "CUSTOM"]),
        st.lists(st.sampled_from(["LocalSubnet", "10.0.0.0/8", "10.1.2.3", "172.16.0.0/12",
                                  "192.168.10.0/255.255.255.128"]), min_size=1, max_size=3),
-       st.one_of(st.sampled_from(SOURCES + [IPv4Address("192.168.10.200")]),
+       st.one_of(st.sampled_from([*SOURCES, IPv4Address("192.168.10.200")]),
                  st.integers(0, 2**32 - 1).map(IPv4Address)))
 def test_scope_networks_hold_exactly_the_addresses_it_matches(
         kind: str, addresses: list[str], source: IPv4Address) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from wmilab.lab.verify import CallCheck
 from wmilab.scenario import Scenario, ScenarioError, load
+
+if TYPE_CHECKING:
+    from wmilab.lab.verify import CallCheck
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -101,7 +103,15 @@ def _print_status(state: Any) -> None:
     out.print(table)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _wait_for_interrupt() -> None:
+    import signal
+
+    # SIGTERM stops a foreground lab as Ctrl-C does, so it is taken down cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
     out.print("Serving; Ctrl-C stops.")
     try:
         while True:
@@ -142,15 +152,17 @@ def run(
         try:
             _print_status(state)
             if not verify:
+                out.print(f"Each host logs to {state.directory}/host-HOST.log.")
                 _wait_for_interrupt()
                 return
             checks = runner.verify_netns(state, scenario, passwords)
         finally:
             runner.down(state)
     else:
-        checks = _run_loopback(file, scenario, verify, pcap_dir, passwords)
-        if checks is None:
+        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords)
+        if ran is None:
             return
+        checks = ran
     if _print_checks(checks):
         raise typer.Exit(EXIT_MISMATCH)
 

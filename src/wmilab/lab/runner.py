@@ -16,16 +16,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wmilab import flow
 from wmilab.lab import netns, pcap
 from wmilab.lab.daemon import ask, ready_file
 from wmilab.lab.loopback import LoopbackMap
 from wmilab.lab.state import LabState, lab_key, state_root
-from wmilab.lab.verify import CallCheck
 from wmilab.model import firewall as fw
-from wmilab.scenario import Scenario
+
+if TYPE_CHECKING:
+    from wmilab.lab.verify import CallCheck
+    from wmilab.scenario import Scenario
 
 __all__ = ["LabError", "default_sink_program", "down", "exec_as", "find", "up",
            "verify_netns"]
@@ -46,6 +47,8 @@ def find(path: Path) -> LabState | None:
 
 def default_sink_program(scenario: Scenario, host: str) -> str:
     """The program of ``host``'s sink: that of its first asynchronous call, else unsecapp."""
+    from wmilab import flow
+
     for call in scenario.calls:
         if call.source == host and call.mode == "async":
             return flow.sink_program(call)
@@ -238,6 +241,9 @@ def verify_netns(state: LabState, scenario: Scenario, passwords: dict[str, str |
                  connect_timeout: float = 2.0) -> list[CallCheck]:
     """Make each call from inside its caller's namespace (the ``from`` host's daemon) and
     compare with the flow's prediction."""
+    from wmilab import flow
+    from wmilab.lab.verify import CallCheck
+
     directory = Path(state.directory)
 
     async def run_all() -> list[CallCheck]:

@@ -1,0 +1,271 @@
+"""The netns lab for real: namespaces, a bridge, nftables and host processes (root only).
+
+Every lab here works on a copy of its scenario in tmp_path, so its namespaces and state
+directory are its own (parallel runs and other users of the machine do not collide), and
+all traffic stays inside the namespaces it creates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+from typer.testing import CliRunner
+
+from conftest import CORP
+from wmilab.lab import netns, runner
+from wmilab.lab.state import lab_key, state_root
+from wmilab.scenario import load
+
+EX = Path(__file__).resolve().parent.parent / "examples"
+VENV_BIN = Path(sys.executable).parent
+
+needs_root = pytest.mark.skipif(
+    netns.root_problem() is not None,
+    reason=f"the netns lab needs root, ip and nft: {netns.root_problem()}")
+
+
+def wmilab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wmilab.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def copy_example(tmp_path: Path, name: str) -> Path:
+    dest = tmp_path / name
+    shutil.copy(EX / name, dest)
+    return dest
+
+
+def tshark_problems(capture: Path) -> tuple[int, list[str]]:
+    """(number of DCE/RPC packets, malformed or error-level packets) as tshark reads them."""
+    done = subprocess.run(["tshark", "-n", "-r", str(capture), "-T", "fields",
+                           "-e", "frame.number", "-e", "frame.protocols",
+                           "-e", "_ws.expert.severity"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    rpc, bad = 0, []
+    for line in done.stdout.splitlines():
+        _number, protocols, *severity = [*line.split("\t"), ""]
+        rpc += "dcerpc" in protocols.split(":")
+        # _ws.malformed marks a packet the dissector could not read; 0x00800000 is "error".
+        if "_ws.malformed" in protocols or str(0x00800000) in severity[0].split(","):
+            bad.append(line)
+    return rpc, bad
+
+
+# ---- the same verdicts as check (and so as the loopback lab) on every example -----------
+
+def _verify_example(tmp_path: Path, name: str, pcap: Path | None) -> list[tuple[str, str, str]]:
+    path = copy_example(tmp_path, name)
+    s = load(path)
+    state = runner.up(path, s, use_netns=True, pcap_dir=pcap, quick=True)
+    try:
+        passwords = {c.user: s.world.password_of(c.user) for c in s.calls}
+        checks = runner.verify_netns(state, s, passwords)
+    finally:
+        runner.down(state)
+    return [(c.call.name, str(c.wire), c.predicted.result) for c in checks]
+
+
+@needs_root
+@pytest.mark.slow
+def test_netns_lab_gives_check_s_verdict_on_every_example(tmp_path: Path) -> None:
+    """Every call of every example, made from its caller's namespace, ends as `check` says;
+    tests/test_cli.py asserts the same of the loopback lab, so the two labs agree. The
+    examples run three at a time (the time goes to idle connect timeouts and start-up)."""
+    names = sorted(p.name for p in EX.glob("*.toml"))
+    # Example 05 (three hosts, both connections) also writes captures, which tshark must
+    # read without complaint.
+    pcap = tmp_path / "05" / "pcap"
+    jobs = {}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for name in names:
+            (tmp_path / name[:2]).mkdir()
+            jobs[name] = pool.submit(_verify_example, tmp_path / name[:2], name,
+                                     pcap if name.startswith("05") else None)
+    results = {name: job.result() for name, job in jobs.items()}
+    differ = {name: [(call, wire, want) for call, wire, want in rows if wire != want]
+              for name, rows in results.items()}
+    assert not any(differ.values()), differ
+    assert sum(len(rows) for rows in results.values()) == sum(
+        len(load(EX / n).calls) for n in names)
+    for host in load(EX / "05-workgroup-callback.toml").world.configs:
+        rpc, bad = tshark_problems(pcap / f"{host}.pcapng")
+        assert rpc > 0 and bad == [], (host, bad[:5])
+
+
+# ---- drops are silent; the CLI's up, exec, status and down --------------------------------
+
+def _scenario(tmp_path: Path) -> Path:
+    """A (XP, firewall on, nothing open), B (XP, Remote Administration from A's subnet),
+    C (2003 SP1: firewall off)."""
+    doc: dict[str, Any] = {
+        "domains": {"CORP": dict(CORP)},
+        "hosts": {
+            "A": {"os": "xp-sp2", "domain": "CORP", "address": "192.168.10.1/24"},
+            "B": {"os": "xp-sp2", "domain": "CORP", "address": "192.168.10.2/24",
+                  "netsh": ["netsh firewall set service RemoteAdmin enable scope=SUBNET"]},
+            "C": {"os": "2003-sp1", "domain": "CORP", "address": "10.20.0.3/16"},
+        },
+        "calls": [{"from": "A", "to": "B", "user": "CORP\\admin"}],
+    }
+    path = tmp_path / "lab.toml"
+    path.write_text(tomlkit.dumps(doc))
+    return path
+
+
+PROBE = """
+import json, socket, sys, time
+out = []
+for addr, port in json.loads(sys.argv[1]):
+    s = socket.socket(); s.settimeout(1.5); t = time.monotonic()
+    try:
+        s.connect((addr, port)); r = "connected"
+    except Exception as e:
+        r = type(e).__name__
+    out.append([addr, port, r, round(time.monotonic() - t, 2)])
+    s.close()
+print(json.dumps(out))
+"""
+
+
+@needs_root
+@pytest.mark.slow
+def test_a_blocked_syn_is_dropped_so_the_client_times_out(tmp_path: Path) -> None:
+    path = _scenario(tmp_path)
+    r = wmilab("lab", "up", str(path), "--netns")
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        st = wmilab("lab", "status", str(path))
+        assert st.returncode == 0 and st.stdout.count("listening") == 3, st.stdout
+        # From A: B admits A's subnet. From B: A's firewall (nothing open) and C's (off).
+        probe_a = wmilab("lab", "exec", str(path), "A", "--", sys.executable, "-c", PROBE,
+                         json.dumps([["192.168.10.2", 135], ["192.168.10.2", 1025]]))
+        probe_b = wmilab("lab", "exec", str(path), "B", "--", sys.executable, "-c", PROBE,
+                         json.dumps([["192.168.10.1", 135], ["10.20.0.3", 135],
+                                     ["10.20.0.3", 4444]]))
+    finally:
+        down = wmilab("lab", "down", str(path))
+    assert down.returncode == 0, down.stderr
+    got = {(a, p): (res, secs) for a, p, res, secs in
+           json.loads(probe_a.stdout) + json.loads(probe_b.stdout)}
+    assert got[("192.168.10.2", 135)][0] == "connected"
+    assert got[("192.168.10.2", 1025)][0] == "connected"
+    # A's firewall drops B's SYN: no reset, the connect waits for its whole timeout.
+    res, secs = got[("192.168.10.1", 135)]
+    assert res == "TimeoutError" and secs >= 1.4, got
+    # Firewall off: a port nobody listens on answers at once with a reset.
+    assert got[("10.20.0.3", 135)][0] == "connected"
+    assert got[("10.20.0.3", 4444)][0] == "ConnectionRefusedError"
+
+
+# ---- unmodified impacket as computer A ---------------------------------------------------
+
+@needs_root
+@pytest.mark.slow
+def test_unmodified_wmiquery_runs_as_computer_a(tmp_path: Path) -> None:
+    path = copy_example(tmp_path, "02-remote-admin.toml")
+    queries = tmp_path / "q.wql"
+    queries.write_text("SELECT Caption FROM Win32_OperatingSystem\nexit\n")
+    pcap = tmp_path / "pcap"
+    r = wmilab("lab", "up", str(path), "--netns", "--pcap", str(pcap))
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        q = wmilab("lab", "exec", str(path), "A", "--", str(VENV_BIN / "wmiquery.py"),
+                   "-file", str(queries), "CORP/admin:Adm1n!@192.168.10.2")
+    finally:
+        down = wmilab("lab", "down", str(path))
+    assert q.returncode == 0 and "Microsoft Windows XP" in q.stdout, q.stdout + q.stderr
+    assert down.returncode == 0
+    rpc, bad = tshark_problems(pcap / "B.pcapng")
+    assert rpc > 0 and bad == []
+    auth = subprocess.run(["tshark", "-n", "-r", str(pcap / "B.pcapng"), "-Y",
+                           "ntlmssp.auth.username == \"admin\" && ip.src == 192.168.10.1"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert auth.stdout.strip(), "B's capture shows A's NTLM logon as CORP\\admin"
+
+
+# ---- down leaves nothing behind, even after up was killed ---------------------------------
+
+def _snapshot() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    links = sorted(ln.split(":")[1].strip().split("@")[0]
+                   for ln in run("ip", "-o", "link", "show").splitlines())
+    return {"links": links, "routes": run("ip", "route", "show"),
+            "addresses": sorted(run("ip", "-o", "addr", "show").split("\n")),
+            "tables": run("nft", "list", "tables")}
+
+
+def _pids(directory: Path) -> list[int]:
+    try:
+        data = json.loads((directory / "state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [p["pid"] for p in data["processes"]]
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", ["namespaces", "hosts"])
+def test_down_removes_everything_even_after_up_is_killed(tmp_path: Path, kill_when: str) -> None:
+    path = copy_example(tmp_path, "05-workgroup-callback.toml")
+    key = lab_key(path)
+    directory = state_root() / key
+    before = _snapshot()
+    up = subprocess.Popen([sys.executable, "-m", "wmilab.cli", "lab", "up", str(path),
+                           "--netns", "--pcap", str(tmp_path / "pcap")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            data = json.loads((directory / "state.json").read_text())
+        except (OSError, ValueError):
+            data = {}
+        if kill_when == "namespaces" and len(data.get("namespaces", [])) >= 2:
+            break
+        if kill_when == "hosts" and any(p["role"].startswith("host")
+                                        for p in data.get("processes", [])):
+            break
+        time.sleep(0.005)
+    up.send_signal(signal.SIGKILL)  # a crash of `up` half way
+    up.wait()
+    made = [ns for ns in os.listdir("/var/run/netns") if key in ns]
+    pids = _pids(directory)
+    assert made, "up was killed before it made anything"
+    r = wmilab("lab", "down", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not [ns for ns in os.listdir("/var/run/netns") if key in ns]
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or (
+            Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"), pid
+    assert not directory.exists()
+    assert _snapshot() == before  # the machine's own namespace was never touched
+    again = wmilab("lab", "down", str(path))
+    assert again.returncode == 0 and "no lab" in again.stdout
+
+
+# ---- without root -----------------------------------------------------------------------
+
+def test_without_root_the_netns_lab_says_why_and_exits_2(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from wmilab.cli import app
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("WMILAB_STATE_DIR", str(tmp_path / "state"))
+    path = copy_example(tmp_path, "01-default-blocked.toml")
+    for args in (["lab", str(path), "--netns", "--verify"], ["lab", "up", str(path), "--netns"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, r.output
+        assert "needs root" in r.output and "without --netns" in r.output
+    assert not list((tmp_path / "state").glob("*/state.json"))
