@@ -148,19 +148,18 @@ def client_dcom(a: HostModel) -> Check:
 
 def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
     """c1.rpcss-port (B) and c2.resolver-port (A): TCP 135, RPCSS in svchost.exe."""
-    # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on XP SP2 and
-    # Server 2003 (TechNet cc737332 Remote Administration exception).
-    return _fw(listener.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST))
+    # Port and program: HostModel.listener (RPCSS in svchost.exe, TechNet cc737332).
+    return _fw(listener.inbound(source, *listener.listener("rpcss")))
 
 
 def wmi_port(b: HostModel, source: IPv4Address) -> Check:
     """c1.wmi-port: the WMI service's dynamic RPC port (winmgmt runs in svchost.exe)."""
-    return _fw(b.inbound(source, b.wmi_port, fw.SVCHOST))
+    return _fw(b.inbound(source, *b.listener("wmi")))
 
 
 def sink_port(a: HostModel, source: IPv4Address, program: str) -> Check:
     """c2.sink-port: the port of the program that hosts the sink (unsecapp.exe or the app)."""
-    return _fw(a.inbound(source, a.sink_port, program))
+    return _fw(a.inbound(source, *a.listener("sink", program)))
 
 
 def sink_program(sink: str) -> str:

@@ -135,18 +135,28 @@ class HostModel:
         """Would this computer's firewall let an unsolicited TCP connection in?"""
         return self.firewall.admission(port, program).decide(source, self.subnet)
 
+    def listener(self, purpose: str, sink_program: str | None = None) -> tuple[int, str]:
+        """(port, program) of one emulated listener: ``"rpcss"``, ``"wmi"`` or ``"sink"``."""
+        if purpose == "rpcss":
+            # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
+            # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
+            return RPC_ENDPOINT_MAPPER, fw.SVCHOST
+        if purpose == "wmi":
+            # The WMI service (winmgmt) runs in svchost.exe on its dynamic RPC port.
+            return self.wmi_port, fw.SVCHOST
+        return self.sink_port, sink_program or fw.UNSECAPP
+
     def listeners(self, sink_program: str | None = None) -> tuple[tuple[int, str], ...]:
         """(port, program) of every emulated listener of this computer: RPCSS and the WMI
-        service in svchost.exe, and the sink (``sink_program``) when one is exported."""
-        out = [(RPC_ENDPOINT_MAPPER, fw.SVCHOST), (self.wmi_port, fw.SVCHOST)]
+        service, and the sink when ``sink_program`` exports one. The flow's firewall steps
+        (wmilab.steps) and the nftables compiler (lab/nft.py) both take them from here."""
+        out = [self.listener("rpcss"), self.listener("wmi")]
         if sink_program is not None:
-            out.append((self.sink_port, sink_program))
+            out.append(self.listener("sink", sink_program))
         return tuple(out)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
-        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
-        # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
-        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST)
+        return self.inbound(source, *self.listener("rpcss"))
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output."""
