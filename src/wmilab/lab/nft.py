@@ -103,8 +103,8 @@ def ruleset(model: HostModel, sink_program: str | None = None) -> str:
         f"table inet {TABLE} {{",
         "  chain input {",
         f"    type filter hook input priority filter; policy {policy};",
-        # Windows Firewall is stateful: replies to the host's own connections come in
-        # (MS TechNet cc737332, "Windows Firewall ... stateful").
+        # Windows Firewall filters *unsolicited* traffic, statefully: replies to the host's
+        # own connections come in (MSDocs ics/windows-firewall-start-page).
         "    ct state established,related accept",
         # Choice: traffic inside the host (loopback) is not filtered.
         '    iifname "lo" accept',
