@@ -169,14 +169,25 @@ async def _loopback(directory: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from wmilab.host.server import HostBindError
+
     if len(argv) == 3 and argv[0] == "netns":
-        asyncio.run(HostDaemon(Path(argv[1]), argv[2]).run())
+        run = HostDaemon(Path(argv[1]), argv[2]).run
     elif len(argv) == 2 and argv[0] == "loopback":
-        asyncio.run(_loopback(Path(argv[1])))
+        directory = Path(argv[1])
+
+        async def run() -> None:
+            await _loopback(directory)
     else:
         raise SystemExit("usage: python -m wmilab.lab.daemon netns STATE_DIR HOST | "
                          "loopback STATE_DIR")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        asyncio.run(run())
+    except HostBindError as e:
+        # `lab up` shows this line (the last one naming an error) and exits 2.
+        print(f"error: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -84,8 +84,12 @@ def create_network(state: LabState, world: World,
     _add_namespace(state, lab)
     _run(["ip", "-n", lab, "-batch", "-"], f"cannot create the bridge in {lab}",
          "link set lo up\nlink add br0 type bridge\nlink set br0 up\n")
+    taken: set[str] = set()
     for i, (name, cfg) in enumerate(sorted(world.configs.items())):
         ns = host_namespace(state.key, name)
+        if ns in taken:  # two names that read the same once made safe (WEB_1, web-1)
+            ns = f"{ns}-{i}"
+        taken.add(ns)
         state.hosts[name] = {"namespace": ns, "address": str(cfg.address.ip),
                              "interface": str(cfg.address)}
         _add_namespace(state, ns)

@@ -77,7 +77,7 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
             pcap_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LabError(f"--pcap {pcap_dir}: {e.strerror or e}") from None
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = LabState(scenario=str(path.resolve()), key=lab_key(path),
                      mode="netns" if use_netns else "loopback", directory=str(directory),
                      pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None)
