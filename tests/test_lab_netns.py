@@ -269,3 +269,23 @@ def test_without_root_the_netns_lab_says_why_and_exits_2(
         assert r.exit_code == 2, r.output
         assert "needs root" in r.output and "without --netns" in r.output
     assert not list((tmp_path / "state").glob("*/state.json"))
+
+
+# ---- captures in the loopback lab --------------------------------------------------------
+
+@needs_root
+@pytest.mark.slow
+def test_loopback_lab_writes_a_clean_capture_per_host(tmp_path: Path) -> None:
+    from conftest import remote_admin_pair
+
+    path = tmp_path / "pair.toml"
+    path.write_text(tomlkit.dumps(remote_admin_pair()))  # a subnet no other test uses
+    pcap = tmp_path / "pcap"
+    r = wmilab("lab", str(path), "--verify", "--pcap", str(pcap))
+    assert r.returncode == 0 and "agrees" in r.stdout, r.stdout + r.stderr
+    rpc, bad = tshark_problems(pcap / "B.pcapng")
+    assert rpc > 0 and bad == []
+    # A made no connection of its own (impacket connected from 127.0.0.1): an empty capture
+    # that tshark still opens.
+    assert tshark_problems(pcap / "A.pcapng") == (0, [])
+    assert not (state_root() / lab_key(path)).exists()  # the captures were stopped and forgotten
