@@ -289,3 +289,29 @@ def test_loopback_lab_writes_a_clean_capture_per_host(tmp_path: Path) -> None:
     # that tshark still opens.
     assert tshark_problems(pcap / "A.pcapng") == (0, [])
     assert not (state_root() / lab_key(path)).exists()  # the captures were stopped and forgotten
+
+
+@needs_root
+@pytest.mark.slow
+def test_loopback_lab_up_exec_down_with_unmodified_wmiquery(tmp_path: Path) -> None:
+    from conftest import remote_admin_pair
+
+    path = tmp_path / "pair.toml"
+    path.write_text(tomlkit.dumps(remote_admin_pair()))
+    queries = tmp_path / "q.wql"
+    queries.write_text("SELECT Caption FROM Win32_OperatingSystem\nexit\n")
+    r = wmilab("lab", "up", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        state = json.loads((state_root() / lab_key(path) / "state.json").read_text())
+        b = state["hosts"]["B"]["address"]
+        assert b.startswith("127.")
+        q = wmilab("lab", "exec", str(path), "A", "--", str(VENV_BIN / "wmiquery.py"),
+                   "-file", str(queries), f"CORP/admin:Adm1n!@{b}")
+        st = wmilab("lab", "status", str(path))
+    finally:
+        down = wmilab("lab", "down", str(path))
+    assert q.returncode == 0 and "Microsoft Windows XP" in q.stdout, q.stdout + q.stderr
+    assert "connections from 127.0.0.1 to B count as A" in st.stdout
+    assert down.returncode == 0 and "stopped 1 process," in down.stdout
+    assert not (state_root() / lab_key(path)).exists()

@@ -316,5 +316,6 @@ def lab_down(file: FileArg) -> None:
         removed = runner.down(state)
     except Exception as e:  # a namespace that cannot be deleted: say which
         raise _fail(str(e)) from None
-    out.print(f"stopped {len(removed['processes'])} processes, removed "
-              f"{len(removed['namespaces'])} network namespaces")
+    procs, spaces = len(removed["processes"]), len(removed["namespaces"])
+    out.print(f"stopped {procs} process{'' if procs == 1 else 'es'}, removed {spaces} "
+              f"network namespace{'' if spaces == 1 else 's'}")
