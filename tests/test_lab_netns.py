@@ -315,3 +315,18 @@ def test_loopback_lab_up_exec_down_with_unmodified_wmiquery(tmp_path: Path) -> N
     assert "connections from 127.0.0.1 to B count as A" in st.stdout
     assert down.returncode == 0 and "stopped 1 process," in down.stdout
     assert not (state_root() / lab_key(path)).exists()
+
+
+def test_a_caller_with_dcom_disabled_refuses_before_any_packet() -> None:
+    """EnableDCOM = N on A: the lab's A fails the call itself, with check's HRESULT."""
+    from conftest import make, remote_admin_pair
+    from wmilab import flow
+    from wmilab.lab.verify import refused_by_caller
+
+    doc = remote_admin_pair()
+    s = make(doc)
+    assert refused_by_caller(s.world, s.calls[0]) is None
+    doc["hosts"]["A"]["dcom"] = {"enable_dcom": False}
+    s = make(doc)
+    refusal = refused_by_caller(s.world, s.calls[0])
+    assert refusal == flow.evaluate(s.world, s.calls[0]).result == "0x80070005"

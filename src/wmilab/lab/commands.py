@@ -77,6 +77,8 @@ def _host(scenario: Scenario, path: Path, name: str) -> str:
 
 
 def _print_checks(checks: list[CallCheck]) -> int:
+    from wmilab.lab.verify import CALLER_REFUSES
+
     result = Table("call", "mode", "wmilab check", "on the wire", "client", "")
     disagree = 0
     mark = {True: "[green]agrees[/]", False: "[red]DIFFERS[/]", None: "[dim]not run[/]"}
@@ -87,6 +89,8 @@ def _print_checks(checks: list[CallCheck]) -> int:
         if chk.wire == "ok":
             wire = f"ok ({chk.rows} objects)"
         client = "wmilab + sink" if chk.call.mode == "async" else "impacket"
+        if chk.note == CALLER_REFUSES:
+            client = "A's DCOM (no packet)"
         result.add_row(chk.call.name, chk.call.mode, chk.predicted.result, wire, client,
                        mark[chk.agrees])
     out.print(result)

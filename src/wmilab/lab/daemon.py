@@ -120,6 +120,12 @@ class HostDaemon:
             outcomes = self.server.callbacks.outcomes
             return {"hresult": outcomes[-1].hresult if outcomes else None}
         if op == "call":
+            from wmilab.lab.verify import CALLER_REFUSES, refused_by_caller
+
+            call = self.scenario.calls[int(request["index"])]
+            refusal = refused_by_caller(self.scenario.world, call)
+            if refusal is not None:
+                return {"wire": refusal, "rows": 0, "note": CALLER_REFUSES}
             wire, rows = await self._call(int(request["index"]), str(request["password"]),
                                           float(request.get("connect_timeout", 2.0)))
             return {"wire": wire, "rows": rows}

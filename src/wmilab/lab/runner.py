@@ -257,7 +257,8 @@ def verify_netns(state: LabState, scenario: Scenario, passwords: dict[str, str |
             if "error" in answer:
                 raise LabError(f"{call.source} could not make call {call.name}: "
                                f"{answer['error']}")
-            note = "wmilab client + sink" if call.mode == "async" else ""
+            note = str(answer.get("note") or (
+                "wmilab client + sink" if call.mode == "async" else ""))
             out.append(CallCheck(call, predicted, str(answer["wire"]), int(answer["rows"]),
                                  note))
         return out

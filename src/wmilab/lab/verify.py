@@ -17,15 +17,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.host.client_errors import from_exception
 from wmilab.host.server import HostServer, Limits
 from wmilab.lab.loopback import LoopbackLab
+from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario
 
 T = TypeVar("T")
 
-__all__ = ["CallCheck", "ThreadedLab", "async_call", "impacket_query", "verify_calls"]
+__all__ = ["CallCheck", "ThreadedLab", "async_call", "impacket_query", "refused_by_caller",
+           "verify_calls"]
 
 
 class ThreadedLab:
@@ -215,6 +217,22 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
                             local_address=str(lab.map.loopback(call.source)))
 
 
+CALLER_REFUSES = "refused by A's own DCOM, before any packet"
+
+
+def refused_by_caller(world: World, call: Call) -> str | None:
+    """The HRESULT with which the calling host's own DCOM refuses to call out, or None.
+
+    With EnableDCOM = N on A the DCOM runtime of A fails the call locally (step
+    c1.client-dcom): the lab's A, which makes the call, asks the same step question, so no
+    client library (impacket knows nothing of A's registry) is asked to send a packet.
+    """
+    check = steps.client_dcom(world.host(call.source))
+    if check.ok:
+        return None
+    return steps.TABLE[steps.C1_CLIENT_DCOM].failure(check).hex
+
+
 def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[CallCheck]:
     """Make each call of the lab's scenario on the wire and compare with the flow."""
     s = lab.scenario
@@ -222,6 +240,10 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
     for call in s.calls:
         predicted = flow.evaluate(s.world, call)
         password = call.password if call.password is not None else passwords.get(call.user)
+        refusal = refused_by_caller(s.world, call)
+        if refusal is not None:
+            out.append(CallCheck(call, predicted, refusal, 0, CALLER_REFUSES))
+            continue
         if call.mode == "async":
             # impacket cannot export a sink: wmilab's own client makes asynchronous calls.
             wire, rows = lab.run(async_query(lab.lab, call, password or ""), timeout=90)
