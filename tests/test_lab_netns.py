@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,83 @@ def test_a_caller_with_dcom_disabled_refuses_before_any_packet() -> None:
     s = make(doc)
     refusal = refused_by_caller(s.world, s.calls[0])
     assert refusal == flow.evaluate(s.world, s.calls[0]).result == "0x80070005"
+
+
+# ---- the kernel against the model, for generated firewalls --------------------------------
+
+KERNEL_PROBE = """
+import asyncio, json, sys
+async def one(addr, port):
+    try:
+        _r, w = await asyncio.wait_for(asyncio.open_connection(addr, port), 1.0)
+        w.close(); return "open"
+    except ConnectionRefusedError:
+        return "admitted"  # the firewall let the SYN in; nobody listens: reset
+    except (TimeoutError, asyncio.TimeoutError):
+        return "dropped"
+async def main():
+    targets = json.loads(sys.argv[1])
+    got = await asyncio.gather(*(one(a, p) for a, p in targets))
+    print(json.dumps([[a, p, g] for (a, p), g in zip(targets, got)]))
+asyncio.run(main())
+"""
+
+
+@needs_root
+@pytest.mark.slow
+def test_the_kernel_drops_exactly_what_the_model_refuses(tmp_path: Path) -> None:
+    """Eight hosts on two subnets with firewalls drawn from netsh and Group Policy settings
+    (scopes, port openings, program exceptions, no-exceptions, GP Remote Administration),
+    no emulated host running: from every namespace, a SYN to each listener port of every
+    other host is admitted by its nftables rules exactly when HostModel.inbound admits it."""
+    import random
+
+    from test_lab_nft import APP, NETSH, POLICIES
+    from wmilab.lab.state import LabState
+    from wmilab.model import firewall as fw
+
+    rnd = random.Random(11)
+    hosts: dict[str, Any] = {}
+    sinks: dict[str, str] = {}
+    for i in range(8):
+        name = f"H{i}"
+        net = "192.168.10" if i % 2 else "10.0.1"
+        hosts[name] = {"os": rnd.choice(["xp-sp2", "xp-sp2", "2003-sp1"]), "domain": "CORP",
+                       "address": f"{net}.{10 + i}/24",
+                       "netsh": rnd.sample(NETSH[:-1], k=rnd.randint(1, 3))}
+        policy = rnd.choice(POLICIES)
+        if policy:
+            hosts[name]["policy"] = policy
+        sinks[name] = fw.normalize_program(rnd.choice([APP, fw.UNSECAPP]))
+    path = tmp_path / "fw.toml"
+    path.write_text(tomlkit.dumps({"domains": {"CORP": dict(CORP)}, "hosts": hosts,
+                                   "calls": []}))
+    world = load(path).world
+    state = LabState(scenario=str(path), key=lab_key(path), mode="netns",
+                     directory=str(tmp_path))
+    try:
+        netns.create_network(state, world, sinks)
+        probes = {}
+        for src in world.configs:
+            targets = [[str(world.configs[dst].address.ip), port]
+                       for dst in world.configs if dst != src
+                       for port, _prog in world.host(dst).listeners(sinks[dst])]
+            probes[src] = subprocess.Popen(
+                ["ip", "netns", "exec", state.hosts[src]["namespace"], sys.executable, "-c",
+                 KERNEL_PROBE, json.dumps(targets)], stdout=subprocess.PIPE, text=True)
+        results = {src: json.loads(p.communicate(timeout=60)[0]) for src, p in probes.items()}
+    finally:
+        netns.remove_namespaces(state)
+    by_ip = {cfg.address.ip: name for name, cfg in world.configs.items()}
+    wrong, seen = [], set()
+    for src, rows in results.items():
+        source = world.configs[src].address.ip
+        for addr, port, got in rows:
+            dst = world.host(by_ip[IPv4Address(addr)])
+            program = dict(dst.listeners(sinks[dst.name]))[port]
+            verdict = dst.inbound(source, port, program)
+            seen.add(verdict.allowed)
+            if (got != "dropped") is not verdict.allowed:
+                wrong.append((src, dst.name, port, got, verdict.rule))
+    assert not wrong, wrong[:5]
+    assert seen == {True, False}  # the drawn firewalls both admit and drop
