@@ -114,8 +114,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def _wait_for_interrupt() -> None:
     import signal
 
-    # SIGTERM stops a foreground lab as Ctrl-C does, so it is taken down cleanly.
+    # SIGTERM (and SIGINT, even when inherited as ignored) stop a foreground lab cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     out.print("Serving; Ctrl-C stops.")
     try:
         while True:
