@@ -23,7 +23,7 @@ import pytest
 import tomlkit
 from typer.testing import CliRunner
 
-from conftest import CORP
+from conftest import CORP, loopback_net
 from wmilab.lab import netns, runner
 from wmilab.lab.state import lab_key, state_root
 from wmilab.scenario import load
@@ -31,9 +31,9 @@ from wmilab.scenario import load
 EX = Path(__file__).resolve().parent.parent / "examples"
 VENV_BIN = Path(sys.executable).parent
 
-needs_root = pytest.mark.skipif(
-    netns.root_problem() is not None,
-    reason=f"the netns lab needs root, ip and nft: {netns.root_problem()}")
+# Skipped without root, with the reason; under root (CI) a missing ip, nft or dumpcap fails.
+root_only = pytest.mark.skipif(
+    os.geteuid() != 0, reason=f"needs root: {netns.root_problem()}")
 
 
 def wmilab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -78,7 +78,7 @@ def _verify_example(tmp_path: Path, name: str, pcap: Path | None) -> list[tuple[
     return [(c.call.name, str(c.wire), c.predicted.result) for c in checks]
 
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_netns_lab_gives_check_s_verdict_on_every_example(tmp_path: Path) -> None:
     """Every call of every example, made from its caller's namespace, ends as `check` says;
@@ -140,7 +140,7 @@ print(json.dumps(out))
 """
 
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_a_blocked_syn_is_dropped_so_the_client_times_out(tmp_path: Path) -> None:
     path = _scenario(tmp_path)
@@ -172,7 +172,7 @@ def test_a_blocked_syn_is_dropped_so_the_client_times_out(tmp_path: Path) -> Non
 
 # ---- unmodified impacket as computer A ---------------------------------------------------
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_unmodified_wmiquery_runs_as_computer_a(tmp_path: Path) -> None:
     path = copy_example(tmp_path, "02-remote-admin.toml")
@@ -216,7 +216,7 @@ def _pids(directory: Path) -> list[int]:
     return [p["pid"] for p in data["processes"]]
 
 
-@needs_root
+@root_only
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["namespaces", "hosts"])
 def test_down_removes_everything_even_after_up_is_killed(tmp_path: Path, kill_when: str) -> None:
@@ -274,7 +274,7 @@ def test_without_root_the_netns_lab_says_why_and_exits_2(
 
 # ---- captures in the loopback lab --------------------------------------------------------
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_loopback_lab_writes_a_clean_capture_per_host(tmp_path: Path) -> None:
     from conftest import remote_admin_pair
@@ -282,7 +282,8 @@ def test_loopback_lab_writes_a_clean_capture_per_host(tmp_path: Path) -> None:
     path = tmp_path / "pair.toml"
     path.write_text(tomlkit.dumps(remote_admin_pair()))  # a subnet no other test uses
     pcap = tmp_path / "pcap"
-    r = wmilab("lab", str(path), "--verify", "--pcap", str(pcap))
+    r = wmilab("lab", str(path), "--verify", "--pcap", str(pcap), "--loopback-net",
+               loopback_net())
     assert r.returncode == 0 and "agrees" in r.stdout, r.stdout + r.stderr
     rpc, bad = tshark_problems(pcap / "B.pcapng")
     assert rpc > 0 and bad == []
@@ -292,7 +293,7 @@ def test_loopback_lab_writes_a_clean_capture_per_host(tmp_path: Path) -> None:
     assert not (state_root() / lab_key(path)).exists()  # the captures were stopped and forgotten
 
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_loopback_lab_up_exec_down_with_unmodified_wmiquery(tmp_path: Path) -> None:
     from conftest import remote_admin_pair
@@ -301,7 +302,7 @@ def test_loopback_lab_up_exec_down_with_unmodified_wmiquery(tmp_path: Path) -> N
     path.write_text(tomlkit.dumps(remote_admin_pair()))
     queries = tmp_path / "q.wql"
     queries.write_text("SELECT Caption FROM Win32_OperatingSystem\nexit\n")
-    r = wmilab("lab", "up", str(path))
+    r = wmilab("lab", "up", str(path), "--loopback-net", loopback_net())
     assert r.returncode == 0, r.stdout + r.stderr
     try:
         state = json.loads((state_root() / lab_key(path) / "state.json").read_text())
@@ -353,7 +354,7 @@ asyncio.run(main())
 """
 
 
-@needs_root
+@root_only
 @pytest.mark.slow
 def test_the_kernel_drops_exactly_what_the_model_refuses(tmp_path: Path) -> None:
     """Eight hosts on two subnets with firewalls drawn from netsh and Group Policy settings

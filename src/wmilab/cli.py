@@ -131,6 +131,10 @@ def host(
         "--client", help="Scenario host that connections from other addresses (such as "
         "127.0.0.1) come from (default: the 'from' host of the first call to HOST).",
         show_default=False)] = None,
+    loopback_net: Annotated[str | None, typer.Option(
+        "--loopback-net", help="Loopback network the scenario's addresses map into (default "
+        "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
+        "127.77.10.2).", show_default=False)] = None,
 ) -> None:
     """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
 
@@ -143,6 +147,7 @@ def host(
 
     from wmilab.host.gate import default_client
     from wmilab.host.server import HostBindError, HostServer
+    from wmilab.lab.loopback import LoopbackMap, loopback_network
 
     scenario = _load(file)
     names = {h.upper(): h for h in scenario.world.configs}
@@ -164,7 +169,10 @@ def host(
 
     async def serve() -> None:
         try:
-            server = HostServer(scenario.world, match, address=address, client_host=source)
+            network = None if loopback_net is None else loopback_network(loopback_net)
+            addresses = LoopbackMap.for_world(scenario.world, network)
+            server = HostServer(scenario.world, match, address=address, client_host=source,
+                                addresses=addresses)
             await server.start()
         except ConfigError as e:
             err.print(f"[red]error:[/] {e}")

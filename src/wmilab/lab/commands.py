@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,6 +56,25 @@ NetnsOpt = Annotated[bool, typer.Option(
 PcapOpt = Annotated[Path | None, typer.Option(
     "--pcap", help="Write one capture per host, DIR/HOST.pcapng (needs dumpcap).",
     show_default=False)]
+LoopbackNetOpt = Annotated[str | None, typer.Option(
+    "--loopback-net", help="Loopback lab: the loopback network the scenario's addresses map "
+    "into (default 127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it "
+    "becomes 127.77.10.2), so that several labs can run side by side.", show_default=False)]
+
+
+def _network(text: str | None, use_netns: bool) -> IPv4Network | None:
+    from wmilab.errors import ConfigError
+    from wmilab.lab.loopback import loopback_network
+
+    if text is None:
+        return None
+    if use_netns:
+        raise _fail("--loopback-net is for the loopback lab; with --netns every host has "
+                    "its scenario address in its own namespace")
+    try:
+        return loopback_network(text)
+    except ConfigError as e:
+        raise _fail(f"--loopback-net: {e}") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -134,6 +154,7 @@ def run(
         "what `check` predicts, then stop.")] = False,
     use_netns: NetnsOpt = False,
     pcap_dir: PcapOpt = None,
+    loopback_net: LoopbackNetOpt = None,
 ) -> None:
     """Run every host of a scenario (RPCSS 135, WMI on the model's port) until Ctrl-C.
 
@@ -146,6 +167,7 @@ def run(
     from wmilab.lab import runner
 
     scenario = _load(file)
+    network = _network(loopback_net, use_netns)
     passwords = {c.user: scenario.world.password_of(c.user) for c in scenario.calls}
     if not verify:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -164,7 +186,7 @@ def run(
         finally:
             runner.down(state)
     else:
-        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords)
+        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords, network)
         if ran is None:
             return
         checks = ran
@@ -173,7 +195,8 @@ def run(
 
 
 def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path | None,
-                  passwords: dict[str, str | None]) -> list[CallCheck] | None:
+                  passwords: dict[str, str | None],
+                  network: IPv4Network | None) -> list[CallCheck] | None:
     from wmilab.host.server import HostBindError
     from wmilab.lab import pcap, runner
     from wmilab.lab.state import LabState, lab_key
@@ -198,7 +221,7 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
                          directory=str(directory), pcap=str(pcap_dir.resolve()))
         from wmilab.lab.loopback import LoopbackMap
 
-        for name, loop in LoopbackMap.for_world(scenario.world).items():
+        for name, loop in LoopbackMap.for_world(scenario.world, network).items():
             state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
         state.save()
         try:
@@ -206,7 +229,7 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         except pcap.CaptureError as e:
             runner.down(state)
             raise _fail(str(e)) from None
-    running = ThreadedLab(scenario)
+    running = ThreadedLab(scenario, network=network)
     for target, source in clients.items():
         running.act_as(target, source)
     try:
@@ -233,7 +256,8 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
 
 
 @lab_app.command("up")
-def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None) -> None:
+def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
+           loopback_net: LoopbackNetOpt = None) -> None:
     """Start the lab of FILE in the background; return once every host listens.
 
     `wmilab lab exec` runs a client as one of its hosts, `status` shows it, `down` stops it.
@@ -241,8 +265,10 @@ def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None)
     from wmilab.lab import runner
 
     scenario = _load(file)
+    network = _network(loopback_net, use_netns)
     try:
-        state = runner.up(file, scenario, use_netns=use_netns, pcap_dir=pcap_dir)
+        state = runner.up(file, scenario, use_netns=use_netns, pcap_dir=pcap_dir,
+                          network=network)
     except runner.LabError as e:
         raise _fail(str(e)) from None
     _print_status(state)

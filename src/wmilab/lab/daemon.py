@@ -18,6 +18,7 @@ import json
 import logging
 import signal
 import sys
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,8 @@ async def _loopback(directory: Path) -> None:
     state = LabState.load(directory)
     if state is None:
         raise SystemExit(f"no lab state in {directory}")
-    lab = LoopbackLab.for_scenario(load(Path(state.scenario)))
+    network = IPv4Network(state.network) if state.network else None
+    lab = LoopbackLab.for_scenario(load(Path(state.scenario)), network=network)
     async with lab:
         ready_file(directory, "loopback").write_text("")
         await _until_terminated()

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,8 +57,10 @@ def default_sink_program(scenario: Scenario, host: str) -> str:
 
 
 def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
-       quick: bool = False, timeout: float = 60.0) -> LabState:
+       quick: bool = False, network: IPv4Network | None = None,
+       timeout: float = 60.0) -> LabState:
     """Start the lab of ``path`` in the background; return once every host listens.
+    ``network`` is the loopback lab's loopback network (``--loopback-net``).
 
     On any failure, everything made so far is removed again before the error is raised.
     """
@@ -80,7 +83,8 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = LabState(scenario=str(path.resolve()), key=lab_key(path),
                      mode="netns" if use_netns else "loopback", directory=str(directory),
-                     pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None)
+                     pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None,
+                     network=str(network) if network is not None else None)
     state.save()
     try:
         if use_netns:
@@ -128,7 +132,8 @@ def _up_netns(state: LabState, scenario: Scenario, pcap_dir: Path | None, quick:
 
 
 def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> None:
-    addresses = LoopbackMap.for_world(scenario.world)
+    network = IPv4Network(state.network) if state.network else None
+    addresses = LoopbackMap.for_world(scenario.world, network)
     clients: dict[str, str] = {}
     for c in scenario.calls:
         clients.setdefault(c.target, c.source)

@@ -103,6 +103,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     pcap: str | None = None
+    network: str | None = None  # the loopback lab's loopback network (--loopback-net)
     started_at: float = field(default_factory=time.time)
 
     @property
