@@ -87,7 +87,12 @@ class HostDaemon:
         self.sink_program = state.hosts[host].get("sink_program") or None
 
     async def run(self) -> None:
+        from wmilab.lab import nft
+
         await self.server.start()
+        # Compiled again from this process's own model, whose ports the server just bound
+        # (the lab compiled the first ruleset before the host had an address).
+        nft.apply(nft.ruleset(self.server.model, self.sink_program))
         path = control_socket(self.directory, self.host)
         path.unlink(missing_ok=True)
         ctl = await asyncio.start_unix_server(self._serve, str(path), limit=CONTROL_LIMIT)
