@@ -198,8 +198,8 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
                   passwords: dict[str, str | None],
                   network: IPv4Network | None) -> list[CallCheck] | None:
     from wmilab.host.server import HostBindError
-    from wmilab.lab import pcap, runner
-    from wmilab.lab.state import LabState, lab_key
+    from wmilab.lab import runner
+    from wmilab.lab.state import LabState
     from wmilab.lab.verify import ThreadedLab, verify_calls
 
     clients: dict[str, str] = {}
@@ -207,27 +207,11 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         clients.setdefault(c.target, c.source)
     state: LabState | None = None
     if pcap_dir is not None:
-        # The captures are recorded like a background lab's, so `lab down FILE` stops them
-        # even if this process is killed.
-        if runner.find(file) is not None:
-            raise _fail(f"a lab of {file} is already up; run: wmilab lab down {file}")
-        problem = pcap.capture_problem()
-        if problem is not None:
-            raise _fail(problem)
-        directory = runner.state_dir(file)
-        directory.mkdir(parents=True, exist_ok=True)
-        pcap_dir.mkdir(parents=True, exist_ok=True)
-        state = LabState(scenario=str(file.resolve()), key=lab_key(file), mode="loopback",
-                         directory=str(directory), pcap=str(pcap_dir.resolve()))
-        from wmilab.lab.loopback import LoopbackMap
-
-        for name, loop in LoopbackMap.for_world(scenario.world, network).items():
-            state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
-        state.save()
+        # Recorded like a background lab, so `lab down FILE` stops the captures even if
+        # this process is killed.
         try:
-            runner.start_loopback_captures(state, pcap_dir)
-        except pcap.CaptureError as e:
-            runner.down(state)
+            state = runner.loopback_captures(file, scenario, pcap_dir, network)
+        except runner.LabError as e:
             raise _fail(str(e)) from None
     running = ThreadedLab(scenario, network=network)
     for target, source in clients.items():

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from wmilab.lab.verify import CallCheck
     from wmilab.scenario import Scenario
 
-__all__ = ["LabError", "default_sink_program", "down", "exec_as", "find", "up",
-           "verify_netns"]
+__all__ = ["LabError", "default_sink_program", "down", "exec_as", "find", "loopback_captures",
+           "status", "up", "verify_netns"]
 
 
 class LabError(RuntimeError):
@@ -64,11 +64,29 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
 
     On any failure, everything made so far is removed again before the error is raised.
     """
+    state = _new_state(path, "netns" if use_netns else "loopback", pcap_dir, network)
+    try:
+        if use_netns:
+            _up_netns(state, scenario, pcap_dir, quick)
+        else:
+            _up_loopback(state, scenario, pcap_dir)
+        _wait_ready(state, timeout)
+    except BaseException as e:
+        down(state)
+        if isinstance(e, (netns.NetnsError, pcap.CaptureError)):
+            raise LabError(str(e)) from None
+        raise
+    return state
+
+
+def _new_state(path: Path, mode: str, pcap_dir: Path | None,
+               network: IPv4Network | None) -> LabState:
+    """Check that the lab can start, and write its (empty) state."""
     directory = state_dir(path)
     if LabState.load(directory) is not None:
         raise LabError(f"a lab of {path} is already up (or was left by a crash); "
                        f"run: wmilab lab down {path}")
-    if use_netns:
+    if mode == "netns":
         problem = netns.root_problem()
         if problem is not None:
             raise LabError(problem)
@@ -81,20 +99,25 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
         except OSError as e:
             raise LabError(f"--pcap {pcap_dir}: {e.strerror or e}") from None
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = LabState(scenario=str(path.resolve()), key=lab_key(path),
-                     mode="netns" if use_netns else "loopback", directory=str(directory),
+    state = LabState(scenario=str(path.resolve()), key=lab_key(path), mode=mode,
+                     directory=str(directory),
                      pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None,
                      network=str(network) if network is not None else None)
     state.save()
+    return state
+
+
+def loopback_captures(path: Path, scenario: Scenario, pcap_dir: Path,
+                      network: IPv4Network | None) -> LabState:
+    """Captures for a loopback lab that runs in this process (``wmilab lab FILE --pcap``),
+    recorded as a lab of ``path`` so that ``down`` stops them whatever happens."""
+    state = _new_state(path, "loopback", pcap_dir, network)
     try:
-        if use_netns:
-            _up_netns(state, scenario, pcap_dir, quick)
-        else:
-            _up_loopback(state, scenario, pcap_dir)
-        _wait_ready(state, timeout)
+        _loopback_hosts(state, scenario)
+        start_loopback_captures(state, pcap_dir)
     except BaseException as e:
         down(state)
-        if isinstance(e, (netns.NetnsError, pcap.CaptureError)):
+        if isinstance(e, pcap.CaptureError):
             raise LabError(str(e)) from None
         raise
     return state
@@ -131,15 +154,18 @@ def _up_netns(state: LabState, scenario: Scenario, pcap_dir: Path | None, quick:
                f"host-{name}.log")
 
 
-def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> None:
+def _loopback_hosts(state: LabState, scenario: Scenario) -> None:
     network = IPv4Network(state.network) if state.network else None
-    addresses = LoopbackMap.for_world(scenario.world, network)
     clients: dict[str, str] = {}
     for c in scenario.calls:
         clients.setdefault(c.target, c.source)
-    for name, loop in addresses.items():
+    for name, loop in LoopbackMap.for_world(scenario.world, network).items():
         state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
     state.save()
+
+
+def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> None:
+    _loopback_hosts(state, scenario)
     if pcap_dir is not None:
         start_loopback_captures(state, pcap_dir)
     _spawn(state, "loopback lab", [*_daemon(), "loopback", state.directory], "loopback.log")
@@ -216,10 +242,13 @@ def status(state: LabState) -> list[dict[str, Any]]:
             ns, ns_ok = "-", True
         running = bool(procs) and all(p.alive() for p in procs)
         captures = [p for p in state.processes if p.role == f"capture {name}"]
+        if state.mode == "loopback" and not procs:
+            what = "in the foreground"  # `wmilab lab FILE --pcap`: served by that process
+        else:
+            what = "listening" if running and ready and ns_ok else (
+                "starting" if running else "stopped")
         rows.append({
-            "host": name, "address": info["address"], "namespace": ns,
-            "state": "listening" if running and ready and ns_ok else (
-                "starting" if running else "stopped"),
+            "host": name, "address": info["address"], "namespace": ns, "state": what,
             "pid": procs[0].pid if procs else None,
             "capture": (str(Path(state.pcap or "") / f"{name}.pcapng")
                         if captures and captures[0].alive() else "-"),
