@@ -93,6 +93,9 @@ def compile_rules(model: HostModel, sink_program: str | None = None) -> list[Rul
 
 def ruleset(model: HostModel, sink_program: str | None = None) -> str:
     """An ``nft -f`` script that replaces the table atomically (one transaction)."""
+    # Unsolicited packets no exception admits are dropped, not answered: Windows Firewall
+    # logs them as dropped packets ("Log dropped packets", netsh `set logging`, bb490617) and
+    # the client sees a connect timeout, RPC_S_SERVER_UNAVAILABLE (seed).
     policy = "drop"
     if not model.firewall.enabled:
         # The model says the firewall is off: nothing is filtered (closed ports reset).
