@@ -105,7 +105,7 @@ def test_netns_lab_gives_check_s_verdict_on_every_example(tmp_path: Path) -> Non
         assert rpc > 0 and bad == [], (host, bad[:5])
 
 
-# ---- drops are silent; the CLI's up, exec, status and down --------------------------------
+# ---- up, exec (wmiquery as computer A), status, down; drops are silent --------------------
 
 def _scenario(tmp_path: Path) -> Path:
     """A (XP, firewall on, nothing open), B (XP, Remote Administration from A's subnet),
@@ -142,52 +142,40 @@ print(json.dumps(out))
 
 @root_only
 @pytest.mark.slow
-def test_a_blocked_syn_is_dropped_so_the_client_times_out(tmp_path: Path) -> None:
+def test_up_exec_status_down_wmiquery_as_a_and_silent_drops(tmp_path: Path) -> None:
+    """`lab up --netns --pcap`, then as computer A unmodified wmiquery.py gets B's answer
+    (and B's capture shows A's logon); a SYN a firewall refuses waits out its timeout
+    instead of being reset; `down` stops it all."""
     path = _scenario(tmp_path)
-    r = wmilab("lab", "up", str(path), "--netns")
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        st = wmilab("lab", "status", str(path))
-        assert st.returncode == 0 and st.stdout.count("listening") == 3, st.stdout
-        # From A: B admits A's subnet. From B: A's firewall (nothing open) and C's (off).
-        probe_a = wmilab("lab", "exec", str(path), "A", "--", sys.executable, "-c", PROBE,
-                         json.dumps([["192.168.10.2", 135], ["192.168.10.2", 1025]]))
-        probe_b = wmilab("lab", "exec", str(path), "B", "--", sys.executable, "-c", PROBE,
-                         json.dumps([["192.168.10.1", 135], ["10.20.0.3", 135],
-                                     ["10.20.0.3", 4444]]))
-    finally:
-        down = wmilab("lab", "down", str(path))
-    assert down.returncode == 0, down.stderr
-    got = {(a, p): (res, secs) for a, p, res, secs in
-           json.loads(probe_a.stdout) + json.loads(probe_b.stdout)}
-    assert got[("192.168.10.2", 135)][0] == "connected"
-    assert got[("192.168.10.2", 1025)][0] == "connected"
-    # A's firewall drops B's SYN: no reset, the connect waits for its whole timeout.
-    res, secs = got[("192.168.10.1", 135)]
-    assert res == "TimeoutError" and secs >= 1.4, got
-    # Firewall off: a port nobody listens on answers at once with a reset.
-    assert got[("10.20.0.3", 135)][0] == "connected"
-    assert got[("10.20.0.3", 4444)][0] == "ConnectionRefusedError"
-
-
-# ---- unmodified impacket as computer A ---------------------------------------------------
-
-@root_only
-@pytest.mark.slow
-def test_unmodified_wmiquery_runs_as_computer_a(tmp_path: Path) -> None:
-    path = copy_example(tmp_path, "02-remote-admin.toml")
     queries = tmp_path / "q.wql"
     queries.write_text("SELECT Caption FROM Win32_OperatingSystem\nexit\n")
     pcap = tmp_path / "pcap"
     r = wmilab("lab", "up", str(path), "--netns", "--pcap", str(pcap))
     assert r.returncode == 0, r.stdout + r.stderr
     try:
+        st = wmilab("lab", "status", str(path))
         q = wmilab("lab", "exec", str(path), "A", "--", str(VENV_BIN / "wmiquery.py"),
                    "-file", str(queries), "CORP/admin:Adm1n!@192.168.10.2")
+        # From B: A's firewall (nothing open) and C's (off). From C: B's scope is SUBNET.
+        probe_b = wmilab("lab", "exec", str(path), "B", "--", sys.executable, "-c", PROBE,
+                         json.dumps([["192.168.10.1", 135], ["10.20.0.3", 135],
+                                     ["10.20.0.3", 4444]]))
+        probe_c = wmilab("lab", "exec", str(path), "C", "--", sys.executable, "-c", PROBE,
+                         json.dumps([["192.168.10.2", 135]]))
     finally:
         down = wmilab("lab", "down", str(path))
+    assert down.returncode == 0, down.stderr
+    assert st.returncode == 0 and st.stdout.count("listening") == 3, st.stdout
     assert q.returncode == 0 and "Microsoft Windows XP" in q.stdout, q.stdout + q.stderr
-    assert down.returncode == 0
+    got = {(a, p): (res, secs) for a, p, res, secs in
+           json.loads(probe_b.stdout) + json.loads(probe_c.stdout)}
+    # A's firewall drops B's SYN: no reset, the connect waits for its whole timeout.
+    res, secs = got[("192.168.10.1", 135)]
+    assert res == "TimeoutError" and secs >= 1.4, got
+    assert got[("192.168.10.2", 135)][0] == "TimeoutError", got  # C is outside B's subnet
+    # Firewall off: the listener answers, and a port nobody listens on resets at once.
+    assert got[("10.20.0.3", 135)][0] == "connected"
+    assert got[("10.20.0.3", 4444)][0] == "ConnectionRefusedError"
     rpc, bad = tshark_problems(pcap / "B.pcapng")
     assert rpc > 0 and bad == []
     auth = subprocess.run(["tshark", "-n", "-r", str(pcap / "B.pcapng"), "-Y",
