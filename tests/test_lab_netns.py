@@ -196,6 +196,21 @@ def _snapshot() -> dict[str, Any]:
             "tables": run("nft", "list", "tables")}
 
 
+def _running_with(*needles: str) -> list[str]:
+    """Command lines of live (not zombie) processes that mention one of ``needles``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "stat").read_text().split(") ")[1][0] == "Z":
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if any(n in cmd for n in needles) and "pytest" not in cmd:
+            found.append(cmd)
+    return found
+
+
 def _pids(directory: Path) -> list[int]:
     try:
         data = json.loads((directory / "state.json").read_text())
@@ -238,6 +253,9 @@ def test_down_removes_everything_even_after_up_is_killed(tmp_path: Path, kill_wh
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or (
             Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"), pid
+    # Nor any process up started but had no time to record: every host process names the
+    # state directory, every capture its file, on its command line.
+    assert _running_with(str(directory), str(tmp_path / "pcap")) == []
     assert not directory.exists()
     assert _snapshot() == before  # the machine's own namespace was never touched
     again = wmilab("lab", "down", str(path))

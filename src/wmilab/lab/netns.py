@@ -20,7 +20,7 @@ from wmilab.lab.state import LabState
 from wmilab.model.world import World
 
 __all__ = ["NetnsError", "create_network", "host_namespace", "lab_namespace",
-           "namespace_exists", "remove_namespaces", "root_problem"]
+           "namespace_exists", "namespace_pids", "remove_namespaces", "root_problem"]
 
 NS_PREFIX = "wmilab-"
 _UNSAFE = re.compile(r"[^a-z0-9]+")
@@ -63,6 +63,18 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> None:
 
 def namespace_exists(name: str) -> bool:
     return os.path.exists(f"/var/run/netns/{name}")
+
+
+def namespace_pids(name: str) -> list[int]:
+    """Processes inside network namespace ``name`` (``ip netns pids``); none if it is gone."""
+    if not name.startswith(NS_PREFIX) or not namespace_exists(name):
+        return []
+    try:
+        done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [int(p) for p in done.stdout.split() if p.isdigit()]
 
 
 def _add_namespace(state: LabState, name: str) -> None:

@@ -44,7 +44,7 @@ def start_capture(state: LabState, host: str, directory: Path, *, interface: str
     log = (Path(state.directory) / f"capture-{host}.log").open("wb")
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, env=state.environment())
     rec = state.add_process(proc.pid, f"capture {host}")
     deadline = time.monotonic() + timeout
     # dumpcap writes the pcapng section header and interface block as capture starts.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from wmilab.lab import netns, pcap
 from wmilab.lab.daemon import ask, ready_file
 from wmilab.lab.loopback import LoopbackMap
-from wmilab.lab.state import LabState, lab_key, state_root
+from wmilab.lab.state import LabState, ProcessRecord, lab_key, marked_processes, state_root
 from wmilab.model import firewall as fw
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def _spawn(state: LabState, role: str, cmd: list[str], log_name: str) -> None:
     log = (Path(state.directory) / log_name).open("ab")
     with log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                start_new_session=True, env=state.environment())
     state.add_process(proc.pid, role)
 
 
@@ -221,6 +221,16 @@ def down(state: LabState) -> dict[str, list[str]]:
         if rec.alive():
             rec.stop()
             stopped.append(f"{rec.role} (pid {rec.pid})")
+    # A process started just before a crash of `up`, before it was recorded, carries the
+    # lab's marker; a command `lab exec` left running sits in one of the lab's namespaces.
+    stray = set(marked_processes(state.directory))
+    for name in state.namespaces:
+        stray.update(netns.namespace_pids(name))
+    for pid in sorted(stray - {os.getpid()}):
+        rec = ProcessRecord.of(pid, "unrecorded")
+        if rec.alive():
+            rec.stop()
+            stopped.append(f"unrecorded process (pid {pid})")
     removed = netns.remove_namespaces(state) if state.namespaces else []
     shutil.rmtree(state.directory, ignore_errors=True)
     return {"processes": stopped, "namespaces": removed}

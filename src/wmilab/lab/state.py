@@ -19,9 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LabState", "ProcessRecord", "lab_key", "state_root"]
+__all__ = ["MARKER", "LabState", "ProcessRecord", "lab_key", "marked_processes", "state_root"]
 
 STATE_FILE = "state.json"
+# Every process a lab starts carries this variable, set to the lab's state directory, so
+# that `down` also finds a process started just before a crash, before it was recorded.
+MARKER = "WMILAB_LAB_STATE"
 
 
 def state_root() -> Path:
@@ -54,6 +57,22 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def marked_processes(directory: str) -> list[int]:
+    """Process ids whose environment holds ``MARKER=directory`` (started by that lab)."""
+    needle = f"{MARKER}={directory}".encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if (b"\0" + environ).find(b"\0" + needle) >= 0:
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class ProcessRecord:
     pid: int
@@ -76,12 +95,20 @@ class ProcessRecord:
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM its process group (each lab process leads its own), then SIGKILL."""
+        """SIGTERM, then SIGKILL: the process group when the process leads its own (every
+        process a lab starts does), else the process alone."""
         if not self.alive():
+            return
+        try:
+            leader = os.getpgid(self.pid) == self.pid
+        except OSError:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
+                if leader:
+                    os.killpg(self.pid, sig)
+                else:
+                    os.kill(self.pid, sig)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with contextlib.suppress(ChildProcessError, OSError):
@@ -123,6 +150,10 @@ class LabState:
             return None
         procs = [ProcessRecord(**p) for p in data.pop("processes", [])]
         return cls(**data, processes=procs)
+
+    def environment(self) -> dict[str, str]:
+        """The environment for a process of this lab: ours, plus the lab's marker."""
+        return {**os.environ, MARKER: self.directory, "PYTHONUNBUFFERED": "1"}
 
     def add_process(self, pid: int, role: str) -> ProcessRecord:
         rec = ProcessRecord.of(pid, role)
