@@ -145,7 +145,11 @@ def _wait_for_interrupt() -> None:
         return
 
 
-@lab_app.command("run", hidden=True)
+@lab_app.command("run", hidden=True, help=(
+    "Run every host of a scenario (RPCSS 135, WMI on the model's port) until Ctrl-C.\n\n"
+    "On loopback addresses by default; in network namespaces with --netns. Exit code with "
+    "--verify: 0 when the wire agrees with the model on every call, 1 otherwise, 2 for a bad "
+    "file, a port that cannot be bound, or --netns without root."))
 def run(
     file: FileArg,
     verify: Annotated[bool, typer.Option(
@@ -156,12 +160,6 @@ def run(
     pcap_dir: PcapOpt = None,
     loopback_net: LoopbackNetOpt = None,
 ) -> None:
-    """Run every host of a scenario (RPCSS 135, WMI on the model's port) until Ctrl-C.
-
-    On loopback addresses by default; in network namespaces with --netns. Exit code with
-    --verify: 0 when the wire agrees with the model on every call, 1 otherwise, 2 for a bad
-    file, a port that cannot be bound, or --netns without root.
-    """
     import logging
 
     from wmilab.lab import runner
@@ -239,13 +237,11 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
             runner.down(state)
 
 
-@lab_app.command("up")
+@lab_app.command("up", help=(
+    "Start the lab of FILE in the background; return once every host listens.\n\n"
+    "`wmilab lab exec` runs a client as one of its hosts, `status` shows it, `down` stops it."))
 def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
            loopback_net: LoopbackNetOpt = None) -> None:
-    """Start the lab of FILE in the background; return once every host listens.
-
-    `wmilab lab exec` runs a client as one of its hosts, `status` shows it, `down` stops it.
-    """
     from wmilab.lab import runner
 
     scenario = _load(file)
@@ -261,21 +257,19 @@ def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
               f"client as HOST; `wmilab lab down {file}` stops the lab.")
 
 
-@lab_app.command("exec", context_settings={"allow_interspersed_args": False})
+@lab_app.command("exec", context_settings={"allow_interspersed_args": False}, help=(
+    "Run COMMAND as scenario host HOST of the running lab of FILE.\n\n"
+    "In a netns lab the command runs inside HOST's network namespace, so its connections come "
+    "from HOST's scenario address and meet the other hosts' firewalls. In the loopback lab it "
+    "runs here: connections from 127.0.0.1 count as the `from` host of the first call to each "
+    "target (see `status`). WMILAB_HOST and WMILAB_ADDRESS_<HOST> are set. The exit code is "
+    "the command's."))
 def lab_exec(
     file: FileArg,
     host: Annotated[str, typer.Argument(help="Scenario host to act as.", show_default=False)],
     command: Annotated[list[str], typer.Argument(
         help="The command and its arguments (after --).", show_default=False)],
 ) -> None:
-    """Run COMMAND as scenario host HOST of the running lab of FILE.
-
-    With --netns the command runs inside HOST's network namespace, so its connections come
-    from HOST's scenario address and meet the other hosts' firewalls. In the loopback lab
-    it runs here: connections from 127.0.0.1 count as the `from` host of the first call to
-    each target (see `status`). WMILAB_HOST and WMILAB_ADDRESS_<HOST> are set.
-    The exit code is the command's.
-    """
     from wmilab.lab import runner
 
     scenario = _load(file)
