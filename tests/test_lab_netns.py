@@ -370,12 +370,13 @@ def test_the_kernel_drops_exactly_what_the_model_refuses(tmp_path: Path) -> None
     import random
 
     from test_lab_nft import APP, NETSH, POLICIES
+    from wmilab.lab import nft
     from wmilab.lab.state import LabState
     from wmilab.model import firewall as fw
 
     rnd = random.Random(11)
     hosts: dict[str, Any] = {}
-    sinks: dict[str, str] = {}
+    programs: dict[str, str] = {}
     for i in range(8):
         name = f"H{i}"
         net = "192.168.10" if i % 2 else "10.0.1"
@@ -385,20 +386,34 @@ def test_the_kernel_drops_exactly_what_the_model_refuses(tmp_path: Path) -> None
         policy = rnd.choice(POLICIES)
         if policy:
             hosts[name]["policy"] = policy
-        sinks[name] = fw.normalize_program(rnd.choice([APP, fw.UNSECAPP]))
+        if i % 3 == 0:  # a dynamic range that port openings of 1025 and 1026 can cover
+            hosts[name]["registry"] = {"Ports": ["1025-1026"], "PortsInternetAvailable": "Y",
+                                       "UseInternetPorts": "Y"}
+        programs[name] = fw.normalize_program(rnd.choice([APP, fw.UNSECAPP]))
     path = tmp_path / "fw.toml"
     path.write_text(tomlkit.dumps({"domains": {"CORP": dict(CORP)}, "hosts": hosts,
                                    "calls": []}))
     world = load(path).world
+    # The listeners each host's RPC runtime would draw: WMI and a sink on dynamic ports.
+    listeners: dict[str, list[tuple[int, str]]] = {}
+    for name in world.configs:
+        model = world.host(name)
+        wmi = model.rpc_ports.pick(rnd)
+        sink = (next(p for p in model.rpc_ports if p != wmi), programs[name])
+        listeners[name] = list(model.listeners(wmi, sink))
     state = LabState(scenario=str(path), key=lab_key(path), mode="netns",
                      directory=str(tmp_path))
     try:
-        netns.create_network(state, world, sinks)
+        netns.create_network(state, world)
+        for name in world.configs:  # as each host process does once it listens
+            (_rpcss, wmi_l, sink_l) = listeners[name]
+            nft.apply(nft.ruleset(world.host(name), wmi_l[0], sink_l),
+                      state.hosts[name]["namespace"])
         probes = {}
         for src in world.configs:
             targets = [[str(world.configs[dst].address.ip), port]
                        for dst in world.configs if dst != src
-                       for port, _prog in world.host(dst).listeners(sinks[dst])]
+                       for port, _prog in listeners[dst]]
             probes[src] = subprocess.Popen(
                 ["ip", "netns", "exec", state.hosts[src]["namespace"], sys.executable, "-c",
                  KERNEL_PROBE, json.dumps(targets)], stdout=subprocess.PIPE, text=True)
@@ -411,7 +426,7 @@ def test_the_kernel_drops_exactly_what_the_model_refuses(tmp_path: Path) -> None
         source = world.configs[src].address.ip
         for addr, port, got in rows:
             dst = world.host(by_ip[IPv4Address(addr)])
-            program = dict(dst.listeners(sinks[dst.name]))[port]
+            program = dict(listeners[dst.name])[port]
             verdict = dst.inbound(source, port, program)
             seen.add(verdict.allowed)
             if (got != "dropped") is not verdict.allowed:

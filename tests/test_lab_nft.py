@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -60,34 +61,75 @@ def kernel_admits(rules: list[nft.Rule], model: HostModel, source: IPv4Address,
         r.sources is None or any(source in n for n in r.sources)) for r in rules)
 
 
-def _check(model: HostModel, sink: str) -> None:
-    rules = nft.compile_rules(model, sink)
-    for port, program in model.listeners(sink):
+def _check(model: HostModel, sink: str, wmi_port: int, sink_port: int) -> None:
+    rules = nft.compile_rules(model, wmi_port, (sink_port, sink))
+    for port, program in model.listeners(wmi_port, (sink_port, sink)):
         for source in SOURCES:
             expected = model.inbound(source, port, program).allowed
             assert kernel_admits(rules, model, source, port) is expected, (
                 port, program, source, model.inbound(source, port, program).rule)
 
 
+def _ports(model: HostModel, rnd: random.Random) -> tuple[int, int]:
+    """A WMI and a sink port as the host's RPC runtime would draw them (two listeners never
+    share a port)."""
+    wmi = model.rpc_ports.pick(rnd)
+    return wmi, next(p for p in model.rpc_ports if p != wmi)
+
+
 @pytest.mark.parametrize("path", sorted(EX.glob("*.toml")), ids=lambda p: p.name)
 def test_every_example_host_s_ruleset_admits_what_the_model_admits(path: Path) -> None:
     s = load(path)
+    rnd = random.Random(path.name)
     for name in s.world.configs:
         model = s.world.host(name)
         for sink in (fw.UNSECAPP, fw.normalize_program(APP)):
-            _check(model, sink)
+            _check(model, sink, *_ports(model, rnd))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(NETSH), max_size=4), st.sampled_from(POLICIES),
-       st.sampled_from(["xp-sp2", "2003-sp1"]), st.sampled_from([fw.UNSECAPP, APP]))
-def test_generated_firewalls_compile_to_the_model_s_decisions(
-        netsh: list[str], policy: dict[str, Any], os: str, sink: str) -> None:
+def _host_b(netsh: list[str], policy: dict[str, Any], os: str,
+            ports: list[str] | None) -> HostModel:
     doc = base_doc(os_b=os)
     doc["hosts"]["B"]["netsh"] = netsh
     if policy:
         doc["hosts"]["B"]["policy"] = policy
-    _check(make(doc).world.host("B"), fw.normalize_program(sink))
+    if ports:
+        doc["hosts"]["B"]["registry"] = {"Ports": ports, "PortsInternetAvailable": "Y",
+                                         "UseInternetPorts": "Y"}
+    return make(doc).world.host("B")
+
+
+# B's dynamic RPC range: the OS default, or restricted so that openings may cover it.
+RANGES = [None, ["1025-1026"], ["1025", "135"], ["1024-1027"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(NETSH), max_size=4), st.sampled_from(POLICIES),
+       st.sampled_from(["xp-sp2", "2003-sp1"]), st.sampled_from([fw.UNSECAPP, APP]),
+       st.sampled_from(RANGES), st.randoms(use_true_random=False))
+def test_generated_firewalls_compile_to_the_model_s_decisions(
+        netsh: list[str], policy: dict[str, Any], os: str, sink: str,
+        ports: list[str] | None, rnd: random.Random) -> None:
+    model = _host_b(netsh, policy, os, ports)
+    _check(model, fw.normalize_program(sink), *_ports(model, rnd))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(NETSH), max_size=4), st.sampled_from(POLICIES),
+       st.sampled_from(["xp-sp2", "2003-sp1"]), st.sampled_from([fw.SVCHOST, APP]),
+       st.sampled_from(RANGES[1:]))
+def test_a_dynamic_port_is_admitted_for_sure_when_every_port_of_its_range_is(
+        netsh: list[str], policy: dict[str, Any], os: str, program: str,
+        ports: list[str]) -> None:
+    """The flow's question for a dynamic port (``decide_dynamic``) says yes exactly when
+    the admission of every port the RPC runtime may draw says yes: so whatever port the
+    netns lab's host draws, its nftables rule (an admission) agrees with `check`."""
+    model = _host_b(netsh, policy, os, ports)
+    prog = fw.normalize_program(program)
+    for source in SOURCES:
+        dynamic = model.firewall.decide_dynamic(source, model.rpc_ports, prog, model.subnet)
+        every = all(model.inbound(source, p, prog).allowed for p in model.rpc_ports)
+        assert dynamic.allowed is every, (source, dynamic.rule)
 
 
 @given(st.sampled_from(["ALL", "SUBNET", "CUSTOM"]),
@@ -120,6 +162,7 @@ def test_a_program_exception_opens_the_ports_its_listener_uses() -> None:
     doc = base_doc()
     doc["hosts"]["A"]["netsh"] = [f'netsh firewall add allowedprogram "{APP}" Agent ENABLE']
     a = make(doc).world.host("A")
-    ports = {r.port for r in nft.compile_rules(a, fw.normalize_program(APP)) if r.protocol == "tcp"}
-    assert ports == {a.sink_port}  # the sink listens there; 135 and WMI are svchost's
-    assert not nft.compile_rules(a, fw.UNSECAPP)  # another sink program: nothing opens
+    sink = (2345, fw.normalize_program(APP))
+    ports = {r.port for r in nft.compile_rules(a, 1500, sink) if r.protocol == "tcp"}
+    assert ports == {2345}  # the sink listens there; 135 and WMI are svchost's
+    assert not nft.compile_rules(a, 1500, (2345, fw.UNSECAPP))  # another sink program

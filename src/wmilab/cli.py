@@ -136,7 +136,7 @@ def host(
         "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
         "127.77.10.2).", show_default=False)] = None,
 ) -> None:
-    """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
+    """Run one emulated Windows host in the foreground: RPCSS on 135, WMI on a dynamic port.
 
     impacket and aiowmi connect to it unmodified. Logs each connection, logon and call
     on one line; Ctrl-C stops it.

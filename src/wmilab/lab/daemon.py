@@ -84,15 +84,14 @@ class HostDaemon:
         if self.quick:
             # A verify run: a dropped SYN on Connection 2 costs 2 s, not 5.
             self.server.callbacks.connect_timeout = 2.0
-        self.sink_program = state.hosts[host].get("sink_program") or None
 
     async def run(self) -> None:
         from wmilab.lab import nft
 
         await self.server.start()
-        # Compiled again from this process's own model, whose ports the server just bound
-        # (the lab compiled the first ruleset before the host had an address).
-        nft.apply(nft.ruleset(self.server.model, self.sink_program))
+        # Now the WMI service's dynamic port is drawn and bound: compile the ruleset again
+        # for it (the lab loaded the first one before the host had an address).
+        nft.apply(nft.ruleset(self.server.model, self.server.ports["wmi"]))
         path = control_socket(self.directory, self.host)
         path.unlink(missing_ok=True)
         ctl = await asyncio.start_unix_server(self._serve, str(path), limit=CONTROL_LIMIT)
@@ -138,7 +137,6 @@ class HostDaemon:
         return {"error": f"unknown op {op!r}"}
 
     async def _call(self, index: int, password: str, connect_timeout: float) -> tuple[str, int]:
-        from wmilab import flow
         from wmilab.lab import nft
         from wmilab.lab.verify import async_call, impacket_query
 
@@ -155,16 +153,20 @@ class HostDaemon:
             value = answer.get("hresult")
             return None if value is None else int(value)
 
-        # The sink's program is the call's: its firewall rule is compiled for it while the
-        # sink listens (lab/nft.py), then the host's usual ruleset comes back.
+        # While the sink listens (its own dynamic port, the call's program), the ruleset
+        # also holds the rule the model gives that listener; then it goes again.
         model = self.server.model
-        nft.apply(nft.ruleset(model, flow.sink_program(call)))
+        wmi = self.server.ports["wmi"]
+
+        def open_sink(port: int, program: str) -> None:
+            nft.apply(nft.ruleset(model, wmi, (port, program)))
+
         try:
             return await async_call(self.server, target, 135, call, password, outcome,
                                     local_address=self.address,
-                                    connect_timeout=connect_timeout)
+                                    connect_timeout=connect_timeout, on_sink=open_sink)
         finally:
-            nft.apply(nft.ruleset(model, self.sink_program))
+            nft.apply(nft.ruleset(model, wmi))
 
 
 async def _loopback(directory: Path) -> None:

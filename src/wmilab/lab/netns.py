@@ -88,10 +88,13 @@ def _add_namespace(state: LabState, name: str) -> None:
          f"cannot configure {name}")
 
 
-def create_network(state: LabState, world: World,
-                   sink_programs: dict[str, str]) -> None:
+def create_network(state: LabState, world: World) -> None:
     """Make the lab namespace with its bridge, and one namespace per host with its address
-    and its firewall; each step is recorded in ``state`` before it is taken."""
+    and its firewall; each step is recorded in ``state`` before it is taken.
+
+    The WMI port of each host is drawn when its process starts, which then compiles its
+    ruleset again (lab/daemon.py); until then only what is known (135, static openings) is
+    open."""
     lab = lab_namespace(state.key)
     _add_namespace(state, lab)
     _run(["ip", "-n", lab, "-batch", "-"], f"cannot create the bridge in {lab}",
@@ -108,7 +111,7 @@ def create_network(state: LabState, world: World,
         # The firewall is in place before the host has an address: nothing slips through.
         model = world.host(name)
         try:
-            nft.apply(nft.ruleset(model, sink_programs.get(name)), ns)
+            nft.apply(nft.ruleset(model), ns)
         except nft.NftError as e:
             raise NetnsError(f"host {name}: {e}") from None
         _run(["ip", "-n", lab, "-batch", "-"], f"cannot link {name} to the bridge",

@@ -1,7 +1,8 @@
 """A host's Windows Firewall compiled into an nftables ruleset for its network namespace.
 
 Nothing here decides what Windows would allow. For every port an emulated program of the
-host listens on (``HostModel.listeners``) and every port an exception opens statically, the
+host listens on (``HostModel.listeners``: 135, and the dynamic ports its RPC runtime drew
+for WMI and a sink) and every port an exception opens statically, the
 compiler asks the model who may connect (``HostModel.admission``, the same answer the flow
 and the in-process gate use) and writes one ``accept`` rule for exactly those sources.
 Everything else that arrives unsolicited is dropped without an answer, so a client's SYN
@@ -63,11 +64,13 @@ def _sources(admission: Admission, model: HostModel) -> tuple[IPv4Network, ...] 
     return tuple(nets)
 
 
-def compile_rules(model: HostModel, sink_program: str | None = None) -> list[Rule]:
-    """The accept rules of ``model``'s effective firewall, for its emulated listeners (with
-    the sink's program when a sink is exported) and its statically opened TCP ports."""
+def compile_rules(model: HostModel, wmi_port: int | None = None,
+                  sink: tuple[int, str] | None = None) -> list[Rule]:
+    """The accept rules of ``model``'s effective firewall, for its emulated listeners (the
+    WMI service on ``wmi_port`` and the sink ``(port, program)``: the dynamic ports the
+    host's RPC runtime drew) and its statically opened TCP ports."""
     ports: dict[int, str] = {}
-    for port, program in model.listeners(sink_program):
+    for port, program in model.listeners(wmi_port, sink):
         ports.setdefault(port, program)
     for opened in model.firewall.open_ports():
         if opened.protocol == "TCP":
@@ -91,7 +94,8 @@ def compile_rules(model: HostModel, sink_program: str | None = None) -> list[Rul
     return rules
 
 
-def ruleset(model: HostModel, sink_program: str | None = None) -> str:
+def ruleset(model: HostModel, wmi_port: int | None = None,
+            sink: tuple[int, str] | None = None) -> str:
     """An ``nft -f`` script that replaces the table atomically (one transaction)."""
     # Unsolicited packets no exception admits are dropped, not answered: Windows Firewall
     # logs them as dropped packets ("Log dropped packets", netsh `set logging`, bb490617) and
@@ -112,7 +116,7 @@ def ruleset(model: HostModel, sink_program: str | None = None) -> str:
         # Choice: traffic inside the host (loopback) is not filtered.
         '    iifname "lo" accept',
     ]
-    lines += [f"    {r.text()}" for r in compile_rules(model, sink_program)]
+    lines += [f"    {r.text()}" for r in compile_rules(model, wmi_port, sink)]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
 

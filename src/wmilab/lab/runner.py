@@ -23,13 +23,12 @@ from wmilab.lab import netns, pcap
 from wmilab.lab.daemon import ask, ready_file
 from wmilab.lab.loopback import LoopbackMap
 from wmilab.lab.state import LabState, ProcessRecord, lab_key, marked_processes, state_root
-from wmilab.model import firewall as fw
 
 if TYPE_CHECKING:
     from wmilab.lab.verify import CallCheck
     from wmilab.scenario import Scenario
 
-__all__ = ["LabError", "default_sink_program", "down", "exec_as", "find", "loopback_captures",
+__all__ = ["LabError", "down", "exec_as", "find", "loopback_captures",
            "status", "up", "verify_netns"]
 
 
@@ -44,16 +43,6 @@ def state_dir(path: Path) -> Path:
 def find(path: Path) -> LabState | None:
     """The lab of scenario file ``path``, if one is up (or was left by a crash)."""
     return LabState.load(state_dir(path))
-
-
-def default_sink_program(scenario: Scenario, host: str) -> str:
-    """The program of ``host``'s sink: that of its first asynchronous call, else unsecapp."""
-    from wmilab import flow
-
-    for call in scenario.calls:
-        if call.source == host and call.mode == "async":
-            return flow.sink_program(call)
-    return fw.UNSECAPP
 
 
 def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
@@ -137,10 +126,8 @@ def _daemon() -> list[str]:
 
 def _up_netns(state: LabState, scenario: Scenario, pcap_dir: Path | None, quick: bool) -> None:
     world = scenario.world
-    sinks = {name: default_sink_program(scenario, name) for name in world.configs}
-    netns.create_network(state, world, sinks)
+    netns.create_network(state, world)
     for name in sorted(world.configs):
-        state.hosts[name]["sink_program"] = sinks[name]
         state.hosts[name]["quick"] = quick
     state.save()
     if pcap_dir is not None:

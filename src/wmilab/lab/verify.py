@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -36,10 +37,11 @@ class ThreadedLab:
 
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
                  ports: dict[int, int] | None = None, limits: Limits | None = None,
-                 network: IPv4Network | None = None) -> None:
+                 network: IPv4Network | None = None,
+                 rng: random.Random | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits, network=network)
+                               limits=limits, network=network, rng=rng)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
@@ -161,8 +163,8 @@ class CallCheck:
 
 async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
                      password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
-                     local_address: str | None, connect_timeout: float = 5.0
-                     ) -> tuple[str, int]:
+                     local_address: str | None, connect_timeout: float = 5.0,
+                     on_sink: Callable[[int, str], None] | None = None) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client from host ``a`` (its running
     server exports the sink, the unsecapp role) to the host at ``address``, which runs the
     query and calls the sink back over Connection 2.
@@ -171,12 +173,16 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
     (None when no callback ran). Returns ("ok", objects delivered) or the HRESULT the caller
     ends with: the call's own error on Connection 1, else the one the callback ended with
     (what the sink's SetStatus would have carried, or the refusal on Connection 2).
+    ``on_sink(port, program)`` is told where the sink listens once it does (the netns lab
+    opens A's firewall for exactly that listener).
     """
     from wmilab.client.session import exec_query_async, login
     from wmilab.host.callback import RpcCallError
     from wmilab.host.sink import SinkExporter
 
     async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
+        if on_sink is not None and sinks.listen_port is not None:
+            on_sink(sinks.listen_port, sinks.program)
         sink = sinks.create()
         try:
             cli, services = await login(address, rpcss_port, local_address=local_address,

@@ -16,9 +16,10 @@ from wmilab.errors import ConfigError
 from wmilab.model import firewall as fw
 from wmilab.model import netsh, oses
 from wmilab.model.dcom import DcomSecurity
-from wmilab.model.identity import Directory, DomainSpec, HostSpec
+from wmilab.model.decision import Check
+from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
 from wmilab.model.policy import Policies, parse_policies
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER, SINK_DYNAMIC_PORT, WMI_DYNAMIC_PORT
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRange, dynamic_range
 from wmilab.model.wmi import NamespaceSecurity
 
 OSES = oses.NAMES
@@ -32,7 +33,14 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
     "AllowAnonymousCallback": (),
+    # HKLM\Software\Microsoft\Rpc\Internet: the dynamic RPC port range (KB 154596).
+    "Ports": OSES,
+    "PortsInternetAvailable": OSES,
+    "UseInternetPorts": OSES,
 }
+
+# Service states a scenario may give (scenario-format.md "services"); only winmgmt matters.
+SERVICES: dict[str, tuple[str, ...]] = {"winmgmt": ("running", "stopped", "disabled")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class HostConfig:
     policy: Mapping[str, Any] = field(default_factory=dict)
     dcom: Mapping[str, Any] = field(default_factory=dict)
     wmi: Mapping[str, Any] = field(default_factory=dict)
-    registry: Mapping[str, int] = field(default_factory=dict)
+    registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
+    services: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current_profile(self) -> fw.Profile:
@@ -117,14 +126,40 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
+        try:
+            self.rpc_ports: PortRange = dynamic_range(config.os, {
+                k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES})
+        except ConfigError as e:
+            raise e.within("registry") from None
+        # Service Control Manager state of the WMI service (scenario "services"); running
+        # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
+        self.winmgmt: str = config.services.get("winmgmt", "running")
 
-    @property
-    def wmi_port(self) -> int:
-        return WMI_DYNAMIC_PORT
+    def check_wmi_activation(self, token: Token) -> Check:
+        """A remote activation of the WMI class: DCOM's launch/activation checks for
+        winmgmt's state, then whether the Service Control Manager can start a stopped one.
 
-    @property
-    def sink_port(self) -> int:
-        return SINK_DYNAMIC_PORT
+        A disabled service cannot be started (MS-ERREF 2.2 ERROR_SERVICE_DISABLED: "The
+        service cannot be started, either because it is disabled ..."), so the activation
+        fails after the permission checks (Choice, docs/choices.md: that error is returned).
+        """
+        check = self.dcom.check_remote_activation(token, self.winmgmt)
+        if not check.ok or self.winmgmt != "disabled":
+            return check
+        return Check(False, f"the WMI service (winmgmt) on {self.name} is disabled, so DCOM "
+                     "cannot start it for the activation", "service-disabled")
+
+    def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the WMI service on its dynamic port?
+
+        winmgmt runs in a shared svchost.exe on XP SP2 and Server 2003 (TechNet cc737332,
+        Remote Administration exception), on a port of :attr:`rpc_ports`.
+        """
+        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet)
+
+    def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
+        return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
     def admission(self, port: int, program: str, protocol: str = "TCP") -> fw.Admission:
         """Who this computer's firewall lets open a connection to ``port`` (``program``
@@ -135,28 +170,24 @@ class HostModel:
         """Would this computer's firewall let an unsolicited TCP connection in?"""
         return self.firewall.admission(port, program).decide(source, self.subnet)
 
-    def listener(self, purpose: str, sink_program: str | None = None) -> tuple[int, str]:
-        """(port, program) of one emulated listener: ``"rpcss"``, ``"wmi"`` or ``"sink"``."""
-        if purpose == "rpcss":
-            # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
-            # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
-            return RPC_ENDPOINT_MAPPER, fw.SVCHOST
-        if purpose == "wmi":
-            # The WMI service (winmgmt) runs in svchost.exe on its dynamic RPC port.
-            return self.wmi_port, fw.SVCHOST
-        return self.sink_port, sink_program or fw.UNSECAPP
-
-    def listeners(self, sink_program: str | None = None) -> tuple[tuple[int, str], ...]:
-        """(port, program) of every emulated listener of this computer: RPCSS and the WMI
-        service, and the sink when ``sink_program`` exports one. The flow's firewall steps
-        (wmilab.steps) and the nftables compiler (lab/nft.py) both take them from here."""
-        out = [self.listener("rpcss"), self.listener("wmi")]
-        if sink_program is not None:
-            out.append(self.listener("sink", sink_program))
+    def listeners(self, wmi_port: int | None,
+                  sink: tuple[int, str] | None = None) -> tuple[tuple[int, str], ...]:
+        """(port, program) of the emulated listeners of this computer, given the dynamic
+        ports its RPC runtime drew from :attr:`rpc_ports`: RPCSS on 135 and the WMI service
+        on ``wmi_port`` (both in svchost.exe, TechNet cc737332), and a sink ``(port,
+        program)`` while one is exported. The nftables compiler (lab/nft.py) asks
+        :meth:`admission` for each."""
+        out = [(RPC_ENDPOINT_MAPPER, fw.SVCHOST)]
+        if wmi_port is not None:
+            out.append((wmi_port, fw.SVCHOST))
+        if sink is not None:
+            out.append(sink)
         return tuple(out)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
-        return self.inbound(source, *self.listener("rpcss"))
+        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
+        # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
+        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST)
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output."""
