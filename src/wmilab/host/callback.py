@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
 from wmilab.host import client_errors
-from wmilab.model import hresult as hr
 from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
 from wmilab.wire import dcom, ids, rpc, wmi
@@ -62,7 +62,7 @@ E_ACCESSDENIED = hr.E_ACCESSDENIED.code
 RPC_S_CALL_FAILED = hr.RPC_S_CALL_FAILED.code
 E_NOINTERFACE = dcom.E_NOINTERFACE
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags for the final result
-WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
+WBEM_E_OUT_OF_MEMORY = hr.WBEM_E_OUT_OF_MEMORY.code  # from the status-code catalogue
 INDICATE_BATCH = 64  # Choice: objects per Indicate call
 
 

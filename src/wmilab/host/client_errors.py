@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 import traceback
 
+from wmilab import hresult as hr
+
 __all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output", "from_win32"]
 
-RPC_S_SERVER_UNAVAILABLE = 0x800706BA
+RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code  # from the status-code catalogue
 
 _UNREACHABLE = ("connection reset", "connection refused", "timed out", "errno 104",
                 "errno 111", "could not connect", "broken pipe", "connect call failed")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
+from wmilab import hresult as hr
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
@@ -47,7 +48,7 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 log = logging.getLogger("wmilab.host")
 
-RPC_E_SERVERFAULT = 0x80010105  # MS-ERREF 2.1: the server threw an exception
+RPC_E_SERVERFAULT = hr.RPC_E_SERVERFAULT.code  # from the status-code catalogue
 _FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 
