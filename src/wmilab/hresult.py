@@ -92,6 +92,14 @@ ALL: tuple[HResult, ...] = (
 BY_CODE: dict[int, HResult] = {h.code: h for h in ALL}
 
 
+def from_win32(code: int) -> int:
+    """HRESULT_FROM_WIN32 (MS-ERREF 2.1.2) for Win32 codes; other values unchanged."""
+    code &= 0xFFFFFFFF
+    if 0 < code < 0x10000:
+        return 0x80070000 | code
+    return code
+
+
 def lookup(code: int) -> HResult:
     """The known HResult for ``code``, or an anonymous one."""
     return BY_CODE.get(code) or HResult(code, "UNKNOWN", "No description known to wmilab.")

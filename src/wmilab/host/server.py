@@ -26,9 +26,9 @@ from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
 from wmilab.host.gate import Gate, GateDecision
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
-from wmilab.lab.loopback import LoopbackMap
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 from wmilab.wire import ids, rpc

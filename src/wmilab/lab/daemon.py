@@ -65,8 +65,8 @@ class HostDaemon:
     """One emulated host inside its namespace, with its control socket."""
 
     def __init__(self, directory: Path, host: str) -> None:
+        from wmilab.host.loopback_map import DirectMap
         from wmilab.host.server import HostServer
-        from wmilab.lab.loopback import DirectMap
         from wmilab.scenario import load
 
         self.directory = directory

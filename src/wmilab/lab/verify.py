@@ -177,8 +177,8 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
     opens A's firewall for exactly that listener).
     """
     from wmilab.client.session import exec_query_async, login
-    from wmilab.host.callback import RpcCallError
     from wmilab.host.sink import SinkExporter
+    from wmilab.transport import RpcCallError
 
     async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
         if on_sink is not None and sinks.listen_port is not None:

@@ -2,4 +2,4 @@
 code written against it and will be removed."""
 
 from wmilab.hresult import *  # noqa: F403
-from wmilab.hresult import ALL, BY_CODE, HResult, lookup, parse  # noqa: F401
+from wmilab.hresult import ALL, BY_CODE, HResult, from_win32, lookup, parse  # noqa: F401
