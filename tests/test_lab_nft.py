@@ -100,7 +100,7 @@ def _host_b(netsh: list[str], policy: dict[str, Any], os: str,
 
 
 # B's dynamic RPC range: the OS default, or restricted so that openings may cover it.
-RANGES = [None, ["1025-1026"], ["1025", "135"], ["1024-1027"]]
+RANGES = [None, ["1025-1026"], ["1026", "1028"], ["1024-1027"]]
 
 
 @settings(max_examples=150, deadline=None)
