@@ -13,6 +13,7 @@ from rich.console import Console
 from wmilab import report
 from wmilab.errors import ConfigError
 from wmilab.lab.commands import lab_app
+from wmilab.realhost import commands as realhost
 from wmilab.scenario import Scenario, ScenarioError, load
 
 app = typer.Typer(
@@ -195,6 +196,11 @@ def host(
 
 # `wmilab lab FILE` and `wmilab lab up|exec|status|down FILE` (src/wmilab/lab/commands.py).
 app.add_typer(lab_app, name="lab")
+
+
+# Calling real hosts (src/wmilab/realhost/commands.py).
+app.command()(realhost.query)
+app.command()(realhost.doctor)
 
 
 def main() -> None:

@@ -164,7 +164,8 @@ class HostDaemon:
         try:
             return await async_call(self.server, target, 135, call, password, outcome,
                                     local_address=self.address,
-                                    connect_timeout=connect_timeout, on_sink=open_sink)
+                                    # wmilab's client bounds connects and calls alike.
+                                    timeout=max(connect_timeout, 5.0), on_sink=open_sink)
         finally:
             nft.apply(nft.ruleset(model, wmi))
 

@@ -163,7 +163,7 @@ class CallCheck:
 
 async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
                      password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
-                     local_address: str | None, connect_timeout: float = 5.0,
+                     local_address: str | None, timeout: float = 30.0,
                      on_sink: Callable[[int, str], None] | None = None) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client from host ``a`` (its running
     server exports the sink, the unsecapp role) to the host at ``address``, which runs the
@@ -173,8 +173,9 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
     (None when no callback ran). Returns ("ok", objects delivered) or the HRESULT the caller
     ends with: the call's own error on Connection 1, else the one the callback ended with
     (what the sink's SetStatus would have carried, or the refusal on Connection 2).
-    ``on_sink(port, program)`` is told where the sink listens once it does (the netns lab
-    opens A's firewall for exactly that listener).
+    ``timeout`` bounds each connect and call of the client. ``on_sink(port, program)`` is
+    told where the sink listens once it does (the netns lab opens A's firewall for exactly
+    that listener).
     """
     from wmilab.client.session import exec_query_async, login
     from wmilab.host.sink import SinkExporter
@@ -188,7 +189,7 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
             cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,
                                         namespace=call.namespace,
-                                        connect_timeout=connect_timeout)
+                                        timeout=timeout)
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
