@@ -225,13 +225,21 @@ _rule = st.builds(
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(_rule, max_size=5), _addr, st.sampled_from([135, 445]))
-def test_allowed_sources_is_the_decision_for_every_source(rules: list[wf.Rule],
-                                                          src: IPv4Address, port: int) -> None:
-    """The nftables compiler's question and the per-source decision walk the same list."""
+def test_admission_is_the_decision_for_every_source(rules: list[wf.Rule],
+                                                    src: IPv4Address, port: int) -> None:
+    """The nftables compiler's question and the per-source decision walk the same list: the
+    first rule whose scope holds the source decides, block rules before allow rules."""
     e = _eff(rules)
-    pairs = e.allowed_sources(port, "c:\\p.exe")
-    first = next((ok for ok, scope in pairs if scope.matches(src, e.subnet)), False)
+    adm = e.admission(port, "c:\\p.exe")
+    first = next((r.allow.allowed for r in adm.rules if r.scope.matches(src, e.subnet)), False)
     assert e.decide(fw.Inbound(src, port, "c:\\p.exe")).allowed is first
+    blocks = [r for r in rules if r.action == "block" and r.remote.matches(src, e.subnet)
+              and r.local_ports.matches(port, e.rpc)]
+    allows = [r for r in rules if r.action == "allow" and r.remote.matches(src, e.subnet)
+              and r.local_ports.matches(port, e.rpc)]
+    assert first is (not blocks and bool(allows))
+    # The scopes the compiler accepts are those of the allow rules only.
+    assert len(adm.scopes) == sum(1 for r in adm.rules if r.allow.allowed)
 
 
 # ---- netsh ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ private, public) and the rule list, which starts with the built-in rules of the 
 in use and orders the result: block rules first, then allow rules. Every decision, the one
 for a source address (:meth:`EffectiveWfas.decide`), the one for a dynamic RPC port
 (:meth:`EffectiveWfas.decide_dynamic`) and the question which sources may reach a listener
-(:meth:`EffectiveWfas.allowed_sources`), walks that one ordered list through
+(:meth:`EffectiveWfas.admission`, which the nftables compiler reads), walks that one ordered list through
 :meth:`EffectiveWfas.candidates`.
 
 Rule semantics (Learn "Windows Firewall with Advanced Security" / "Windows Firewall rules"):
@@ -26,7 +26,16 @@ from typing import Literal
 from wmilab.errors import ConfigError
 from wmilab.model import oses
 from wmilab.model.addresses import Scope
-from wmilab.model.firewall import SVCHOST, UNSECAPP, Inbound, Verdict, normalize_program
+from wmilab.model.firewall import (
+    SVCHOST,
+    UNSECAPP,
+    Admission,
+    EffectivePort,
+    Inbound,
+    Verdict,
+    normalize_program,
+)
+from wmilab.model.firewall import _Rule as _FwRule
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 
 __all__ = [
@@ -336,33 +345,56 @@ class EffectiveWfas:
             self._memo[key] = found
         return found  # type: ignore[return-value]
 
-    def allowed_sources(self, port: int, program: str, service: str = "",
-                        protocol: str = "TCP") -> tuple[tuple[bool, Scope], ...]:
-        """Which sources reach a listener: (allowed, scope) pairs, first match wins, then the
-        default action. Empty with ``enabled`` False means every source."""
+    def open_ports(self) -> list[EffectivePort]:
+        """Ports enabled allow rules name explicitly (no program): what the nftables compiler
+        opens besides the emulated listeners. Ranges are left out (no listener there)."""
+        out: list[EffectivePort] = []
+        for r in self.rules:
+            if r.action != "allow" or r.program is not None or r.protocol == "ANY":
+                continue
+            for lo, hi in r.local_ports.spans:
+                if lo == hi:
+                    out.append(EffectivePort(r.protocol, lo, r.name, True, r.remote, r.origin))
+        return out
+
+    def admission(self, port: int, program: str, protocol: str = "TCP",
+                  service: str = "") -> Admission:
+        """Who may open a connection to ``port`` where ``program`` (``service``) listens:
+        the matching rules in order (block rules first, as refusing rules), then the verdict
+        for every other source. :meth:`decide`, the in-process gate and the nftables compiler
+        (lab/nft.py, through ``HostModel.admission``) all read this one answer."""
+        key = ("adm", protocol, port, program, service)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._admission(port, program, protocol, service)
+            self._memo[key] = found
+        return found  # type: ignore[return-value]
+
+    def _admission(self, port: int, program: str, protocol: str, service: str) -> Admission:
+        if not self.enabled:
+            off = Verdict(True, f"Windows Firewall is off in the {self.profile} profile "
+                          f"({self.enabled_origin} setting)", "off")
+            return Admission((_FwRule("", Scope.all(), "local", off),), off)
         conn = Inbound(IPv4Address("0.0.0.0"), port, program, protocol)
-        return tuple((r.action == "allow", r.remote) for r in self.candidates(conn, service))
+        cands = self.candidates(conn, service)
+        if not cands:
+            what = f"{protocol} {port} to {program}" + (
+                f" (service {service})" if service else "")
+            return Admission((), self._none_verdict(what, conn, service))
+        rules = tuple(_FwRule(r.describe(), r.remote, r.origin, Verdict(
+            r.action == "allow",
+            f"allowed by {r.describe()}" if r.action == "allow" else
+            f"blocked by {r.describe()}: a block rule wins over every allow rule", r.origin))
+            for r in cands)
+        first = cands[0]
+        return Admission(rules, None, f"{first.describe()} admits only "
+                         f"{first.remote.describe()}", first.origin)
 
     def decide(self, conn: Inbound, local_subnet: IPv4Network | None = None,
                service: str = "") -> Verdict:
         subnet = self.subnet if local_subnet is None else local_subnet
-        if not self.enabled:
-            return Verdict(True, f"Windows Firewall is off in the {self.profile} profile "
-                           f"({self.enabled_origin} setting)", "off")
-        cands = self.candidates(conn, service)
-        for r in cands:
-            if r.remote.matches(conn.source, subnet):
-                if r.action == "block":
-                    return Verdict(False, f"blocked by {r.describe()}: a block rule wins over "
-                                   "every allow rule", r.origin)
-                return Verdict(True, f"allowed by {r.describe()}", r.origin)
-        what = f"{conn.protocol} {conn.port} to {conn.program}" + (
-            f" (service {service})" if service else "")
-        if cands:
-            r = cands[0]
-            return Verdict(False, f"{r.describe()} admits only {r.remote.describe()}; "
-                           f"{conn.source} is outside it", r.origin)
-        return self._none_verdict(what, conn, service)
+        return self.admission(conn.port, conn.program, conn.protocol, service).decide(
+            conn.source, subnet)
 
     def _no_rule(self, what: str, conn: Inbound, service: str) -> str:
         off = [r for r in self.ignored

@@ -16,7 +16,6 @@ from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, hardening, netsh, oses
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
-from wmilab.model.addresses import Scope
 from wmilab.model.dcom import DcomSecurity
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
@@ -243,6 +242,22 @@ class HostModel:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
+    def admission(self, port: int, program: str, protocol: str = "TCP",
+                  service: str | None = None) -> fw.Admission:
+        """Who this computer's firewall lets open a connection to ``port`` (``program``
+        listening): the scopes the nftables compiler turns into rules (lab/nft.py), and what
+        :meth:`inbound` decides from.
+
+        ``service`` (WFAS rules may name one): when not given, the svchost.exe listeners of
+        this model are RPCSS on TCP 135 and the WMI service on a port of :attr:`rpc_ports`.
+        """
+        if service is None:
+            service = ""
+            if program == fw.SVCHOST:
+                service = RPCSS if port == RPC_ENDPOINT_MAPPER else (
+                    WINMGMT if port in self.rpc_ports else "")
+        return self.firewall.admission(port, program, protocol, service)
+
     def inbound(self, source: IPv4Address, port: int, program: str,
                 service: str = "") -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?
@@ -252,18 +267,24 @@ class HostModel:
         """
         return self.firewall.decide(fw.Inbound(source, port, program), self.subnet, service)
 
+    def listeners(self, wmi_port: int | None,
+                  sink: tuple[int, str] | None = None) -> tuple[tuple[int, str], ...]:
+        """(port, program) of the emulated listeners of this computer, given the dynamic
+        ports its RPC runtime drew from :attr:`rpc_ports`: RPCSS on 135 and the WMI service
+        on ``wmi_port`` (both in svchost.exe, TechNet cc737332), and a sink ``(port,
+        program)`` while one is exported. The nftables compiler (lab/nft.py) asks
+        :meth:`admission` for each."""
+        out = [(RPC_ENDPOINT_MAPPER, fw.SVCHOST)]
+        if wmi_port is not None:
+            out.append((wmi_port, fw.SVCHOST))
+        if sink is not None:
+            out.append(sink)
+        return tuple(out)
+
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
         # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
         # (TechNet cc737332 Remote Administration exception; service=rpcss in WFAS rules).
         return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
-
-    def allowed_sources(self, port: int, program: str,
-                        service: str = "") -> tuple[tuple[bool, Scope], ...] | None:
-        """WFAS hosts: the ordered (allowed, scope) pairs the firewall applies to a
-        listener, from the same rule walk as :meth:`inbound`; None on XP SP2 / 2003."""
-        if isinstance(self.firewall, wf.EffectiveWfas):
-            return self.firewall.allowed_sources(port, program, service)
-        return None
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output."""
