@@ -229,10 +229,10 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     return await async_call(lab.servers[call.source], b.address, b.ports["rpcss"], call,
                             password, outcome,
                             local_address=str(lab.map.loopback(call.source)),
-                            activation_level=_activation_level(lab.world, call))
+                            activation_level=activation_level_for(lab.world, call))
 
 
-def _activation_level(world: World, call: Call) -> int | None:
+def activation_level_for(world: World, call: Call) -> int | None:
     """The level A's activation reaches B with (KB 5004442), where the model's verdict
     depends on it: on a hardened B. Elsewhere the level decides nothing in the model, and the
     client keeps its own (packet privacy)."""
@@ -277,6 +277,6 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
         lab.act_as(call.target, call.source)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
                                     call.namespace, call.query, call.mode,
-                                    auth_level=_activation_level(s.world, call))
+                                    auth_level=activation_level_for(s.world, call))
         out.append(CallCheck(call, predicted, wire, rows))
     return out

@@ -259,13 +259,15 @@ class HostModel:
         return self.firewall.admission(port, program, protocol, service)
 
     def inbound(self, source: IPv4Address, port: int, program: str,
-                service: str = "") -> fw.Verdict:
+                service: str | None = None) -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?
 
         ``service``: the Windows service that listens (rpcss, winmgmt), which WFAS rules may
-        name; the XP SP2 / 2003 firewall knows programs only.
+        name (inferred as in :meth:`admission` when None); the XP SP2 / 2003 firewall knows
+        programs only. The answer is :meth:`admission`'s, so the gate, the flow and the
+        nftables compiler cannot disagree.
         """
-        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet, service)
+        return self.admission(port, program, "TCP", service).decide(source, self.subnet)
 
     def listeners(self, wmi_port: int | None,
                   sink: tuple[int, str] | None = None) -> tuple[tuple[int, str], ...]:
