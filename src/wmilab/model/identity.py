@@ -7,9 +7,11 @@ identity under which B calls A's sink back (Connection 2 of the seed).
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
 
 from wmilab.errors import ConfigError, PathPart
 from wmilab.model import sids
@@ -111,7 +113,7 @@ class Directory:
 
     def __init__(self, domains: Mapping[str, DomainSpec], hosts: Mapping[str, HostSpec]) -> None:
         self._domains: dict[str, _Domain] = {}
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: MutableMapping[str, _Host] = {}
         self._domain_key: dict[str, str] = {}
         for key in domains:
             if key.lower() in self._domain_key:
@@ -143,6 +145,10 @@ class Directory:
             self._hosts[key.lower()] = self._build_host(key, hspec)
         for key, hspec in hosts.items():
             self._fill_host_groups(key, hspec)
+        # Machine SID -> host key, so naming a local account's SID does not scan every host.
+        self._host_by_sid: dict[str, str] = {}
+        for low, h in self._hosts.items():
+            self._host_by_sid.setdefault(h.sid, low)
 
     # ------------------------------------------------------------------ building
     def _check_host_spec(self, key: str, spec: HostSpec) -> None:
@@ -317,6 +323,26 @@ class Directory:
                 path,
             )
 
+    # Fields of a HostSpec that change how the host logs accounts on but no SID, name or
+    # group membership anywhere in the directory.
+    _LOGON_ONLY = ("force_guest", "guest_enabled", "everyone_includes_anonymous")
+
+    def with_host_specs(self, specs: Mapping[str, HostSpec]) -> Directory | None:
+        """This directory with some hosts' logon settings replaced, sharing everything else.
+
+        Only the fields in ``_LOGON_ONLY`` may differ from the current specs; otherwise
+        (accounts, groups, OS or membership change SIDs and groups) None: build anew.
+        """
+        top: dict[str, _Host] = {}
+        for name, spec in specs.items():
+            h = self._host(name)
+            if replace(spec, **{f: getattr(h.spec, f) for f in self._LOGON_ONLY}) != h.spec:
+                return None
+            top[name.lower()] = replace(h, spec=spec)
+        new = copy.copy(self)
+        new._hosts = ChainMap(top, self._hosts)
+        return new
+
     # ------------------------------------------------------------------ queries
     @property
     def domain_names(self) -> tuple[str, ...]:
@@ -481,11 +507,12 @@ class Directory:
                 for low, r in d.rids.items():
                     if r == rid:
                         return f"{d.name}\\{d.display[low]}"
-        for h in self._hosts.values():
-            if base == h.sid:
-                for low, r in h.rids.items():
-                    if r == rid:
-                        return f"{h.name}\\{h.display[low]}"
+        key = self._host_by_sid.get(base)
+        if key is not None:
+            h = self._hosts[key]
+            for low, r in h.rids.items():
+                if r == rid:
+                    return f"{h.name}\\{h.display[low]}"
         return sid
 
     def alias_resolver(self, host: str) -> Callable[[str], str]:
