@@ -61,6 +61,14 @@ class HostConfig:
             return self.profile
         return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
 
+    def warnings(self) -> list[str]:
+        out = []
+        for name in self.registry:
+            if self.os not in REGISTRY_VALUES.get(name, OSES):
+                out.append(f"{self.name}: registry value {name} has no effect on {self.os} "
+                           "(it exists on Windows Vista and later)")
+        return out
+
     def spec(self, builds: Builds | None = None) -> HostSpec:
         reg = self.registry.get("ForceGuest")
         force_guest = None if reg is None else bool(reg)
@@ -81,14 +89,22 @@ class HostConfig:
         )
 
 
+_SEQ, _MAP = object(), object()  # markers no scenario value can be equal to
+
+
 def freeze(value: object) -> Hashable:
     """A hashable image of a scenario value (tables keep their order: it can matter)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is tuple:
+        return (_SEQ, *map(freeze, value))  # type: ignore[call-overload]
+    if isinstance(value, list):
+        return (_SEQ, *map(freeze, value))
     if isinstance(value, Mapping):
-        return ("{", *((k, freeze(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return ("[", *(freeze(v) for v in value))
+        return (_MAP, *zip(value, map(freeze, value.values()), strict=True))
     if isinstance(value, HostConfig):
-        return tuple(freeze(getattr(value, f.name)) for f in fields(value))
+        return tuple(freeze(getattr(value, f)) for f in _CONFIG_FIELDS)
     assert isinstance(value, Hashable), value
     return value
 
@@ -98,6 +114,10 @@ def freeze(value: object) -> Hashable:
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
                            "groups", "dcom", "wmi", "registry"})
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
+_FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
 
 
 class _Firewall(NamedTuple):
@@ -136,8 +156,7 @@ class Builds:
         return found
 
     def firewall(self, config: HostConfig) -> _Firewall:
-        key = (config.current_profile, *(freeze(getattr(config, f.name))
-                                         for f in fields(config) if f.name not in _NOT_FIREWALL))
+        key = (config.current_profile, *[freeze(getattr(config, f)) for f in _FIREWALL_FIELDS])
         found = self.firewalls.get(key)
         if found is None:
             try:
@@ -237,12 +256,7 @@ class HostModel:
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
-        out = []
-        for name in self.config.registry:
-            if self.os not in REGISTRY_VALUES.get(name, OSES):
-                out.append(f"{self.name}: registry value {name} has no effect on {self.os} "
-                           "(it exists on Windows Vista and later)")
-        return out
+        return self.config.warnings()
 
 
 class _Layered(Mapping[str, HostConfig]):
@@ -319,6 +333,22 @@ class World:
     def build_all(self) -> None:
         for name in self.configs:
             self.host(name)
+
+    def validate(self) -> None:
+        """Raise the error that building some host's model would raise, in host order.
+
+        A host whose only settings are its OS, address, accounts and netsh commands cannot
+        fail once its firewall is built (the firewall is shared by every host set up alike),
+        so its model is left to be built on first use. Every other host is built now.
+        """
+        for name, cfg in self.configs.items():
+            if cfg.dcom or cfg.wmi or cfg.policy:
+                self.host(name)
+                continue
+            try:
+                self.builds.firewall(cfg)
+            except ConfigError as e:
+                raise e.within("hosts", name) from None
 
     @cached_property
     def by_address(self) -> dict[IPv4Address, str]:
