@@ -134,10 +134,13 @@ class Builds:
     10,000 hosts configured alike builds it once. DCOM and WMI security name the host, so
     only their OS defaults are shared. Models of edited hosts (the candidates of the fix
     search) are remembered by their whole configuration, so a candidate that comes back
-    (the search, then the minimization, then the proof) is built once.
+    (the search, then the minimization, then the proof) is built once; only the most
+    recently used ones are kept, so memory stays that of the scenario however many calls
+    are fixed. Firewalls are remembered for the scenario's own hosts only: an edited host's
+    firewall lives in its remembered model.
     """
 
-    MAX_EDITED = 4096
+    MAX_EDITED = 256
 
     def __init__(self) -> None:
         self.firewalls: dict[Hashable, _Firewall] = {}
@@ -155,7 +158,7 @@ class Builds:
             found = self.policies[key] = parse_policies(table)
         return found
 
-    def firewall(self, config: HostConfig) -> _Firewall:
+    def firewall(self, config: HostConfig, remember: bool = True) -> _Firewall:
         key = (config.current_profile, *[freeze(getattr(config, f)) for f in _FIREWALL_FIELDS])
         found = self.firewalls.get(key)
         if found is None:
@@ -172,7 +175,8 @@ class Builds:
                     raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
             found = _Firewall(local, policies,
                               fw.effective(local, policies.firewall, config.current_profile))
-            self.firewalls[key] = found
+            if remember:
+                self.firewalls[key] = found
         return found
 
     def dcom_defaults(self, os: str, directory: Directory) -> DcomSecurity:
@@ -195,7 +199,7 @@ class HostModel:
     """One computer's modelled state: firewall, policy, DCOM and WMI security."""
 
     def __init__(self, config: HostConfig, directory: Directory,
-                 builds: Builds | None = None) -> None:
+                 builds: Builds | None = None, *, edited: bool = False) -> None:
         builds = builds or Builds()
         self.config = config
         self.name = config.name
@@ -204,7 +208,7 @@ class HostModel:
         self.ip: IPv4Address = config.address.ip
         self.subnet: IPv4Network = config.address.network
         self.directory = directory
-        built = builds.firewall(config)
+        built = builds.firewall(config, remember=not edited)
         self.policies: Policies = built.policies
         self.local_firewall = built.local
         self.firewall = built.effective
@@ -317,17 +321,20 @@ class World:
         if self._base is not self and self.directory is self._base.directory:
             # Same directory as the base: the model depends on the configuration alone.
             key = freeze(config)
-            found = self.builds.edited.get(key)
+            found = self.builds.edited.pop(key, None)
             if found is not None:
+                self.builds.edited[key] = found  # now the most recently used
                 return found
         try:
-            model = HostModel(config, self.directory, self.builds)
+            model = HostModel(config, self.directory, self.builds,
+                              edited=self._base is not self)
         except ConfigError as e:
             raise e.within("hosts", name) from None
         if key is not None:
-            if len(self.builds.edited) >= Builds.MAX_EDITED:
-                self.builds.edited.clear()
-            self.builds.edited[key] = model
+            edited = self.builds.edited
+            if len(edited) >= Builds.MAX_EDITED:
+                del edited[next(iter(edited))]  # the least recently used
+            edited[key] = model
         return model
 
     def build_all(self) -> None:
