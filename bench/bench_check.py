@@ -16,6 +16,7 @@ import platform
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ import tomlkit
 from fleet import fleet_text
 
 from wmilab import flow, report
-from wmilab.scenario import Call, build, loads, parse_toml
+from wmilab.scenario import Call, Scenario, build, loads, parse_toml
 
 T = TypeVar("T")
 
@@ -35,24 +36,23 @@ def timed(fn: Callable[[], T]) -> tuple[T, float, float]:
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
+def _check_json(s: Scenario) -> str:
+    reports = report.evaluate(s)
+    return json.dumps(report.as_json(s, reports))
+
+
 def check_with_fixes(n: int) -> dict[str, Any]:
     """What `wmilab check --json` does on an n-host fleet file (bench/fleet.py), timed."""
     text = fleet_text(n)
     gc.collect()
     raw, parse_w, parse_c = timed(lambda: parse_toml(text))
-    _, build_w, build_c = timed(lambda: build(raw))
-    del raw
+    _, build_w, build_c = timed(partial(build, raw))
+    raw = {}
     gc.collect()
     s, load_w, load_c = timed(lambda: loads(text, f"fleet-{n}.toml"))
     gc.freeze()  # as the CLI does once the scenario is loaded
-
-    def run() -> str:
-        reports = report.evaluate(s)
-        return json.dumps(report.as_json(s, reports))
-
-    out, check_w, check_c = timed(run)
+    out, check_w, check_c = timed(partial(_check_json, s))
     gc.unfreeze()
-    del s
     doc = json.loads(out)
     calls = doc["calls"]
     return {
