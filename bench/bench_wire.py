@@ -53,7 +53,7 @@ def serve(scenario: Path, host: str, free_ports: bool, max_connections: int,
     client = default_client(s.world, host, [(c.source, c.target) for c in s.calls])
 
     async def main() -> None:
-        ports = {135: 0, s.world.host(host).wmi_port: 0} if free_ports else None
+        ports = {135: 0} if free_ports else None
         server = HostServer(s.world, host, client_host=client, ports=ports,
                             limits=Limits(max_connections=max_connections,
                                           max_objects=max_objects))
@@ -294,7 +294,8 @@ def _bind_and_authenticate(address: str, port: int) -> socket.socket:
     sock = socket.create_connection((address, port), timeout=10)
     conn = ClientConnection(credentials=ClientCredentials(USER, PASSWORD, DOMAIN),
                             auth_level=rpc.AuthLevel.PKT_PRIVACY)
-    sock.sendall(conn.bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0)))
+    conn.bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0))
+    sock.sendall(conn.data_to_send())
     while True:
         data = sock.recv(65536)
         if not data:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import loopback_net, needs_root
 from wmilab.scenario import load
 
 ROOT = Path(__file__).parent.parent
@@ -26,8 +27,11 @@ def test_check_text_names_connection_step_hresult_and_fix() -> None:
     out = r.stdout
     assert "Connection 2" in out and "c2.resolver-port" in out
     assert "0x800706BA RPC_S_SERVER_UNAVAILABLE" in out
-    assert "netsh firewall add portopening protocol=TCP port=135" in out
-    assert out.index('mode = "semisync"') < out.index("netsh firewall add portopening")
+    # Connection 2 on A follows the seed and KB 875605: Remote Administration (which opens
+    # TCP 135) and unsecapp, scoped to B (docs/choices.md)
+    ra = "netsh firewall set service type=REMOTEADMIN mode=ENABLE scope=CUSTOM addresses="
+    assert ra in out and "allowedprogram program=%windir%\\system32\\wbem\\unsecapp.exe" in out
+    assert out.index('mode = "semisync"') < out.index(ra)
 
 
 def test_check_json_follows_the_contract() -> None:
@@ -137,9 +141,9 @@ def test_help(cmd: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(EX.glob("*.toml")), ids=lambda p: p.name)
 def test_lab_verify_every_example_the_wire_agrees_with_check(path: Path) -> None:
-    r = wmilab("lab", str(path), "--verify")
+    r = wmilab("lab", str(path), "--verify", "--loopback-net", loopback_net())
     if r.returncode == 2 and "135" in r.stderr:
-        pytest.skip(f"the emulated hosts need port 135: {r.stderr.strip()}")
+        needs_root(f"the emulated hosts need port 135: {r.stderr.strip()}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DIFFERS" not in r.stdout and "not run" not in r.stdout
     assert r.stdout.count("agrees") == len(load(path).calls)

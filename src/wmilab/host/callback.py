@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from wmilab import steps
+from wmilab.errors import WireError
 from wmilab.host import client_errors
 from wmilab.model import hresult as hr
+from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
 from wmilab.wire import dcom, ids, rpc, wmi
 from wmilab.wire.dcom import DualStringArray, NdrReader, NdrWriter
@@ -62,11 +65,6 @@ WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags for the final result
 WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
 INDICATE_BATCH = 64  # Choice: objects per Indicate call
 
-# MS-WMI 3.1.1.1.3, product-behavior note: Windows starts at RPC_C_AUTHN_LEVEL_PKT_PRIVACY and
-# lowers the level on each failed call; XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE.
-# Choice: the authenticated rungs are the levels the wire core speaks (6, 5, 2); CALL and PKT
-# (3, 4) are skipped. NONE means no authentication, i.e. ANONYMOUS LOGON on A.
-AUTHENTICATED_LADDER = (AuthLevel.PKT_PRIVACY, AuthLevel.PKT_INTEGRITY, AuthLevel.CONNECT)
 
 
 class RpcCallError(Exception):
@@ -118,7 +116,11 @@ class RpcClient:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
-    async def _send(self, data: bytes) -> None:
+    async def _flush(self) -> None:
+        """Send what the connection queued (requests, binds, AUTH3), if anything."""
+        data = self.conn.data_to_send()
+        if not data:
+            return
         try:
             self.writer.write(data)
             await self.writer.drain()
@@ -137,9 +139,7 @@ class RpcClient:
             if not data:
                 raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "connection closed by the server")
             events = self.conn.receive_data(data)
-            pending = self.conn.data_to_send()
-            if pending:
-                await self._send(pending)
+            await self._flush()
             for ev in events:
                 if isinstance(ev, ProtocolViolation):
                     raise RpcCallError(RPC_S_CALL_FAILED, f"protocol violation: {ev.reason}")
@@ -148,12 +148,10 @@ class RpcClient:
 
     async def bind(self, interface: uuid.UUID) -> None:
         """Bind the interface (version 0.0, MS-DCOM 2.1); NTLM runs here when authenticated."""
-        await self._send(self.conn.bind(rpc.SyntaxId(interface, 0, 0)))
-        ev = await self._next_event()
+        self.conn.bind(rpc.SyntaxId(interface, 0, 0))
+        await self._flush()
+        ev = await self._next_event()  # its AUTH3, if any, is sent there
         if isinstance(ev, BindAcked) and ev.accepted:
-            pending = self.conn.data_to_send()  # AUTH3
-            if pending:
-                await self._send(pending)
             return
         if isinstance(ev, FaultReceived):
             raise RpcCallError(client_errors.from_win32(ev.status), "bind refused by a fault")
@@ -164,8 +162,8 @@ class RpcClient:
 
     async def call(self, opnum: int, stub: bytes, object_uuid: uuid.UUID | None = None) -> bytes:
         """Send one request; the response stub, or RpcCallError with the fault's HRESULT."""
-        call_id, data = self.conn.request(opnum, stub, object_uuid=object_uuid)
-        await self._send(data)
+        call_id = self.conn.request(opnum, stub, object_uuid=object_uuid)
+        await self._flush()
         while True:
             ev = await self._next_event()
             if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
@@ -295,21 +293,9 @@ class CallbackRunner:
         # host stands for the configured client host, as for inbound connections (gate.py).
         return self.server.addresses.host_at(address) or self.server.client_host
 
-    def _attempts(self, client: str | None) -> list[tuple[Token, int]]:
-        directory = self.server.world.directory
-        b = self.server.name
-        if client is None:
-            # Choice: with no scenario host to stand for, the callback is anonymous.
-            return [(directory.anonymous_token(b), AuthLevel.NONE)]
-        out: list[tuple[Token, int]] = []
-        # MS-WMI 3.1.1.1.3: "The server MUST try to make the calls by using the machine
-        # principal name"; who that is on A, and the anonymous fallback, is the model's.
-        for token in directory.callback_tokens(b, client):
-            if token.anonymous:
-                out.append((token, AuthLevel.NONE))
-            else:
-                out.extend((token, level) for level in AUTHENTICATED_LADDER)
-        return out
+    def _attempts(self, client: str | None) -> tuple[Rung, ...]:
+        # The ladder flow evaluates at c2.identity / c2.access (wmilab.steps, model/callback.py).
+        return steps.callback_ladder(self.server.world, self.server.name, client)
 
     async def _run(self, operation: str, sink: wmi.SinkRef, objects: list[bytes],
                    status: int) -> None:
@@ -394,5 +380,5 @@ class CallbackRunner:
             return 0, delivered, ""
         except RpcCallError as e:
             return e.hresult, delivered, e.reason
-        except dcom.StubError as e:
+        except WireError as e:  # a reply our parsers cannot read
             return RPC_S_CALL_FAILED, delivered, f"bad reply: {e}"

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import random
 import socket
 import struct
 import time
@@ -85,14 +86,18 @@ def _filetime() -> int:
 class HostServer:
     """Serves one scenario host on one IP address: RPCSS (135) and the WMI exporter.
 
-    ``ports`` maps a model port (135, ``HostModel.wmi_port``) to the port to bind (0 picks
-    a free one), for tests without root. ``client_host`` is the scenario host a connection
-    from an address that is no host's loopback address stands for.
+    ``ports`` maps the well-known port 135 to the port to bind (0 picks a free one), for
+    tests without root. The WMI service (and a sink exporter) listen on a port drawn at
+    random from the host's dynamic RPC range (``HostModel.rpc_ports``), as the RPC runtime
+    assigns one (KB 154596); ``rng`` makes the draw reproducible in tests. ``client_host``
+    is the scenario host a connection from an address that is no host's loopback address
+    stands for.
     """
 
     def __init__(self, world: World, host: str, *, address: str | None = None,
                  addresses: LoopbackMap | None = None, client_host: str | None = None,
-                 ports: Mapping[int, int] | None = None, limits: Limits | None = None) -> None:
+                 ports: Mapping[int, int] | None = None, limits: Limits | None = None,
+                 rng: random.Random | None = None) -> None:
         if host not in world.configs:
             raise ConfigError(f"no host {host!r} in the scenario (hosts: "
                               f"{', '.join(world.configs)})", ("hosts", host))
@@ -105,9 +110,11 @@ class HostServer:
         self.limits = limits or Limits()
         ports = dict(ports or {})
         self.port_map = ports
-        self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
-        self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
-        self.client_host = client_host
+        self.rng = rng if rng is not None else random.SystemRandom()
+        # The port each listener stands for in the model: 135, and the dynamic port WMI got
+        # (set when it is bound, from the model's range).
+        self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER}
+        self._wanted = {"rpcss": ports.get(RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER)}
         # Where the OXID resolver of another machine listens (Connection 2): 135 unless the lab
         # binds free ports (LoopbackLab sets this to its own lookup).
         self.resolver_port: Callable[[str], int] = lambda address: RPC_ENDPOINT_MAPPER
@@ -121,17 +128,32 @@ class HostServer:
         self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
 
+    @property
+    def client_host(self) -> str | None:
+        """The scenario host that a connection from no host's address stands for: the gate
+        holds it, for inbound connections and for the callback alike (one holder)."""
+        return self.gate.client_host
+
+    @client_host.setter
+    def client_host(self, host: str | None) -> None:
+        self.gate.client_host = host
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             for kind in ("wmi", "rpcss"):
-                srv = await loop.create_server(
-                    lambda k=kind: _RpcProtocol(self, k),  # type: ignore[misc]
-                    self.address, self._wanted[kind], reuse_address=True)
+                if kind == "wmi":
+                    srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi")
+                else:
+                    srv = await loop.create_server(
+                        lambda: _RpcProtocol(self, "rpcss"), self.address,
+                        self._wanted[kind], reuse_address=True)
                 self._servers.append(srv)
                 self.ports[kind] = srv.sockets[0].getsockname()[1]
+                self.model_ports[kind] = (RPC_ENDPOINT_MAPPER if kind == "rpcss"
+                                          else self.ports[kind])
                 if kind == "wmi":
                     self.runtime = HostRuntime(self.world, self.name,
                                                wmi_listen_port=self.ports["wmi"],
@@ -140,11 +162,15 @@ class HostServer:
                     self.exporter = WmiExporter(self.runtime, self.callbacks)
         except OSError as e:
             await self.stop()
-            port = self._wanted["rpcss" if "wmi" in self.ports else "wmi"]
+            port = self._wanted["rpcss"]
             hint = ""
             if e.errno == errno.EACCES and port < 1024:
                 hint = (f"; binding port {port} needs root or "
                         f"`sysctl net.ipv4.ip_unprivileged_port_start={port}`")
+            elif e.errno == errno.EADDRINUSE:
+                hint = ("; another lab or program already listens there (a `wmilab lab` left "
+                        "running?): stop it, or give this lab its own addresses with "
+                        "--loopback-net, e.g. 127.77.0.0/16")
             raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on "
                                 f"{self.address}:{port}: {e.strerror or e}{hint}") from None
         log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,
@@ -154,12 +180,41 @@ class HostServer:
         """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
         return self.port_map.get(model_port, model_port)
 
-    async def add_listener(self, service: Service, port: int) -> int:
-        """Serve ``service`` on ``port`` of this host's address; returns the bound port."""
+    async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol],
+                            what: str) -> asyncio.Server:
+        """Listen on a port drawn from the host's dynamic RPC range (the model's
+        ``rpc_ports``, the one source of the range); a port in use is skipped, as the RPC
+        runtime takes the next free one."""
+        loop = asyncio.get_running_loop()
+        ports = self.model.rpc_ports
+        last: OSError | None = None
+        for _ in range(min(64, len(ports))):
+            port = ports.pick(self.rng)
+            try:
+                return await loop.create_server(factory, self.address, port,
+                                                reuse_address=True)
+            except OSError as e:
+                if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+                last = e
+        raise HostBindError(getattr(last, "errno", 0) or 0,
+                            f"{self.name}: no free port for the {what} in its dynamic RPC "
+                            f"range {ports.describe()} on {self.address}")
+
+    async def add_listener(self, service: Service, port: int | None) -> int:
+        """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic
+        RPC range when ``port`` is None; returns the bound port."""
         loop = asyncio.get_running_loop()
         try:
-            srv = await loop.create_server(lambda: _RpcProtocol(self, service.kind, service),
-                                           self.address, port, reuse_address=True)
+            if port is None:
+                srv = await self._bind_dynamic(
+                    lambda: _RpcProtocol(self, service.kind, service), service.kind)
+            else:
+                srv = await loop.create_server(
+                    lambda: _RpcProtocol(self, service.kind, service), self.address, port,
+                    reuse_address=True)
+        except HostBindError:
+            raise
         except OSError as e:
             raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on {self.address}:"
                                 f"{port} for the {service.kind}: {e.strerror or e}") from None
@@ -304,10 +359,9 @@ class _RpcProtocol(asyncio.Protocol):
             return
         srv = self.server
         events = conn.receive_data(data)
-        out = bytearray(conn.data_to_send())
         for ev in events:
             if type(ev) is CallReceived:
-                out += self._call(conn, ev)
+                self._call(conn, ev)
             elif isinstance(ev, Bound):
                 log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
                     ev.interface.uuid, str(ev.interface.uuid)))
@@ -320,9 +374,10 @@ class _RpcProtocol(asyncio.Protocol):
             elif isinstance(ev, ProtocolViolation):
                 log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
             elif isinstance(ev, CallReceived):
-                out += self._call(conn, ev)
+                self._call(conn, ev)
+        out = conn.data_to_send()
         if out:
-            transport.write(bytes(out))
+            transport.write(out)
         if not out or transport.get_write_buffer_size():
             # A reply sent now carries the ACK of what we read; only without one (a partial
             # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
@@ -340,7 +395,7 @@ class _RpcProtocol(asyncio.Protocol):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _call(self, conn: ServerConnection, ev: CallReceived) -> bytes:
+    def _call(self, conn: ServerConnection, ev: CallReceived) -> None:
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
@@ -366,11 +421,12 @@ class _RpcProtocol(asyncio.Protocol):
             log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
-            return conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            return
         if log.isEnabledFor(logging.INFO):
             status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
             log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
-        return conn.send_response(ev.call_id, reply)
+        conn.send_response(ev.call_id, reply)
 
     def _arm(self, seconds: float) -> None:
         """Close the connection ``seconds`` from now unless it is armed again before.

@@ -4,12 +4,14 @@ Seed: "Connection 2 from Computer B to Computer A delivers the results. This del
 callback to the sink." For scripts and MMC snap-ins the sink lives in
 ``%windir%\\system32\\wbem\\unsecapp.exe``; a C++ application usually hosts its own.
 
-:class:`SinkExporter` listens on A's ``HostModel.sink_port`` (1026, model/ports.py), exports
+:class:`SinkExporter` listens on a port of A's dynamic RPC range (``HostModel.rpc_ports``,
+model/ports.py, drawn at random as the RPC runtime assigns one), exports
 IWbemObjectSink objects (MS-WMI 3.1.4.2) and registers its OXID with A's OXID resolver, so
 that B's ResolveOxid2 on A:135 returns its string binding. Every decision is the model's:
 
-- the firewall: ``HostModel.inbound(source, sink_port, program)`` for each connection
-  (flow step c2.sink-port), with the sink's program (unsecapp or the application);
+- the firewall: ``HostModel.inbound(source, port, program)`` for each connection, with the
+  port it got and the sink's program (unsecapp or the application); flow step c2.sink-port
+  asks the same rule for every port the sink may get;
 - the logon: A's ``ModelAuthenticator`` (``directory.network_logon``), as on every port;
 - DCOM: ``A.dcom.check_remote_access(token, "sink")`` on every call (flow step c2.access);
   refused -> fault 5 (MS-DCOM 3.1.1.5.4; seed: 0x80070005).
@@ -27,15 +29,19 @@ import os
 import struct
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wmilab import steps
+from wmilab.errors import WireError
+from wmilab.host import remunknown
 from wmilab.host.gate import GateDecision
-from wmilab.host.runtime import CallContext, Reply, ResolverEntry
+from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, Reply, ResolverEntry
 from wmilab.model import firewall as fw
 from wmilab.model.world import HostModel
 from wmilab.wire import dcom, ids, rpc, wmi, wmio
-from wmilab.wire.dcom import DualStringArray, ObjRefStandard, RpcFaultReply, StdObjRef, StubError
+from wmilab.wire.dcom import DualStringArray, ObjRefStandard, RpcFaultReply, StdObjRef
 from wmilab.wire.rpc_conn import CallReceived
 
 if TYPE_CHECKING:
@@ -49,10 +55,7 @@ SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     # MS-DCOM 2.1: ORPC interfaces have version 0.0.
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK,
 ))
-RPC_E_DISCONNECTED = 0x80010108  # Choice (as exporter.py): a call on an unknown IPID
 E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
-OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
-BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 
 
@@ -97,8 +100,7 @@ class SinkExporter:
 
     ``async with SinkExporter(server) as sinks: sink = sinks.create(); ...`` where ``server``
     is A's running :class:`HostServer`. ``program`` is the sink's program for the firewall
-    (default unsecapp.exe); ``port`` the port to bind (default: A's ``sink_port`` through the
-    server's ``ports`` mapping).
+    (default unsecapp.exe); ``port`` the port to bind (default: one of A's dynamic RPC range).
     """
 
     kind = "sink"
@@ -129,9 +131,7 @@ class SinkExporter:
         runtime = self.server.runtime
         if runtime is None:
             raise RuntimeError("start the HostServer before its sink exporter")
-        wanted = self.port if self.port is not None else self.server.wanted_port(
-            self.model.sink_port)
-        self.listen_port = await self.server.add_listener(self, wanted)
+        self.listen_port = await self.server.add_listener(self, self.port)
         runtime.register_exporter(self.oxid, ResolverEntry(self.bindings, self.rem_unknown))
 
     async def stop(self) -> None:
@@ -176,11 +176,11 @@ class SinkExporter:
 
     def decide(self, peer: str) -> GateDecision:
         source, source_host = self.server.gate.source_of(peer)
-        port = self.model.sink_port
+        port = self.listen_port or 0
         # Seed, Connection 2 step 2: the sink program (unsecapp.exe or the application) must be
-        # allowed on A (flow c2.sink-port asks the same question).
-        verdict = self.model.inbound(source, port, self.program)
-        return GateDecision(verdict.allowed, source, source_host, port, verdict.rule)
+        # allowed on A: the question flow asks at c2.sink-port.
+        check = steps.sink_port(self.model, source, self.program, port)
+        return GateDecision(check.ok, source, source_host, port, check.reason)
 
     def handle(self, ev: CallReceived, ctx: CallContext) -> tuple[str, Reply]:
         sink = self._sinks.get(ev.object_uuid) if ev.object_uuid is not None else None
@@ -190,7 +190,7 @@ class SinkExporter:
             name = ids.op_name(ids.IID_IWBEMOBJECTSINK, ev.opnum)
         # MS-DCOM 3.1.1.5.4 / seed, Connection 2 step 3: A's access permission for the sink,
         # checked on every call (flow c2.access); refused -> fault ERROR_ACCESS_DENIED.
-        check = self.model.dcom.check_remote_access(ctx.token, "sink")
+        check = steps.access(self.model, ctx.token, "sink")
         if not check.ok:
             if sink is not None and len(sink.result.refused) < 64:
                 sink.result.refused.append(f"{ctx.token.name}: {check.reason}")
@@ -199,36 +199,29 @@ class SinkExporter:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         try:
             if ev.object_uuid == self.rem_unknown:
-                return name, self._rem_unknown(ev.opnum, ev.stub)
+                return name, remunknown.handle(self, ev.opnum, ev.stub)
             if sink is None:
                 return name, RpcFaultReply(RPC_E_DISCONNECTED)
             return name, self._sink_call(sink, ev.opnum, ev.stub, ctx)
-        except (StubError, wmio.WmioError):
+        except WireError:  # a malformed stub or MS-WMIO object
             return name, BAD_STUB
 
-    def _rem_unknown(self, opnum: int, stub: bytes) -> Reply:
-        if opnum == ids.RemUnknownOp.REM_QUERY_INTERFACE:
-            req = dcom.parse_rem_query_interface(stub)
-            sink = self._sinks.get(req.ipid)
-            results: list[dcom.QiResult] = []
-            for iid in req.iids:
-                if sink is None:
-                    results.append(dcom.QiResult(RPC_E_DISCONNECTED))
-                elif iid in (ids.IID_IWBEMOBJECTSINK, ids.IID_IUNKNOWN):
-                    results.append(dcom.QiResult(dcom.S_OK, StdObjRef(
-                        self.oxid, sink.oid, sink.ipid, max(req.refs, 1))))
-                else:
-                    results.append(dcom.QiResult(dcom.E_NOINTERFACE))
-            return dcom.build_rem_query_interface_reply(results)
-        if opnum == ids.RemUnknownOp.REM_ADD_REF:
-            refs = dcom.parse_rem_refs(stub, "RemAddRef")
-            return dcom.build_rem_add_ref_reply([dcom.S_OK if r.ipid in self._sinks
-                                                 else 0x80070057 for r in refs.refs])
-        if opnum == ids.RemUnknownOp.REM_RELEASE:
-            dcom.parse_rem_refs(stub, "RemRelease")
-            # Choice: the sink's owner (the client) decides when a sink goes, not the caller.
-            return dcom.build_rem_release_reply(dcom.S_OK)
-        return OP_RANGE
+    # -- IRemUnknown (host/remunknown.py IpidTable) ----------------------------------------
+
+    def query_interfaces(self, ipid: uuid.UUID, iids: Sequence[uuid.UUID],
+                         refs: int) -> list[tuple[int, uuid.UUID] | None] | None:
+        sink = self._sinks.get(ipid)
+        if sink is None:
+            return None
+        return [(sink.oid, sink.ipid) if iid in (ids.IID_IWBEMOBJECTSINK, ids.IID_IUNKNOWN)
+                else None for iid in iids]
+
+    def add_ref(self, ipid: uuid.UUID, refs: int) -> bool:
+        return ipid in self._sinks
+
+    def release_refs(self, ipid: uuid.UUID, refs: int) -> None:
+        # Choice: the sink's owner (the client) decides when a sink goes, not the caller.
+        return
 
     def _sink_call(self, sink: SinkObject, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         res = sink.result

@@ -16,10 +16,12 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from wmilab.errors import ConfigError
+from wmilab.model import oses
 from wmilab.model.addresses import Scope
 
 if TYPE_CHECKING:
     from wmilab.model.policy import FirewallPolicy
+    from wmilab.model.ports import PortRange
 
 Origin = Literal["local", "policy"]
 
@@ -208,10 +210,11 @@ class ProfileSettings:
 
     @classmethod
     def defaults(cls, os: str) -> ProfileSettings:
-        # XP SP2: firewall on; Server 2003 SP1: off (seed, "Connecting Through Windows Firewall").
-        on = os == "xp-sp2"
+        spec = oses.get(os)
+        # XP SP2: firewall on; Server 2003 SP1: off (seed; the OS catalogue).
+        on = spec.firewall_on
         programs: dict[str, AllowedProgram] = {}
-        if os == "xp-sp2":
+        if spec.remote_assistance_exception:
             # Choice: XP SP2 ships the Remote Assistance program exception enabled
             # (Exceptions tab default); Server 2003 SP1 does not.
             programs[SESSMGR] = AllowedProgram(
@@ -245,7 +248,7 @@ class ProfileSettings:
         )
 
 
-SUPPORTED_OS = ("xp-sp2", "2003-sp1")
+SUPPORTED_OS = oses.NAMES
 
 
 @dataclass
@@ -267,10 +270,9 @@ class LocalFirewall:
 
     def reset(self) -> None:
         """`netsh firewall reset`: defaults, firewall on whatever the platform (seed)."""
-        self.profiles = {p: ProfileSettings.defaults("xp-sp2") for p in Profile}
-        if self.os != "xp-sp2":
-            for ps in self.profiles.values():
-                ps.programs.clear()
+        self.profiles = {p: ProfileSettings.defaults(self.os) for p in Profile}
+        for ps in self.profiles.values():
+            ps.opmode_enabled = True
         self.logging = LoggingSettings()
 
     def copy(self) -> LocalFirewall:
@@ -404,6 +406,54 @@ class EffectiveFirewall:
             f"{conn.protocol} {conn.port} to {conn.program}")
         return Verdict(False, f"no exception of the {self.profile} profile allows {what}",
                        "none")
+
+
+    def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
+                       local_subnet: IPv4Network) -> Verdict:
+        """An unsolicited TCP connection to ``program`` on a dynamic RPC port.
+
+        The RPC runtime picks the port from ``ports`` when the program starts listening
+        (KB 154596), so only what admits *every* port it may pick lets the connection in
+        for sure: a program exception for ``program`` (Remote Administration's svchost.exe
+        and lsass.exe: GP "Allow remote administration exception"; an allowed program), or
+        port openings that together cover the whole range. A guessed single port does not.
+        """
+        if not self.enabled:
+            return self._off
+        if not self.exceptions_allowed:
+            return self._closed
+        prog_rules = self._program_rules.get(program, ())
+        for r in prog_rules:
+            if r.scope.matches(source, local_subnet):
+                return r.allow
+        covered: dict[int, _Rule] = {}
+        for (proto, port), rules in self._port_rules.items():
+            if proto != "TCP" or port not in ports:
+                continue
+            for r in rules:
+                if r.scope.matches(source, local_subnet):
+                    covered[port] = r
+                    break
+        where = f"{program} on its dynamic RPC port, taken from {ports.source}"
+        if len(covered) == len(ports):
+            first = covered[min(covered)]
+            return Verdict(True, f"allowed by port openings that cover every port of "
+                           f"{ports.describe()}, from which {program}'s dynamic RPC port is "
+                           "taken", first.origin)
+        if prog_rules:
+            r = prog_rules[0]
+            return Verdict(False, f"{r.description} admits only {r.scope.describe()}; "
+                           f"{source} is outside it", r.origin)
+        hidden = self._hidden.get(program)
+        if hidden is not None:
+            return hidden
+        if covered:
+            return Verdict(False, f"port openings admit only {len(covered)} of the "
+                           f"{len(ports)} ports {program} may get (e.g. TCP {min(covered)}) "
+                           f"from {ports.source}; Windows picks the port when the program "
+                           "starts listening, so a guessed port is no exception for it", "none")
+        return Verdict(False, f"no exception of the {self.profile} profile allows TCP to "
+                       f"{where}", "none")
 
 
 def _tri(policy_value: bool | None, local_value: bool) -> tuple[bool, Origin]:

@@ -14,14 +14,15 @@ from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
 from wmilab.model import firewall as fw
-from wmilab.model import netsh
+from wmilab.model import netsh, oses
 from wmilab.model.dcom import DcomSecurity
-from wmilab.model.identity import Directory, DomainSpec, HostSpec
+from wmilab.model.decision import Check
+from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
 from wmilab.model.policy import Policies, parse_policies
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER, SINK_DYNAMIC_PORT, WMI_DYNAMIC_PORT
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRange, dynamic_range
 from wmilab.model.wmi import NamespaceSecurity
 
-OSES = ("xp-sp2", "2003-sp1")
+OSES = oses.NAMES
 
 # Registry values a scenario may set (scenario-format.md "Registry"), with the OSes they act on.
 REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
@@ -32,7 +33,14 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
     "AllowAnonymousCallback": (),
+    # HKLM\Software\Microsoft\Rpc\Internet: the dynamic RPC port range (KB 154596).
+    "Ports": OSES,
+    "PortsInternetAvailable": OSES,
+    "UseInternetPorts": OSES,
 }
+
+# Service states a scenario may give (scenario-format.md "services"); only winmgmt matters.
+SERVICES: dict[str, tuple[str, ...]] = {"winmgmt": ("running", "stopped", "disabled")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class HostConfig:
     policy: Mapping[str, Any] = field(default_factory=dict)
     dcom: Mapping[str, Any] = field(default_factory=dict)
     wmi: Mapping[str, Any] = field(default_factory=dict)
-    registry: Mapping[str, int] = field(default_factory=dict)
+    registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
+    services: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current_profile(self) -> fw.Profile:
@@ -113,11 +122,14 @@ def freeze(value: object) -> Hashable:
 # field added later counts for the firewall until it is listed here, so two hosts never
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
-                           "groups", "dcom", "wmi", "registry"})
+                           "groups", "dcom", "wmi", "registry", "services"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
 _FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
+# Fields whose errors only building the host's model finds (any field not known to be safe).
+_MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
+    "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh"})
 
 
 class _Firewall(NamedTuple):
@@ -147,6 +159,7 @@ class Builds:
         self.policies: dict[Hashable, Policies] = {}
         self.dcom: dict[str, DcomSecurity] = {}
         self.wmi: dict[str, NamespaceSecurity] = {}
+        self.ports: dict[str, PortRange] = {}  # the OS's dynamic range, by OS
         self.edited: dict[Hashable, HostModel] = {}
 
     def parse_policies(self, table: Mapping[str, Any]) -> Policies:
@@ -177,6 +190,15 @@ class Builds:
                               fw.effective(local, policies.firewall, config.current_profile))
             if remember:
                 self.firewalls[key] = found
+        return found
+
+    def rpc_ports(self, config: HostConfig) -> PortRange:
+        values = {k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES}
+        if values:
+            return dynamic_range(config.os, values)
+        found = self.ports.get(config.os)
+        if found is None:
+            found = self.ports[config.os] = dynamic_range(config.os, values)
         return found
 
     def dcom_defaults(self, os: str, directory: Directory) -> DcomSecurity:
@@ -235,14 +257,39 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
+        try:
+            self.rpc_ports: PortRange = builds.rpc_ports(config)
+        except ConfigError as e:
+            raise e.within("registry") from None
+        # Service Control Manager state of the WMI service (scenario "services"); running
+        # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
+        self.winmgmt: str = config.services.get("winmgmt", "running")
 
-    @property
-    def wmi_port(self) -> int:
-        return WMI_DYNAMIC_PORT
+    def check_wmi_activation(self, token: Token) -> Check:
+        """A remote activation of the WMI class: DCOM's launch/activation checks for
+        winmgmt's state, then whether the Service Control Manager can start a stopped one.
 
-    @property
-    def sink_port(self) -> int:
-        return SINK_DYNAMIC_PORT
+        A disabled service cannot be started (MS-ERREF 2.2 ERROR_SERVICE_DISABLED: "The
+        service cannot be started, either because it is disabled ..."), so the activation
+        fails after the permission checks (Choice, docs/choices.md: that error is returned).
+        """
+        check = self.dcom.check_remote_activation(token, self.winmgmt)
+        if not check.ok or self.winmgmt != "disabled":
+            return check
+        return Check(False, f"the WMI service (winmgmt) on {self.name} is disabled, so DCOM "
+                     "cannot start it for the activation", "service-disabled")
+
+    def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the WMI service on its dynamic port?
+
+        winmgmt runs in a shared svchost.exe on XP SP2 and Server 2003 (TechNet cc737332,
+        Remote Administration exception), on a port of :attr:`rpc_ports`.
+        """
+        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet)
+
+    def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
+        return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
     def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?"""
@@ -344,12 +391,13 @@ class World:
     def validate(self) -> None:
         """Raise the error that building some host's model would raise, in host order.
 
-        A host whose only settings are its OS, address, accounts and netsh commands cannot
-        fail once its firewall is built (the firewall is shared by every host set up alike),
-        so its model is left to be built on first use. Every other host is built now.
+        A host whose only settings are its OS, membership, address, accounts, groups and netsh
+        commands cannot fail once its firewall is built (the firewall is shared by every host
+        set up alike; accounts and groups were checked by the directory), so its model is
+        left to be built on first use. Every other host is built now.
         """
         for name, cfg in self.configs.items():
-            if cfg.dcom or cfg.wmi or cfg.policy:
+            if any(getattr(cfg, f) for f in _MAY_FAIL_FIELDS):
                 self.host(name)
                 continue
             try:
