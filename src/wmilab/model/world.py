@@ -411,6 +411,9 @@ class World:
 
     def password_of(self, user: str) -> str | None:
         """The password the scenario file gives for ``DOMAIN\\name`` or ``HOST\\name``."""
+        if self._base is not self:
+            # An overlay has its base's accounts (with_host builds a new world otherwise).
+            return self._base.password_of(user)
         key = ("password", user.upper())
         if key in self.memo:
             return self.memo[key]  # type: ignore[return-value]
