@@ -159,36 +159,35 @@ def main() -> None:
     if args.only_fixes:
         return
 
-    t0 = time.perf_counter()
-    _, world, _ = build(fleet(args.hosts))
-    t1 = time.perf_counter()
+    (_, world, _), build_w, build_c = timed(partial(build, fleet(args.hosts)))
     calls = all_pairs(list(world.configs))
-    t2 = time.perf_counter()
     outcomes: dict[str, int] = {}
-    for c in calls:
-        r = flow.evaluate(world, c).result
-        outcomes[r] = outcomes.get(r, 0) + 1
-    t3 = time.perf_counter()
-    n = len(calls)
-    print(f"fleet: {args.hosts} hosts built in {t1 - t0:.2f} s; {n} all-pairs calls "
-          f"made in {t2 - t1:.2f} s")
-    print(f"check verdicts: {n / (t3 - t2):,.0f} calls/s on one core "
-          f"({(t3 - t2) * 1e6 / n:.1f} µs per call; outcomes {outcomes})")
 
-    doc = fleet(args.big, with_calls=True)
-    text = tomlkit.dumps(doc)
-    t4 = time.perf_counter()
-    s = loads(text, "big.toml")
-    t5 = time.perf_counter()
-    results = [flow.evaluate(s.world, c).result for c in s.calls]
-    t6 = time.perf_counter()
-    del s
+    def verdicts() -> None:
+        for c in calls:
+            r = flow.evaluate(world, c).result
+            outcomes[r] = outcomes.get(r, 0) + 1
+
+    _, ver_w, ver_c = timed(verdicts)
+    n = len(calls)
+    print(f"fleet: {args.hosts} hosts built in {_pair((build_w, build_c))}; {n} all-pairs calls")
+    print(f"check verdicts: {n / ver_w:,.0f} calls/s wall, {n / ver_c:,.0f} calls/s CPU, one "
+          f"core ({ver_c * 1e6 / n:.1f} µs CPU per call; outcomes {outcomes})")
+
+    # The older fleet file (every host one call to the next, no failure mix), as tomlkit
+    # writes it.
+    text = tomlkit.dumps(fleet(args.big, with_calls=True))
+    gc.collect()
+    s, load_w, load_c = timed(lambda: loads(text, "big.toml"))
+    results, ev_w, ev_c = timed(lambda: [flow.evaluate(s.world, c).result for c in s.calls])
+    s = None  # type: ignore[assignment]
+    gc.collect()
     tracemalloc.start()
     s = loads(text, "big.toml")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"{args.big}-host scenario ({len(text) / 1e6:.1f} MB of TOML, {len(s.calls)} calls): "
-          f"load {t5 - t4:.2f} s, evaluate {t6 - t5:.2f} s; "
+          f"load {_pair((load_w, load_c))}, evaluate {_pair((ev_w, ev_c))}; "
           f"peak traced memory while loading {peak / 1e6:.0f} MB; {results.count('ok')} ok")
 
 
