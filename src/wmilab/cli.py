@@ -85,6 +85,9 @@ def examples(
             error("--output needs the NAME of an example (see `wmilab examples`)")
             raise typer.Exit(EXIT_BAD_INPUT)
         found = shipped.all_examples()
+        if not found:
+            error(f"no examples are installed (looked in {shipped.directory()})")
+            raise typer.Exit(EXIT_BAD_INPUT)
         width = max(len(ex.name) for ex in found)
         for ex in found:
             out.print(f"[bold]{ex.name:<{width}}[/]  {escape(ex.title)}")
