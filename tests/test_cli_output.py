@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import termios
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,19 @@ def test_version_is_the_package_version() -> None:
     rc, text = on_one_pipe([*WMILAB, "--version"])
     assert rc == 0
     assert text.strip() == f"wmilab {__version__}" == f"wmilab {version('wmilab')}"
+
+
+def test_shell_completion_offers_commands_and_example_names() -> None:
+    def complete(words: str) -> list[str]:
+        env = base_env(_WMILAB_COMPLETE="complete_bash", COMP_WORDS=words,
+                       COMP_CWORD=str(len(words.split()) - 1))
+        # The installed `wmilab` script: completion is keyed by the program's name.
+        script = Path(sys.executable).parent / "wmilab"
+        r = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+        return r.stdout.split()
+
+    assert complete("wmilab ex") == ["examples"]
+    assert complete("wmilab check --js") == ["--json"]
+    assert complete("wmilab examples 03") == ["03-async-a-unconfigured"]
+    _, script = on_one_pipe([*WMILAB, "--show-completion", "bash"])
+    assert "_WMILAB_COMPLETE=complete_bash" in script

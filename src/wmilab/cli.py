@@ -57,11 +57,18 @@ def _root(
     file that cannot be used. Each command's help says what its codes mean.
     """
 
+def _example_names(incomplete: str) -> list[str]:
+    from wmilab import examples as shipped
+
+    return [ex.name for ex in shipped.all_examples() if ex.name.startswith(incomplete)]
+
+
 @app.command()
 def examples(
     name: Annotated[str | None, typer.Argument(
         help="An example's name as listed, with or without .toml, or its number (`3` or "
-        "`03`). Without a name, list the examples.", show_default=False)] = None,
+        "`03`). Without a name, list the examples.", show_default=False,
+        autocompletion=_example_names)] = None,
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Write the example to this file (it must not exist yet). "
         "Without it, the example is printed.", show_default=False)] = None,
@@ -375,7 +382,7 @@ def lab(
 
 
 def main() -> None:
-    app()
+    app(prog_name="wmilab")   # also under `python -m wmilab`: usage, completion and errors say wmilab
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""The README's first screen shows what `wmilab check` prints today, not a memory of it.
+
+The first `console` block of README.md is a transcript: lines starting with `$ wmilab`
+are commands, the lines after each are what it printed. The test runs every command in
+an empty directory and compares the output line by line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def transcript() -> list[tuple[str, list[str]]]:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^```console\n(.*?)^```", text, re.S | re.M)
+    assert match, "README.md has no ```console block"
+    steps: list[tuple[str, list[str]]] = []
+    for line in match.group(1).splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            assert steps, "the console block must start with a command"
+            steps[-1][1].append(line)
+    return steps
+
+
+def test_the_first_screen_comes_before_the_two_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    block = text.index("```console")
+    assert block < text.index("bash scripts/walkthrough.sh") < text.index("bash scripts/test.sh")
+    assert text.count("\n", 0, block) < 15            # on the first screen
+    commands = [command for command, _ in transcript()]
+    assert any(c.startswith("wmilab check ") for c in commands)
+
+
+def test_the_readme_transcript_is_what_wmilab_prints(tmp_path: Path) -> None:
+    steps = transcript()
+    shown_check = "\n".join(next(out for cmd, out in steps if cmd.startswith("wmilab check")))
+    assert "Connection 2 · c2.resolver-port" in shown_check     # the seed's async call fails there
+    for command, shown in steps:
+        args = shlex.split(command)
+        assert args[0] == "wmilab", command
+        r = subprocess.run([sys.executable, "-m", "wmilab.cli", *args[1:]], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        printed = [ln.rstrip() for ln in (r.stdout + r.stderr).splitlines()]
+        assert printed == [ln.rstrip() for ln in shown], (
+            f"README.md shows other output for `{command}` than it prints today; paste this:\n"
+            + "\n".join(printed))
