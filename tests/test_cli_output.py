@@ -22,6 +22,8 @@ import pytest
 
 from wmilab import examples
 
+pytestmark = pytest.mark.slow   # several child processes per test
+
 ASYNC = str(examples.directory() / "03-async-a-unconfigured.toml")
 SEED = str(examples.directory() / "04-async-configured.toml")
 ESC = "\x1b["

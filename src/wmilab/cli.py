@@ -57,6 +57,7 @@ def _root(
     file that cannot be used. Each command's help says what its codes mean.
     """
 
+
 def _example_names(incomplete: str) -> list[str]:
     from wmilab import examples as shipped
 
