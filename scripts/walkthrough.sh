@@ -36,8 +36,8 @@ for name in "${names[@]}"; do
   rc=0
   "$wm" lab "$name.toml" --verify || rc=$?
   if [ "$rc" = 2 ]; then
-    echo "(skipped: the emulated hosts need TCP port 135 on loopback: run as root, or"
-    echo " sysctl net.ipv4.ip_unprivileged_port_start=135)"
+    echo "(skipped: the emulated hosts could not listen, as the error above says; port 135"
+    echo " needs root or sysctl net.ipv4.ip_unprivileged_port_start=135)"
   elif [ "$rc" != 0 ]; then
     status=1
   fi
