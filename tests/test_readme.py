@@ -2,7 +2,8 @@
 
 The first `console` block of README.md is a transcript: lines starting with `$ wmilab`
 are commands, the lines after each are what it printed. The test runs every command in
-an empty directory and compares the output line by line.
+an empty directory and compares the output line by line. When the output changes on
+purpose, `.venv/bin/python tests/test_readme.py` writes the new transcript into README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def transcript() -> list[tuple[str, list[str]]]:
     return steps
 
 
+def run(command: str, cwd: Path) -> list[str]:
+    args = shlex.split(command)
+    assert args[0] == "wmilab", command
+    r = subprocess.run([sys.executable, "-m", "wmilab", *args[1:]], cwd=cwd,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return [ln.rstrip() for ln in (r.stdout + r.stderr).splitlines()]
+
+
 def test_the_first_screen_comes_before_the_two_commands() -> None:
     text = README.read_text(encoding="utf-8")
     block = text.index("```console")
@@ -44,12 +54,26 @@ def test_the_readme_transcript_is_what_wmilab_prints(tmp_path: Path) -> None:
     shown_check = "\n".join(next(out for cmd, out in steps if cmd.startswith("wmilab check")))
     assert "Connection 2 · c2.resolver-port" in shown_check     # the seed's async call fails there
     for command, shown in steps:
-        args = shlex.split(command)
-        assert args[0] == "wmilab", command
-        r = subprocess.run([sys.executable, "-m", "wmilab.cli", *args[1:]], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        printed = [ln.rstrip() for ln in (r.stdout + r.stderr).splitlines()]
+        printed = run(command, tmp_path)
         assert printed == [ln.rstrip() for ln in shown], (
-            f"README.md shows other output for `{command}` than it prints today; paste this:\n"
-            + "\n".join(printed))
+            f"README.md shows other output for `{command}` than it prints today; "
+            "`.venv/bin/python tests/test_readme.py` updates it")
+
+
+def update() -> None:
+    """Run the transcript's commands and write what they print into README.md."""
+    import tempfile
+
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^```console\n(.*?)^```", text, re.S | re.M)
+    assert match
+    lines = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for command, _ in transcript():
+            lines += [f"$ {command}", *run(command, Path(scratch))]
+    README.write_text(text[:match.start(1)] + "\n".join(lines) + "\n" + text[match.end(1):],
+                      encoding="utf-8")
+
+
+if __name__ == "__main__":
+    update()

@@ -250,7 +250,7 @@ def host(
         "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
         "127.77.10.2).", show_default=False)] = None,
 ) -> None:
-    """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
+    """Run one emulated Windows host in the foreground: RPCSS on 135, WMI on a dynamic port.
 
     Real clients such as impacket and aiowmi connect to it unmodified; its firewall,
     logon, DCOM and WMI decisions come from the same model as `check`. Each connection,
@@ -327,7 +327,7 @@ def lab(
         "127.77.10.2), so that several labs can run side by side.",
         show_default=False)] = None,
 ) -> None:
-    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI 1025).
+    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI dynamic).
 
     Without `--verify` it serves until Ctrl-C, and real clients connecting from 127.0.0.1
     count as the `from` host of the first call to each host. With `--verify` it makes each

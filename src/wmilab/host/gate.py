@@ -75,5 +75,6 @@ class Gate:
         if model_port == RPC_ENDPOINT_MAPPER:
             check = steps.rpcss_port(model, source)
         else:
-            check = steps.wmi_port(model, source)
+            # The port the WMI service drew from the model's range (host/server.py).
+            check = steps.wmi_port(model, source, model_port)
         return GateDecision(check.ok, source, source_host, model_port, check.reason)

@@ -12,6 +12,7 @@ back into the scenario address of the host it stands for (docs/host.md).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 from types import TracebackType
@@ -104,15 +105,17 @@ class LoopbackLab:
     """Every host of a world served on its loopback address, in the running event loop.
 
     ``async with LoopbackLab(world) as lab: ...``; ``lab.servers[name]`` is each
-    :class:`wmilab.host.server.HostServer`. ``ports`` maps a model port (135, 1025) to the
-    port actually bound, for tests without root.
+    :class:`wmilab.host.server.HostServer`. ``ports`` maps the well-known port 135 to the
+    port actually bound, for tests without root; the WMI service and sinks take a port of
+    their host's dynamic RPC range (``rng`` makes the draw reproducible).
     """
 
     def __init__(self, world: World, *, client_host: str | None = None,
                  default_clients: Mapping[str, str] | None = None,
                  ports: Mapping[int, int] | None = None,
                  hosts: list[str] | None = None, limits: Limits | None = None,
-                 network: IPv4Network | None = None) -> None:
+                 network: IPv4Network | None = None,
+                 rng: random.Random | None = None) -> None:
         from wmilab.host.server import HostServer
 
         self.world = world
@@ -123,7 +126,8 @@ class LoopbackLab:
         for name in names:
             self.servers[name] = HostServer(
                 world, name, address=str(self.map.loopback(name)), addresses=self.map,
-                client_host=client_host or clients.get(name), ports=ports, limits=limits)
+                client_host=client_host or clients.get(name), ports=ports, limits=limits,
+                rng=rng)
             # Connection 2: B finds A's OXID resolver where the lab bound it (135, or a free
             # port in tests), as a real B finds it on the well-known port.
             self.servers[name].resolver_port = self.resolver_port

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -34,10 +35,11 @@ class ThreadedLab:
 
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
                  ports: dict[int, int] | None = None, limits: Limits | None = None,
-                 network: IPv4Network | None = None) -> None:
+                 network: IPv4Network | None = None,
+                 rng: random.Random | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits, network=network)
+                               limits=limits, network=network, rng=rng)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")

@@ -34,6 +34,12 @@ E_ACCESSDENIED = _h(
 E_OUTOFMEMORY = _h(
     0x8007000E, "E_OUTOFMEMORY",
     "Not enough storage: seen when an anonymous callback to the sink is refused.")
+# ERROR_SERVICE_DISABLED (1058) as an HRESULT (MS-ERREF 2.2): what an activation that has to
+# start a disabled service fails with (Choice, docs/choices.md).
+ERROR_SERVICE_DISABLED = _h(
+    0x80070422, "ERROR_SERVICE_DISABLED",
+    "The service cannot be started, either because it is disabled or because it has no "
+    "enabled devices associated with it.")
 RPC_S_CALL_FAILED = _h(0x800706BE, "RPC_S_CALL_FAILED", "The remote procedure call failed.")
 OR_INVALID_OXID = _h(0x80070776, "OR_INVALID_OXID", "The object exporter specified was not found.")
 RPC_E_INVALID_HEADER = _h(0x80010111, "RPC_E_INVALID_HEADER", "OLE received a packet with an invalid header.")
@@ -57,7 +63,8 @@ WBEM_E_INVALID_METHOD_PARAMETERS = _h(
 WBEM_E_INVALID_OBJECT_PATH = _h(0x8004103A, "WBEM_E_INVALID_OBJECT_PATH", "The object path is not valid.")
 
 ALL: tuple[HResult, ...] = (
-    S_OK, RPC_S_SERVER_UNAVAILABLE, E_ACCESSDENIED, E_OUTOFMEMORY, RPC_S_CALL_FAILED,
+    S_OK, RPC_S_SERVER_UNAVAILABLE, E_ACCESSDENIED, E_OUTOFMEMORY, ERROR_SERVICE_DISABLED,
+    RPC_S_CALL_FAILED,
     OR_INVALID_OXID, RPC_E_INVALID_HEADER, E_NOINTERFACE, WBEM_S_FALSE, WBEM_E_FAILED,
     WBEM_E_NOT_FOUND, WBEM_E_ACCESS_DENIED, WBEM_E_INVALID_PARAMETER, WBEM_E_INVALID_NAMESPACE,
     WBEM_E_INVALID_CLASS, WBEM_E_INVALID_QUERY, WBEM_E_INVALID_QUERY_TYPE, WBEM_E_NOT_SUPPORTED,
