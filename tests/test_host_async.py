@@ -27,8 +27,6 @@ from wmilab.client.session import login
 from wmilab.errors import ConfigError
 from wmilab.host.callback import (
     CallbackOutcome,
-    RpcCallError,
-    RpcClient,
     build_resolve_oxid2_request,
     parse_resolve_oxid2_reply,
 )
@@ -36,6 +34,7 @@ from wmilab.host.sink import SinkExporter, SinkResult
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.model import sids
 from wmilab.scenario import Call, Scenario, load
+from wmilab.transport import RpcCallError, RpcClient
 from wmilab.wire import dcom, ids, wmi, wmio
 from wmilab.wire.dcom import NdrWriter, ObjRefStandard
 from wmilab.wire.rpc import AuthLevel

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import base_doc, call, make
 from wmilab import flow, remedy, steps
-from wmilab.model import hresult as hr
+from wmilab import hresult as hr
 from wmilab.model.decision import Check
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "wmilab"

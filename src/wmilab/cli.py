@@ -267,8 +267,8 @@ def host(
     import logging
 
     from wmilab.host.gate import default_client
+    from wmilab.host.loopback_map import LoopbackMap, loopback_network
     from wmilab.host.server import HostBindError, HostServer
-    from wmilab.lab.loopback import LoopbackMap, loopback_network
 
     scenario = _load(file)
     names = {h.upper(): h for h in scenario.world.configs}

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from wmilab import hresult as hr
 from wmilab import steps
-from wmilab.model import hresult as hr
 from wmilab.model.decision import Check
 from wmilab.model.world import HostModel, World
 

@@ -14,8 +14,8 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
+from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
-from wmilab.model import hresult
 from wmilab.model.firewall import Profile
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize

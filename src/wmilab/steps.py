@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
 
+from wmilab import hresult as hr
 from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
-from wmilab.model import hresult as hr
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER

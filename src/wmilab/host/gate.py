@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 
 from wmilab import steps
 from wmilab.errors import ConfigError
-from wmilab.lab.loopback import LoopbackMap
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 

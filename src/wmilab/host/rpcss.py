@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.host.objects import SUPPORTED, Level1Login
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
@@ -22,7 +23,7 @@ RPCSS_INTERFACES = (
     rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0),
 )
 
-REGDB_E_CLASSNOTREG = 0x80040154  # MS-ERREF 2.1: class not registered
+REGDB_E_CLASSNOTREG = hr.REGDB_E_CLASSNOTREG.code  # from the status-code catalogue
 OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E: opnum out of range
 BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
+from wmilab import hresult as hr
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
 from wmilab.host.gate import Gate, GateDecision
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
-from wmilab.lab.loopback import LoopbackMap
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 from wmilab.wire import ids, rpc
@@ -47,7 +48,7 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 log = logging.getLogger("wmilab.host")
 
-RPC_E_SERVERFAULT = 0x80010105  # MS-ERREF 2.1: the server threw an exception
+RPC_E_SERVERFAULT = hr.RPC_E_SERVERFAULT.code  # from the status-code catalogue
 _FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 

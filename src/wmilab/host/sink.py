@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
 from wmilab.host import remunknown
@@ -55,7 +56,7 @@ SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     # MS-DCOM 2.1: ORPC interfaces have version 0.0.
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK,
 ))
-E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
+E_OUTOFMEMORY = hr.E_OUTOFMEMORY.code  # from the status-code catalogue
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 
 

@@ -146,8 +146,8 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     would have carried, or the refusal on Connection 2).
     """
     from wmilab.client.session import exec_query_async, login
-    from wmilab.host.callback import RpcCallError
     from wmilab.host.sink import SinkExporter
+    from wmilab.transport import RpcCallError
 
     a = lab.servers[call.source]
     b = lab.servers[call.target]
