@@ -17,6 +17,7 @@ from typer.core import TyperOption
 
 from wmilab import __version__, report
 from wmilab.errors import ConfigError
+from wmilab.realhost import commands as realhost
 from wmilab.scenario import Scenario, ScenarioError, load
 from wmilab.terminal import EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, err, error, no_color, out, write, write_json
 
@@ -400,6 +401,11 @@ def lab(
     out.print(result)
     if disagree:
         raise typer.Exit(EXIT_MISMATCH)
+
+
+# Calling real hosts (src/wmilab/realhost/commands.py).
+app.command()(realhost.query)
+app.command()(realhost.doctor)
 
 
 def main() -> None:
