@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = ROOT / "examples" / "02-remote-admin.toml"
+SCENARIO = ROOT / "src" / "wmilab" / "examples" / "02-remote-admin.toml"
 QUERY = "SELECT * FROM Win32_OperatingSystem"
 USER, PASSWORD, DOMAIN = "admin", "Adm1n!", "CORP"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

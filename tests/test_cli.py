@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import loopback_net, needs_root
+from wmilab import examples
 from wmilab.scenario import load
 
-ROOT = Path(__file__).parent.parent
-EX = ROOT / "examples"
+EX = examples.directory()
 
 
 def wmilab(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,6 @@ import logging
 import socket
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import CORP, fresh_net, make, needs_root
-from wmilab import flow
+from wmilab import examples, flow
 from wmilab.client.session import login
 from wmilab.errors import ConfigError
 from wmilab.host.callback import (
@@ -40,7 +39,7 @@ from wmilab.wire import dcom, ids, wmi, wmio
 from wmilab.wire.dcom import NdrWriter, ObjRefStandard
 from wmilab.wire.rpc import AuthLevel
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = examples.directory()
 PORTS = {135: 0}
 OS_QUERY = "SELECT * FROM Win32_OperatingSystem"
 

@@ -13,9 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import needs_root
+from wmilab import examples
 from wmilab.cli import app
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = examples.directory()
 runner = CliRunner()
 
 

@@ -24,11 +24,12 @@ import tomlkit
 from typer.testing import CliRunner
 
 from conftest import CORP, loopback_net
+from wmilab import examples
 from wmilab.lab import netns, runner
 from wmilab.lab.state import lab_key, state_root
 from wmilab.scenario import load
 
-EX = Path(__file__).resolve().parent.parent / "examples"
+EX = examples.directory()
 VENV_BIN = Path(sys.executable).parent
 
 # Skipped without root, with the reason; under root (CI) a missing ip, nft or dumpcap fails.

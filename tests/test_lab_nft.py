@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import base_doc, make
+from wmilab import examples
 from wmilab.lab import nft
 from wmilab.model import firewall as fw
 from wmilab.model.addresses import Scope
 from wmilab.model.world import HostModel
 from wmilab.scenario import load
 
-EX = Path(__file__).resolve().parent.parent / "examples"
+EX = examples.directory()
 GP = "Network/Network Connections/Windows Firewall/Domain Profile/Windows Firewall: {}"
 APP = r"C:\Program Files\Monitor\agent.exe"
 

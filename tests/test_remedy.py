@@ -9,12 +9,12 @@ import pytest
 
 from conftest import base_doc, call, make
 from test_flow import A_CONN2, RA
-from wmilab import flow
+from wmilab import examples, flow
 from wmilab.fixfile import fix
 from wmilab.remedy import Change, apply, remedy
 from wmilab.scenario import load
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
+EXAMPLES = sorted(examples.directory().glob("*.toml"))
 GP_RA = ("Network/Network Connections/Windows Firewall/Domain Profile/"
          "Windows Firewall: Allow remote administration exception")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from wmilab import flow
+from wmilab import examples, flow
 from wmilab.scenario import ScenarioError, loads, parse_toml
 
 ROOT = Path(__file__).resolve().parents[1]
-EX = ROOT / "examples"
+EX = examples.directory()
 
 
 def _fleet_module():  # type: ignore[no-untyped-def]

@@ -1,38 +1,133 @@
-"""The `wmilab` command."""
+"""The `wmilab` command.
+
+Help texts are Markdown (the app's `rich_markup_mode`), so a docstring's paragraphs are
+wrapped by the terminal, not where the source breaks its lines. Every command's help ends
+with one example and its exit codes; tests/test_cli_help.py checks all of them.
+"""
 
 from __future__ import annotations
 
 import gc
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+import typer.rich_utils
+from rich.markup import escape
+from typer.core import TyperOption
 
-from wmilab import report
+from wmilab import __version__, report
 from wmilab.errors import ConfigError
 from wmilab.lab.commands import lab_app
 from wmilab.realhost import commands as realhost
 from wmilab.scenario import Scenario, ScenarioError, load
+from wmilab.terminal import EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, err, error, no_color, out, write, write_json
 
-app = typer.Typer(
-    help="Remote WMI through Windows Firewall and DCOM: explain, fix, emulate, call.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-)
-# Piped output (CI logs, files) gets 120 columns instead of rich's 80, so tables stay legible.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
 
-EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+# typer prints a value type for every option, `<bool>` even for a flag, which takes no value.
+_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = (  # type: ignore[method-assign]
+    lambda self, ctx: None if self.is_flag else _display_type(self, ctx))
+if no_color():
+    typer.rich_utils.COLOR_SYSTEM = None   # help and usage errors in plain text too
+
+__all__ = ["EXIT_OK", "app", "err", "main", "out"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        write(f"wmilab {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version of wmilab and exit.", is_eager=True,
+        callback=_version)] = False,
+) -> None:
+    """Remote WMI through Windows Firewall and DCOM: explain, fix, emulate, call.
+
+    A scenario file (TOML) describes computers, their firewalls, DCOM and WMI settings,
+    and the WMI calls made between them. `check` says for each call whether it works and,
+    if not, which connection and step stop it, with which HRESULT, and the smallest
+    least-privilege fix. `examples` lists the scenarios that ship with wmilab.
+
+    Example: `wmilab examples 03 -o async.toml && wmilab check async.toml`
+
+    Exit codes: 0 success; 1 a result differs from what was expected; 2 bad usage or a
+    file that cannot be used. Each command's help says what its codes mean.
+    """
+
+
+def _example_names(incomplete: str) -> list[str]:
+    from wmilab import examples as shipped
+
+    return [ex.name for ex in shipped.all_examples() if ex.name.startswith(incomplete)]
+
+
+@app.command()
+def examples(
+    name: Annotated[str | None, typer.Argument(
+        help="An example's name as listed, with or without .toml, or its number (`3` or "
+        "`03`). Without a name, list the examples.", show_default=False,
+        autocompletion=_example_names)] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Write the example to this file (it must not exist yet). "
+        "Without it, the example is printed.", show_default=False)] = None,
+) -> None:
+    """List the scenarios that ship with wmilab, or copy one out to start from.
+
+    The examples follow the seed page, *Connecting Through Windows Firewall*, step by step:
+    the firewall blocking Connection 1, the Remote Administration exception, an
+    asynchronous call that also needs Connection 2, the callback from a workgroup or an
+    untrusted domain, and a user who is not an administrator.
+
+    Example: `wmilab examples 03-async-a-unconfigured -o async.toml`
+
+    Exit codes: 0 when listed or copied, 2 for an unknown name or an output file that
+    exists or cannot be written.
+    """
+    from wmilab import examples as shipped
+
+    if name is None:
+        if output is not None:
+            error("--output needs the NAME of an example (see `wmilab examples`)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        found = shipped.all_examples()
+        if not found:
+            error(f"no examples are installed (looked in {shipped.directory()})")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        width = max(len(ex.name) for ex in found)
+        for ex in found:
+            out.print(f"[bold]{ex.name:<{width}}[/]  {escape(ex.title)}")
+        return
+    example = shipped.find(name)
+    if example is None:
+        error(f"no example called {name!r}; the examples are: "
+              + ", ".join(ex.name for ex in shipped.all_examples()))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if output is None:
+        write(example.text)
+        return
+    try:
+        with output.open("x", encoding="utf-8") as f:
+            f.write(example.text)
+    except FileExistsError:
+        error(f"--output {output}: the file exists already; choose another name")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OSError as e:
+        error(f"--output {output}: cannot write it: {e.strerror or e}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    out.print(f"wrote {escape(str(output))} ({escape(example.title)})")
 
 
 def _load(path: Path) -> Scenario:
     try:
         scenario = load(path)
     except ScenarioError as e:
-        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     # The scenario lives as long as the command: keep the cyclic garbage collector from
     # walking its objects (a 10,000-host fleet is millions) on every full collection.
@@ -49,8 +144,14 @@ def check(
 ) -> None:
     """Say for each call whether it works, why not, and the smallest fix.
 
-    Exit code: 0 when every `expect` matches, 1 when any does not, 2 for a file
-    that cannot be used.
+    A call that fails is named by its connection (1: A to B; 2: B's callback to A's sink),
+    the step that stops it and the HRESULT the client gets, followed by the fixes that make
+    it work, each proven by evaluating the changed scenario again.
+
+    Example: `wmilab check async.toml`
+
+    Exit codes: 0 when every call's `expect` matches (or none has one), 1 when any does not,
+    2 for a file that cannot be used.
     """
     scenario = _load(file)
     # Evaluating calls and searching fixes makes no cyclic garbage (tests/test_check_scale.py
@@ -59,7 +160,7 @@ def check(
     gc.disable()
     reports = report.evaluate(scenario)
     if as_json:
-        sys.stdout.write(json.dumps(report.as_json(scenario, reports), indent=2) + "\n")
+        write_json(report.as_json(scenario, reports))
     else:
         report.render(out, scenario, reports, verbose)
     if any(r.verdict.matches() is False for r in reports):
@@ -77,8 +178,14 @@ def fix(
 ) -> None:
     """Write the scenario with the smallest least-privilege fixes applied.
 
-    Each added netsh command, setting and grant carries a comment with its reason.
-    Calls that no configuration can fix are listed with the reason.
+    Each netsh command, setting and grant that it adds carries a comment with its reason.
+    Calls that no configuration can fix are listed with the reason. The input file is
+    left as it is.
+
+    Example: `wmilab fix blocked.toml -o fixed.toml`
+
+    Exit codes: 0 when the written scenario works as fixed, 1 when a call still fails
+    after the fix, 2 for a file that cannot be used or an output that cannot be written.
     """
     from wmilab.fixfile import fix as do_fix
 
@@ -87,17 +194,18 @@ def fix(
     try:
         output.write_text(outcome.text, encoding="utf-8")
     except OSError as e:
-        err.print(f"[red]error:[/] cannot write {output}: {e.strerror or e}")
+        error(f"cannot write {output}: {e.strerror or e}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     for call, changes in outcome.applied:
-        out.print(f"[green]fixed[/] {call.name}: " + "; ".join(c.summary for c in changes))
+        out.print(f"[green]fixed[/] {escape(call.name)}: "
+                  + escape("; ".join(c.summary for c in changes)))
     for call in outcome.already_ok:
-        out.print(f"[dim]ok already[/] {call.name}")
+        out.print(f"[dim]ok already[/] {escape(call.name)}")
     for call, reason in outcome.unfixable:
-        out.print(f"[yellow]cannot fix[/] {call.name}: {reason}")
+        out.print(f"[yellow]cannot fix[/] {escape(call.name)}: {escape(reason)}")
     for name, result in outcome.still_failing:
-        err.print(f"[red]error:[/] {name} still fails ({result}) after the fix")
-    out.print(f"wrote {output}")
+        error(f"{name} still fails ({result}) after the fix")
+    out.print(f"wrote {escape(str(output))}")
     if outcome.still_failing:
         raise typer.Exit(EXIT_MISMATCH)
 
@@ -109,15 +217,21 @@ def netsh(
     command: Annotated[str, typer.Argument(help='For example "firewall show config".',
                                            show_default=False)],
 ) -> None:
-    """Run a netsh firewall (or, Vista and later, advfirewall) command on a host's resulting
-    configuration and print its output.
+    """Run a netsh firewall (Vista and later: advfirewall) command on a host's configuration and print what netsh prints.
 
-    Changes (add/set/delete) are shown but not saved to the file.
+    The command runs on the firewall that the scenario gives the host (its Windows
+    defaults, then its netsh lines, then Group Policy). A command that changes something
+    (add, set, delete) shows its effect, but the file is not changed.
+
+    Example: `wmilab netsh async.toml A "firewall show config"`
+
+    Exit codes: 0 when the command ran, 2 for a file that cannot be used, an unknown host
+    or a command that netsh would reject.
     """
     scenario = _load(file)
     match = {h.upper(): h for h in scenario.world.configs}.get(host.upper())
     if match is None:
-        err.print(f"[red]error:[/] {file}: no host {host!r} (hosts: "
+        error(f"{file}: no host {host!r} (hosts: "
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     text = command.strip()
@@ -126,9 +240,9 @@ def netsh(
     try:
         result = scenario.world.host(match).netsh_show(text)
     except ConfigError as e:
-        err.print(f"[red]error:[/] {e.message}")
+        error(e.message)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    sys.stdout.write(result if result.endswith("\n") else result + "\n")
+    write(result)
 
 
 @app.command()
@@ -149,8 +263,15 @@ def host(
 ) -> None:
     """Run one emulated Windows host in the foreground: RPCSS on 135, WMI on a dynamic port.
 
-    impacket and aiowmi connect to it unmodified. Logs each connection, logon and call
-    on one line; Ctrl-C stops it.
+    Real clients such as impacket and aiowmi connect to it unmodified; its firewall,
+    logon, DCOM and WMI decisions come from the same model as `check`. Each connection,
+    logon and call is logged on one line. Ctrl-C stops it. Port 135 needs root (or a
+    lower `net.ipv4.ip_unprivileged_port_start`).
+
+    Example: `wmilab host remote-admin.toml B`
+
+    Exit codes: 0 after Ctrl-C, 2 for a file that cannot be used, an unknown host or an
+    address and port that cannot be bound.
     """
     import asyncio
     import contextlib
@@ -164,13 +285,13 @@ def host(
     names = {h.upper(): h for h in scenario.world.configs}
     match = names.get(name.upper())
     if match is None:
-        err.print(f"[red]error:[/] {file}: no host {name!r} (hosts: "
+        error(f"{file}: no host {name!r} (hosts: "
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     source = client
     if source is not None:
         if source.upper() not in names:
-            err.print(f"[red]error:[/] --client {source!r} is not a host of {file}")
+            error(f"--client {source!r} is not a host of {file}")
             raise typer.Exit(EXIT_BAD_INPUT)
         source = names[source.upper()]
     else:
@@ -186,10 +307,10 @@ def host(
                                 addresses=addresses)
             await server.start()
         except ConfigError as e:
-            err.print(f"[red]error:[/] {e}")
+            error(str(e))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except HostBindError as e:
-            err.print(f"[red]error:[/] {e.strerror}")
+            error(str(e.strerror))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         out.print(f"{match} serving on {server.address} (RPCSS {server.ports['rpcss']}, "
                   f"WMI {server.ports['wmi']}); clients from other addresses count as "
@@ -214,7 +335,7 @@ app.command()(realhost.doctor)
 
 
 def main() -> None:
-    app()
+    app(prog_name="wmilab")   # also under `python -m wmilab`: usage, completion and errors say wmilab
 
 
 if __name__ == "__main__":

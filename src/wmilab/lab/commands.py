@@ -8,26 +8,23 @@ this group.
 
 from __future__ import annotations
 
-import sys
 import time
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
 from wmilab.scenario import Scenario, ScenarioError, load
+from wmilab.terminal import err, error, out
 
 if TYPE_CHECKING:
     from wmilab.lab.verify import CallCheck
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SUBCOMMANDS = ("up", "exec", "status", "down")
 
@@ -45,7 +42,11 @@ lab_app = typer.Typer(
     cls=_LabGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Run a scenario's emulated hosts: `wmilab lab FILE [--verify] [--netns] [--pcap DIR]`"
     " in the foreground (its options: `wmilab lab FILE --help`), or `wmilab lab "
-    "up|exec|status|down FILE` in the background.",
+    "up|exec|status|down FILE` in the background.\n\n"
+    "Example: `wmilab lab non-admin.toml --verify`\n\n"
+    "Exit codes: 0 when the lab ran (with --verify: the wire agrees with the model on every "
+    "call), 1 when the wire disagrees, 2 for a bad file, a port that cannot be bound or "
+    "--netns without root. Each subcommand's help gives its own.",
 )
 
 FileArg = Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)]
@@ -78,7 +79,7 @@ def _network(text: str | None, use_netns: bool) -> IPv4Network | None:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    error(message)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -147,9 +148,14 @@ def _wait_for_interrupt() -> None:
 
 @lab_app.command("run", hidden=True, help=(
     "Run every host of a scenario (RPCSS 135, WMI on the model's port) until Ctrl-C.\n\n"
-    "On loopback addresses by default; in network namespaces with --netns. Exit code with "
-    "--verify: 0 when the wire agrees with the model on every call, 1 otherwise, 2 for a bad "
-    "file, a port that cannot be bound, or --netns without root."))
+    "On loopback addresses by default; in network namespaces with --netns. Real clients "
+    "connecting from 127.0.0.1 to the loopback lab count as the `from` host of the first call "
+    "to each host. With --verify it makes each call of the scenario on the wire, compares the "
+    "outcome with what `check` predicts, and stops.\n\n"
+    "Example: `wmilab lab non-admin.toml --verify`\n\n"
+    "Exit codes: 0 after Ctrl-C or, with --verify, when the wire agrees with the model on "
+    "every call; 1 when it does not; 2 for a bad file, a port that cannot be bound, or "
+    "--netns without root."))
 def run(
     file: FileArg,
     verify: Annotated[bool, typer.Option(
@@ -239,7 +245,10 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
 
 @lab_app.command("up", help=(
     "Start the lab of FILE in the background; return once every host listens.\n\n"
-    "`wmilab lab exec` runs a client as one of its hosts, `status` shows it, `down` stops it."))
+    "`wmilab lab exec` runs a client as one of its hosts, `status` shows it, `down` stops it.\n\n"
+    "Example: `wmilab lab up remote-admin.toml --netns`\n\n"
+    "Exit codes: 0 when every host listens, 2 for a bad file, a port that cannot be bound, "
+    "--netns without root or a lab of FILE that is up already."))
 def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
            loopback_net: LoopbackNetOpt = None) -> None:
     from wmilab.lab import runner
@@ -262,8 +271,9 @@ def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
     "In a netns lab the command runs inside HOST's network namespace, so its connections come "
     "from HOST's scenario address and meet the other hosts' firewalls. In the loopback lab it "
     "runs here: connections from 127.0.0.1 count as the `from` host of the first call to each "
-    "target (see `status`). WMILAB_HOST and WMILAB_ADDRESS_<HOST> are set. The exit code is "
-    "the command's."))
+    "target (see `status`). `WMILAB_HOST` and `WMILAB_ADDRESS_<HOST>` are set.\n\n"
+    "Example: `wmilab lab exec remote-admin.toml A -- ping -c 1 192.168.10.2`\n\n"
+    "Exit codes: the command's own; 2 when FILE is bad, HOST unknown or no lab of FILE is up."))
 def lab_exec(
     file: FileArg,
     host: Annotated[str, typer.Argument(help="Scenario host to act as.", show_default=False)],
@@ -297,7 +307,12 @@ def lab_exec(
 
 @lab_app.command("status")
 def lab_status(file: FileArg) -> None:
-    """List the hosts of the running lab of FILE: address, namespace, process, capture."""
+    """List the hosts of the running lab of FILE: address, namespace, process, capture.
+
+    Example: `wmilab lab status remote-admin.toml`
+
+    Exit codes: 0 when the lab is up, 1 when no lab of FILE is up.
+    """
     from wmilab.lab import runner
 
     state = runner.find(file)
@@ -314,7 +329,13 @@ def lab_status(file: FileArg) -> None:
 
 @lab_app.command("down")
 def lab_down(file: FileArg) -> None:
-    """Stop the lab of FILE: every process, namespace, bridge and ruleset it made."""
+    """Stop the lab of FILE: every process, namespace, bridge and ruleset it made.
+
+    Example: `wmilab lab down remote-admin.toml`
+
+    Exit codes: 0 when it is stopped (or was not up), 2 when something it made cannot be
+    removed (the error names it).
+    """
     from wmilab.lab import runner
 
     state = runner.find(file)

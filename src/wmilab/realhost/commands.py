@@ -55,7 +55,9 @@ def query(
 ) -> None:
     """Run one WQL query against a real host with wmilab's own client.
 
-    Exit code: 0 with the rows printed, 1 when the call fails (its HRESULT, symbol and the
+    Example: `wmilab query 10.0.0.2 "SELECT * FROM Win32_Share" -u 'CORP\\admin'`
+
+    Exit codes: 0 with the rows printed, 1 when the call fails (its HRESULT, symbol and the
     step, as `check` names them), 2 for bad usage.
     """
     from wmilab.realhost.main import query_command
@@ -91,8 +93,11 @@ def doctor(
 ) -> None:
     """Probe a real host step by step and say where remote WMI stops, and the fix.
 
-    Uses the step ids, titles and HRESULTs of `check`. Exit code: 0 when every step passes
-    (on every host), 1 when one fails, 2 for bad usage.
+    Uses the step ids, titles and HRESULTs of `check`.
+
+    Example: `wmilab doctor 192.168.10.2 -u 'CORP\\admin' --mode async`
+
+    Exit codes: 0 when every step passes (on every host), 1 when one fails, 2 for bad usage.
     """
     from wmilab.realhost.main import doctor_command
 

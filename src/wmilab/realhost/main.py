@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wmilab import hresult as hr
-from wmilab import steps
+from wmilab import steps, terminal
 from wmilab.client.session import ConnectOptions, StepFailed
 from wmilab.realhost import options as opt
 from wmilab.realhost.doctor import DoctorReport, DoctorRequest, ListenerPool, diagnose
@@ -41,11 +41,11 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    return terminal.out     # one console per stream for every command (docs/cli.md)
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return terminal.err
 
 
 def usage_error(message: str) -> typer.Exit:
@@ -88,9 +88,9 @@ def query_command(target: str, wql: str, user: str, password: str | None,
     except ResolverBindError as e:
         raise usage_error(str(e)) from None
     if as_json_:
-        sys.stdout.write(as_json(rows) + "\n")
+        terminal.write(as_json(rows))
     elif as_csv_:
-        sys.stdout.write(as_csv(rows))
+        terminal.write(as_csv(rows))
     else:
         cols, body = cells(rows)
         # Values are data, never markup: a WMI string may hold "[...]".
@@ -186,7 +186,7 @@ def doctor_command(target: str | None, user: str, password: str | None,
         if rep.error is not None and rep.failed is None:
             raise usage_error(rep.error)
         if as_json_:
-            sys.stdout.write(json.dumps(rep.as_json(), indent=2) + "\n")
+            terminal.write(json.dumps(rep.as_json(), indent=2))
         else:
             render_report(_out(), rep)
         raise typer.Exit(EXIT_OK if rep.ok else EXIT_FAILED)
@@ -213,7 +213,7 @@ def _fleet(entries: list[FleetEntry], base: DoctorRequest, pool: ListenerPool,
 
     def done(rep: DoctorReport) -> None:
         if as_json_:
-            sys.stdout.write(json.dumps(rep.as_json()) + "\n")
+            terminal.write(json.dumps(rep.as_json()))
         else:
             f = rep.failed
             line = (f"{rep.target}\t{rep.result}\t"
