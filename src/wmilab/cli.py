@@ -217,7 +217,8 @@ def netsh(
     command: Annotated[str, typer.Argument(help='For example "firewall show config".',
                                            show_default=False)],
 ) -> None:
-    """Run a netsh firewall (Vista and later: advfirewall) command on a host's configuration and print what netsh prints.
+    """Run a netsh firewall or advfirewall command on a host's configuration and print what
+    netsh prints.
 
     The command runs on the firewall that the scenario gives the host (its Windows
     defaults, then its netsh lines, then Group Policy). A command that changes something
