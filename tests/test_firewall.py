@@ -35,7 +35,7 @@ def pol(profile: fw.Profile = DOM, **settings: Mapping[str, object]) -> gp.Firew
 
 def decide(f: fw.LocalFirewall, port: int, program: str = fw.SVCHOST,
            policy: gp.FirewallPolicy | None = None, source: IPv4Address = NEAR,
-           profile: fw.Profile | None = None, protocol: str = "TCP") -> fw.Verdict:
+           profile: fw.Profile | None = None, protocol: str = "TCP") -> fw.FirewallDecision:
     eff = fw.effective(f, policy or gp.FirewallPolicy.empty(), profile or f.current)
     return eff.decide(fw.Inbound(source, port, program, protocol), SUBNET)
 

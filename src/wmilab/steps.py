@@ -149,7 +149,7 @@ assert tuple(TABLE) == ORDER, "the table lists every step once, in ORDER"
 # ---- the questions: each asked by flow and by the emulated host ---------------------------
 
 
-def _fw(v: fw.Verdict) -> Check:
+def _fw(v: fw.FirewallDecision) -> Check:
     return Check(v.allowed, v.rule, v.origin)
 
 

@@ -141,7 +141,7 @@ class Inbound:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class FirewallDecision:
     allowed: bool
     rule: str
     origin: Literal["off", "local", "policy", "none"]
@@ -320,11 +320,11 @@ class _Rule:
     description: str
     scope: Scope
     origin: Origin
-    allow: Verdict
+    allow: FirewallDecision
 
 
 def _rule(description: str, scope: Scope, origin: Origin) -> _Rule:
-    return _Rule(description, scope, origin, Verdict(True, f"allowed by {description}", origin))
+    return _Rule(description, scope, origin, FirewallDecision(True, f"allowed by {description}", origin))
 
 
 def _where(origin: Origin) -> str:
@@ -355,9 +355,9 @@ class EffectiveFirewall:
     logging_origin: Origin
     _port_rules: Mapping[tuple[str, int], tuple[_Rule, ...]] = field(repr=False)
     _program_rules: Mapping[str, tuple[_Rule, ...]] = field(repr=False)
-    _hidden: Mapping[tuple[str, int] | str, Verdict] = field(repr=False)
-    _off: Verdict = field(repr=False)
-    _closed: Verdict = field(repr=False)
+    _hidden: Mapping[tuple[str, int] | str, FirewallDecision] = field(repr=False)
+    _off: FirewallDecision = field(repr=False)
+    _closed: FirewallDecision = field(repr=False)
     _admissions: dict[tuple[str, int, str], Admission] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -414,17 +414,17 @@ class EffectiveFirewall:
         if hidden is not None:
             return Admission((), hidden)
         what = f"ICMP type {port}" if protocol == "ICMP" else f"{protocol} {port} to {program}"
-        return Admission((), Verdict(
+        return Admission((), FirewallDecision(
             False, f"no exception of the {self.profile} profile allows {what}", "none"))
 
     # -- the hot path ----------------------------------------------------------------
-    def decide(self, conn: Inbound, local_subnet: IPv4Network, service: str = "") -> Verdict:
+    def decide(self, conn: Inbound, local_subnet: IPv4Network, service: str = "") -> FirewallDecision:
         # ``service`` is for WFAS rules (model/wfas.py); this firewall knows programs only.
         return self.admission(conn.port, conn.program, conn.protocol).decide(
             conn.source, local_subnet)
 
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
-                       local_subnet: IPv4Network, service: str = "") -> Verdict:
+                       local_subnet: IPv4Network, service: str = "") -> FirewallDecision:
         """An unsolicited TCP connection to ``program`` on a dynamic RPC port.
 
         The RPC runtime picks the port from ``ports`` when the program starts listening
@@ -452,22 +452,22 @@ class EffectiveFirewall:
         where = f"{program} on its dynamic RPC port, taken from {ports.source}"
         if len(covered) == len(ports):
             first = covered[min(covered)]
-            return Verdict(True, f"allowed by port openings that cover every port of "
+            return FirewallDecision(True, f"allowed by port openings that cover every port of "
                            f"{ports.describe()}, from which {program}'s dynamic RPC port is "
                            "taken", first.origin)
         if prog_rules:
             r = prog_rules[0]
-            return Verdict(False, f"{r.description} admits only {r.scope.describe()}; "
+            return FirewallDecision(False, f"{r.description} admits only {r.scope.describe()}; "
                            f"{source} is outside it", r.origin)
         hidden = self._hidden.get(program)
         if hidden is not None:
             return hidden
         if covered:
-            return Verdict(False, f"port openings admit only {len(covered)} of the "
+            return FirewallDecision(False, f"port openings admit only {len(covered)} of the "
                            f"{len(ports)} ports {program} may get (e.g. TCP {min(covered)}) "
                            f"from {ports.source}; Windows picks the port when the program "
                            "starts listening, so a guessed port is no exception for it", "none")
-        return Verdict(False, f"no exception of the {self.profile} profile allows TCP to "
+        return FirewallDecision(False, f"no exception of the {self.profile} profile allows TCP to "
                        f"{where}", "none")
 
 
@@ -481,7 +481,7 @@ class Admission:
     """
 
     rules: tuple[_Rule, ...]
-    refusal: Verdict | None
+    refusal: FirewallDecision | None
     scope_text: str = ""
     refusal_origin: Origin = "local"
 
@@ -491,13 +491,13 @@ class Admission:
         rule whose verdict refuses; it comes first in ``rules`` and is left out here.)"""
         return tuple(r.scope for r in self.rules if r.allow.allowed)
 
-    def decide(self, source: IPv4Address, local_subnet: IPv4Network) -> Verdict:
+    def decide(self, source: IPv4Address, local_subnet: IPv4Network) -> FirewallDecision:
         for r in self.rules:
             if r.scope.matches(source, local_subnet):
                 return r.allow
         if self.refusal is not None:
             return self.refusal
-        return Verdict(False, f"{self.scope_text}; {source} is outside it", self.refusal_origin)
+        return FirewallDecision(False, f"{self.scope_text}; {source} is outside it", self.refusal_origin)
 
 
 def _tri(policy_value: bool | None, local_value: bool) -> tuple[bool, Origin]:
@@ -539,7 +539,7 @@ def effective(
 
     port_rules: dict[tuple[str, int], list[_Rule]] = {}
     program_rules: dict[str, list[_Rule]] = {}
-    hidden: dict[tuple[str, int] | str, Verdict] = {}
+    hidden: dict[tuple[str, int] | str, FirewallDecision] = {}
 
     # Ports a GP-Disabled FAP/RD/UPnP setting blocks against *local* port exceptions
     # ("If an administrator attempts to open these ports by adding them to a local port
@@ -586,7 +586,7 @@ def effective(
     for prog in gp_disabled_progs:
         e0 = next(e for e in gp_progs if normalize_program(e.path, windir) == prog)
         eff_programs.append(EffectiveProgram(prog, e0.path, e0.name, False, e0.scope, "policy"))
-        hidden[prog] = Verdict(
+        hidden[prog] = FirewallDecision(
             False, f"Group Policy lists program {e0.path} as Disabled in the {title} profile",
             "policy")
     for ep in combined.values():
@@ -598,7 +598,7 @@ def effective(
     ra_blocked = {normalize_program(SVCHOST, windir), normalize_program(LSASS, windir)}
     for prog, ap in ls.programs.items():
         if not local_programs_ok:
-            hidden.setdefault(prog, Verdict(
+            hidden.setdefault(prog, FirewallDecision(
                 False,
                 f"the local program exception {ap.name} is ignored: Group Policy \"Define "
                 f"program exceptions\" is configured and \"Allow local program exceptions\" is "
@@ -609,7 +609,7 @@ def effective(
         if ra_disabled and prog in ra_blocked:
             # Choice: GP RemoteAdmin Disabled "prevents SVCHOST.EXE and LSASS.EXE from
             # receiving unsolicited incoming messages", so local exceptions for them are void.
-            hidden.setdefault(prog, Verdict(
+            hidden.setdefault(prog, FirewallDecision(
                 False, f"Group Policy disables Remote Administration in the {title} profile, "
                 f"which keeps {ap.path} from receiving unsolicited traffic", "policy"))
             continue
@@ -620,7 +620,7 @@ def effective(
                 f"the program exception {ap.name} ({ap.path}, local, {ap.scope.describe()})",
                 ap.scope, "local"))
         else:
-            hidden.setdefault(prog, Verdict(
+            hidden.setdefault(prog, FirewallDecision(
                 False, f"the local program exception {ap.name} is disabled in the {title} profile",
                 "local"))
 
@@ -641,7 +641,7 @@ def effective(
     for key in gp_disabled_ports:
         e1 = next(q for q in gp_ports if (q.protocol, q.port) == key)
         eff_ports.append(EffectivePort(e1.protocol, e1.port, e1.name, False, e1.scope, "policy"))
-        hidden[key] = Verdict(
+        hidden[key] = FirewallDecision(
             False, f"Group Policy lists port {key[0]} {key[1]} as Disabled in the {title} profile",
             "policy")
     for epp in combined_ports.values():
@@ -651,7 +651,7 @@ def effective(
             f"{epp.scope.describe()})", epp.scope, "policy"))
     for key, po in ls.ports.items():
         if not local_ports_ok:
-            hidden.setdefault(key, Verdict(
+            hidden.setdefault(key, FirewallDecision(
                 False,
                 f"the local port opening {po.name} is ignored: Group Policy \"Define port "
                 f"exceptions\" is configured and \"Allow local port exceptions\" is not Enabled "
@@ -661,7 +661,7 @@ def effective(
             continue
         if key in blocked_local_ports:
             svc = blocked_local_ports[key]
-            hidden.setdefault(key, Verdict(
+            hidden.setdefault(key, FirewallDecision(
                 False, f"Group Policy disables the {svc.display} exception in the {title} "
                 f"profile, which also blocks local openings of {key[0]} {key[1]}", "policy"))
             continue
@@ -671,7 +671,7 @@ def effective(
                 f"the port opening {po.name} ({key[0]} {key[1]}, local, {po.scope.describe()})",
                 po.scope, "local"))
         else:
-            hidden.setdefault(key, Verdict(
+            hidden.setdefault(key, FirewallDecision(
                 False, f"the local port opening {po.name} is disabled in the {title} profile",
                 "local"))
 
@@ -712,9 +712,9 @@ def effective(
     else:
         logging = LoggingSettings(local.logging.file, local.logging.max_kb, False, False)
 
-    off = Verdict(True, f"Windows Firewall is off in the {profile} profile"
+    off = FirewallDecision(True, f"Windows Firewall is off in the {profile} profile"
                   f" ({_where(enabled_origin)} setting)", "off")
-    closed = Verdict(
+    closed = FirewallDecision(
         False,
         f"\"Don't allow exceptions\" is on in the {profile} profile "
         f"({_where(exceptions_origin)} setting), so every exception is ignored",

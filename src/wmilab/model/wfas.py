@@ -31,8 +31,8 @@ from wmilab.model.firewall import (
     UNSECAPP,
     Admission,
     EffectivePort,
+    FirewallDecision,
     Inbound,
-    Verdict,
     normalize_program,
 )
 from wmilab.model.firewall import _Rule as _FwRule
@@ -337,11 +337,11 @@ class EffectiveWfas:
             self._memo[key] = found
         return found  # type: ignore[return-value]
 
-    def _none_verdict(self, what: str, conn: Inbound, service: str) -> Verdict:
+    def _none_verdict(self, what: str, conn: Inbound, service: str) -> FirewallDecision:
         key = ("none", what)
         found = self._memo.get(key)
         if found is None:
-            found = Verdict(False, self._no_rule(what, conn, service), "none")
+            found = FirewallDecision(False, self._no_rule(what, conn, service), "none")
             self._memo[key] = found
         return found  # type: ignore[return-value]
 
@@ -372,7 +372,7 @@ class EffectiveWfas:
 
     def _admission(self, port: int, program: str, protocol: str, service: str) -> Admission:
         if not self.enabled:
-            off = Verdict(True, f"Windows Firewall is off in the {self.profile} profile "
+            off = FirewallDecision(True, f"Windows Firewall is off in the {self.profile} profile "
                           f"({self.enabled_origin} setting)", "off")
             return Admission((_FwRule("", Scope.all(), "local", off),), off)
         conn = Inbound(IPv4Address("0.0.0.0"), port, program, protocol)
@@ -381,7 +381,7 @@ class EffectiveWfas:
             what = f"{protocol} {port} to {program}" + (
                 f" (service {service})" if service else "")
             return Admission((), self._none_verdict(what, conn, service))
-        rules = tuple(_FwRule(r.describe(), r.remote, r.origin, Verdict(
+        rules = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
             r.action == "allow",
             f"allowed by {r.describe()}" if r.action == "allow" else
             f"blocked by {r.describe()}: a block rule wins over every allow rule", r.origin))
@@ -391,7 +391,7 @@ class EffectiveWfas:
                          f"{first.remote.describe()}", first.origin)
 
     def decide(self, conn: Inbound, local_subnet: IPv4Network | None = None,
-               service: str = "") -> Verdict:
+               service: str = "") -> FirewallDecision:
         subnet = self.subnet if local_subnet is None else local_subnet
         return self.admission(conn.port, conn.program, conn.protocol, service).decide(
             conn.source, subnet)
@@ -410,7 +410,7 @@ class EffectiveWfas:
         return base
 
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
-                       local_subnet: IPv4Network | None = None, service: str = "") -> Verdict:
+                       local_subnet: IPv4Network | None = None, service: str = "") -> FirewallDecision:
         """A connection to ``program`` on a port the RPC runtime picks from ``ports``
         (KB 154596): allowed only if the first matching rule for the source admits every
         port of the range and no block rule matches any port of it."""
@@ -420,7 +420,7 @@ class EffectiveWfas:
         touching = self._touching(ports, program, service)
         for r in touching:
             if r.action == "block" and r.remote.matches(source, subnet):
-                return Verdict(False, f"blocked by {r.describe()}: a block rule wins over "
+                return FirewallDecision(False, f"blocked by {r.describe()}: a block rule wins over "
                                "every allow rule", r.origin)
         partial: Rule | None = None
         outside: Rule | None = None
@@ -431,16 +431,16 @@ class EffectiveWfas:
                 outside = outside or r
                 continue
             if r.local_ports.covers(ports, self.rpc):
-                return Verdict(True, f"allowed by {r.describe()}, which admits every port of "
+                return FirewallDecision(True, f"allowed by {r.describe()}, which admits every port of "
                                f"{ports.describe()} ({ports.source})", r.origin)
             partial = partial or r
         if partial is not None:
-            return Verdict(False, f"{partial.describe()} admits only local ports "
+            return FirewallDecision(False, f"{partial.describe()} admits only local ports "
                            f"{partial.local_ports.text()}, but {program} listens on a port "
                            f"Windows picks from {ports.describe()} ({ports.source}); a guessed "
                            "port is no rule for it", "none")
         if outside is not None:
-            return Verdict(False, f"{outside.describe()} admits only "
+            return FirewallDecision(False, f"{outside.describe()} admits only "
                            f"{outside.remote.describe()}; {source} is outside it", outside.origin)
         what = f"TCP to {program} on its dynamic RPC port" + (
             f" (service {service})" if service else "")

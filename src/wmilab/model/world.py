@@ -364,7 +364,7 @@ class HostModel:
         """The WFAS profile in use (Vista and later)."""
         return wf.WfProfile(self.config.profile_name)
 
-    def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
+    def wmi_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
         """Would the firewall let ``source`` reach the WMI service on its dynamic port?
 
         winmgmt runs in a shared svchost.exe (TechNet cc737332, Remote Administration
@@ -374,7 +374,7 @@ class HostModel:
         return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
                                             WINMGMT)
 
-    def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
+    def sink_inbound(self, source: IPv4Address, program: str) -> fw.FirewallDecision:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
@@ -395,7 +395,7 @@ class HostModel:
         return self.firewall.admission(port, program, protocol, service)
 
     def inbound(self, source: IPv4Address, port: int, program: str,
-                service: str | None = None) -> fw.Verdict:
+                service: str | None = None) -> fw.FirewallDecision:
         """Would this computer's firewall let an unsolicited TCP connection in?
 
         ``service``: the Windows service that listens (rpcss, winmgmt), which WFAS rules may
@@ -419,7 +419,7 @@ class HostModel:
             out.append(sink)
         return tuple(out)
 
-    def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
+    def rpcss_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
         # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
         # (TechNet cc737332 Remote Administration exception; service=rpcss in WFAS rules).
         return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
