@@ -44,7 +44,6 @@ from wmilab.wire.rpc_conn import (
     BindNakReceived,
     ClientCredentials,
     FaultReceived,
-    ResponseReceived,
 )
 
 __all__ = [
@@ -155,14 +154,7 @@ class WmiRpc(RpcClient):
     async def call_on(self, iid: uuid.UUID, opnum: int, stub: bytes,
                       ipid: uuid.UUID | None = None) -> bytes:
         ctx = await self.context_for(iid)
-        call_id = self.conn.request(opnum, stub, context_id=ctx, object_uuid=ipid)
-        await self._flush()
-        while True:
-            ev = await self._next_event()
-            if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
-                return ev.stub
-            if isinstance(ev, FaultReceived):
-                raise RpcCallError(hr.from_win32(ev.status), f"fault 0x{ev.status:08X}")
+        return await self.call(opnum, stub, object_uuid=ipid, context_id=ctx)
 
     def server_version(self) -> tuple[int, int, int] | None:
         """(major, minor, build) from the NTLM CHALLENGE's VERSION field, when it had one

@@ -127,9 +127,15 @@ class RpcClient:
         raise RpcCallError(E_NOINTERFACE, f"bind of {ids.NAMES.get(interface, interface)} "
                            f"rejected ({why})")
 
-    async def call(self, opnum: int, stub: bytes, object_uuid: uuid.UUID | None = None) -> bytes:
-        """Send one request; the response stub, or RpcCallError with the fault's HRESULT."""
-        call_id = self.conn.request(opnum, stub, object_uuid=object_uuid)
+    async def call(self, opnum: int, stub: bytes, object_uuid: uuid.UUID | None = None,
+                   context_id: int | None = None) -> bytes:
+        """Send one request (on ``context_id``, else the connection's first context); the
+        response stub, or RpcCallError with the fault's HRESULT."""
+        if context_id is None:
+            call_id = self.conn.request(opnum, stub, object_uuid=object_uuid)
+        else:
+            call_id = self.conn.request(opnum, stub, context_id=context_id,
+                                        object_uuid=object_uuid)
         await self._flush()
         while True:
             ev = await self._next_event()
