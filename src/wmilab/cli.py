@@ -39,6 +39,9 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                           help="Show every step, not only the failing one.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Also write the report as one self-contained HTML page, with the "
+        "seed's picture for every call.", show_default=False)] = None,
 ) -> None:
     """Say for each call whether it works, why not, and the smallest fix.
 
@@ -47,12 +50,49 @@ def check(
     """
     scenario = _load(file)
     reports = report.evaluate(scenario)
+    if html is not None:
+        from wmilab.htmlreport import page
+
+        _write(html, page(scenario, reports))
     if as_json:
         sys.stdout.write(json.dumps(report.as_json(scenario, reports), indent=2) + "\n")
     else:
         report.render(out, scenario, reports, verbose)
     if any(r.verdict.matches() is False for r in reports):
         raise typer.Exit(EXIT_MISMATCH)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot write {path}: {e.strerror or e}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def draw(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the SVG.",
+                                         show_default=False)],
+    call: Annotated[str | None, typer.Option(
+        "--call", help="Name of the call to draw (default: the first).", show_default=False)] = None,
+) -> None:
+    """Draw the seed's picture of one call as SVG: A, B, their firewalls and connections.
+
+    Each hop is marked passed or blocked; a failing call shows its step, HRESULT and first fix.
+    """
+    from wmilab.picture import pick_call, svg
+
+    scenario = _load(file)
+    try:
+        chosen = pick_call(scenario, call)
+    except ConfigError as e:
+        err.print(f"[red]error:[/] {file}: {e.message}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    rep = report.evaluate_call(scenario, chosen)
+    _write(output, svg(scenario.world, rep))
+    out.print(f"wrote {output} ({chosen.name}: {rep.verdict.result})")
 
 
 @app.command()
