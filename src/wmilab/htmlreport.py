@@ -39,7 +39,7 @@ figure { margin: 0; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #eeeeee; }
 pre.report { background: #f5f5f5; color: #212121; border: 1px solid #e0e0e0;
              padding: 10px 12px; border-radius: 4px;
-             overflow-x: auto; font-size: 12.5px; line-height: 1.35;
+             white-space: pre-wrap; font-size: 12.5px; line-height: 1.35;
              font-family: "DejaVu Sans Mono", Consolas, monospace; }
 footer { color: #9e9e9e; font-size: 12px; }
 """
