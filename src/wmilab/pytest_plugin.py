@@ -110,8 +110,8 @@ class LabFactory:
             pytest.fail("wmilab_lab(netns=True): this version of wmilab has no network-namespace "
                         "lab yet; use the loopback lab (netns=False)", pytrace=False)
         path = Path(scenario)
-        if not path.is_absolute() and not path.exists() and (self._base / path).exists():
-            path = self._base / path  # relative to the test file's folder
+        if not path.is_absolute() and (self._base / path).exists():
+            path = self._base / path  # beside the test file first, then the current folder
         try:
             loaded = load(path)
         except ScenarioError as e:
