@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from wmilab.model import firewall as fw
+from wmilab import steps
 from wmilab.model import hresult as hr
 from wmilab.model.decision import Check
-from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
 
 if TYPE_CHECKING:
@@ -36,35 +35,20 @@ class Step(NamedTuple):
     where: str = ""  # which setting decided (firewall origin, "launch_limits", ...)
 
 
-# Step ids, in the order Windows meets them.
-C1_CLIENT_DCOM = "c1.client-dcom"
-C1_RPCSS = "c1.rpcss-port"
-C1_LOGON = "c1.logon"
-C1_ACTIVATION = "c1.activation"
-C1_WMI_PORT = "c1.wmi-port"
-C1_ACCESS = "c1.access"
-C1_NAMESPACE = "c1.namespace"
-C2_IDENTITY = "c2.identity"
-C2_RESOLVER_PORT = "c2.resolver-port"
-C2_SINK_PORT = "c2.sink-port"
-C2_ACCESS = "c2.access"
-
-STEP_ORDER = (C1_CLIENT_DCOM, C1_RPCSS, C1_LOGON, C1_ACTIVATION, C1_WMI_PORT, C1_ACCESS,
-              C1_NAMESPACE, C2_IDENTITY, C2_RESOLVER_PORT, C2_SINK_PORT, C2_ACCESS)
-
-STEP_TITLES = {
-    C1_CLIENT_DCOM: "A may make DCOM calls to other computers (EnableDCOM on A)",
-    C1_RPCSS: "A reaches RPCSS on B (TCP 135)",
-    C1_LOGON: "B logs on A's user (NTLM network logon)",
-    C1_ACTIVATION: "B's DCOM lets the user launch and activate WMI remotely",
-    C1_WMI_PORT: "A reaches the WMI service's dynamic RPC port on B",
-    C1_ACCESS: "B's DCOM lets the user call into WMI remotely (remote access)",
-    C1_NAMESPACE: "WMI on B accepts the login to the namespace (NTLMLogin)",
-    C2_IDENTITY: "B picks the identity it calls the sink with",
-    C2_RESOLVER_PORT: "B reaches the OXID resolver on A (TCP 135)",
-    C2_SINK_PORT: "B reaches the sink's port on A",
-    C2_ACCESS: "A's DCOM lets B's callback identity call the sink (remote access)",
-}
+# The step ids and titles come from the one step table (wmilab.steps).
+C1_CLIENT_DCOM = steps.C1_CLIENT_DCOM
+C1_RPCSS = steps.C1_RPCSS
+C1_LOGON = steps.C1_LOGON
+C1_ACTIVATION = steps.C1_ACTIVATION
+C1_WMI_PORT = steps.C1_WMI_PORT
+C1_ACCESS = steps.C1_ACCESS
+C1_NAMESPACE = steps.C1_NAMESPACE
+C2_IDENTITY = steps.C2_IDENTITY
+C2_RESOLVER_PORT = steps.C2_RESOLVER_PORT
+C2_SINK_PORT = steps.C2_SINK_PORT
+C2_ACCESS = steps.C2_ACCESS
+STEP_ORDER = steps.ORDER
+STEP_TITLES = {sid: spec.title for sid, spec in steps.TABLE.items()}
 
 
 class Verdict(NamedTuple):
@@ -99,22 +83,14 @@ class Verdict(NamedTuple):
 
 def sink_program(call: Call) -> str:
     """The program that hosts the callback sink on A."""
-    # Seed: scripts and MMC snap-ins use %windir%\system32\wbem\unsecapp.exe; a C++ application
-    # usually hosts its own sink, and then that program must be allowed on A.
-    if call.sink.lower() == "unsecapp":
-        return fw.UNSECAPP
-    return fw.normalize_program(call.sink)
+    return steps.sink_program(call.sink)
 
 
-def _fw_step(step_id: str, conn: int, host: HostModel, v: fw.Verdict) -> Step:
-    # A dropped connection surfaces as RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
-    return Step(step_id, conn, host.name, STEP_TITLES[step_id], v.allowed, v.rule,
-                None if v.allowed else hr.RPC_S_SERVER_UNAVAILABLE, v.origin)
-
-
-def _check_step(step_id: str, conn: int, host: HostModel, c: Check, fail: hr.HResult) -> Step:
-    return Step(step_id, conn, host.name, STEP_TITLES[step_id], c.ok, c.reason,
-                None if c.ok else fail, c.where)
+def _step(step_id: str, host: HostModel, c: Check) -> Step:
+    """A step evaluated from its question's answer; a refusal gets the table's HRESULT."""
+    spec = steps.TABLE[step_id]
+    return Step(step_id, spec.connection, host.name, spec.title, c.ok, c.reason,
+                None if c.ok else spec.failure(c), c.where)
 
 
 def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
@@ -134,107 +110,81 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
     password = call.password
     if password is None:
         password = world.password_of(call.user)
-    logon = world.directory.network_logon(
-        b.name, call.user, lambda p: password is not None and p == password)
-    # A failed network logon fails the DCOM call with E_ACCESSDENIED (facts.md; seed).
-    steps = [Step(C1_LOGON, 1, b.name, STEP_TITLES[C1_LOGON], logon.ok, logon.reason,
-                  None if logon.ok else hr.E_ACCESSDENIED, logon.kind)]
+    logon = steps.logon(world, b.name, call.user,
+                        lambda p: password is not None and p == password)
+    out = [_step(C1_LOGON, b, Check(logon.ok, logon.reason, logon.kind))]
     if not logon.ok or logon.token is None:
-        return tuple(steps)
+        return tuple(out)
     token = logon.token
-    # Without Remote Launch/Activation the activation fails with 0x80070005 (seed, step 1).
-    steps.append(_check_step(C1_ACTIVATION, 1, b, b.dcom.check_remote_activation(token),
-                             hr.E_ACCESSDENIED))
-    if not steps[-1].ok:
-        return tuple(steps)
-    steps.append(_check_step(C1_ACCESS, 1, b, b.dcom.check_remote_access(token, "wmi"),
-                             hr.E_ACCESSDENIED))
-    if not steps[-1].ok:
-        return tuple(steps)
-    login = b.wmi.check_login(token, call.namespace)
-    # NTLMLogin without Enable Account + Remote Enable: WBEM_E_ACCESS_DENIED (MS-WMI 3.1.4.1.4);
-    # an unknown namespace: WBEM_E_INVALID_NAMESPACE (MS-WMI 2.2.11).
-    fail = hr.WBEM_E_INVALID_NAMESPACE if login.where == "namespace" else hr.WBEM_E_ACCESS_DENIED
-    steps.append(_check_step(C1_NAMESPACE, 1, b, login, fail))
-    return tuple(steps)
+    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token)))
+    if not out[-1].ok:
+        return tuple(out)
+    out.append(_step(C1_ACCESS, b, steps.access(b, token, "wmi")))
+    if not out[-1].ok:
+        return tuple(out)
+    out.append(_step(C1_NAMESPACE, b, steps.namespace_login(b, token, call.namespace)))
+    return tuple(out)
 
 
-def _callback_tokens(world: World, a: HostModel, b: HostModel) -> tuple[Token, ...]:
-    # The identities depend on B and on whom A trusts, i.e. A's domain (or A itself).
-    key = ("cb", b.name, a.config.domain or ("host", a.name))
-    tokens = world.memo.get(key)
-    if tokens is None:
-        tokens = world.directory.callback_tokens(b.name, a.name)
-        world.memo[key] = tokens
-    return tokens  # type: ignore[return-value]
+def _callback(world: World, a: HostModel, b: HostModel) -> tuple[Step, Check]:
+    """c2.identity and c2.access: they depend on B and on whom A trusts, so a world remembers."""
+    key = ("cb", b.name, a.name)
+    found = world.memo.get(key)
+    if found is None:
+        rungs = steps.callback_ladder(world, b.name, a.name)
+        token = rungs[0].token
+        who = ("its machine account " + token.name if not token.anonymous
+               else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name
+               + "'s domain")
+        identity = _step(C2_IDENTITY, b, Check(True, f"{b.name} calls back as {who}",
+                                               "anonymous" if token.anonymous else "machine"))
+        found = (identity, steps.callback_access(a, rungs))
+        world.memo[key] = found
+    return found  # type: ignore[return-value]
 
 
 def evaluate(world: World, call: Call) -> Verdict:
     """Walk the call's connections in order and stop at the first step that fails."""
     a = world.host(call.source)
     b = world.host(call.target)
-    steps: list[Step] = []
-    add = steps.append
-    # EnableDCOM = N on A: "Local clients cannot access remote DCOM servers" (MSDocs
-    # com/enabledcom). Choice (docs/flow.md): reported as E_ACCESSDENIED.
+    out: list[Step] = []
+    add = out.append
     if not a.outgoing.ok:
-        add(_check_step(C1_CLIENT_DCOM, 1, a, a.outgoing, hr.E_ACCESSDENIED))
-        return Verdict(call, tuple(steps))
-    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe (seed; TechNet cc737332).
-    s = _fw_step(C1_RPCSS, 1, b, b.rpcss_inbound(a.ip))
+        add(_step(C1_CLIENT_DCOM, a, steps.client_dcom(a)))
+        return Verdict(call, tuple(out))
+    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe.
+    s = _step(C1_RPCSS, b, steps.rpcss_port(b, a.ip))
     add(s)
     if not s.ok:
-        return Verdict(call, tuple(steps))
+        return Verdict(call, tuple(out))
     security = _security_c1(world, b, call)
     # Order on the wire: logon at bind, activation on port 135, then the dynamic port,
     # then remote access and NTLMLogin on the WMI object (MS-DCOM 3.1.2.5.2.3; MS-WMI 3.2.3).
     for s in security[:2]:
         add(s)
         if not s.ok:
-            return Verdict(call, tuple(steps))
-    s = _fw_step(C1_WMI_PORT, 1, b, b.inbound(a.ip, b.wmi_port, fw.SVCHOST))
+            return Verdict(call, tuple(out))
+    s = _step(C1_WMI_PORT, b, steps.wmi_port(b, a.ip))
     add(s)
     if not s.ok:
-        return Verdict(call, tuple(steps))
+        return Verdict(call, tuple(out))
     for s in security[2:]:
         add(s)
         if not s.ok:
-            return Verdict(call, tuple(steps))
+            return Verdict(call, tuple(out))
     if call.mode != "async":
-        return Verdict(call, tuple(steps))
+        return Verdict(call, tuple(out))
 
     # Connection 2: B calls back the sink on A.
-    tokens = _callback_tokens(world, a, b)
-    token = tokens[0]
-    who = ("its machine account " + token.name if not token.anonymous
-           else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name + "'s domain")
-    add(Step(C2_IDENTITY, 2, b.name, STEP_TITLES[C2_IDENTITY], True,
-             f"{b.name} calls back as {who}", None,
-             "anonymous" if token.anonymous else "machine"))
-    # Seed: "open the DCOM port TCP 135 on Computer A. If this port is not open, the error
-    # 0x800706ba will occur."
-    s = _fw_step(C2_RESOLVER_PORT, 2, a, a.rpcss_inbound(b.ip))
+    identity, access = _callback(world, a, b)
+    add(identity)
+    s = _step(C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip))
     add(s)
     if not s.ok:
-        return Verdict(call, tuple(steps))
-    # Seed: add unsecapp.exe (or the application's own sink) to A's exceptions list.
-    s = _fw_step(C2_SINK_PORT, 2, a, a.inbound(b.ip, a.sink_port, sink_program(call)))
+        return Verdict(call, tuple(out))
+    s = _step(C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call)))
     add(s)
     if not s.ok:
-        return Verdict(call, tuple(steps))
-    # MS-WMI 3.1.1.1.3 and its product-behavior note: B calls with its machine account and,
-    # when that is refused, lowers the authentication level down to none on XP/2003; a call
-    # without authentication arrives as ANONYMOUS LOGON. The first identity A admits wins.
-    first = a.dcom.check_remote_access(token, "sink")
-    access = first
-    for other in tokens[1:]:
-        if access.ok:
-            break
-        again = a.dcom.check_remote_access(other, "sink")
-        if again.ok:
-            access = Check(True, f"{first.reason}; B retried without authentication and "
-                           f"{again.reason}", again.where)
-    # Seed: an anonymous callback "fails with either the 0x80070005 error or the 0x8007000e
-    # error". Choice (docs/flow.md): E_ACCESSDENIED when a DCOM security check refuses it.
-    add(_check_step(C2_ACCESS, 2, a, access, hr.E_ACCESSDENIED))
-    return Verdict(call, tuple(steps))
+        return Verdict(call, tuple(out))
+    add(_step(C2_ACCESS, a, access))
+    return Verdict(call, tuple(out))

@@ -16,12 +16,12 @@ callback, after the semisynchronous alternative that needs no grant at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Any
 
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -247,16 +247,16 @@ def _firewall_candidates(
                            "Keep Enabled; Show... > Add: " + entries[-1]))
 
     # Widen an exception that exists but is disabled or does not include the caller.
-    if port == 135:
-        po = local.ports.get(("TCP", 135))
+    if purpose == "rpcss":
+        po = local.ports.get(("TCP", port))
         if po is not None and not (po.enabled and po.scope.matches(source, h.subnet)):
             scope = admitting(po.scope)
             out.append(_netsh(
                 host,
-                f"netsh firewall set portopening protocol=TCP port=135 name={po.name} "
+                f"netsh firewall set portopening protocol=TCP port={port} name={po.name} "
                 f"mode=ENABLE {scope.netsh_args()}",
-                f"Let {src} through the existing port opening TCP 135 on {host}"))
-    if port != 135 or program == fw.SVCHOST:
+                f"Let {src} through the existing port opening TCP {port} on {host}"))
+    if purpose != "rpcss" or program == fw.SVCHOST:
         ra = local.services.get(fw.Service.REMOTEADMIN)
         if ra is not None and ra.enabled and not ra.scope.matches(source, h.subnet) and purpose != "sink":
             out.append(_netsh(
@@ -294,13 +294,13 @@ def _firewall_candidates(
     if purpose == "rpcss":
         # Seed: "netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135".
         out.append(_netsh(
-            host, f"netsh firewall add portopening protocol=TCP port=135 name=DCOM_TCP135 "
+            host, f"netsh firewall add portopening protocol=TCP port={port} name=DCOM_TCP{port} "
                   f"scope=CUSTOM addresses={src}",
-            f"Open TCP 135 (RPCSS, the OXID resolver) on {host} to {src} only"))
+            f"Open TCP {port} (RPCSS, the OXID resolver) on {host} to {src} only"))
         if pol.define_ports is True and pol.allow_local_ports is not True:
             gp_list(gp.DEFINE_PORTS,
-                    [p.text() for p in pol.ports] + [f"135:TCP:{src}:Enabled:DCOM_TCP135"],
-                    "TCP 135")
+                    [p.text() for p in pol.ports] + [f"{port}:TCP:{src}:Enabled:DCOM_TCP{port}"],
+                    f"TCP {port}")
     if purpose in ("rpcss", "wmi"):
         # Seed: "netsh firewall set service RemoteAdmin enable" (Connection 1, step 2).
         out.append(_netsh(
@@ -395,89 +395,136 @@ def _dcom_rights_change(world: World, host: str, table: str, principal: str,
     return out
 
 
-def _candidates(world: World, call: Call, step: flow.Step) -> tuple[list[Change], str | None]:
-    """Changes to try for the failing step, best first; or the reason none can help."""
-    a = world.host(call.source)
-    b = world.host(call.target)
-    sid = step.id
-    if sid == flow.C1_CLIENT_DCOM:
-        return [_enable_dcom(a.name)], None
-    if sid == flow.C1_RPCSS:
-        return _firewall_candidates(world, b.name, a.ip, 135, fw.SVCHOST, "rpcss"), None
-    if sid == flow.C1_WMI_PORT:
-        return _firewall_candidates(world, b.name, a.ip, b.wmi_port, fw.SVCHOST, "wmi"), None
-    if sid == flow.C2_RESOLVER_PORT:
-        return _firewall_candidates(world, a.name, b.ip, 135, fw.SVCHOST, "rpcss"), None
-    if sid == flow.C2_SINK_PORT:
+# ---- one generator per step of the step table ---------------------------------------------
+
+Candidates = tuple[list[Change], str | None]
+Generator = Callable[[World, Call, flow.Step], Candidates]
+GENERATORS: dict[str, Generator] = {}
+
+
+def _generates(*step_ids: str) -> Callable[[Generator], Generator]:
+    def register(fn: Generator) -> Generator:
+        for sid in step_ids:
+            assert sid in steps.TABLE and sid not in GENERATORS, sid
+            GENERATORS[sid] = fn
+        return fn
+    return register
+
+
+@_generates(steps.C1_CLIENT_DCOM)
+def _client_dcom(world: World, call: Call, step: flow.Step) -> Candidates:
+    return [_enable_dcom(call.source)], None
+
+
+@_generates(steps.C1_RPCSS, steps.C1_WMI_PORT, steps.C2_RESOLVER_PORT, steps.C2_SINK_PORT)
+def _firewall_hop(world: World, call: Call, step: flow.Step) -> Candidates:
+    spec = steps.TABLE[step.id]
+    assert spec.hop is not None
+    # The deciding host listens; the other one is the source of the connection.
+    listener, source = ((call.target, call.source) if spec.decider == "B"
+                        else (call.source, call.target))
+    port = spec.hop.port(world.host(listener))
+    src = world.host(source).ip
+    if spec.hop.purpose == "sink":
         typed = None if call.sink.lower() == "unsecapp" else call.sink
-        return _firewall_candidates(world, a.name, b.ip, a.sink_port, flow.sink_program(call),
+        return _firewall_candidates(world, listener, src, port, flow.sink_program(call),
                                     "sink", typed), None
-    if sid == flow.C1_LOGON:
-        if step.where == "guest":
-            return [
-                Change(b.name, "registry",
-                       f"{b.name} maps every network logon to Guest (Simple File Sharing, "
-                       "ForceGuest = 1); use the Classic sharing model",
-                       (f"On {b.name}: reg add HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa "
-                        "/v forceguest /t REG_DWORD /d 0 /f",),
-                       RegistrySet("ForceGuest", 0)),
-                _policy(b.name, gp.SHARING_MODEL, {"state": "Enabled", "model": "Classic"},
-                        f"Group Policy forces the Guest-only sharing model on {b.name}; set it "
-                        "to Classic",
-                        'Select "Classic - local users authenticate as themselves"'),
-            ], None
-        reasons = {
-            "wrong-password": f"the password for {call.user} is wrong; no setting fixes that",
-            "unknown-account": f"{b.name} cannot find the account {call.user}; use an account "
-                               f"of {b.name}'s domain, a domain it trusts, or a local account "
-                               f"of {b.name}",
-            "untrusted-domain": f"{b.name} does not trust the domain of {call.user}; use an "
-                                f"account of a domain {b.name} trusts or a local account of "
-                                f"{b.name}",
-        }
-        return [], reasons.get(step.where, step.detail)
-    if sid == flow.C1_ACTIVATION:
-        if step.where == "enable_dcom":
-            return [_enable_dcom(b.name)], None
-        if step.where == "launch_limits":
-            return _dcom_rights_change(
-                world, b.name, "launch_limits", _principal(world, call), _LAUNCH_NEEDED,
-                f"Give {call.user} DCOM Remote Launch and Remote Activation on {b.name} "
-                "(seed: Connection 1, step 1)"), None
-        return [], step.detail
-    if sid in (flow.C1_ACCESS, flow.C2_ACCESS):
-        host = b.name if sid == flow.C1_ACCESS else a.name
-        if step.where == "enable_dcom":
-            return [_enable_dcom(host)], None
-        if step.where == "access_limits":
-            if sid == flow.C1_ACCESS:
-                principal = _principal(world, call)
-                why = f"Give {principal} DCOM Remote Access on {b.name}"
-            else:
-                token = world.directory.callback_token(b.name, a.name)
-                principal = token.name.removeprefix("NT AUTHORITY\\")
-                why = (f"Give {principal} DCOM Remote Access on {a.name} so that {b.name}'s "
-                       "callback reaches the sink (seed: Connection 2, step 3)")
-            return _dcom_rights_change(world, host, "access_limits", principal,
-                                       _ACCESS_NEEDED, why), None
-        return [], step.detail
-    if sid == flow.C1_NAMESPACE:
-        if step.where == "namespace":
-            return [], step.detail
-        principal = _principal(world, call)
-        ns = call.namespace
-        sid_p = world.directory.resolve(principal, b.name)
-        mask = b.wmi.descriptor(ns).rights_of(sid_p)
-        existing = tuple(n for n, bit in wmi_model.RIGHTS.items() if mask & bit)
-        rights = _merged(existing, _WMI_NEEDED)
-        return [Change(
-            b.name, "wmi",
-            f"Give {principal} Enable Account and Remote Enable on {ns} on {b.name}",
-            (f"Run wmimgmt.msc on {b.name}", "Right-click WMI Control (Local) > Properties > "
-             "Security", f"Select {ns.title()} > Security", f"Add {principal} and allow Enable "
-             "Account and Remote Enable"),
-            WmiRights(ns, principal, rights))], None
+    return _firewall_candidates(world, listener, src, port, fw.SVCHOST, spec.hop.purpose), None
+
+
+_LOGON_REASONS = {
+    "wrong-password": "the password for {user} is wrong; no setting fixes that",
+    "unknown-account": "{b} cannot find the account {user}; use an account of {b}'s domain, a "
+                       "domain it trusts, or a local account of {b}",
+    "untrusted-domain": "{b} does not trust the domain of {user}; use an account of a domain "
+                        "{b} trusts or a local account of {b}",
+}
+
+
+@_generates(steps.C1_LOGON)
+def _logon(world: World, call: Call, step: flow.Step) -> Candidates:
+    b = call.target
+    if step.where == "guest":
+        return [
+            Change(b, "registry",
+                   f"{b} maps every network logon to Guest (Simple File Sharing, "
+                   "ForceGuest = 1); use the Classic sharing model",
+                   (f"On {b}: reg add HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa "
+                    "/v forceguest /t REG_DWORD /d 0 /f",),
+                   RegistrySet("ForceGuest", 0)),
+            _policy(b, gp.SHARING_MODEL, {"state": "Enabled", "model": "Classic"},
+                    f"Group Policy forces the Guest-only sharing model on {b}; set it "
+                    "to Classic",
+                    'Select "Classic - local users authenticate as themselves"'),
+        ], None
+    reason = _LOGON_REASONS.get(step.where)
+    return [], reason.format(user=call.user, b=b) if reason else step.detail
+
+
+@_generates(steps.C1_ACTIVATION)
+def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
+    b = call.target
+    if step.where == "enable_dcom":
+        return [_enable_dcom(b)], None
+    if step.where == "launch_limits":
+        return _dcom_rights_change(
+            world, b, "launch_limits", _principal(world, call), _LAUNCH_NEEDED,
+            f"Give {call.user} DCOM Remote Launch and Remote Activation on {b} "
+            "(seed: Connection 1, step 1)"), None
     return [], step.detail
+
+
+@_generates(steps.C1_ACCESS, steps.C2_ACCESS)
+def _access(world: World, call: Call, step: flow.Step) -> Candidates:
+    host = call.target if step.id == steps.C1_ACCESS else call.source
+    if step.where == "enable_dcom":
+        return [_enable_dcom(host)], None
+    if step.where != "access_limits":
+        return [], step.detail
+    if step.id == steps.C1_ACCESS:
+        principal = _principal(world, call)
+        why = f"Give {principal} DCOM Remote Access on {call.target}"
+    else:
+        token = steps.callback_ladder(world, call.target, call.source)[0].token
+        principal = token.name.removeprefix("NT AUTHORITY\\")
+        why = (f"Give {principal} DCOM Remote Access on {call.source} so that {call.target}'s "
+               "callback reaches the sink (seed: Connection 2, step 3)")
+    return _dcom_rights_change(world, host, "access_limits", principal, _ACCESS_NEEDED,
+                               why), None
+
+
+@_generates(steps.C1_NAMESPACE)
+def _namespace(world: World, call: Call, step: flow.Step) -> Candidates:
+    if step.where == "namespace":
+        return [], step.detail
+    b = world.host(call.target)
+    principal = _principal(world, call)
+    ns = call.namespace
+    sid_p = world.directory.resolve(principal, b.name)
+    mask = b.wmi.descriptor(ns).rights_of(sid_p)
+    existing = tuple(n for n, bit in wmi_model.RIGHTS.items() if mask & bit)
+    rights = _merged(existing, _WMI_NEEDED)
+    return [Change(
+        b.name, "wmi",
+        f"Give {principal} Enable Account and Remote Enable on {ns} on {b.name}",
+        (f"Run wmimgmt.msc on {b.name}", "Right-click WMI Control (Local) > Properties > "
+         "Security", f"Select {ns.title()} > Security", f"Add {principal} and allow Enable "
+         "Account and Remote Enable"),
+        WmiRights(ns, principal, rights))], None
+
+
+@_generates(steps.C2_IDENTITY)
+def _identity(world: World, call: Call, step: flow.Step) -> Candidates:
+    # c2.identity never refuses by itself: who B is on A is settled by the domains.
+    return [], step.detail
+
+
+assert set(GENERATORS) == set(steps.TABLE), "every step has a remedy generator"
+
+
+def _candidates(world: World, call: Call, step: flow.Step) -> Candidates:
+    """Changes to try for the failing step, best first; or the reason none can help."""
+    return GENERATORS[step.id](world, call, step)
 
 
 def _enable_dcom(host: str) -> Change:
@@ -500,7 +547,7 @@ def _progress(before: flow.Verdict, after: flow.Verdict) -> bool:
         return True
     fb, fa = before.failed, after.failed
     assert fb is not None and fa is not None
-    ia, ib = flow.STEP_ORDER.index(fa.id), flow.STEP_ORDER.index(fb.id)
+    ia, ib = steps.INDEX[fa.id], steps.INDEX[fb.id]
     # Later step, or the same step failing for another reason (EnableDCOM fixed, now the
     # launch limits; exceptions allowed again, now the scope): the change removed one
     # obstacle. Changes that turn out unnecessary are dropped by _minimize.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from wmilab import steps
 from wmilab.model.identity import Logon, Token
 from wmilab.model.world import World
 from wmilab.wire.ntlm import LogonAttempt, NtlmServerNames
@@ -54,8 +55,8 @@ class ModelAuthenticator:
                            "anonymous logon", "anonymous")
         else:
             principal = f"{attempt.domain}\\{attempt.user}"
-            result = self.world.directory.network_logon(self.host, principal,
-                                                        attempt.check_password)
+            # The question flow asks at c1.logon (wmilab.steps).
+            result = steps.logon(self.world, self.host, principal, attempt.check_password)
         log.info("%s logon %s\\%s from %s: %s (%s)", self.host, attempt.domain, attempt.user,
                  self.peer or "?", "ok" if result.ok else "refused", result.reason)
         if not result.ok or result.token is None:

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from wmilab import steps
 from wmilab.host import client_errors
 from wmilab.model import hresult as hr
+from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
 from wmilab.wire import dcom, ids, rpc, wmi
 from wmilab.wire.dcom import DualStringArray, NdrReader, NdrWriter
@@ -62,11 +64,6 @@ WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags for the final result
 WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
 INDICATE_BATCH = 64  # Choice: objects per Indicate call
 
-# MS-WMI 3.1.1.1.3, product-behavior note: Windows starts at RPC_C_AUTHN_LEVEL_PKT_PRIVACY and
-# lowers the level on each failed call; XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE.
-# Choice: the authenticated rungs are the levels the wire core speaks (6, 5, 2); CALL and PKT
-# (3, 4) are skipped. NONE means no authentication, i.e. ANONYMOUS LOGON on A.
-AUTHENTICATED_LADDER = (AuthLevel.PKT_PRIVACY, AuthLevel.PKT_INTEGRITY, AuthLevel.CONNECT)
 
 
 class RpcCallError(Exception):
@@ -295,21 +292,9 @@ class CallbackRunner:
         # host stands for the configured client host, as for inbound connections (gate.py).
         return self.server.addresses.host_at(address) or self.server.client_host
 
-    def _attempts(self, client: str | None) -> list[tuple[Token, int]]:
-        directory = self.server.world.directory
-        b = self.server.name
-        if client is None:
-            # Choice: with no scenario host to stand for, the callback is anonymous.
-            return [(directory.anonymous_token(b), AuthLevel.NONE)]
-        out: list[tuple[Token, int]] = []
-        # MS-WMI 3.1.1.1.3: "The server MUST try to make the calls by using the machine
-        # principal name"; who that is on A, and the anonymous fallback, is the model's.
-        for token in directory.callback_tokens(b, client):
-            if token.anonymous:
-                out.append((token, AuthLevel.NONE))
-            else:
-                out.extend((token, level) for level in AUTHENTICATED_LADDER)
-        return out
+    def _attempts(self, client: str | None) -> tuple[Rung, ...]:
+        # The ladder flow evaluates at c2.identity / c2.access (wmilab.steps, model/callback.py).
+        return steps.callback_ladder(self.server.world, self.server.name, client)
 
     async def _run(self, operation: str, sink: wmi.SinkRef, objects: list[bytes],
                    status: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from wmilab import steps
 from wmilab.host.objects import (
     EncodedObject,
     Entry,
@@ -84,7 +85,7 @@ class WmiExporter:
         name = self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not self.rt.model.dcom.check_remote_access(ctx.token, "wmi").ok:
+        if not steps.access(self.rt.model, ctx.token, "wmi").ok:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
@@ -183,12 +184,10 @@ class WmiExporter:
         return wmi.build_interface_reply(ref, code)
 
     def _open(self, namespace: str, ctx: CallContext) -> tuple[dcom.ObjRefStandard | None, int]:
-        check = self.rt.model.wmi.check_login(ctx.token, namespace)
+        check = steps.namespace_login(self.rt.model, ctx.token, namespace)
         if not check.ok:
-            # MS-WMI 3.1.4.1.4: no Enable Account / Remote Enable -> WBEM_E_ACCESS_DENIED; an
-            # unknown namespace -> WBEM_E_INVALID_NAMESPACE (as flow c1.namespace).
-            code = (hr.WBEM_E_INVALID_NAMESPACE if check.where == "namespace"
-                    else hr.WBEM_E_ACCESS_DENIED)
+            # The step table's HRESULT for c1.namespace, as flow reports it.
+            code = steps.TABLE[steps.C1_NAMESPACE].failure(check)
             log.info("%s NTLMLogin %s as %s: %s", self.rt.name, namespace, ctx.token.name,
                      check.reason)
             return None, code.code

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from wmilab import steps
 from wmilab.errors import ConfigError
 from wmilab.lab.loopback import LoopbackMap
-from wmilab.model import firewall as fw
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 
 __all__ = ["Gate", "GateDecision", "default_client"]
@@ -70,10 +71,9 @@ class Gate:
     def decide(self, peer: str, model_port: int) -> GateDecision:
         source, source_host = self.source_of(peer)
         model = self.world.host(self.host)
-        if model_port == 135:
-            # TCP 135 reaches RPCSS in svchost.exe (TechNet cc737332; as flow c1.rpcss-port).
-            verdict = model.rpcss_inbound(source)
+        # The same questions flow asks at c1.rpcss-port and c1.wmi-port (wmilab.steps).
+        if model_port == RPC_ENDPOINT_MAPPER:
+            check = steps.rpcss_port(model, source)
         else:
-            # The WMI service's dynamic port, also svchost.exe (flow c1.wmi-port).
-            verdict = model.inbound(source, model_port, fw.SVCHOST)
-        return GateDecision(verdict.allowed, source, source_host, model_port, verdict.rule)
+            check = steps.wmi_port(model, source)
+        return GateDecision(check.ok, source, source_host, model_port, check.reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 
+from wmilab import steps
 from wmilab.host.objects import SUPPORTED, Level1Login
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
 from wmilab.wire import dcom, ids, rpc
@@ -54,7 +55,7 @@ class Rpcss:
             return OP_RANGE
         # Seed, Connection 1 step 1 / MS-DCOM 3.1.2.5.2.3: launch and activation permission
         # from the model; refused -> fault ERROR_ACCESS_DENIED (docs/wire-dcom.md).
-        check = self.rt.model.dcom.check_remote_activation(ctx.token)
+        check = steps.activation(self.rt.model, ctx.token)  # as flow c1.activation
         if not check.ok:
             return dcom.activation_access_denied()
         if req.clsid != ids.CLSID_WBEMLEVEL1LOGIN:

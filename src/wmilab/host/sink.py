@@ -30,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wmilab import steps
 from wmilab.host.gate import GateDecision
 from wmilab.host.runtime import CallContext, Reply, ResolverEntry
 from wmilab.model import firewall as fw
@@ -178,9 +179,9 @@ class SinkExporter:
         source, source_host = self.server.gate.source_of(peer)
         port = self.model.sink_port
         # Seed, Connection 2 step 2: the sink program (unsecapp.exe or the application) must be
-        # allowed on A (flow c2.sink-port asks the same question).
-        verdict = self.model.inbound(source, port, self.program)
-        return GateDecision(verdict.allowed, source, source_host, port, verdict.rule)
+        # allowed on A: the question flow asks at c2.sink-port.
+        check = steps.sink_port(self.model, source, self.program)
+        return GateDecision(check.ok, source, source_host, port, check.reason)
 
     def handle(self, ev: CallReceived, ctx: CallContext) -> tuple[str, Reply]:
         sink = self._sinks.get(ev.object_uuid) if ev.object_uuid is not None else None
@@ -190,7 +191,7 @@ class SinkExporter:
             name = ids.op_name(ids.IID_IWBEMOBJECTSINK, ev.opnum)
         # MS-DCOM 3.1.1.5.4 / seed, Connection 2 step 3: A's access permission for the sink,
         # checked on every call (flow c2.access); refused -> fault ERROR_ACCESS_DENIED.
-        check = self.model.dcom.check_remote_access(ctx.token, "sink")
+        check = steps.access(self.model, ctx.token, "sink")
         if not check.ok:
             if sink is not None and len(sink.result.refused) < 64:
                 sink.result.refused.append(f"{ctx.token.name}: {check.reason}")

@@ -1,0 +1,215 @@
+"""The step table: every step of the seed's two connections, and the one question each asks.
+
+Each :class:`StepSpec` says which connection a step belongs to, which computer's settings
+decide it (``"A"``, the caller, or ``"B"``, the called computer), its title, the HRESULT a
+client sees when the step refuses, and where that rule comes from. The *questions* below are
+the only place where a step's access decision is made: ``flow`` asks them to predict a call,
+and the emulated hosts ask the very same functions on the wire (the firewall gate, RPCSS,
+the WMI exporter, the sink and the callback). ``remedy`` registers one fix generator per step
+id (``remedy.GENERATORS``), and a test holds the two tables together.
+
+To add a step: add its id to :data:`ORDER`, a :class:`StepSpec` to :data:`TABLE`, its question
+here, the call in ``flow.evaluate`` and in the emulated host where Windows takes that
+decision, and a generator in ``remedy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Literal
+
+from wmilab.model import callback as cb
+from wmilab.model import firewall as fw
+from wmilab.model import hresult as hr
+from wmilab.model.decision import Check
+from wmilab.model.identity import Logon, Proof, Token
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.world import HostModel, World
+
+__all__ = [
+    "C1_ACCESS", "C1_ACTIVATION", "C1_CLIENT_DCOM", "C1_LOGON", "C1_NAMESPACE", "C1_RPCSS",
+    "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
+    "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
+    "callback_ladder", "client_dcom", "logon", "namespace_login", "rpcss_port", "sink_port",
+    "wmi_port",
+]
+
+# Step ids, in the order Windows meets them.
+C1_CLIENT_DCOM = "c1.client-dcom"
+C1_RPCSS = "c1.rpcss-port"
+C1_LOGON = "c1.logon"
+C1_ACTIVATION = "c1.activation"
+C1_WMI_PORT = "c1.wmi-port"
+C1_ACCESS = "c1.access"
+C1_NAMESPACE = "c1.namespace"
+C2_IDENTITY = "c2.identity"
+C2_RESOLVER_PORT = "c2.resolver-port"
+C2_SINK_PORT = "c2.sink-port"
+C2_ACCESS = "c2.access"
+
+ORDER: tuple[str, ...] = (
+    C1_CLIENT_DCOM, C1_RPCSS, C1_LOGON, C1_ACTIVATION, C1_WMI_PORT, C1_ACCESS, C1_NAMESPACE,
+    C2_IDENTITY, C2_RESOLVER_PORT, C2_SINK_PORT, C2_ACCESS,
+)
+INDEX: dict[str, int] = {sid: i for i, sid in enumerate(ORDER)}
+
+
+@dataclass(frozen=True)
+class FirewallHop:
+    """A step that is one TCP connection through a firewall: which listener it reaches."""
+
+    purpose: Literal["rpcss", "wmi", "sink"]
+
+    def port(self, listener: HostModel) -> int:
+        if self.purpose == "rpcss":
+            return RPC_ENDPOINT_MAPPER
+        return listener.wmi_port if self.purpose == "wmi" else listener.sink_port
+
+
+def _always(code: hr.HResult) -> Callable[[Check], hr.HResult]:
+    return lambda _check: code
+
+
+def _namespace_failure(check: Check) -> hr.HResult:
+    # MS-WMI 3.1.4.1.4: NTLMLogin without Enable Account + Remote Enable fails with
+    # WBEM_E_ACCESS_DENIED; an unknown namespace with WBEM_E_INVALID_NAMESPACE (MS-WMI 2.2.11).
+    return hr.WBEM_E_INVALID_NAMESPACE if check.where == "namespace" else hr.WBEM_E_ACCESS_DENIED
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    connection: Literal[1, 2]
+    decider: Literal["A", "B"]  # whose settings decide: the caller (A) or the called host (B)
+    title: str
+    failure: Callable[[Check], hr.HResult]  # the HRESULT a client sees when the step refuses
+    source: str  # the public source of the rule
+    hop: FirewallHop | None = None  # set for the firewall steps
+
+    @property
+    def index(self) -> int:
+        return INDEX[self.id]
+
+
+_UNAVAILABLE = _always(hr.RPC_S_SERVER_UNAVAILABLE)
+_DENIED = _always(hr.E_ACCESSDENIED)
+
+TABLE: dict[str, StepSpec] = {s.id: s for s in (
+    # EnableDCOM = N on A: "Local clients cannot access remote DCOM servers" (MSDocs
+    # com/enabledcom). Choice (docs/flow.md): reported as E_ACCESSDENIED.
+    StepSpec(C1_CLIENT_DCOM, 1, "A", "A may make DCOM calls to other computers (EnableDCOM on A)",
+             _DENIED, "MSDocs com/enabledcom"),
+    # A dropped connection surfaces as RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
+    StepSpec(C1_RPCSS, 1, "B", "A reaches RPCSS on B (TCP 135)", _UNAVAILABLE,
+             "seed, Connection 1; TechNet cc737332", FirewallHop("rpcss")),
+    # A failed network logon fails the DCOM call with E_ACCESSDENIED (seed; facts.md).
+    StepSpec(C1_LOGON, 1, "B", "B logs on A's user (NTLM network logon)", _DENIED,
+             "MS-NLMP 3.2.5; seed"),
+    # Without Remote Launch/Activation the activation fails with 0x80070005 (seed, step 1).
+    StepSpec(C1_ACTIVATION, 1, "B", "B's DCOM lets the user launch and activate WMI remotely",
+             _DENIED, "seed, Connection 1 step 1; MS-DCOM 3.1.2.5.2.3"),
+    StepSpec(C1_WMI_PORT, 1, "B", "A reaches the WMI service's dynamic RPC port on B",
+             _UNAVAILABLE, "seed, Connection 1 step 2; KB154596", FirewallHop("wmi")),
+    StepSpec(C1_ACCESS, 1, "B", "B's DCOM lets the user call into WMI remotely (remote access)",
+             _DENIED, "MS-DCOM 3.1.1.5.4"),
+    StepSpec(C1_NAMESPACE, 1, "B", "WMI on B accepts the login to the namespace (NTLMLogin)",
+             _namespace_failure, "MS-WMI 3.1.4.1.4; MS-WMI 2.2.11"),
+    StepSpec(C2_IDENTITY, 2, "B", "B picks the identity it calls the sink with",
+             _DENIED, "MS-WMI 3.1.1.1.3; seed, Connection 2 step 3"),
+    # Seed: "open the DCOM port TCP 135 on Computer A. If this port is not open, the error
+    # 0x800706ba will occur."
+    StepSpec(C2_RESOLVER_PORT, 2, "A", "B reaches the OXID resolver on A (TCP 135)", _UNAVAILABLE,
+             "seed, Connection 2 step 1; MS-DCOM 3.2.4.1.1.1", FirewallHop("rpcss")),
+    # Seed: add unsecapp.exe (or the application's own sink) to A's exceptions list.
+    StepSpec(C2_SINK_PORT, 2, "A", "B reaches the sink's port on A", _UNAVAILABLE,
+             "seed, Connection 2 step 2", FirewallHop("sink")),
+    # Seed: an anonymous callback "fails with either the 0x80070005 error or the 0x8007000e
+    # error". Choice (docs/flow.md): E_ACCESSDENIED when a DCOM security check refuses it.
+    StepSpec(C2_ACCESS, 2, "A",
+             "A's DCOM lets B's callback identity call the sink (remote access)", _DENIED,
+             "seed, Connection 2 step 3; MS-DCOM 3.1.1.5.4"),
+)}
+assert tuple(TABLE) == ORDER, "the table lists every step once, in ORDER"
+
+
+# ---- the questions: each asked by flow and by the emulated host ---------------------------
+
+
+def _fw(v: fw.Verdict) -> Check:
+    return Check(v.allowed, v.rule, v.origin)
+
+
+def client_dcom(a: HostModel) -> Check:
+    """c1.client-dcom: may A make DCOM calls to other computers at all?"""
+    return a.outgoing
+
+
+def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
+    """c1.rpcss-port (B) and c2.resolver-port (A): TCP 135, RPCSS in svchost.exe."""
+    # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on XP SP2 and
+    # Server 2003 (TechNet cc737332 Remote Administration exception).
+    return _fw(listener.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST))
+
+
+def wmi_port(b: HostModel, source: IPv4Address) -> Check:
+    """c1.wmi-port: the WMI service's dynamic RPC port (winmgmt runs in svchost.exe)."""
+    return _fw(b.inbound(source, b.wmi_port, fw.SVCHOST))
+
+
+def sink_port(a: HostModel, source: IPv4Address, program: str) -> Check:
+    """c2.sink-port: the port of the program that hosts the sink (unsecapp.exe or the app)."""
+    return _fw(a.inbound(source, a.sink_port, program))
+
+
+def sink_program(sink: str) -> str:
+    """The program that hosts the callback sink on A, from a call's ``sink`` field."""
+    # Seed: scripts and MMC snap-ins use %windir%\system32\wbem\unsecapp.exe; a C++ application
+    # usually hosts its own sink, and then that program must be allowed on A.
+    if sink.lower() == "unsecapp":
+        return fw.UNSECAPP
+    return fw.normalize_program(sink)
+
+
+def logon(world: World, b: str, user: str, proof: Proof) -> Logon:
+    """c1.logon (and every NTLM logon on an emulated host): how B logs the user on."""
+    return world.directory.network_logon(b, user, proof)
+
+
+def activation(b: HostModel, token: Token) -> Check:
+    """c1.activation: B's launch and activation permissions for WMI."""
+    return b.dcom.check_remote_activation(token)
+
+
+def access(host: HostModel, token: Token, server: Literal["wmi", "sink"]) -> Check:
+    """c1.access (B, the WMI object) and c2.access (A, the sink): DCOM Remote Access."""
+    # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every ORPC.
+    return host.dcom.check_remote_access(token, server)
+
+
+def namespace_login(b: HostModel, token: Token, namespace: str) -> Check:
+    """c1.namespace: NTLMLogin to the namespace (Enable Account + Remote Enable, or unknown)."""
+    return b.wmi.check_login(token, namespace)
+
+
+def callback_ladder(world: World, b: str, a: str | None) -> tuple[cb.Rung, ...]:
+    """c2.identity: every (identity, level) B tries when it calls the sink on A."""
+    return cb.ladder(world.directory, b, a)
+
+
+def callback_access(a: HostModel, rungs: tuple[cb.Rung, ...]) -> Check:
+    """c2.access: does A admit one of B's callback identities? The first admitted wins."""
+    # MS-WMI 3.1.1.1.3 and its product-behavior note: B calls with its machine account and,
+    # when that is refused, lowers the authentication level down to none on XP/2003; a call
+    # without authentication arrives as ANONYMOUS LOGON.
+    tokens = cb.identities(rungs)
+    first = access(a, tokens[0], "sink")
+    if first.ok:
+        return first
+    for other in tokens[1:]:
+        again = access(a, other, "sink")
+        if again.ok:
+            return Check(True, f"{first.reason}; B retried without authentication and "
+                         f"{again.reason}", again.where)
+    return first
