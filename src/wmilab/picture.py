@@ -13,9 +13,10 @@ firewall sees (seed: TCP 135 first, then the service's port): a *hop* is one of 
 - Connection 2: B to the OXID resolver on A (TCP 135), then B to the sink's port on A.
 
 A hop is *passed* when every step drawn on it succeeded, *blocked* when the failing step
-is on it, *unreached* when the call stopped before it. ``HOP_OF_STEP`` says where each
-step of the flow is drawn; a step it does not know is drawn on the first hop of its
-connection, so a new step in ``flow`` still shows.
+is on it, *unreached* when the call stopped before it. Where each step is drawn comes from
+the step table (``wmilab.steps``): its firewall steps are the hops, and every other step
+sits on the TCP connection it happens on, at the computer whose settings decide it
+(``HOP_OF_STEP``).
 
 The SVG carries machine-readable marks for tests and tools: every hop is a ``<g>`` with
 ``class="hop passed|blocked|unreached"``, ``data-hop`` and ``data-steps``; every step mark
@@ -31,11 +32,11 @@ from typing import TYPE_CHECKING, Literal
 
 import drawsvg as dw
 
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from wmilab.model.world import World
+    from wmilab.model.world import HostModel, World
     from wmilab.report import CallReport
     from wmilab.scenario import Call, Scenario
 
@@ -47,35 +48,51 @@ State = Literal["passed", "blocked", "unreached"]
 
 @dataclass(frozen=True)
 class Hop:
-    """One TCP connection of the picture: who calls whom, on which port, to which service."""
+    """One TCP connection of the picture: a firewall step of the step table and its lane."""
 
-    key: str
+    key: str  # "c1-rpcss", "c1-wmi", "c2-rpcss", "c2-sink"
     connection: int
+    firewall: steps.FirewallHop  # the listener it reaches, and so its port
     lane: int  # 0..3, top to bottom
 
+    def label(self, listener: HostModel) -> str:
+        name = {"rpcss": "RPCSS" if self.connection == 1 else "the OXID resolver",
+                "wmi": "the WMI service", "sink": "the sink"}.get(self.firewall.purpose,
+                                                                self.firewall.purpose)
+        return f"Connection {self.connection}: TCP {self.firewall.port(listener)} to {name}"
 
-HOPS = (Hop("c1-rpcss", 1, 0), Hop("c1-wmi", 1, 1), Hop("c2-resolver", 2, 2), Hop("c2-sink", 2, 3))
+
+def _table_hops() -> tuple[Hop, ...]:
+    firewall = [spec for spec in (steps.TABLE[sid] for sid in steps.ORDER) if spec.hop is not None]
+    return tuple(Hop(f"c{spec.connection}-{spec.hop.purpose}", spec.connection, spec.hop, lane)
+                 for lane, spec in enumerate(firewall) if spec.hop is not None)
+
+
+HOPS = _table_hops()
 _HOP = {h.key: h for h in HOPS}
 
-# Where each step of the flow is drawn: on which hop, and at which point of it (the caller's
-# end, the callee's firewall, or the callee's service). The steps' meaning stays in flow.py.
-HOP_OF_STEP: dict[str, tuple[str, Place]] = {
-    flow.C1_CLIENT_DCOM: ("c1-rpcss", "start"),
-    flow.C1_RPCSS: ("c1-rpcss", "wall"),
-    flow.C1_LOGON: ("c1-rpcss", "end"),
-    flow.C1_ACTIVATION: ("c1-rpcss", "end"),
-    flow.C1_WMI_PORT: ("c1-wmi", "wall"),
-    flow.C1_ACCESS: ("c1-wmi", "end"),
-    flow.C1_NAMESPACE: ("c1-wmi", "end"),
-    flow.C2_IDENTITY: ("c2-resolver", "start"),
-    flow.C2_RESOLVER_PORT: ("c2-resolver", "wall"),
-    flow.C2_SINK_PORT: ("c2-sink", "wall"),
-    flow.C2_ACCESS: ("c2-sink", "end"),
-}
+
+def _place(sid: str) -> tuple[str, Place]:
+    """Where the step table puts a step: a firewall step on its hop's wall; any other on the
+    TCP connection it happens on (the last firewall step before it in its connection), at the
+    end of the computer whose settings decide it: the caller's ("start") or the callee's."""
+    spec = steps.TABLE[sid]
+    caller = "A" if spec.connection == 1 else "B"  # Connection 2 is B calling A back
+    if spec.hop is not None:
+        return f"c{spec.connection}-{spec.hop.purpose}", "wall"
+    before = [steps.TABLE[x] for x in steps.ORDER[:spec.index]]
+    hops = [f"c{b.connection}-{b.hop.purpose}" for b in before
+            if b.hop is not None and b.connection == spec.connection]
+    first = next(h.key for h in HOPS if h.connection == spec.connection)
+    return (hops[-1] if hops else first), ("start" if spec.decider == caller else "end")
+
+
+HOP_OF_STEP: dict[str, tuple[str, Place]] = {sid: _place(sid) for sid in steps.ORDER}
 
 
 def place_of(step: flow.Step) -> tuple[str, Place]:
-    """The hop and point a step is drawn at (unknown steps: first hop of their connection)."""
+    """The hop and point a step is drawn at (a step not in the table: the first hop of its
+    connection, so that it still shows)."""
     found = HOP_OF_STEP.get(step.id)
     if found is not None:
         return found
@@ -236,12 +253,7 @@ def _hops(c: _Canvas, world: World, v: flow.Verdict) -> None:
     a, b = world.host(call.source), world.host(call.target)
     states = _hop_states(v)
     arrow = {state: _arrowhead(colour) for state, colour in _COLOUR.items()}
-    labels = {
-        "c1-rpcss": "Connection 1: TCP 135 to RPCSS",
-        "c1-wmi": f"Connection 1: TCP {b.wmi_port} to the WMI service",
-        "c2-resolver": "Connection 2: TCP 135 to the OXID resolver",
-        "c2-sink": f"Connection 2: TCP {a.sink_port} to the sink",
-    }
+    labels = {h.key: h.label(b if h.connection == 1 else a) for h in HOPS}
     by_hop: dict[str, list[tuple[Place, flow.Step]]] = {h.key: [] for h in HOPS}
     for s in v.steps:
         key, where = place_of(s)
