@@ -15,6 +15,8 @@ predicts for the same call (``lab.verdict(...)``).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 # ---------------------------------------------------------------------------------------------
@@ -46,6 +48,8 @@ def os_caption(address: str, domain: str, user: str, password: str) -> str:
     except OSError as e:  # reset, refused or timed out: nothing answers on the way
         raise ToolError(0x800706BA, f"{address} is unreachable ({e})") from None
     except Exception as e:
+        if isinstance(e.__context__, OSError):  # impacket wraps socket errors ("Could not connect")
+            raise ToolError(0x800706BA, f"{address} is unreachable ({e})") from None
         code = getattr(e, "error_code", None)
         if isinstance(code, int):  # impacket's RPC faults and DCOM/WMI errors
             raise ToolError(code if code > 0xFFFF else 0x80070000 | code, str(e)) from None
@@ -54,10 +58,8 @@ def os_caption(address: str, domain: str, user: str, password: str) -> str:
         raise
     finally:
         if dcom is not None:
-            try:
+            with contextlib.suppress(Exception):  # a reset connection cannot close cleanly
                 dcom.disconnect()
-            except Exception:
-                pass  # a connection the host has reset cannot be closed cleanly
 
 
 # ---------------------------------------------------------------------------------------------

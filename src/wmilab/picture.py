@@ -108,14 +108,14 @@ FONT = "DejaVu Sans, Verdana, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Consolas, monospace"
 
 W = 1000
-TOP = 64  # top of the computer boxes
+TOP = 74  # top of the computer boxes
 BOX_H = 306
 A_X, A_W = 20, 250
 FW_A_X = 290
 FW_B_X = 690
 FW_W = 20
 B_X, B_W = 730, 250
-LANE_Y = (142, 206, 268, 328)
+LANE_Y = (152, 216, 278, 338)
 WRAP = 128  # characters per line in the panels below the picture (13 px sans)
 
 
