@@ -294,7 +294,8 @@ def _bind_and_authenticate(address: str, port: int) -> socket.socket:
     sock = socket.create_connection((address, port), timeout=10)
     conn = ClientConnection(credentials=ClientCredentials(USER, PASSWORD, DOMAIN),
                             auth_level=rpc.AuthLevel.PKT_PRIVACY)
-    sock.sendall(conn.bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0)))
+    conn.bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0))
+    sock.sendall(conn.data_to_send())
     while True:
         data = sock.recv(65536)
         if not data:

@@ -42,6 +42,21 @@ def fresh_net() -> str:
     return f"10.{n // 250 % 250 + 1}.{n % 250 + 1}"
 
 
+def needs_root(reason: str) -> None:
+    """A test that cannot run without root (port 135, namespaces, capture): skip it when not
+    root, with the reason in the summary; under root (CI) it is a failure, never a skip."""
+    if os.geteuid() == 0:
+        pytest.fail(f"running as root, yet: {reason}")
+    pytest.skip(f"needs root: {reason}")
+
+
+def loopback_net() -> str:
+    """A /16 of 127.0.0.0/8 for one lab of this test process: never the examples' default
+    addresses (127.168.x.y), and apart from other processes' labs (distinct pids)."""
+    n = next(_subnets)
+    return f"127.{(os.getpid() * 7 + n) % 150 + 100}.0.0/16"
+
+
 def remote_admin_pair(**b: Any) -> dict[str, Any]:
     """A and B in CORP on a fresh subnet, B open for remote administration (``b`` overrides)."""
     net = fresh_net()

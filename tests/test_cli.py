@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import loopback_net, needs_root
 from wmilab.scenario import load
 
 ROOT = Path(__file__).parent.parent
@@ -137,9 +138,9 @@ def test_help(cmd: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(EX.glob("*.toml")), ids=lambda p: p.name)
 def test_lab_verify_every_example_the_wire_agrees_with_check(path: Path) -> None:
-    r = wmilab("lab", str(path), "--verify")
+    r = wmilab("lab", str(path), "--verify", "--loopback-net", loopback_net())
     if r.returncode == 2 and "135" in r.stderr:
-        pytest.skip(f"the emulated hosts need port 135: {r.stderr.strip()}")
+        needs_root(f"the emulated hosts need port 135: {r.stderr.strip()}")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DIFFERS" not in r.stdout and "not run" not in r.stdout
     assert r.stdout.count("agrees") == len(load(path).calls)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORP, fresh_net, make
+from conftest import CORP, fresh_net, make, needs_root
 from wmilab import flow
 from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query
@@ -103,7 +103,7 @@ def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
     try:
         running.start()
     except HostBindError as e:
-        pytest.skip(f"impacket needs port 135: {e.strerror}")
+        needs_root(f"impacket needs port 135: {e.strerror}")
     try:
         password = call.password or _PASSWORDS[call.user]
         query = ("SELECT * FROM Win32_OperatingSystem" if call.namespace == "root\\cimv2"

@@ -281,3 +281,25 @@ def test_sharing_model_policy_beats_the_forceguest_registry_value() -> None:
     }
     assert results(d) == ["0x80070005"]
     assert failed(d).id == flow.C1_LOGON
+
+
+@pytest.mark.parametrize("os", OSES)
+def test_custom_scoped_sink_program_refuses_a_source_outside_its_list(os: str) -> None:
+    # A CUSTOM-scoped program exception admits exactly the addresses listed (netsh firewall
+    # add allowedprogram ... scope=CUSTOM addresses=...; TechNet cc737332 "Scope").
+    d = base_doc(os_a=os, os_b=os)
+    d["hosts"]["B"]["netsh"] = [*fw_on(os), RA]
+    unsecapp = "%windir%\\system32\\wbem\\unsecapp.exe"
+    for listed, ok in (("192.168.10.7", False), ("192.168.10.2", True),
+                       ("10.0.0.0/8,192.168.10.9", False), ("192.168.10.0/255.255.255.0", True)):
+        d["hosts"]["A"]["netsh"] = [
+            *fw_on(os), A_CONN2[0],
+            f"netsh firewall add allowedprogram program={unsecapp} name=UNSECAPP "
+            f"scope=CUSTOM addresses={listed}"]
+        d["calls"] = [call("async")]
+        if ok:
+            assert results(d) == ["ok"], listed
+        else:
+            step = failed(d)
+            assert (step.id, step.host, step.hresult) == (
+                flow.C2_SINK_PORT, "A", flow.hr.RPC_S_SERVER_UNAVAILABLE), listed

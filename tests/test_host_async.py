@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import CORP, fresh_net, make
+from conftest import CORP, fresh_net, make, needs_root
 from wmilab import flow
 from wmilab.client.session import login
 from wmilab.errors import ConfigError
@@ -366,7 +366,7 @@ def test_on_the_real_port_135() -> None:
     try:
         run = asyncio.run(run_async(s, c, ports=ports))
     except OSError as e:  # HostBindError
-        pytest.skip(f"cannot bind port 135 here: {e}")
+        needs_root(f"cannot bind port 135 here: {e}")
     assert check_against_flow(s, c, run).ok
     assert set(run.result.callers) == {"CORP\\B$"}
 

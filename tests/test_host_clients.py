@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make, remote_admin_pair
+from conftest import make, needs_root, remote_admin_pair
 from wmilab import flow
 from wmilab.host import client_errors
 from wmilab.host.server import HostBindError, Limits
@@ -103,7 +103,7 @@ def start_lab() -> Iterator[StartLab]:
         except HostBindError as e:
             running.loop.call_soon_threadsafe(running.loop.stop)
             if root:
-                pytest.skip(f"impacket needs port 135: {e.strerror}")
+                needs_root(f"impacket needs port 135: {e.strerror}")
             raise
         labs.append(running)
         h = _Collect(running.records)
@@ -360,12 +360,13 @@ class RawClient:
     def bind(self, iid: Any) -> None:
         from wmilab.wire import rpc
 
-        self.sock.sendall(self.conn.bind(rpc.SyntaxId(iid, 0, 0)))
+        self.conn.bind(rpc.SyntaxId(iid, 0, 0))
+        self.sock.sendall(self.conn.data_to_send())
         self._events()
 
     def call(self, opnum: int, stub: bytes, ipid: Any) -> Any:
-        _, data = self.conn.request(opnum, stub, object_uuid=ipid)
-        self.sock.sendall(data)
+        self.conn.request(opnum, stub, object_uuid=ipid)
+        self.sock.sendall(self.conn.data_to_send())
         return self._events()[0]
 
 
@@ -438,7 +439,8 @@ def test_oxid_resolver_answers_unauthenticated_pings_and_resolution(start_lab: S
     assert rt is not None
     client = RawClient(lab.address(), lab.port("rpcss"))
     client.conn = ClientConnection()  # MS-DCOM 3.2.4.1.2.1: no security on these calls
-    client.sock.sendall(client.conn.bind(rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0)))
+    client.conn.bind(rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0))
+    client.sock.sendall(client.conn.data_to_send())
     client._events()
 
     def call(opnum: int, stub: bytes) -> bytes:
@@ -572,7 +574,7 @@ def test_tshark_dissects_the_traffic_without_errors(start_lab: StartLab, tmp_pat
     import signal
 
     if not (shutil.which("dumpcap") and shutil.which("tshark")):
-        pytest.skip("tshark/dumpcap not installed")
+        needs_root("tshark/dumpcap not installed (scripts/bootstrap.sh installs them as root)")
     lab = start_lab(scenario())
     cap = tmp_path / "wmi.pcapng"
     dump = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"host {lab.address()}",
@@ -581,7 +583,7 @@ def test_tshark_dissects_the_traffic_without_errors(start_lab: StartLab, tmp_pat
     try:
         time.sleep(2)
         if dump.poll() is not None:
-            pytest.skip("dumpcap cannot capture on lo here")
+            needs_root("dumpcap cannot capture on lo here")
         for level in ("default", "privacy"):
             out = wmiquery(lab, ["SELECT * FROM Win32_OperatingSystem"], level=level,
                            tmp=tmp_path)

@@ -116,7 +116,9 @@ def test_rearming_on_every_read_reuses_the_timer() -> None:
 
 
 def _bind_pdu() -> bytes:
-    return ClientConnection().bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0))
+    client = ClientConnection()
+    client.bind(rpc.SyntaxId(ids.IID_IWBEMLEVEL1LOGIN, 0, 0))
+    return client.data_to_send()
 
 
 def test_quickack_only_when_no_reply_carries_the_ack(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,7 +148,12 @@ def test_query_errors(xp: Repository, wql: str, hresult: HResult) -> None:
 
 def test_namespaces(xp: Repository) -> None:
     names = [n.get("Name") for n in query(xp, "SELECT * FROM __NAMESPACE", "root")]
-    assert names == ["cimv2", "default"]
+    # Children of root as Windows names them; root\directory\LDAP is a grandchild.
+    assert sorted(names, key=str.lower) == ["CIMV2", "Cli", "DEFAULT", "directory", "Policy",
+                                            "RSOP", "SECURITY", "SecurityCenter",
+                                            "subscription", "WMI"]
+    assert [n.get("Name") for n in query(xp, "SELECT * FROM __NAMESPACE", "root/directory")] == [
+        "LDAP"]
     assert xp.get_object("//./root/cimv2", "Win32_Process").name == "Win32_Process"  # type: ignore[union-attr]
     assert query(xp, "SELECT * FROM __NAMESPACE", "\\\\.\\ROOT\\CIMV2") == []
     fails(WBEM_E_INVALID_NAMESPACE, xp.exec_query, "root\\nothing", "SELECT * FROM __NAMESPACE")
@@ -320,3 +325,12 @@ def test_dmtf_datetime_keeps_each_offset() -> None:
     assert dmtf_datetime(utc) == "20050102030405.000006+000"
     assert dmtf_datetime(east) == "20050102040405.000006+060"
     assert dmtf_datetime(utc.replace(tzinfo=None)) == "20050102030405.000006+000"
+
+
+def test_namespaces_follow_the_os(xp: Repository, w2003: Repository) -> None:
+    # Security Center is an XP SP2 client feature: Server 2003 SP1 has no root\SecurityCenter.
+    assert query(xp, "SELECT * FROM __NAMESPACE", "root\\SecurityCenter") == []
+    fails(WBEM_E_INVALID_NAMESPACE, w2003.exec_query, "root\\SecurityCenter",
+          "SELECT * FROM __NAMESPACE")
+    for ns in ("root\\subscription", "ROOT\\WMI", "root/rsop", "root\\directory\\ldap"):
+        assert w2003.get_object(ns, "__NAMESPACE").name == "__NAMESPACE"  # type: ignore[union-attr]

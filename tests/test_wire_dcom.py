@@ -20,6 +20,7 @@ from impacket.dcerpc.v5.dtypes import NULL
 from impacket.uuid import generate
 
 from wmilab.wire import dcom, ids
+from wmilab.wire.dcom import activation
 
 OXID = 0x1122334455667788
 IPID_REMUNK = uuid.UUID("00001234-0000-0000-1111-222233334444")
@@ -145,7 +146,7 @@ def test_activation_reply_round_trip_and_padding() -> None:
     assert reply.interfaces[1].objref is None
     assert reply.scm == _scm()
     blob = dcom.encode_activation_properties_out(results, _scm())
-    _dest, props = dcom._parse_activation_blob(blob)
+    _dest, props = activation._parse_activation_blob(blob)
     assert [c for c, _ in props] == [ids.CLSID_PROPSOUTINFO, ids.CLSID_SCMREPLYINFO]
     assert all(len(p) % 8 == 0 for _, p in props)
 
@@ -189,7 +190,7 @@ def test_objref_custom_round_trip_and_impacket() -> None:
 def test_objref_standard_needs_public_refs() -> None:
     bad = dcom.ObjRefStandard(ids.IID_IWBEMSERVICES, dcom.StdObjRef(1, 2, IPID_LOGIN, 0),
                               dcom.tcp_bindings(["a"], None))
-    with pytest.raises(dcom.ConfigError):
+    with pytest.raises(ValueError, match="public_refs"):
         dcom.encode_objref(bad)
 
 

@@ -26,10 +26,12 @@ from wmilab.wire.rpc_conn import (
     REQUEST_TOO_LARGE_STATUS,
     Authenticated,
     BindAcked,
+    BindNakReceived,
     Bound,
     CallReceived,
     ClientConnection,
     ClientCredentials,
+    ConnState,
     Event,
     LogonFailed,
     ProtocolViolation,
@@ -232,7 +234,8 @@ def _pair(level: int, user: str = "alice", password: str = "pw",
     srv = server or _server()
     creds = ClientCredentials(user, password, "HOSTB") if level > 1 else None
     cli = ClientConnection(credentials=creds, auth_level=level)
-    events = srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    events = srv.receive_data(cli.data_to_send())
     events += cli.receive_data(srv.data_to_send())
     events += srv.receive_data(cli.data_to_send())
     return cli, srv, events
@@ -246,7 +249,8 @@ def _only(data: bytes) -> rpc.Pdu:
 def test_bind_ack_echoes_auth_level_and_context(level: int) -> None:
     srv = _server()
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=level)
-    events = srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    events = srv.receive_data(cli.data_to_send())
     ack = _only(srv.data_to_send())
     assert isinstance(ack, rpc.BindAck) and not isinstance(ack, rpc.AlterContextResp)
     assert ack.auth is not None
@@ -287,7 +291,8 @@ def test_fragment_sizes_are_negotiated_down() -> None:
     assert isinstance(ack, rpc.BindAck)
     assert (ack.max_xmit_frag, ack.max_recv_frag) == (2048, 5840)
     srv.receive_data(rpc.Request(call_id=2, opnum=0, stub=b"x").encode())
-    frags = srv.send_response(2, bytes(10_000))
+    srv.send_response(2, bytes(10_000))
+    frags = srv.data_to_send()
     sizes = []
     while frags:
         n = struct.unpack_from("<H", frags, 8)[0]
@@ -342,21 +347,71 @@ def test_second_bind_and_request_before_bind_are_protocol_errors() -> None:
     assert isinstance(_only(srv.data_to_send()), rpc.BindNak) and srv.closed
 
 
+def test_client_states_follow_bind_nak_rebind_and_violation() -> None:
+    """IDLE -> BINDING -> (bind_nak) IDLE -> BINDING -> BOUND -> (garbage) CLOSED."""
+    cli = ClientConnection()
+    assert cli.state is ConnState.IDLE
+    with pytest.raises(RpcStateError):
+        cli.request(0, b"x")  # no call before a bind (C706 12.6.4.3)
+    first = cli.bind(ECHO)
+    assert cli.state is ConnState.BINDING
+    with pytest.raises(RpcStateError):
+        cli.bind(ECHO)  # one bind in flight at a time
+    nak = rpc.BindNak(call_id=first, reject_reason=rpc.REJECT_REASON_NOT_SPECIFIED).encode()
+    assert cli.receive_data(nak) == [BindNakReceived(first, rpc.REJECT_REASON_NOT_SPECIFIED)]
+    assert cli.state is ConnState.IDLE
+    srv = _server()
+    cli.data_to_send()  # the refused bind is not re-sent
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
+    cli.receive_data(srv.data_to_send())
+    assert cli.state is ConnState.BOUND and cli.bound and srv.state is ConnState.BOUND
+    with pytest.raises(RpcStateError):
+        cli.bind(OTHER)  # a second bind: alter_context is the way (C706 12.6.4.3)
+    events = cli.receive_data(b"\xff" * 16)
+    assert [type(e) for e in events] == [ProtocolViolation]
+    assert cli.state is ConnState.CLOSED and cli.closed and not cli.bound
+    with pytest.raises(RpcStateError):
+        cli.request(0, b"x")
+
+
+def test_one_outbox_keeps_auto_replies_and_responses_in_order() -> None:
+    """AUTH3 then two calls from the client, bind_ack then two replies from the server:
+    each side's octets come out of data_to_send() once, in the order they were made."""
+    srv = _server()
+    cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=5)
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
+    cli.receive_data(srv.data_to_send())  # queues AUTH3 in the client's outbox
+    first, second = cli.request(1, b"one"), cli.request(2, b"two")
+    calls = srv.receive_data(cli.data_to_send())
+    assert [type(e) for e in calls] == [Authenticated, CallReceived, CallReceived]
+    srv.send_response(second, b"2")
+    srv.send_response(first, b"1")
+    replies = srv.data_to_send()
+    assert srv.data_to_send() == b"" and cli.data_to_send() == b""
+    assert cli.receive_data(replies) == [ResponseReceived(second, b"2"),
+                                         ResponseReceived(first, b"1")]
+
+
 def test_unknown_presentation_context_faults_but_keeps_connection() -> None:
     cli, srv, _ = _pair(1)
-    _, data = cli.request(0, b"abc", context_id=5)
+    cli.request(0, b"abc", context_id=5)
+    data = cli.data_to_send()
     assert srv.receive_data(data) == []
     fault = _only(srv.data_to_send())
     assert isinstance(fault, rpc.Fault) and fault.status == rpc.NCA_S_UNK_IF
     assert fault.flags & rpc.PFC_DID_NOT_EXECUTE
     assert not srv.closed
-    _, data = cli.request(0, b"abc")
+    cli.request(0, b"abc")
+    data = cli.data_to_send()
     assert [type(e) for e in srv.receive_data(data)] == [CallReceived]
 
 
 def test_oversized_request_gets_fault_5_and_close() -> None:
     cli, srv, _ = _pair(5, server=_server(max_request_size=10_000))
-    _, data = cli.request(0, bytes(30_000))
+    cli.request(0, bytes(30_000))
+    data = cli.data_to_send()
     events = srv.receive_data(data)
     assert isinstance(events[-1], ProtocolViolation)
     fault = _only(srv.data_to_send())
@@ -369,13 +424,15 @@ def test_client_and_server_round_trip_with_fragments(level: int) -> None:
     cli, srv, events = _pair(level)
     assert any(isinstance(e, Authenticated) and e.identity == "alice" for e in events)
     stub = bytes(i % 253 for i in range(50_000))
-    cid, data = cli.request(9, stub, object_uuid=OBJ)
+    cid = cli.request(9, stub, object_uuid=OBJ)
+    data = cli.data_to_send()
     assert data.count(b"\x05\x00\x00") >= 12  # fragmented
     (call,) = srv.receive_data(data)
     assert isinstance(call, CallReceived)
     assert (call.call_id, call.opnum, call.object_uuid, call.stub) == (cid, 9, OBJ, stub)
     assert call.auth_level == level and call.identity == "alice"
-    reply = srv.send_response(cid, stub[::-1])
+    srv.send_response(cid, stub[::-1])
+    reply = srv.data_to_send()
     assert cli.receive_data(reply) == [ResponseReceived(cid, stub[::-1])]
     with pytest.raises(RpcStateError):
         srv.send_response(cid, b"again")
@@ -384,11 +441,15 @@ def test_client_and_server_round_trip_with_fragments(level: int) -> None:
 def test_sealed_stub_is_not_in_clear_on_the_wire() -> None:
     cli, srv, _ = _pair(6)
     secret = b"the password is hunter2" * 3
-    cid, data = cli.request(0, secret)
+    cid = cli.request(0, secret)
+    data = cli.data_to_send()
     assert secret not in data
     (call,) = srv.receive_data(data)
     assert isinstance(call, CallReceived) and call.stub == secret
-    assert secret[::-1] not in srv.send_response(cid, secret[::-1])
+    srv.send_response(cid, secret[::-1])
+    reply = srv.data_to_send()
+    assert secret[::-1] not in reply
+    assert cli.receive_data(reply) == [ResponseReceived(cid, secret[::-1])]
 
 
 def test_sealed_request_with_clear_padding_is_accepted() -> None:
@@ -409,7 +470,8 @@ def test_sealed_request_with_clear_padding_is_accepted() -> None:
 @pytest.mark.parametrize("level", [5, 6])
 def test_tampered_request_is_refused_with_access_denied(level: int) -> None:
     cli, srv, _ = _pair(level)
-    _, data = cli.request(0, b"transfer 100 to bob")
+    cli.request(0, b"transfer 100 to bob")
+    data = cli.data_to_send()
     bad = data[:30] + bytes([data[30] ^ 0x20]) + data[31:]
     events = srv.receive_data(bad)
     assert [type(e) for e in events] == [ProtocolViolation]
@@ -418,9 +480,31 @@ def test_tampered_request_is_refused_with_access_denied(level: int) -> None:
     assert srv.closed
 
 
+@pytest.mark.parametrize("region", ["sealed stub", "auth padding", "sec trailer", "signature"])
+def test_tampered_sealed_request_is_refused_at_the_unseal_step(region: str) -> None:
+    # Privacy: the stub and padding are encrypted, the signature is over the plaintext. A bit
+    # flipped anywhere is refused where the fragment is unsealed, before any call is made.
+    cli, srv, _ = _pair(6)
+    _, data = cli.request(0, b"odd-length stub")  # 15 octets: one pad octet
+    pad = data[-16 - rpc.SEC_TRAILER_SIZE + 2]
+    assert pad == 1
+    trailer = len(data) - 16 - rpc.SEC_TRAILER_SIZE
+    at = {"sealed stub": 24 + 3, "auth padding": trailer - 1, "sec trailer": trailer + 3,
+          "signature": len(data) - 5}[region]
+    bad = data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:]
+    events = srv.receive_data(bad)
+    assert not any(isinstance(e, CallReceived) for e in events)
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.reason == "request signature does not verify"
+    fault = _only(srv.data_to_send())
+    assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
+    assert srv.closed
+
+
 def test_header_is_covered_by_the_signature() -> None:
     cli, srv, _ = _pair(5)
-    _, data = cli.request(3, b"payload!")
+    cli.request(3, b"payload!")
+    data = cli.data_to_send()
     bad = data[:22] + struct.pack("<H", 4) + data[24:]  # opnum 3 -> 4
     assert isinstance(srv.receive_data(bad)[0], ProtocolViolation)
 
@@ -437,7 +521,8 @@ def test_wrong_password_fails_logon_and_calls_are_denied(level: int) -> None:
     cli, srv, events = _pair(level, password="nope")
     assert [type(e) for e in events if not isinstance(e, (Bound, BindAcked))] == [LogonFailed]
     if level == 2:
-        _, data = cli.request(0, b"x")
+        cli.request(0, b"x")
+        data = cli.data_to_send()
     else:
         # The client cannot sign without a session; forge an unsigned call instead.
         data = rpc.Request(call_id=99, opnum=0, stub=b"x",
@@ -451,7 +536,8 @@ def test_wrong_password_fails_logon_and_calls_are_denied(level: int) -> None:
 def test_replayed_auth3_is_rejected() -> None:
     srv = _server()
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=5)
-    srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
     cli.receive_data(srv.data_to_send())
     auth3 = cli.data_to_send()
     assert [type(e) for e in srv.receive_data(auth3)] == [Authenticated]
@@ -464,10 +550,12 @@ def test_replayed_auth3_is_rejected() -> None:
 def test_alter_context_adds_a_second_security_context() -> None:
     srv = ServerConnection([ECHO, OTHER], Accounts(), ntlm_names=NAMES)
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=6)
-    srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
     cli.receive_data(srv.data_to_send())
     srv.receive_data(cli.data_to_send())
-    events = srv.receive_data(cli.alter_context(OTHER, 1))
+    cli.alter_context(OTHER, 1)
+    events = srv.receive_data(cli.data_to_send())
     resp = _only(srv.data_to_send())
     assert isinstance(resp, rpc.AlterContextResp)
     assert resp.auth is not None and resp.auth.auth_context_id == 79232
@@ -475,12 +563,14 @@ def test_alter_context_adds_a_second_security_context() -> None:
     assert events == [Bound(1, OTHER, NDR)]
     cli.receive_data(resp.encode())
     assert [type(e) for e in srv.receive_data(cli.data_to_send())] == [Authenticated]
-    _cid, data = cli.request(1, b"on the new context", context_id=1)
+    _cid = cli.request(1, b"on the new context", context_id=1)
+    data = cli.data_to_send()
     (call,) = srv.receive_data(data)
     assert isinstance(call, CallReceived)
     assert (call.interface, call.auth_context_id) == (OTHER, 79232)
     # The first context still works, with its own sequence numbers and keys.
-    _cid2, data2 = cli.request(0, b"old", auth_context_id=79231)
+    _cid2 = cli.request(0, b"old", auth_context_id=79231)
+    data2 = cli.data_to_send()
     (call2,) = srv.receive_data(data2)
     assert isinstance(call2, CallReceived) and call2.auth_context_id == 79231
 
@@ -501,7 +591,8 @@ def test_anonymous_logon_is_left_to_the_host() -> None:
 def test_server_without_authenticator_refuses_ntlm() -> None:
     srv = ServerConnection([ECHO])
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=5)
-    srv.receive_data(cli.bind(ECHO))
+    cli.bind(ECHO)
+    srv.receive_data(cli.data_to_send())
     nak = _only(srv.data_to_send())
     assert isinstance(nak, rpc.BindNak)
     assert nak.reject_reason == rpc.REJECT_AUTHENTICATION_TYPE_NOT_RECOGNIZED
@@ -509,9 +600,11 @@ def test_server_without_authenticator_refuses_ntlm() -> None:
 
 def test_fault_reply_carries_the_call_id_and_flag() -> None:
     cli, srv, _ = _pair(5)
-    cid, data = cli.request(42, b"")
+    cid = cli.request(42, b"")
+    data = cli.data_to_send()
     srv.receive_data(data)
-    fault = _only(srv.send_fault(cid, rpc.NCA_S_OP_RNG_ERROR, did_not_execute=True))
+    srv.send_fault(cid, rpc.NCA_S_OP_RNG_ERROR, did_not_execute=True)
+    fault = _only(srv.data_to_send())
     assert isinstance(fault, rpc.Fault)
     assert fault.call_id == cid and fault.status == 0x1C010002
     assert fault.flags == rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE

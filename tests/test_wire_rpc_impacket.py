@@ -69,14 +69,14 @@ def echo_server() -> Iterator[EchoServer]:
                     return
                 events = conn.receive_data(data)
                 log.extend(events)
-                out = conn.data_to_send()
                 for ev in events:
                     if isinstance(ev, CallReceived):
                         if ev.opnum == 0:
-                            out += conn.send_response(ev.call_id, ev.stub[::-1])
+                            conn.send_response(ev.call_id, ev.stub[::-1])
                         else:
-                            out += conn.send_fault(ev.call_id, rpc.NCA_S_OP_RNG_ERROR,
-                                                   did_not_execute=True)
+                            conn.send_fault(ev.call_id, rpc.NCA_S_OP_RNG_ERROR,
+                                            did_not_execute=True)
+                out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
 

@@ -170,6 +170,10 @@ def host(
         "--client", help="Scenario host that connections from other addresses (such as "
         "127.0.0.1) come from (default: the 'from' host of the first call to HOST).",
         show_default=False)] = None,
+    loopback_net: Annotated[str | None, typer.Option(
+        "--loopback-net", help="Loopback network the scenario's addresses map into (default "
+        "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
+        "127.77.10.2).", show_default=False)] = None,
 ) -> None:
     """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
 
@@ -182,6 +186,7 @@ def host(
 
     from wmilab.host.gate import default_client
     from wmilab.host.server import HostBindError, HostServer
+    from wmilab.lab.loopback import LoopbackMap, loopback_network
 
     scenario = _load(file)
     names = {h.upper(): h for h in scenario.world.configs}
@@ -203,7 +208,10 @@ def host(
 
     async def serve() -> None:
         try:
-            server = HostServer(scenario.world, match, address=address, client_host=source)
+            network = None if loopback_net is None else loopback_network(loopback_net)
+            addresses = LoopbackMap.for_world(scenario.world, network)
+            server = HostServer(scenario.world, match, address=address, client_host=source,
+                                addresses=addresses)
             await server.start()
         except ConfigError as e:
             err.print(f"[red]error:[/] {e}")
@@ -231,6 +239,11 @@ def lab(
         "--verify", help="Make each call on the wire against the emulated hosts (impacket for "
         "sync and semisync calls; wmilab's own client and sink for async calls), compare with "
         "what `check` predicts, then stop.")] = False,
+    loopback_net: Annotated[str | None, typer.Option(
+        "--loopback-net", help="Loopback network the scenario's addresses map into (default "
+        "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
+        "127.77.10.2), so that several labs can run side by side.",
+        show_default=False)] = None,
 ) -> None:
     """Run every host of a scenario on its own loopback address (RPCSS 135, WMI 1025).
 
@@ -253,7 +266,14 @@ def lab(
         clients.setdefault(c.target, c.source)
     if not verify:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    running = ThreadedLab(scenario)
+    from wmilab.lab.loopback import loopback_network
+
+    try:
+        network = None if loopback_net is None else loopback_network(loopback_net)
+    except ConfigError as e:
+        err.print(f"[red]error:[/] --loopback-net: {e}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    running = ThreadedLab(scenario, network=network)
     for target, source in clients.items():
         running.act_as(target, source)
     try:

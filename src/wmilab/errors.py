@@ -1,4 +1,7 @@
-"""Errors that carry where in the user's input something is wrong."""
+"""The error bases: bad user input (ConfigError) and bad bytes from the network (WireError).
+
+Every package may import this module; it imports nothing of wmilab.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,16 @@ class ConfigError(ValueError):
         if not self.path:
             return self.message
         return f"{dotted(self.path)}: {self.message}"
+
+
+class WireError(ValueError):
+    """Bytes from the network that break a protocol: a malformed PDU, stub, NTLM message or
+    MS-WMIO object.
+
+    Not a ConfigError: a bad packet is not bad user input. Every parse error of ``wire/``
+    derives from it; the emulated host answers one as Windows does (a fault or a close)
+    and goes on serving others.
+    """
 
 
 def dotted(path: tuple[PathPart, ...]) -> str:

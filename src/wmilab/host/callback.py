@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from wmilab import steps
+from wmilab.errors import WireError
 from wmilab.host import client_errors
 from wmilab.model import hresult as hr
 from wmilab.model.callback import Rung
@@ -115,7 +116,11 @@ class RpcClient:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
-    async def _send(self, data: bytes) -> None:
+    async def _flush(self) -> None:
+        """Send what the connection queued (requests, binds, AUTH3), if anything."""
+        data = self.conn.data_to_send()
+        if not data:
+            return
         try:
             self.writer.write(data)
             await self.writer.drain()
@@ -134,9 +139,7 @@ class RpcClient:
             if not data:
                 raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "connection closed by the server")
             events = self.conn.receive_data(data)
-            pending = self.conn.data_to_send()
-            if pending:
-                await self._send(pending)
+            await self._flush()
             for ev in events:
                 if isinstance(ev, ProtocolViolation):
                     raise RpcCallError(RPC_S_CALL_FAILED, f"protocol violation: {ev.reason}")
@@ -145,12 +148,10 @@ class RpcClient:
 
     async def bind(self, interface: uuid.UUID) -> None:
         """Bind the interface (version 0.0, MS-DCOM 2.1); NTLM runs here when authenticated."""
-        await self._send(self.conn.bind(rpc.SyntaxId(interface, 0, 0)))
-        ev = await self._next_event()
+        self.conn.bind(rpc.SyntaxId(interface, 0, 0))
+        await self._flush()
+        ev = await self._next_event()  # its AUTH3, if any, is sent there
         if isinstance(ev, BindAcked) and ev.accepted:
-            pending = self.conn.data_to_send()  # AUTH3
-            if pending:
-                await self._send(pending)
             return
         if isinstance(ev, FaultReceived):
             raise RpcCallError(client_errors.from_win32(ev.status), "bind refused by a fault")
@@ -161,8 +162,8 @@ class RpcClient:
 
     async def call(self, opnum: int, stub: bytes, object_uuid: uuid.UUID | None = None) -> bytes:
         """Send one request; the response stub, or RpcCallError with the fault's HRESULT."""
-        call_id, data = self.conn.request(opnum, stub, object_uuid=object_uuid)
-        await self._send(data)
+        call_id = self.conn.request(opnum, stub, object_uuid=object_uuid)
+        await self._flush()
         while True:
             ev = await self._next_event()
             if isinstance(ev, ResponseReceived) and ev.call_id == call_id:
@@ -379,5 +380,5 @@ class CallbackRunner:
             return 0, delivered, ""
         except RpcCallError as e:
             return e.hresult, delivered, e.reason
-        except dcom.StubError as e:
+        except WireError as e:  # a reply our parsers cannot read
             return RPC_S_CALL_FAILED, delivered, f"bad reply: {e}"

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from wmilab import steps
+from wmilab.host import remunknown
 from wmilab.host.objects import (
     EncodedObject,
     Entry,
@@ -25,7 +26,7 @@ from wmilab.host.objects import (
     Services,
     WcoSmartEnum,
 )
-from wmilab.host.runtime import CallContext, HostRuntime, Reply
+from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, HostRuntime, Reply
 from wmilab.model import hresult as hr
 from wmilab.repository import CimClass, WmiError
 from wmilab.repository.cim import CimObject
@@ -47,12 +48,6 @@ EXPORTER_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     ids.IID_IWBEMLOGINHELPER,
 ))
 
-# Choice: a call on an IPID the exporter does not know gets a fault RPC_E_DISCONNECTED, what
-# Windows returns for a released or reclaimed object (impacket dcomrt INTERFACE.request
-# names this case).
-RPC_E_DISCONNECTED = 0x80010108
-OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
-BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 WBEM_E_INVALID_OPERATION = 0x80041016  # MS-WMI 2.2.11
 WBEM_FLAG_SHALLOW = 0x1  # MS-WMI 2.2.3 (CreateInstanceEnum: no subclasses)
 MAX_NEXT = 10_000  # Choice: Next/Skip counts above this are clipped (bounded replies)
@@ -103,7 +98,7 @@ class WmiExporter:
     def _dispatch(self, entry: Entry, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         obj = entry.obj
         if isinstance(obj, RemUnknown):
-            return self._rem_unknown(opnum, stub, ctx)
+            return remunknown.handle(self.rt.table, opnum, stub)
         if isinstance(obj, Level1Login):
             return self._login(opnum, stub, ctx)
         if isinstance(obj, Services):
@@ -130,42 +125,6 @@ class WmiExporter:
 
     def _ref(self, entry: Entry, ctx: CallContext) -> dcom.ObjRefStandard:
         return self.rt.table.objref(entry, self.rt.resolver_bindings(ctx.local_address))
-
-    # -- IRemUnknown (MS-DCOM 3.1.1.5.6) -------------------------------------------------
-
-    def _rem_unknown(self, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
-        table = self.rt.table
-        if opnum == ids.RemUnknownOp.REM_QUERY_INTERFACE:
-            req = dcom.parse_rem_query_interface(stub)
-            target = table.lookup(req.ipid)
-            if target is None:
-                # Choice: an IPID that is not in the table answers each IID with
-                # RPC_E_DISCONNECTED, as a call on that IPID would get.
-                return dcom.build_rem_query_interface_reply(
-                    [dcom.QiResult(RPC_E_DISCONNECTED) for _ in req.iids])
-            results: list[dcom.QiResult] = []
-            for iid in req.iids:
-                got = table.query_interface(target, iid, req.refs)
-                if got is None:
-                    # aiowmi falls back to IEnumWbemClassObject::Next on E_NOINTERFACE.
-                    results.append(dcom.QiResult(dcom.E_NOINTERFACE))
-                else:
-                    results.append(dcom.QiResult(dcom.S_OK, dcom.StdObjRef(
-                        table.oxid, got.oid, got.ipid, max(req.refs, 1))))
-            return dcom.build_rem_query_interface_reply(results)
-        if opnum == ids.RemUnknownOp.REM_ADD_REF:
-            refs = dcom.parse_rem_refs(stub, "RemAddRef")
-            # Choice: E_INVALIDARG (MS-ERREF 2.1) for an IPID that is not in the table.
-            codes = [dcom.S_OK if table.add_ref(r.ipid, r.public_refs) else 0x80070057
-                     for r in refs.refs]
-            return dcom.build_rem_add_ref_reply(codes)
-        if opnum == ids.RemUnknownOp.REM_RELEASE:
-            refs = dcom.parse_rem_refs(stub, "RemRelease")
-            for r in refs.refs:
-                table.release(r.ipid, r.public_refs)
-            # wire-notes: releasing an unknown IPID is S_OK (impacket releases twice).
-            return dcom.build_rem_release_reply(dcom.S_OK)
-        return OP_RANGE
 
     # -- IWbemLevel1Login (MS-WMI 3.1.4.1) -----------------------------------------------
 

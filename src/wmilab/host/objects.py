@@ -13,6 +13,7 @@ import os
 import struct
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from wmilab.model.identity import Token
@@ -171,6 +172,18 @@ class ObjectTable:
             return new
         return self.export(entry.obj, iid, oid=entry.oid, refs=max(refs, 1))
 
+    def query_interfaces(self, ipid: uuid.UUID, iids: Sequence[uuid.UUID],
+                         refs: int) -> list[tuple[int, uuid.UUID] | None] | None:
+        """RemQueryInterface (host/remunknown.py): per IID the (OID, IPID) or None."""
+        target = self.lookup(ipid)
+        if target is None:
+            return None
+        found: list[tuple[int, uuid.UUID] | None] = []
+        for iid in iids:
+            got = self.query_interface(target, iid, refs)
+            found.append(None if got is None else (got.oid, got.ipid))
+        return found
+
     def add_ref(self, ipid: uuid.UUID, refs: int) -> bool:
         entry = self._entries.get(ipid)
         if entry is None:
@@ -178,7 +191,7 @@ class ObjectTable:
         entry.public_refs += max(refs, 0)
         return True
 
-    def release(self, ipid: uuid.UUID, refs: int) -> None:
+    def release_refs(self, ipid: uuid.UUID, refs: int) -> None:
         """RemRelease: drop references; the entry goes at zero (MS-DCOM 3.1.1.5.6.1.3).
 
         Releasing an unknown IPID is not an error (wire-notes: impacket releases twice).

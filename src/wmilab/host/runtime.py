@@ -10,11 +10,23 @@ from wmilab.host.objects import ObjectTable
 from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
 from wmilab.repository import HostSpec, Repository
+from wmilab.wire import rpc
 from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
 
-__all__ = ["CallContext", "HostRuntime", "Reply", "ResolverEntry", "repository_for"]
+__all__ = [
+    "BAD_STUB", "OP_RANGE", "RPC_E_DISCONNECTED", "CallContext", "HostRuntime", "Reply",
+    "ResolverEntry", "repository_for",
+]
 
 Reply = bytes | RpcFaultReply
+
+# Replies every object exporter of a host (WMI, sink) gives alike.
+# Choice: a call on an IPID the exporter does not know gets a fault RPC_E_DISCONNECTED, what
+# Windows returns for a released or reclaimed object (impacket dcomrt INTERFACE.request
+# names this case).
+RPC_E_DISCONNECTED = 0x80010108
+OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
+BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 
 
 @dataclass(frozen=True)

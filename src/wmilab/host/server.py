@@ -107,7 +107,6 @@ class HostServer:
         self.port_map = ports
         self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
         self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
-        self.client_host = client_host
         # Where the OXID resolver of another machine listens (Connection 2): 135 unless the lab
         # binds free ports (LoopbackLab sets this to its own lookup).
         self.resolver_port: Callable[[str], int] = lambda address: RPC_ENDPOINT_MAPPER
@@ -120,6 +119,16 @@ class HostServer:
         self._extra: dict[str, asyncio.AbstractServer] = {}
         self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
+
+    @property
+    def client_host(self) -> str | None:
+        """The scenario host that a connection from no host's address stands for: the gate
+        holds it, for inbound connections and for the callback alike (one holder)."""
+        return self.gate.client_host
+
+    @client_host.setter
+    def client_host(self, host: str | None) -> None:
+        self.gate.client_host = host
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -145,6 +154,10 @@ class HostServer:
             if e.errno == errno.EACCES and port < 1024:
                 hint = (f"; binding port {port} needs root or "
                         f"`sysctl net.ipv4.ip_unprivileged_port_start={port}`")
+            elif e.errno == errno.EADDRINUSE:
+                hint = ("; another lab or program already listens there (a `wmilab lab` left "
+                        "running?): stop it, or give this lab its own addresses with "
+                        "--loopback-net, e.g. 127.77.0.0/16")
             raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on "
                                 f"{self.address}:{port}: {e.strerror or e}{hint}") from None
         log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,
@@ -304,10 +317,9 @@ class _RpcProtocol(asyncio.Protocol):
             return
         srv = self.server
         events = conn.receive_data(data)
-        out = bytearray(conn.data_to_send())
         for ev in events:
             if type(ev) is CallReceived:
-                out += self._call(conn, ev)
+                self._call(conn, ev)
             elif isinstance(ev, Bound):
                 log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
                     ev.interface.uuid, str(ev.interface.uuid)))
@@ -320,9 +332,10 @@ class _RpcProtocol(asyncio.Protocol):
             elif isinstance(ev, ProtocolViolation):
                 log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
             elif isinstance(ev, CallReceived):
-                out += self._call(conn, ev)
+                self._call(conn, ev)
+        out = conn.data_to_send()
         if out:
-            transport.write(bytes(out))
+            transport.write(out)
         if not out or transport.get_write_buffer_size():
             # A reply sent now carries the ACK of what we read; only without one (a partial
             # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
@@ -340,7 +353,7 @@ class _RpcProtocol(asyncio.Protocol):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _call(self, conn: ServerConnection, ev: CallReceived) -> bytes:
+    def _call(self, conn: ServerConnection, ev: CallReceived) -> None:
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
@@ -366,11 +379,12 @@ class _RpcProtocol(asyncio.Protocol):
             log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
-            return conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            return
         if log.isEnabledFor(logging.INFO):
             status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
             log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
-        return conn.send_response(ev.call_id, reply)
+        conn.send_response(ev.call_id, reply)
 
     def _arm(self, seconds: float) -> None:
         """Close the connection ``seconds`` from now unless it is armed again before.

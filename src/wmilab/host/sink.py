@@ -27,16 +27,19 @@ import os
 import struct
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wmilab import steps
+from wmilab.errors import WireError
+from wmilab.host import remunknown
 from wmilab.host.gate import GateDecision
-from wmilab.host.runtime import CallContext, Reply, ResolverEntry
+from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, Reply, ResolverEntry
 from wmilab.model import firewall as fw
 from wmilab.model.world import HostModel
 from wmilab.wire import dcom, ids, rpc, wmi, wmio
-from wmilab.wire.dcom import DualStringArray, ObjRefStandard, RpcFaultReply, StdObjRef, StubError
+from wmilab.wire.dcom import DualStringArray, ObjRefStandard, RpcFaultReply, StdObjRef
 from wmilab.wire.rpc_conn import CallReceived
 
 if TYPE_CHECKING:
@@ -50,10 +53,7 @@ SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     # MS-DCOM 2.1: ORPC interfaces have version 0.0.
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK,
 ))
-RPC_E_DISCONNECTED = 0x80010108  # Choice (as exporter.py): a call on an unknown IPID
 E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
-OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
-BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 
 
@@ -200,36 +200,29 @@ class SinkExporter:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         try:
             if ev.object_uuid == self.rem_unknown:
-                return name, self._rem_unknown(ev.opnum, ev.stub)
+                return name, remunknown.handle(self, ev.opnum, ev.stub)
             if sink is None:
                 return name, RpcFaultReply(RPC_E_DISCONNECTED)
             return name, self._sink_call(sink, ev.opnum, ev.stub, ctx)
-        except (StubError, wmio.WmioError):
+        except WireError:  # a malformed stub or MS-WMIO object
             return name, BAD_STUB
 
-    def _rem_unknown(self, opnum: int, stub: bytes) -> Reply:
-        if opnum == ids.RemUnknownOp.REM_QUERY_INTERFACE:
-            req = dcom.parse_rem_query_interface(stub)
-            sink = self._sinks.get(req.ipid)
-            results: list[dcom.QiResult] = []
-            for iid in req.iids:
-                if sink is None:
-                    results.append(dcom.QiResult(RPC_E_DISCONNECTED))
-                elif iid in (ids.IID_IWBEMOBJECTSINK, ids.IID_IUNKNOWN):
-                    results.append(dcom.QiResult(dcom.S_OK, StdObjRef(
-                        self.oxid, sink.oid, sink.ipid, max(req.refs, 1))))
-                else:
-                    results.append(dcom.QiResult(dcom.E_NOINTERFACE))
-            return dcom.build_rem_query_interface_reply(results)
-        if opnum == ids.RemUnknownOp.REM_ADD_REF:
-            refs = dcom.parse_rem_refs(stub, "RemAddRef")
-            return dcom.build_rem_add_ref_reply([dcom.S_OK if r.ipid in self._sinks
-                                                 else 0x80070057 for r in refs.refs])
-        if opnum == ids.RemUnknownOp.REM_RELEASE:
-            dcom.parse_rem_refs(stub, "RemRelease")
-            # Choice: the sink's owner (the client) decides when a sink goes, not the caller.
-            return dcom.build_rem_release_reply(dcom.S_OK)
-        return OP_RANGE
+    # -- IRemUnknown (host/remunknown.py IpidTable) ----------------------------------------
+
+    def query_interfaces(self, ipid: uuid.UUID, iids: Sequence[uuid.UUID],
+                         refs: int) -> list[tuple[int, uuid.UUID] | None] | None:
+        sink = self._sinks.get(ipid)
+        if sink is None:
+            return None
+        return [(sink.oid, sink.ipid) if iid in (ids.IID_IWBEMOBJECTSINK, ids.IID_IUNKNOWN)
+                else None for iid in iids]
+
+    def add_ref(self, ipid: uuid.UUID, refs: int) -> bool:
+        return ipid in self._sinks
+
+    def release_refs(self, ipid: uuid.UUID, refs: int) -> None:
+        # Choice: the sink's owner (the client) decides when a sink goes, not the caller.
+        return
 
     def _sink_call(self, sink: SinkObject, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         res = sink.result

@@ -1,17 +1,19 @@
 """Loopback lab: every host of a scenario on its own 127.x.y.z address, in one event loop.
 
 A scenario address such as ``192.168.10.2`` stands for the loopback address ``127.168.10.2``
-(the first octet becomes 127). Two scenario addresses that would land on the same loopback
-address, or on ``127.0.0.0/24`` (which holds ``127.0.0.1``, the address unconfigured clients
-use), move to the next free address, in host-name order, so the map is deterministic. The
-in-process firewall gate turns a peer's loopback address back into the scenario address of
-the host it stands for (docs/host.md).
+(the first octet becomes 127). With another loopback network, such as ``127.77.0.0/16``, the
+scenario address keeps only its host bits (``127.77.10.2``): tests and parallel labs each
+take a network of their own, so they never meet on an address. Two scenario addresses that
+would land on the same loopback address, or on ``127.0.0.0/24`` (which holds ``127.0.0.1``,
+the address unconfigured clients use), move to the next free address, in host-name order,
+so the map is deterministic. The in-process firewall gate turns a peer's loopback address
+back into the scenario address of the host it stands for (docs/host.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -26,25 +28,42 @@ if TYPE_CHECKING:
 __all__ = ["LoopbackLab", "LoopbackMap"]
 
 _LOOPBACK_FIRST = int(IPv4Address("127.0.1.0"))  # Choice: 127.0.0.0/24 stays for real clients
-_LOOPBACK_LAST = int(IPv4Address("127.255.255.254"))
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+def loopback_network(text: str) -> IPv4Network:
+    """Parse ``--loopback-net``: a network inside 127.0.0.0/8; ConfigError otherwise."""
+    try:
+        net = IPv4Network(text.strip(), strict=False)
+    except ValueError as e:
+        raise ConfigError(f"{text!r} is not a network such as 127.77.0.0/16: {e}") from None
+    if not net.subnet_of(LOOPBACK) or net.num_addresses < 256:
+        raise ConfigError(f"{text!r} must be a network of at least 256 addresses inside "
+                          "127.0.0.0/8, such as 127.77.0.0/16")
+    return net
 
 
 class LoopbackMap:
     """Scenario address <-> loopback address, one to one, for the hosts of a world."""
 
-    def __init__(self, addresses: Mapping[str, IPv4Address]) -> None:
+    def __init__(self, addresses: Mapping[str, IPv4Address],
+                 network: IPv4Network = LOOPBACK) -> None:
+        self.network = network
+        base, mask = int(network.network_address), int(network.hostmask)
+        first = max(base + 1, _LOOPBACK_FIRST)
+        last = int(network.broadcast_address) - 1
         self._by_host: dict[str, IPv4Address] = {}
         self._scenario: dict[IPv4Address, IPv4Address] = {}
         self._hosts: dict[IPv4Address, str] = {}
         taken: set[IPv4Address] = set()
         for host in sorted(addresses, key=str.lower):
             scenario_ip = addresses[host]
-            wanted = int(scenario_ip) & 0x00FFFFFF | 0x7F000000
-            candidate = max(wanted, _LOOPBACK_FIRST)
+            wanted = int(scenario_ip) & mask | base
+            candidate = min(max(wanted, first), last)
             while IPv4Address(candidate) in taken:
                 candidate += 1
-                if candidate > _LOOPBACK_LAST:
-                    candidate = _LOOPBACK_FIRST
+                if candidate > last:
+                    candidate = first
             loop = IPv4Address(candidate)
             taken.add(loop)
             self._by_host[host] = loop
@@ -52,8 +71,9 @@ class LoopbackMap:
             self._hosts[loop] = host
 
     @classmethod
-    def for_world(cls, world: World) -> LoopbackMap:
-        return cls({name: cfg.address.ip for name, cfg in world.configs.items()})
+    def for_world(cls, world: World, network: IPv4Network | None = None) -> LoopbackMap:
+        return cls({name: cfg.address.ip for name, cfg in world.configs.items()},
+                   network or LOOPBACK)
 
     def loopback(self, host: str) -> IPv4Address:
         """The loopback address host ``host`` listens on."""
@@ -91,11 +111,12 @@ class LoopbackLab:
     def __init__(self, world: World, *, client_host: str | None = None,
                  default_clients: Mapping[str, str] | None = None,
                  ports: Mapping[int, int] | None = None,
-                 hosts: list[str] | None = None, limits: Limits | None = None) -> None:
+                 hosts: list[str] | None = None, limits: Limits | None = None,
+                 network: IPv4Network | None = None) -> None:
         from wmilab.host.server import HostServer
 
         self.world = world
-        self.map = LoopbackMap.for_world(world)
+        self.map = LoopbackMap.for_world(world, network)
         names = hosts if hosts is not None else list(world.configs)
         clients = dict(default_clients or {})
         self.servers: dict[str, HostServer] = {}
@@ -118,14 +139,15 @@ class LoopbackLab:
     @classmethod
     def for_scenario(cls, scenario: Scenario, *, client_host: str | None = None,
                      ports: Mapping[int, int] | None = None,
-                     limits: Limits | None = None) -> LoopbackLab:
+                     limits: Limits | None = None,
+                     network: IPv4Network | None = None) -> LoopbackLab:
         """Every host of a scenario; each host's default client is the ``from`` host of
         the first call that targets it (``client_host`` overrides it for all)."""
         clients: dict[str, str] = {}
         for c in scenario.calls:
             clients.setdefault(c.target, c.source)
         return cls(scenario.world, client_host=client_host, default_clients=clients,
-                   ports=ports, limits=limits)
+                   ports=ports, limits=limits, network=network)
 
     async def start(self) -> None:
         started: list[str] = []

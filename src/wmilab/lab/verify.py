@@ -15,6 +15,7 @@ import contextlib
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Any, TypeVar
 
 from wmilab import flow
@@ -32,10 +33,11 @@ class ThreadedLab:
     """A :class:`LoopbackLab` served from a background thread's event loop."""
 
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
-                 ports: dict[int, int] | None = None, limits: Limits | None = None) -> None:
+                 ports: dict[int, int] | None = None, limits: Limits | None = None,
+                 network: IPv4Network | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits)
+                               limits=limits, network=network)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
@@ -60,7 +62,7 @@ class ThreadedLab:
     def act_as(self, target: str, source: str) -> None:
         """Connections to ``target`` from 127.0.0.1 (where real clients connect from)
         count as coming from scenario host ``source``."""
-        self.lab.servers[target].gate.client_host = source
+        self.lab.servers[target].client_host = source
 
     def close(self) -> None:
         if self.loop.is_closed():

@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Literal
 
 from wmilab.errors import ConfigError, PathPart
-from wmilab.model import sids
+from wmilab.model import oses, sids
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, Token
 from wmilab.model.security import (
@@ -99,24 +99,23 @@ class DcomSecurity:
     @classmethod
     def defaults(cls, os: str, directory: Directory, host: str) -> DcomSecurity:
         """The documented defaults of ``os`` (``xp-sp2`` or ``2003-sp1``)."""
-        if os not in ("xp-sp2", "2003-sp1"):
-            raise ConfigError(f"unknown os {os!r}; expected xp-sp2 or 2003-sp1")
+        spec = oses.get(os)
         full = COM_RIGHTS_ALL
-        if os == "xp-sp2":
-            # XP SP2 MachineLaunchRestriction: Administrators LL LA RL RA, Everyone LL LA;
-            # MachineAccessRestriction: Everyone LC RC, ANONYMOUS LOGON LC
-            # (MSDocs com/dcom-security-enhancements-in-windows-xp-service-pack-2-...).
-            launch_limits = _sd((sids.EVERYONE, _LOCAL_LAUNCH), (sids.BUILTIN_ADMINISTRATORS, full))
-            access_limits = _sd((sids.EVERYONE, _LOCAL_REMOTE_ACCESS),
-                                (sids.ANONYMOUS, _LOCAL_ACCESS))
-        else:
-            # Server 2003 SP1: Administrators and Distributed COM Users LL LA RL RA, Everyone
-            # LL LA; access: Everyone, Distributed COM Users and Anonymous LC RC (same page).
-            launch_limits = _sd((sids.EVERYONE, _LOCAL_LAUNCH), (sids.BUILTIN_ADMINISTRATORS, full),
-                                (sids.DISTRIBUTED_COM_USERS, full))
-            access_limits = _sd((sids.EVERYONE, _LOCAL_REMOTE_ACCESS),
-                                (sids.ANONYMOUS, _LOCAL_REMOTE_ACCESS),
-                                (sids.DISTRIBUTED_COM_USERS, _LOCAL_REMOTE_ACCESS))
+        # XP SP2 MachineLaunchRestriction: Administrators LL LA RL RA, Everyone LL LA;
+        # MachineAccessRestriction: Everyone LC RC, ANONYMOUS LOGON LC. Server 2003 SP1 adds
+        # Distributed COM Users (LL LA RL RA; LC RC) and gives Anonymous LC RC
+        # (MSDocs com/dcom-security-enhancements-in-windows-xp-service-pack-2-...).
+        launch: list[tuple[str, int]] = [(sids.EVERYONE, _LOCAL_LAUNCH),
+                                         (sids.BUILTIN_ADMINISTRATORS, full)]
+        access: list[tuple[str, int]] = [
+            (sids.EVERYONE, _LOCAL_REMOTE_ACCESS),
+            (sids.ANONYMOUS, _LOCAL_REMOTE_ACCESS if spec.anonymous_remote_access_limit
+             else _LOCAL_ACCESS)]
+        if spec.distributed_com_users:
+            launch.append((sids.DISTRIBUTED_COM_USERS, full))
+            access.append((sids.DISTRIBUTED_COM_USERS, _LOCAL_REMOTE_ACCESS))
+        launch_limits = _sd(*launch)
+        access_limits = _sd(*access)
         # DefaultLaunchPermission: Administrators, SYSTEM, INTERACTIVE (MSDocs
         # com/defaultlaunchpermission).
         launch_defaults = _sd((sids.BUILTIN_ADMINISTRATORS, full), (sids.SYSTEM, full),

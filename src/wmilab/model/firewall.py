@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from wmilab.errors import ConfigError
+from wmilab.model import oses
 from wmilab.model.addresses import Scope
 
 if TYPE_CHECKING:
@@ -208,10 +209,11 @@ class ProfileSettings:
 
     @classmethod
     def defaults(cls, os: str) -> ProfileSettings:
-        # XP SP2: firewall on; Server 2003 SP1: off (seed, "Connecting Through Windows Firewall").
-        on = os == "xp-sp2"
+        spec = oses.get(os)
+        # XP SP2: firewall on; Server 2003 SP1: off (seed; the OS catalogue).
+        on = spec.firewall_on
         programs: dict[str, AllowedProgram] = {}
-        if os == "xp-sp2":
+        if spec.remote_assistance_exception:
             # Choice: XP SP2 ships the Remote Assistance program exception enabled
             # (Exceptions tab default); Server 2003 SP1 does not.
             programs[SESSMGR] = AllowedProgram(
@@ -245,7 +247,7 @@ class ProfileSettings:
         )
 
 
-SUPPORTED_OS = ("xp-sp2", "2003-sp1")
+SUPPORTED_OS = oses.NAMES
 
 
 @dataclass
@@ -267,10 +269,9 @@ class LocalFirewall:
 
     def reset(self) -> None:
         """`netsh firewall reset`: defaults, firewall on whatever the platform (seed)."""
-        self.profiles = {p: ProfileSettings.defaults("xp-sp2") for p in Profile}
-        if self.os != "xp-sp2":
-            for ps in self.profiles.values():
-                ps.programs.clear()
+        self.profiles = {p: ProfileSettings.defaults(self.os) for p in Profile}
+        for ps in self.profiles.values():
+            ps.opmode_enabled = True
         self.logging = LoggingSettings()
 
     def copy(self) -> LocalFirewall:

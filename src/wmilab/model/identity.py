@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wmilab.errors import ConfigError, PathPart
-from wmilab.model import sids
-
-OSES = ("xp-sp2", "2003-sp1")
+from wmilab.model import oses, sids
 
 Proof = Callable[[str], bool]
 
@@ -146,9 +144,9 @@ class Directory:
 
     # ------------------------------------------------------------------ building
     def _check_host_spec(self, key: str, spec: HostSpec) -> None:
-        if spec.os not in OSES:
+        if spec.os not in oses.CATALOGUE:
             raise ConfigError(
-                f"unknown os {spec.os!r}; expected one of {', '.join(OSES)}", ("hosts", key, "os")
+                f"unknown os {spec.os!r}; expected one of {', '.join(oses.NAMES)}", ("hosts", key, "os")
             )
         if (spec.domain is None) == (spec.workgroup is None):
             raise ConfigError(
@@ -370,7 +368,7 @@ class Directory:
         spec = self._host(host).spec
         if spec.force_guest is not None:
             return spec.force_guest
-        return spec.os == "xp-sp2" and spec.domain is None
+        return oses.get(spec.os).force_guest_outside_domain and spec.domain is None
 
     def guest_enabled(self, host: str) -> bool:
         """Whether the local Guest account is enabled.

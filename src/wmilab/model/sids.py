@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 
 from wmilab.errors import ConfigError
+from wmilab.model import oses
 
 # Well-known SIDs (MSDocs secauthz/well-known-sids; MS-DTYP 2.4.2.4).
 EVERYONE = "S-1-1-0"
@@ -144,9 +145,9 @@ BUILTIN_GROUPS: dict[str, tuple[str, str]] = {
 # "Distributed COM Users is a new built-in group included with Windows Server 2003 SP1";
 # Performance Monitor/Log Users also arrived with Windows Server 2003).
 BUILTIN_ONLY_ON: dict[str, frozenset[str]] = {
-    DISTRIBUTED_COM_USERS: frozenset({"2003-sp1"}),
-    PERFORMANCE_MONITOR_USERS: frozenset({"2003-sp1"}),
-    PERFORMANCE_LOG_USERS: frozenset({"2003-sp1"}),
+    DISTRIBUTED_COM_USERS: frozenset(n for n, s in oses.CATALOGUE.items() if s.distributed_com_users),
+    PERFORMANCE_MONITOR_USERS: frozenset(n for n, s in oses.CATALOGUE.items() if s.perf_groups),
+    PERFORMANCE_LOG_USERS: frozenset(n for n, s in oses.CATALOGUE.items() if s.perf_groups),
 }
 
 # Global groups every domain has (lower-case name -> (RID, display name)).

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from wmilab.errors import ConfigError, PathPart
-from wmilab.model import sids
+from wmilab.model import namespaces, oses, sids
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, Token
 from wmilab.model.security import Ace, SecurityDescriptor, parse_sddl
@@ -34,28 +34,15 @@ RIGHTS: dict[str, int] = {
     "edit security": WRITE_DAC,
 }
 
-# Namespaces present on a fresh XP SP2 / Server 2003 SP1 installation that wmilab models.
-DEFAULT_NAMESPACES: tuple[str, ...] = (
-    "root",
-    "root\\cimv2",
-    "root\\default",
-    "root\\subscription",
-    "root\\security",
-    "root\\wmi",
-)
-
 # Namespace ACEs are container-inherit so children receive them (WMI Control "This
 # namespace and subnamespaces"; MSDocs WmiSdk/access-to-wmi-namespaces).
 _CI = "CI"
 
 
 def normalize_namespace(name: str) -> str:
-    """``ROOT/CIMV2`` -> ``root\\cimv2``; strips a leading ``\\\\.\\`` or ``\\\\HOST\\``."""
-    n = name.strip().replace("/", "\\")
-    if n.startswith("\\\\"):
-        parts = n[2:].split("\\", 1)
-        n = parts[1] if len(parts) == 2 else ""
-    return n.strip("\\").lower()
+    """The comparison key of a namespace (model/namespaces.py); a string that is no namespace
+    name keeps a key of its own, so it is simply unknown."""
+    return namespaces.try_normalize(name) or name.strip().lower()
 
 
 def rights_names(mask: int) -> str:
@@ -74,7 +61,7 @@ class NamespaceSecurity:
     @classmethod
     def defaults(
         cls, os: str, directory: Directory, host: str,
-        namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        extra: Iterable[str] = (),
     ) -> NamespaceSecurity:
         """The default root security, inherited by every namespace.
 
@@ -85,8 +72,7 @@ class NamespaceSecurity:
         Windows Vista replaced Everyone with Authenticated Users (MSDocs
         WmiSdk/access-to-wmi-namespaces); XP SP2 and Server 2003 SP1 share these defaults.
         """
-        if os not in ("xp-sp2", "2003-sp1"):
-            raise ConfigError(f"unknown os {os!r}; expected xp-sp2 or 2003-sp1")
+        oses.get(os)  # ConfigError for an OS the catalogue does not know
         user = WBEM_ENABLE | WBEM_METHOD_EXECUTE | WBEM_WRITE_PROVIDER
         root = SecurityDescriptor(
             sids.BUILTIN_ADMINISTRATORS, sids.BUILTIN_ADMINISTRATORS,
@@ -97,7 +83,9 @@ class NamespaceSecurity:
                 Ace(True, sids.NETWORK_SERVICE, user, _CI),
             ),
         )
-        known = frozenset(normalize_namespace(n) for n in namespaces) | {"root"}
+        # The namespaces this OS has: the one catalogue the emulated repository serves too.
+        known = frozenset(ns.key for ns in namespaces.for_os(os))
+        known |= {normalize_namespace(n) for n in extra}
         return cls((("root", root),), known, host)
 
     # ------------------------------------------------------------------ lookup

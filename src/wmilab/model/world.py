@@ -14,14 +14,14 @@ from typing import Any
 
 from wmilab.errors import ConfigError
 from wmilab.model import firewall as fw
-from wmilab.model import netsh
+from wmilab.model import netsh, oses
 from wmilab.model.dcom import DcomSecurity
 from wmilab.model.identity import Directory, DomainSpec, HostSpec
 from wmilab.model.policy import Policies, parse_policies
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER, SINK_DYNAMIC_PORT, WMI_DYNAMIC_PORT
 from wmilab.model.wmi import NamespaceSecurity
 
-OSES = ("xp-sp2", "2003-sp1")
+OSES = oses.NAMES
 
 # Registry values a scenario may set (scenario-format.md "Registry"), with the OSes they act on.
 REGISTRY_VALUES: dict[str, tuple[str, ...]] = {

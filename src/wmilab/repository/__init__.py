@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..model import namespaces
 from ..model.hresult import (
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
@@ -53,12 +54,10 @@ __all__ = [
     "WmiError", "dmtf_datetime", "format_path", "parse_path",
 ]
 
-# Namespaces every emulated host has: root, root\cimv2 and root\default exist on every
-# Windows XP / Server 2003 installation (MSDocs WmiSdk "WMI Namespaces" lists root\cimv2
-# and root\default). Choice: no other namespaces are emulated.
-NAMESPACES = ("root", "root\\cimv2", "root\\default")
-_MOF_BY_NAMESPACE = {"root": ("system.mof",), "root\\cimv2": ("system.mof", "cimv2.mof"),
-                     "root\\default": ("system.mof",)}
+# The namespaces an emulated host serves are those its OS has in the model's namespace
+# catalogue (model/namespaces.py), each with the system classes (MSDocs WmiSdk/wmi-system-
+# classes: "in every namespace") and the MOF the catalogue names.
+SYSTEM_MOF = "system.mof"
 
 # Win32_Process.Create return codes (MSDocs CIMWin32Prov/create-method-in-class-win32-process).
 CREATE_SUCCESS = 0
@@ -76,7 +75,8 @@ def _mof(name: str) -> tuple[MofClass, ...]:
 
 @dataclass
 class Namespace:
-    name: str
+    name: str  # the comparison key, root\cimv2
+    title: str = ""  # as Windows names it, root\CIMV2 (its __NAMESPACE instance's Name)
     classes: dict[str, CimClass] = field(default_factory=dict)
     # subclasses() per lower-case class name; cleared whenever a class is added.
     _subclasses: dict[str, tuple[CimClass, ...]] = field(
@@ -113,12 +113,12 @@ class Repository:
     def __init__(self, state: HostState) -> None:
         self.state = state
         self.namespaces: dict[str, Namespace] = {}
-        for ns_name in NAMESPACES:
-            ns = Namespace(ns_name)
-            for mof_name in _MOF_BY_NAMESPACE[ns_name]:
+        for spec in namespaces.for_os(state.spec.os):
+            ns = Namespace(spec.key, spec.path)
+            for mof_name in (SYSTEM_MOF, *spec.mof):
                 for mof in _mof(mof_name):
                     ns.add(mof)
-            self.namespaces[ns_name.lower()] = ns
+            self.namespaces[spec.key] = ns
 
     @classmethod
     def for_host(cls, spec: HostSpec) -> Repository:
@@ -162,13 +162,9 @@ class Repository:
         return out
 
     def _children(self, ns_name: str) -> list[str]:
-        prefix = ns_name.lower() + "\\"
-        out = []
-        for other in self.namespaces.values():
-            low = other.name.lower()
-            if low.startswith(prefix) and "\\" not in low[len(prefix):]:
-                out.append(other.name[len(prefix):])
-        return out
+        key = ns_name.lower()
+        return [other.title.rsplit("\\", 1)[-1] for other in self.namespaces.values()
+                if namespaces.parent(other.name) == key]
 
     def create_instance_enum(self, namespace: str, class_name: str, deep: bool = True
                              ) -> list[CimInstance]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
 
+from ..model import namespaces
 from ..model.hresult import (
     WBEM_E_INVALID_NAMESPACE,
     WBEM_E_INVALID_PARAMETER,
@@ -434,19 +435,12 @@ def _parse_value(text: str, pos: int) -> tuple[Value, int]:
 
 
 def normalize_namespace(text: str) -> str:
-    """``//./root/cimv2``, ``\\\\.\\root\\cimv2`` or ``ROOT\\CIMV2`` -> ``root\\cimv2``.
-
-    Choice: namespace names compare case-insensitively, as WMI object names do; callers
-    compare the result lower-cased.
-    """
-    t = text.strip().replace("/", "\\")
-    m = re.match(r"^\\\\[^\\]+\\(.*)$", t)
-    if m:
-        t = m.group(1)
-    t = t.strip("\\")
-    if not t or not all(_NAME.fullmatch(part) for part in t.split("\\")):
-        raise WmiError(WBEM_E_INVALID_NAMESPACE, f"bad namespace name {text!r}")
-    return t
+    """``//./root/cimv2``, ``\\\\.\\root\\cimv2`` or ``ROOT\\CIMV2`` -> ``root\\cimv2``: the model's
+    one rule (model/namespaces.py); a bad name is WBEM_E_INVALID_NAMESPACE."""
+    try:
+        return namespaces.normalize(text)
+    except namespaces.NamespaceNameError:
+        raise WmiError(WBEM_E_INVALID_NAMESPACE, f"bad namespace name {text!r}") from None
 
 
 def value_matches_key(actual: Value, wanted: Value) -> bool:

@@ -16,55 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from ..errors import ConfigError
+from ..model import oses
 from ..wire.wmio import Value
 from .cim import dmtf_datetime
-
-OS_NAMES = ("xp-sp2", "2003-sp1")
-
-
-@dataclass(frozen=True)
-class OsProfile:
-    caption: str
-    version: str
-    build: str
-    csd_version: str
-    sp_major: int
-    product_type: int  # 1 workstation, 2 domain controller, 3 server (MSDocs Win32_OperatingSystem)
-    server: bool
-    svchost_groups: tuple[str, ...]
-    extra_processes: tuple[str, ...]
-    firewall_running: bool
-    hotfixes: tuple[str, ...]
-    hotfix_sp: str
-
-
-# OS identity strings: MSDocs CIMWin32Prov/win32-operatingsystem (Caption, Version,
-# BuildNumber, CSDVersion) and KB 304721/Windows version numbers (5.1.2600 XP,
-# 5.2.3790 Server 2003).
-PROFILES: dict[str, OsProfile] = {
-    "xp-sp2": OsProfile(
-        caption="Microsoft Windows XP Professional", version="5.1.2600", build="2600",
-        csd_version="Service Pack 2", sp_major=2, product_type=1, server=False,
-        # XP SP2 split the DCOM launcher out of RpcSs (MSDocs com/dcom-security-enhancements-
-        # in-windows-xp-service-pack-2-and-windows-server-2003-service-pack-1).
-        svchost_groups=("DcomLaunch", "rpcss", "netsvcs", "NetworkService", "LocalService"),
-        extra_processes=("spoolsv.exe", "explorer.exe", "alg.exe"),
-        # Windows Firewall is on by default on XP SP2 (seed: "Connecting Through Windows
-        # Firewall").
-        firewall_running=True,
-        hotfixes=("KB873339", "KB885835", "KB885836", "KB886185", "KB887472", "KB890859"),
-        hotfix_sp="SP3"),
-    "2003-sp1": OsProfile(
-        caption="Microsoft(R) Windows(R) Server 2003, Standard Edition", version="5.2.3790",
-        build="3790", csd_version="Service Pack 1", sp_major=1, product_type=3, server=True,
-        svchost_groups=("DcomLaunch", "rpcss", "netsvcs", "NetworkService", "LocalService",
-                        "imgsvc"),
-        extra_processes=("spoolsv.exe", "msdtc.exe", "explorer.exe"),
-        # Server 2003 SP1 ships with the firewall off (seed).
-        firewall_running=False,
-        hotfixes=("KB890046", "KB893756", "KB896358", "KB896422", "KB899587"),
-        hotfix_sp="SP2"),
-}
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,14}$")
 
@@ -86,8 +40,8 @@ class HostSpec:
         if not _HOST_RE.match(self.hostname):
             raise ConfigError(
                 f"host name {self.hostname!r} must be 1-15 letters, digits or '-'", ("hostname",))
-        if self.os not in PROFILES:
-            raise ConfigError(f"os {self.os!r} must be one of {', '.join(OS_NAMES)}", ("os",))
+        if self.os not in oses.CATALOGUE:
+            raise ConfigError(f"os {self.os!r} must be one of {', '.join(oses.NAMES)}", ("os",))
         if self.domain and self.workgroup:
             raise ConfigError("give a domain or a workgroup, not both", ("domain",))
         try:
@@ -98,8 +52,8 @@ class HostSpec:
             raise ConfigError(f"prefix {self.prefix} must be 0-32", ("prefix",))
 
     @property
-    def profile(self) -> OsProfile:
-        return PROFILES[self.os]
+    def profile(self) -> oses.OsSpec:
+        return oses.CATALOGUE[self.os]
 
     @property
     def name(self) -> str:
@@ -260,7 +214,7 @@ class HostState:
             start_name="NT AUTHORITY\\NetworkService")
         svc("winmgmt", "Windows Management Instrumentation", "netsvcs")
         svc("SharedAccess", "Windows Firewall/Internet Connection Sharing (ICS)", "netsvcs",
-            running=prof.firewall_running, mode="Auto" if prof.firewall_running else "Manual")
+            running=prof.firewall_on, mode="Auto" if prof.firewall_on else "Manual")
         svc("LanmanServer", "Server", "netsvcs")
         svc("LanmanWorkstation", "Workstation", "netsvcs")
         svc("Dnscache", "DNS Client", "NetworkService",

@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - cryptography comes with impacket (pyOp
     _OpenSslArc4 = None  # type: ignore[assignment, misc]
 from impacket import ntlm as _imp
 
+from wmilab.errors import WireError
+
 __all__ = [
     "AcceptResult",
     "AuthenticateMessage",
@@ -102,7 +104,7 @@ _ECHOED = (
 _ZERO16 = b"\x00" * 16
 
 
-class NtlmError(Exception):
+class NtlmError(WireError):
     """A malformed or out-of-sequence NTLM message."""
 
 

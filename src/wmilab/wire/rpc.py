@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, NamedTuple
 
+from wmilab.errors import WireError
+
 __all__ = [
     "BTFN_KEEP_CONNECTION_ON_ORPHAN",
     "BTFN_SECURITY_CONTEXT_MULTIPLEXING",
@@ -154,7 +156,7 @@ _TRAILER = struct.Struct("<BBBBI")
 _SYNTAX = struct.Struct("<16sHH")
 
 
-class RpcProtocolError(Exception):
+class RpcProtocolError(WireError):
     """A PDU that violates C706/MS-RPCE framing.
 
     ``reject_reason`` is what a server puts in a bind_nak, ``status`` what it puts in a

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Union
 
+from wmilab.errors import WireError
 
-class WmioError(ValueError):
+
+class WmioError(WireError):
     """Bytes that are not a well-formed MS-WMIO object, or a value that cannot be encoded."""
 
 

@@ -1,13 +1,4 @@
-"""MS-RPCE connection-oriented state machines for both roles (sans-IO, h11 style).
-
-Feed received octets to ``receive_data`` and get a list of events back; octets to send
-come from ``data_to_send()`` (replies the machine produces by itself: bind_ack,
-alter_context_resp, bind_nak, faults for protocol violations, AUTH3) or are returned by
-the call that produced them (``send_response``, ``send_fault``, ``request``, ``bind``).
-
-Nothing here opens sockets, reads clocks or starts threads. Fault codes and the reasons
-behind them are listed in docs/wire-rpc.md.
-"""
+"""MS-RPCE connection-oriented server role: bind, NTLM, request reassembly, replies."""
 
 from __future__ import annotations
 
@@ -21,7 +12,6 @@ from wmilab.wire.ntlm import (
     Authenticator,
     NtlmAcceptor,
     NtlmError,
-    NtlmInitiator,
     NtlmServerNames,
     NtlmSession,
 )
@@ -35,205 +25,28 @@ from wmilab.wire.rpc import (
     RpcProtocolError,
     SyntaxId,
 )
-
-__all__ = [
-    "Authenticated",
-    "BindAcked",
-    "BindNakReceived",
-    "Bound",
-    "CallOrphaned",
-    "CallReceived",
-    "ClientConnection",
-    "ClientCredentials",
-    "Event",
-    "FaultReceived",
-    "LogonFailed",
-    "ProtocolViolation",
-    "ResponseReceived",
-    "RpcStateError",
-    "ServerConnection",
-    "ShutdownReceived",
-]
-
-# MS-RPCE 3.3.3.5.4 (ms-rpce/f5a0d94f): "The combined length of the stub data for all
-# fragments of a request SHOULD not exceed 4 megabytes. If it exceeds 4 megabytes, the
-# server implementation SHOULD return a fault packet with the status field set to 0x00000005."
-MAX_REQUEST_SIZE = 4 * 1024 * 1024
-REQUEST_TOO_LARGE_STATUS = 0x00000005
-MUST_RECV_FRAG_SIZE = 1432  # C706 ch. 12 rpc_c_assoc_must_recv_frag_size
-_SIG_LEN = 16  # NTLM MESSAGE_SIGNATURE (MS-NLMP 2.2.2.9)
-_REQ_HDR = 24
-_RESP_HDR = 24
-
-
-class RpcStateError(RuntimeError):
-    """The caller used the connection wrongly (for example replied to an unknown call)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A presentation context was accepted (bind or alter_context)."""
-
-    context_id: int
-    interface: SyntaxId
-    transfer_syntax: SyntaxId
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    """An NTLM security context finished and the host's Authenticator accepted it."""
-
-    auth_context_id: int
-    auth_level: int
-    identity: object
-    user: str
-    domain: str
-    anonymous: bool
-
-
-@dataclass(frozen=True)
-class LogonFailed:
-    """An AUTHENTICATE was refused; later calls on this context get access denied."""
-
-    auth_context_id: int
-    user: str
-    domain: str
-    workstation: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class CallReceived:
-    """A whole (reassembled, verified, decrypted) request."""
-
-    call_id: int
-    context_id: int
-    opnum: int
-    object_uuid: uuid.UUID | None
-    stub: bytes
-    interface: SyntaxId
-    auth_level: int
-    auth_context_id: int | None
-    identity: object | None
-
-
-@dataclass(frozen=True)
-class CallOrphaned:
-    """The client abandoned a call (orphaned PDU, C706 12.6.4.8)."""
-
-    call_id: int
-
-
-@dataclass(frozen=True)
-class ProtocolViolation:
-    """The peer broke the protocol; a fault/bind_nak is queued and the connection is done
-    when ``close`` is set."""
-
-    reason: str
-    close: bool = True
-
-
-@dataclass(frozen=True)
-class BindAcked:
-    """Client side: a bind_ack or alter_context_resp arrived."""
-
-    call_id: int
-    results: tuple[ContextResult, ...]
-    max_xmit_frag: int
-    max_recv_frag: int
-    assoc_group_id: int
-
-    @property
-    def accepted(self) -> bool:
-        return any(r.result == rpc.RESULT_ACCEPTANCE for r in self.results)
-
-
-@dataclass(frozen=True)
-class BindNakReceived:
-    call_id: int
-    reject_reason: int
-
-
-@dataclass(frozen=True)
-class ResponseReceived:
-    call_id: int
-    stub: bytes
-
-
-@dataclass(frozen=True)
-class FaultReceived:
-    call_id: int
-    status: int
-
-
-@dataclass(frozen=True)
-class ShutdownReceived:
-    pass
-
-
-Event = (
-    Bound | Authenticated | LogonFailed | CallReceived | CallOrphaned | ProtocolViolation
-    | BindAcked | BindNakReceived | ResponseReceived | FaultReceived | ShutdownReceived
+from wmilab.wire.rpc_conn.events import (
+    Authenticated,
+    Bound,
+    CallOrphaned,
+    CallReceived,
+    Event,
+    LogonFailed,
+    ProtocolViolation,
 )
-
-
-# ---------------------------------------------------------------------------------------
-# Shared helpers
-
-
-def _padding_for(length_before_trailer: int) -> bytes:
-    """Pad so the sec_trailer starts 4-aligned (MS-RPCE 2.2.2.11)."""
-    return b"\x00" * (-length_before_trailer % 4)
-
-
-def _protect(encoded: bytes, stub_start: int, enc_len: int, level: int,
-             session: NtlmSession) -> bytes:
-    """Sign (level 3-5) or seal (6) a PDU whose last 16 octets are a placeholder.
-
-    The signature covers the whole PDU up to the signature, header included, and is
-    computed over the plaintext (MS-RPCE 3.3.1.5.2.2; MS-NLMP 3.4.3).
-    """
-    msg = encoded[:-_SIG_LEN]
-    if level == AuthLevel.PKT_PRIVACY:
-        sealed, sig = session.seal(encoded[stub_start : stub_start + enc_len], lambda _p: msg)
-        return encoded[:stub_start] + sealed + encoded[stub_start + enc_len : -_SIG_LEN] + sig
-    return msg + session.sign(msg)
-
-
-def _unprotect(frag: bytes, stub_start: int, auth: AuthVerifier, level: int,
-               session: NtlmSession) -> bytes | None:
-    """Verify (and for privacy decrypt) one fragment; the plaintext stub, or None."""
-    sig = auth.credentials
-    trailer_at = len(frag) - len(sig) - rpc.SEC_TRAILER_SIZE
-    pad = auth.auth_pad_length
-    if level == AuthLevel.PKT_PRIVACY:
-        sealed = frag[stub_start:trailer_at]
-        head, tail = frag[:stub_start], frag[trailer_at : len(frag) - len(sig)]
-        plain = session.unseal(sealed, sig, lambda p: head + p + tail, clear_tail=pad)
-        return None if plain is None else plain[: len(plain) - pad]
-    if not session.verify(frag[: len(frag) - len(sig)], sig):
-        return None
-    return frag[stub_start : trailer_at - pad]
-
-
-def _fragments(stub: bytes, room: int) -> list[bytes]:
-    if not stub:
-        return [b""]
-    return [stub[i : i + room] for i in range(0, len(stub), room)]
-
-
-def _room(max_frag: int, header: int, level: int) -> int:
-    """Stub octets per fragment: a multiple of 8 (Choice, as Windows does)."""
-    overhead = header + (rpc.SEC_TRAILER_SIZE + _SIG_LEN + 3 if level >= AuthLevel.CALL else 0)
-    return max(8, (max_frag - overhead) // 8 * 8)
-
-
-# ---------------------------------------------------------------------------------------
-# Server role
+from wmilab.wire.rpc_conn.framing import (
+    MAX_REQUEST_SIZE,
+    MUST_RECV_FRAG_SIZE,
+    REQ_HDR,
+    REQUEST_TOO_LARGE_STATUS,
+    RESP_HDR,
+    frag_room,
+    protect_pdu,
+    split_stub,
+    trailer_padding,
+    unprotect_fragment,
+)
+from wmilab.wire.rpc_conn.state import AuthState, Connection, ConnState, RpcStateError
 
 
 @dataclass
@@ -249,7 +62,7 @@ class _SecCtx:
     auth_type: int
     auth_level: int
     acceptor: NtlmAcceptor
-    state: str = "challenged"  # challenged | established | failed
+    state: AuthState = AuthState.CHALLENGED
     session: NtlmSession | None = None
     identity: object | None = None
 
@@ -282,18 +95,8 @@ class _Violation(Exception):
         self.did_not_execute = did_not_execute
 
 
-class _Outbox:
-    """Octets a connection produced by itself and the caller still has to send."""
 
-    _out: bytearray
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-
-class ServerConnection(_Outbox):
+class ServerConnection(Connection):
     """The server end of one ncacn_ip_tcp connection.
 
     ``interfaces`` lists the abstract syntaxes served (a Mapping works: its keys are
@@ -317,6 +120,7 @@ class ServerConnection(_Outbox):
         secondary_address: str = "",
         assoc_group_id: int = 0x00012345,
     ) -> None:
+        super().__init__()
         self.interfaces = tuple(interfaces)
         self.authenticator = authenticator
         self.ntlm_names = ntlm_names
@@ -331,8 +135,6 @@ class ServerConnection(_Outbox):
         self.max_pending_calls = max_pending_calls
         self.secondary_address = secondary_address.encode("ascii") + b"\x00"
         self.assoc_group_id = assoc_group_id
-        self.closed = False
-        self.bound = False
         self.btfn_features: int | None = None
         self.contexts: dict[int, _PresCtx] = {}
         self.security: dict[int, _SecCtx] = {}
@@ -341,7 +143,6 @@ class ServerConnection(_Outbox):
         self._discard: set[int] = set()
         self._calls: dict[int, _CallInfo] = {}
         self._buf = bytearray()
-        self._out = bytearray()
 
     # -- public API -------------------------------------------------------------------
 
@@ -388,43 +189,41 @@ class ServerConnection(_Outbox):
         """call_ids received and not yet answered."""
         return tuple(self._calls)
 
-    def send_response(self, call_id: int, stub: bytes) -> bytes:
-        """Response fragments for ``call_id``, signed/sealed at the call's level."""
+    def send_response(self, call_id: int, stub: bytes) -> None:
+        """Queue the response fragments for ``call_id``, signed/sealed at the call's level."""
         info = self._calls.pop(call_id, None)
         if info is None:
             raise RpcStateError(f"no call {call_id} is waiting for a reply")
         sec = info.sec
         level = sec.auth_level if sec is not None else AuthLevel.NONE
         protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
-        room = _room(self.max_xmit_frag, _RESP_HDR, level if protect else AuthLevel.NONE)
-        out: list[bytes] = []
-        chunks = [stub] if len(stub) <= room else _fragments(stub, room)
+        room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
+        chunks = [stub] if len(stub) <= room else split_stub(stub, room)
         remaining = len(stub)
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
             flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (rpc.PFC_LAST_FRAG if i == last
                                                               else 0)
             if protect and sec is not None and sec.session is not None:
-                pad = -(_RESP_HDR + len(chunk)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
+                pad = -(RESP_HDR + len(chunk)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
                 encoded = rpc.encode_response_fragment(
                     call_id, chunk, info.context_id, remaining, flags, level,
                     sec.auth_context_id, pad)
-                encoded = _protect(encoded, _RESP_HDR, len(chunk) + pad, level, sec.session)
+                encoded = protect_pdu(encoded, RESP_HDR, len(chunk) + pad, level, sec.session)
             else:
                 encoded = rpc.encode_response_fragment(call_id, chunk, info.context_id,
                                                        remaining, flags)
-            out.append(encoded)
+            self._queue(encoded)
             remaining -= len(chunk)
-        return out[0] if len(out) == 1 else b"".join(out)
 
-    def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> bytes:
-        """A fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
+    def send_fault(self, call_id: int, status: int, *, did_not_execute: bool = False) -> None:
+        """Queue a fault PDU for ``call_id``. Faults are not signed (Choice, as Samba does)."""
         info = self._calls.pop(call_id, None)
         flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
         if did_not_execute:
             flags |= rpc.PFC_DID_NOT_EXECUTE
         ctx = info.context_id if info is not None else 0
-        return rpc.Fault(call_id=call_id, status=status, context_id=ctx, flags=flags).encode()
+        self._queue(rpc.Fault(call_id=call_id, status=status, context_id=ctx, flags=flags).encode())
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -436,14 +235,14 @@ class ServerConnection(_Outbox):
 
     def _violate(self, v: _Violation, events: list[Event]) -> None:
         if v.nak is not None:
-            self._out += rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode()
+            self._queue(rpc.BindNak(call_id=v.call_id, reject_reason=v.nak).encode())
         elif v.status is not None:
             flags = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
             if v.did_not_execute:
                 flags |= rpc.PFC_DID_NOT_EXECUTE
-            self._out += rpc.Fault(call_id=v.call_id, status=v.status, flags=flags).encode()
+            self._queue(rpc.Fault(call_id=v.call_id, status=v.status, flags=flags).encode())
         events.append(ProtocolViolation(v.reason, close=True))
-        self.closed = True
+        self.state = ConnState.CLOSED
         self._buf.clear()
         self._partial.clear()
 
@@ -544,7 +343,7 @@ class ServerConnection(_Outbox):
         # Echo the client's auth type, level and context id (MS-RPCE 3.3.1.5.2).
         return AuthVerifier(
             rpc.AUTHN_WINNT, verifier.auth_level, verifier.auth_context_id, challenge,
-            _padding_for(rpc.HEADER_SIZE + body_len),
+            trailer_padding(rpc.HEADER_SIZE + body_len),
         )
 
     def _finish_auth(self, sec: _SecCtx, token: bytes, events: list[Event]) -> None:
@@ -553,7 +352,7 @@ class ServerConnection(_Outbox):
         try:
             result = sec.acceptor.process_authenticate(token, self.authenticator)
         except NtlmError as e:
-            sec.state = "failed"
+            sec.state = AuthState.FAILED
             events.append(LogonFailed(sec.auth_context_id, "", "", "", str(e)))
             return
         reason = result.reason
@@ -562,11 +361,11 @@ class ServerConnection(_Outbox):
         ):
             reason = "signing needs NTLM extended session security"
         if not result.ok or reason:
-            sec.state = "failed"
+            sec.state = AuthState.FAILED
             events.append(LogonFailed(sec.auth_context_id, result.user, result.domain,
                                       result.workstation, reason or "logon refused"))
             return
-        sec.state = "established"
+        sec.state = AuthState.ESTABLISHED
         sec.session = result.session
         sec.identity = result.identity
         events.append(Authenticated(sec.auth_context_id, sec.auth_level, result.identity,
@@ -610,8 +409,8 @@ class ServerConnection(_Outbox):
             | (pdu.flags & rpc.PFC_SUPPORT_HEADER_SIGN),
             auth=reply_auth,
         )
-        self._out += ack.encode()
-        self.bound = True
+        self._queue(ack.encode())
+        self.state = ConnState.BOUND
         events.extend(new_events)
 
     def _on_alter(self, pdu: rpc.Bind, events: list[Event]) -> None:
@@ -637,7 +436,7 @@ class ServerConnection(_Outbox):
             elif sec.auth_level != pdu.auth.auth_level:
                 raise _Violation("alter_context changes the auth level",
                                  status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
-            elif sec.state == "challenged":
+            elif sec.state is AuthState.CHALLENGED:
                 # Third leg carried by alter_context instead of auth3 (MS-RPCE 3.3.1.5.2).
                 self._finish_auth(sec, pdu.auth.credentials, new_events)
             # Choice: an established context named again only adds presentation contexts.
@@ -646,12 +445,12 @@ class ServerConnection(_Outbox):
             max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
             auth=reply_auth,
         )
-        self._out += resp.encode()
+        self._queue(resp.encode())
         events.extend(new_events)
 
     def _on_auth3(self, pdu: rpc.Auth3, events: list[Event]) -> None:
         sec = self.security.get(pdu.auth.auth_context_id)
-        if sec is None or sec.state != "challenged":
+        if sec is None or sec.state is not AuthState.CHALLENGED:
             # MS-NLMP 3.2.5.1.2: one AUTHENTICATE per challenge; a replay is refused.
             raise _Violation("auth3 for a security context that is not waiting for one",
                              status=rpc.NCA_S_PROTO_ERROR, call_id=pdu.call_id)
@@ -671,7 +470,7 @@ class ServerConnection(_Outbox):
             if self._last_auth is None:
                 return None  # an unauthenticated call; the host decides what it may do
             last = self.security[self._last_auth]
-            if last.state != "established":
+            if last.state is not AuthState.ESTABLISHED:
                 raise _Violation("call on a connection whose logon failed", status=deny,
                                  call_id=pdu.call_id)
             if last.auth_level >= AuthLevel.CALL:
@@ -680,7 +479,7 @@ class ServerConnection(_Outbox):
                                  call_id=pdu.call_id)
             return last
         sec = self.security.get(pdu.auth.auth_context_id)
-        if sec is None or sec.state != "established":
+        if sec is None or sec.state is not AuthState.ESTABLISHED:
             raise _Violation("call on a security context that is not established",
                              status=deny, call_id=pdu.call_id)
         if sec.auth_type != pdu.auth.auth_type:
@@ -704,10 +503,10 @@ class ServerConnection(_Outbox):
             self._discard.discard(cid)
             if pdu.context_id not in self.contexts:
                 # C706 appendix E nca_s_unk_if, did not execute (as Samba/Windows).
-                self._out += rpc.Fault(
+                self._queue(rpc.Fault(
                     call_id=cid, status=rpc.NCA_S_UNK_IF, context_id=pdu.context_id,
                     flags=rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE,
-                ).encode()
+                ).encode())
                 if not last:
                     self._discard.add(cid)
                 return
@@ -770,9 +569,9 @@ class ServerConnection(_Outbox):
         if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
             raise _Violation("fragment without the call's auth verifier",
                              status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
-        stub_start = _REQ_HDR + (16 if pdu.object_uuid is not None else 0)
+        stub_start = REQ_HDR + (16 if pdu.object_uuid is not None else 0)
         try:
-            plain = _unprotect(frag, stub_start, pdu.auth, level, sec.session)
+            plain = unprotect_fragment(frag, stub_start, pdu.auth, level, sec.session)
         except NtlmError:
             plain = None
         if plain is None:
@@ -780,247 +579,3 @@ class ServerConnection(_Outbox):
             raise _Violation("request signature does not verify",
                              status=rpc.STATUS_ACCESS_DENIED, call_id=pdu.call_id)
         return plain
-
-
-# ---------------------------------------------------------------------------------------
-# Client role
-
-
-@dataclass(frozen=True)
-class ClientCredentials:
-    """NTLM credentials; ``user == ""`` (no password, no hash) is an anonymous logon."""
-
-    user: str
-    password: str = ""
-    domain: str = ""
-    workstation: str = ""
-    nt_hash: bytes | None = None
-
-
-@dataclass
-class _ClientSec:
-    auth_context_id: int
-    auth_level: int
-    initiator: NtlmInitiator
-    session: NtlmSession | None = None
-
-
-@dataclass
-class _PendingBind:
-    context_id: int
-    interface: SyntaxId
-    sec: _ClientSec | None
-    is_bind: bool
-
-
-@dataclass
-class _ClientCall:
-    sec: _ClientSec | None
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-
-class ClientConnection(_Outbox):
-    """The client end of one ncacn_ip_tcp connection (NTLM at levels 2, 5, 6, or none)."""
-
-    def __init__(
-        self,
-        *,
-        credentials: ClientCredentials | None = None,
-        auth_level: int = AuthLevel.NONE,
-        max_xmit_frag: int = 4280,
-        max_recv_frag: int = 4280,
-        first_auth_context_id: int = 79231,
-        filetime: int = 0,
-        random_bytes: Callable[[int], bytes] = os.urandom,
-        max_response_size: int = 64 * 1024 * 1024,
-    ) -> None:
-        if credentials is None and auth_level > AuthLevel.NONE:
-            raise RpcStateError("an authenticated connection needs credentials")
-        self.credentials = credentials
-        self.auth_level = int(auth_level) if credentials is not None else AuthLevel.NONE
-        self.max_xmit_frag = max_xmit_frag
-        self.max_recv_frag = max_recv_frag
-        self._next_auth_id = first_auth_context_id
-        self._filetime = filetime
-        self._random = random_bytes
-        self.max_response_size = max_response_size
-        self.closed = False
-        self.bound = False
-        self.assoc_group_id = 0
-        self.contexts: dict[int, SyntaxId] = {}
-        self.security: dict[int, _ClientSec] = {}
-        self.current_auth_context_id: int | None = None
-        self._call_id = 1
-        self._binds: dict[int, _PendingBind] = {}
-        self._calls: dict[int, _ClientCall] = {}
-        self._buf = bytearray()
-        self._out = bytearray()
-
-    def _new_call_id(self) -> int:
-        cid = self._call_id
-        self._call_id = (cid + 1) & 0xFFFFFFFF or 1
-        return cid
-
-    def _new_security(self) -> _ClientSec | None:
-        if self.credentials is None or self.auth_level <= AuthLevel.NONE:
-            return None
-        c = self.credentials
-        init = NtlmInitiator(c.user, c.password, c.domain, c.workstation,
-                             nt_hash_value=c.nt_hash, filetime=self._filetime,
-                             random_bytes=self._random)
-        sec = _ClientSec(self._next_auth_id, self.auth_level, init)
-        self._next_auth_id += 1
-        self.security[sec.auth_context_id] = sec
-        return sec
-
-    def _bind_pdu(self, interface: SyntaxId, context_id: int, is_bind: bool,
-                  sec: _ClientSec | None) -> bytes:
-        cid = self._new_call_id()
-        el = ContextElement(context_id, interface, (NDR,))
-        cls = rpc.Bind if is_bind else rpc.AlterContext
-        body_len = len(cls(call_id=cid, contexts=(el,)).body())
-        auth = None
-        if sec is not None:
-            auth = AuthVerifier(rpc.AUTHN_WINNT, sec.auth_level, sec.auth_context_id,
-                                sec.initiator.negotiate(),
-                                _padding_for(rpc.HEADER_SIZE + body_len))
-        self._binds[cid] = _PendingBind(context_id, interface, sec, is_bind)
-        return cls(call_id=cid, contexts=(el,), max_xmit_frag=self.max_xmit_frag,
-                   max_recv_frag=self.max_recv_frag, assoc_group_id=self.assoc_group_id,
-                   auth=auth).encode()
-
-    def bind(self, interface: SyntaxId, context_id: int = 0) -> bytes:
-        if self.bound or self._binds:
-            raise RpcStateError("bind() may be called once per connection")
-        return self._bind_pdu(interface, context_id, True, self._new_security())
-
-    def alter_context(self, interface: SyntaxId, context_id: int, *,
-                      new_security_context: bool = True) -> bytes:
-        """Add a presentation context; by default with a fresh NTLM handshake (as impacket)."""
-        if not self.bound:
-            raise RpcStateError("alter_context() needs a completed bind")
-        sec = self._new_security() if new_security_context else None
-        return self._bind_pdu(interface, context_id, False, sec)
-
-    def request(self, opnum: int, stub: bytes, *, context_id: int = 0,
-                object_uuid: uuid.UUID | None = None,
-                auth_context_id: int | None = None) -> tuple[int, bytes]:
-        """Encode a call; returns (call_id, octets to send)."""
-        if not self.bound:
-            raise RpcStateError("request() needs a completed bind")
-        sid = auth_context_id if auth_context_id is not None else self.current_auth_context_id
-        sec = self.security.get(sid) if sid is not None else None
-        if sid is not None and (sec is None or sec.session is None):
-            raise RpcStateError(f"security context {sid} is not established")
-        level = sec.auth_level if sec is not None else AuthLevel.NONE
-        protect = sec is not None and level >= AuthLevel.CALL
-        cid = self._new_call_id()
-        header = _REQ_HDR + (16 if object_uuid is not None else 0)
-        chunks = _fragments(stub, _room(self.max_xmit_frag, header,
-                                        level if protect else AuthLevel.NONE))
-        out: list[bytes] = []
-        remaining = len(stub)
-        for i, chunk in enumerate(chunks):
-            flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (
-                rpc.PFC_LAST_FRAG if i == len(chunks) - 1 else 0
-            )
-            auth = None
-            if protect and sec is not None:
-                auth = AuthVerifier(rpc.AUTHN_WINNT, level, sec.auth_context_id,
-                                    b"\x00" * _SIG_LEN, _padding_for(header + len(chunk)))
-            encoded = rpc.Request(
-                call_id=cid, opnum=opnum, stub=chunk, context_id=context_id,
-                alloc_hint=remaining, object_uuid=object_uuid, flags=flags, auth=auth,
-            ).encode()
-            if auth is not None and sec is not None and sec.session is not None:
-                encoded = _protect(encoded, header, len(chunk) + auth.auth_pad_length, level,
-                                   sec.session)
-            out.append(encoded)
-            remaining -= len(chunk)
-        self._calls[cid] = _ClientCall(sec if protect else None)
-        return cid, b"".join(out)
-
-    def receive_data(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        if self.closed:
-            return events
-        self._buf += data
-        while not self.closed:
-            try:
-                n = rpc.peek_frag_length(self._buf)
-                if n is None or len(self._buf) < n:
-                    break
-                frag = bytes(self._buf[:n])
-                del self._buf[:n]
-                self._handle(rpc.parse_pdu(frag), frag, events)
-            except (RpcProtocolError, NtlmError) as e:
-                self.closed = True
-                events.append(ProtocolViolation(str(e), close=True))
-        return events
-
-    def _handle(self, pdu: rpc.Pdu, frag: bytes, events: list[Event]) -> None:
-        if isinstance(pdu, rpc.BindAck):
-            self._on_bind_ack(pdu, events)
-        elif isinstance(pdu, rpc.BindNak):
-            self._binds.pop(pdu.call_id, None)
-            events.append(BindNakReceived(pdu.call_id, pdu.reject_reason))
-        elif isinstance(pdu, rpc.Response):
-            self._on_response(pdu, frag, events)
-        elif isinstance(pdu, rpc.Fault):
-            self._calls.pop(pdu.call_id, None)
-            self._binds.pop(pdu.call_id, None)
-            events.append(FaultReceived(pdu.call_id, pdu.status))
-        elif isinstance(pdu, rpc.Shutdown):
-            events.append(ShutdownReceived())
-        else:
-            raise RpcProtocolError(f"a server sent a {rpc.PType(pdu.ptype).name} PDU")
-
-    def _on_bind_ack(self, pdu: rpc.BindAck, events: list[Event]) -> None:
-        pending = self._binds.pop(pdu.call_id, None)
-        if pending is None:
-            raise RpcProtocolError(f"bind_ack for unknown call {pdu.call_id}")
-        if pending.is_bind:
-            # The server's receive size is our transmit size and vice versa (C706 12.6.4.4).
-            self.max_xmit_frag = min(self.max_xmit_frag, pdu.max_recv_frag)
-            self.max_recv_frag = min(self.max_recv_frag, pdu.max_xmit_frag)
-            self.assoc_group_id = pdu.assoc_group_id
-            self.bound = True
-        for r in pdu.results:
-            if r.result == rpc.RESULT_ACCEPTANCE:
-                self.contexts[pending.context_id] = pending.interface
-        sec = pending.sec
-        if sec is not None:
-            if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
-                raise RpcProtocolError("the server did not answer the NTLM negotiate")
-            token = sec.initiator.authenticate(pdu.auth.credentials)
-            sec.session = sec.initiator.session
-            auth3 = rpc.Auth3(
-                call_id=pdu.call_id,
-                auth=AuthVerifier(rpc.AUTHN_WINNT, sec.auth_level, sec.auth_context_id, token),
-            )
-            self._out += auth3.encode()
-            self.current_auth_context_id = sec.auth_context_id
-        events.append(BindAcked(pdu.call_id, pdu.results, pdu.max_xmit_frag,
-                                pdu.max_recv_frag, pdu.assoc_group_id))
-
-    def _on_response(self, pdu: rpc.Response, frag: bytes, events: list[Event]) -> None:
-        call = self._calls.get(pdu.call_id)
-        if call is None:
-            raise RpcProtocolError(f"response for unknown call {pdu.call_id}")
-        sec = call.sec
-        stub = pdu.stub
-        if sec is not None and sec.session is not None:
-            if pdu.auth is None or pdu.auth.auth_context_id != sec.auth_context_id:
-                raise RpcProtocolError("response without the call's auth verifier")
-            plain = _unprotect(frag, _RESP_HDR, pdu.auth, sec.auth_level, sec.session)
-            if plain is None:
-                raise RpcProtocolError("response signature does not verify")
-            stub = plain
-        call.size += len(stub)
-        if call.size > self.max_response_size:
-            raise RpcProtocolError("response larger than max_response_size")
-        call.chunks.append(stub)
-        if pdu.flags & rpc.PFC_LAST_FRAG:
-            del self._calls[pdu.call_id]
-            events.append(ResponseReceived(pdu.call_id, b"".join(call.chunks)))

@@ -1,0 +1,107 @@
+"""The namespace catalogue: which WMI namespaces each OS has, and how namespace names compare.
+
+Both the model (WMI namespace security: which namespaces exist, so NTLMLogin to any other
+fails with WBEM_E_INVALID_NAMESPACE) and the emulated repository (which namespaces it serves,
+each with the system classes and the MOF it holds) read this one table, so a namespace is
+known to both or to neither. To add a namespace, add one :class:`NamespaceSpec`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from wmilab.model import oses
+
+__all__ = ["CATALOGUE", "NamespaceNameError", "NamespaceSpec", "for_os", "normalize", "parent",
+           "try_normalize"]
+
+_ALL = frozenset(oses.NAMES)
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    path: str  # as Windows names it (case kept): root\CIMV2
+    oses: frozenset[str]  # the OSes that have it on a fresh installation
+    mof: tuple[str, ...]  # package MOF files loaded into it besides the system classes
+    source: str  # the public source of its existence
+
+    @property
+    def key(self) -> str:
+        return self.path.lower()
+
+
+# Every namespace holds the system classes (__SystemClass, __NAMESPACE, ...): MSDocs
+# WmiSdk/wmi-system-classes ("WMI system classes ... appear in every namespace").
+CATALOGUE: tuple[NamespaceSpec, ...] = (
+    NamespaceSpec("root", _ALL, (), "MSDocs WmiSdk/wmi-namespaces"),
+    NamespaceSpec("root\\CIMV2", _ALL, ("cimv2.mof",),
+                  "MSDocs WmiSdk/wmi-namespaces (the default namespace since Windows 2000)"),
+    NamespaceSpec("root\\DEFAULT", _ALL, (),
+                  "MSDocs WmiSdk/wmi-namespaces; StdRegProv lives there"),
+    NamespaceSpec("root\\subscription", _ALL, (),
+                  "MSDocs WmiSdk/standard-consumer-classes (registered in root\\subscription)"),
+    NamespaceSpec("root\\SECURITY", _ALL, (),
+                  "MSDocs WmiSdk/--systemsecurity (instances in root\\security)"),
+    NamespaceSpec("root\\WMI", _ALL, (),
+                  "MSDocs WmiSdk/wdm-provider (WDM classes in root\\wmi)"),
+    NamespaceSpec("root\\Cli", _ALL, (),
+                  "MSDocs WmiSdk/wmic (WMIC aliases are stored in root\\cli)"),
+    NamespaceSpec("root\\directory", _ALL, (),
+                  "MSDocs WmiSdk/ds-provider (Active Directory classes: root\\directory\\ldap)"),
+    NamespaceSpec("root\\directory\\LDAP", _ALL, (), "MSDocs WmiSdk/ds-provider"),
+    NamespaceSpec("root\\RSOP", _ALL, (), "MSDocs policy/rsop-wmi-classes (root\\rsop)"),
+    NamespaceSpec("root\\Policy", _ALL, (),
+                  "MSDocs WmiSdk/wmi-namespaces; WMI filters of Group Policy (root\\policy)"),
+    # Windows Security Center arrived with XP SP2 and is a client feature: Server 2003 has no
+    # root\SecurityCenter (MSDocs WmiSdk/wmi-namespaces; XP SP2 "Security Center" overview).
+    NamespaceSpec("root\\SecurityCenter", frozenset({"xp-sp2"}), (),
+                  "XP SP2 Security Center (client only)"),
+)
+BY_KEY: dict[str, NamespaceSpec] = {ns.key: ns for ns in CATALOGUE}
+
+
+def for_os(os: str) -> tuple[NamespaceSpec, ...]:
+    """The namespaces a fresh installation of ``os`` has."""
+    return tuple(ns for ns in CATALOGUE if os in ns.oses)
+
+
+class NamespaceNameError(ValueError):
+    """A namespace name that is not syntactically one (WBEM_E_INVALID_NAMESPACE)."""
+
+
+# A namespace is a backslash-separated path of CIM names (MS-WMI 2.2.1 / DMTF DSP0004
+# identifiers: letters, digits and underscore, not starting with a digit).
+_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SERVER = re.compile(r"^\\\\[^\\]+\\(.*)$")
+
+
+def normalize(text: str) -> str:
+    r"""The comparison key of a namespace name: ``//./ROOT/CIMV2`` -> ``root\cimv2``.
+
+    Forward slashes count as backslashes and a ``\\server\`` prefix is dropped (MS-WMI 2.2.1
+    namespace paths); namespace names compare case-insensitively (MSDocs
+    WmiSdk/describing-a-wmi-namespace-object-path). Raises :class:`NamespaceNameError` for a
+    string that is no namespace name.
+    """
+    t = text.strip().replace("/", "\\")
+    m = _SERVER.match(t)
+    if m:
+        t = m.group(1)
+    t = t.strip("\\")
+    if not t or not all(_PART.match(part) for part in t.split("\\")):
+        raise NamespaceNameError(f"bad namespace name {text!r}")
+    return t.lower()
+
+
+def try_normalize(text: str) -> str | None:
+    """:func:`normalize`, or None for a string that is no namespace name."""
+    try:
+        return normalize(text)
+    except NamespaceNameError:
+        return None
+
+
+def parent(key: str) -> str | None:
+    """``root\\cimv2`` -> ``root``; None for ``root``."""
+    return key.rsplit("\\", 1)[0] if "\\" in key else None
