@@ -88,6 +88,9 @@ def test_bad_scenario(wmilab_lab, tmp_path):
 
 def test_netns(wmilab_lab):
     wmilab_lab("{example}", netns=True)
+
+def test_loopback_net(wmilab_lab):
+    wmilab_lab("{example}", loopback_net="10.0.0.0/8")
 '''
 
 
@@ -96,17 +99,19 @@ def test_bad_input_fails_the_test_with_one_clear_line(tmp_path: Path) -> None:
         BAD.replace("{example}", str(EXAMPLE.with_name("lab.toml"))))
     r = run_pytest("-p", "no:randomly", cwd=tmp_path)
     out = r.stdout + r.stderr
-    assert r.returncode == 1 and "3 failed" in out, out
+    assert r.returncode == 1 and "4 failed" in out, out
     assert "Traceback" not in out and "During handling" not in out, out
     parts = re.split(r"_{3,} (test_\w+) _{3,}", out.split("= FAILURES =")[1])
     report = {name: body.split("short test summary")[0].strip()
               for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-    assert sorted(report) == ["test_bad_scenario", "test_missing_file", "test_netns"], out
+    assert sorted(report) == ["test_bad_scenario", "test_loopback_net", "test_missing_file",
+                              "test_netns"], out
     for name, body in report.items():  # one line each, the fixture's own
         assert len(body.strip("= \n").splitlines()) == 1 and body.startswith("wmilab_lab"), (name, out)
     assert "no-such-scenario.toml: no such file" in report["test_missing_file"]
     assert "bad.toml:2: hosts.A.os: unknown OS 'windows-99'" in report["test_bad_scenario"]
     assert "netns=True" in report["test_netns"] and "loopback" in report["test_netns"]
+    assert "loopback_net: '10.0.0.0/8' must be a network" in report["test_loopback_net"]
 
 
 def test_address_credentials_and_verdict_name_what_is_wrong() -> None:
@@ -137,19 +142,33 @@ def test_a_port_in_use_fails_instead_of_skipping(tmp_path: Path) -> None:
         pytest.skip("port 135 needs root here")
     import socket
 
-    # Another program holds 135 on the host's address: the test must fail, not skip.
-    doc = EXAMPLE.with_name("lab.toml").read_text().replace("192.168.77.", "192.168.78.")
-    (tmp_path / "lab.toml").write_text(doc)
+    # Another program holds 135 on the host's address: the test must fail, not skip. The lab
+    # runs on a loopback network of its own, so nothing else in the suite is on that address.
     (tmp_path / "test_busy.py").write_text(
-        "def test_busy(wmilab_lab):\n    wmilab_lab('lab.toml')\n")
+        f"def test_busy(wmilab_lab):\n"
+        f"    lab = wmilab_lab({str(EXAMPLE.with_name('lab.toml'))!r}, loopback_net='127.78.0.0/16')\n")
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            holder.bind(("127.168.78.10", 135))
+            holder.bind(("127.78.77.10", 135))
         except OSError as e:
             pytest.skip(f"cannot hold the port for the test: {errno.errorcode.get(e.errno or 0)}")
         holder.listen()
         r = run_pytest(cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "1 failed" in out and "skipped" not in out, out
-    assert "127.168.78.10:135" in out, out
+    assert "MON: cannot listen on 127.78.77.10:135" in out, out
+
+
+@pytest.mark.slow
+def test_a_lab_on_a_loopback_network_of_its_own_listens_there(tmp_path: Path) -> None:
+    if not can_bind_135():
+        pytest.skip("port 135 needs root here")
+    (tmp_path / "test_net.py").write_text(
+        "import socket\n"
+        "def test_net(wmilab_lab):\n"
+        f"    lab = wmilab_lab({str(EXAMPLE.with_name('lab.toml'))!r}, loopback_net='127.79.0.0/16')\n"
+        "    assert lab.address('SRV1') == '127.79.77.21'\n"
+        "    socket.create_connection((lab.address('SRV1'), 135), timeout=5).close()\n")
+    r = run_pytest(cwd=tmp_path)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr

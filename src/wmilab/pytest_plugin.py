@@ -94,15 +94,19 @@ class Lab:
 
 
 class LabFactory:
-    """``wmilab_lab(path, netns=False, client=None)``: start a scenario's hosts for this test."""
+    """``wmilab_lab(path, netns=False, client=None, loopback_net=None)``: start a scenario's
+    hosts for this test (``loopback_net`` such as ``"127.77.0.0/16"`` moves them off the
+    default addresses, so that tests running in parallel never share one)."""
 
     def __init__(self, base: Path) -> None:
         self._base = base
         self._labs: list[Lab] = []
 
     def __call__(self, scenario: str | os.PathLike[str], *, netns: bool = False,
-                 client: str | None = None) -> Lab:
+                 client: str | None = None, loopback_net: str | None = None) -> Lab:
+        from wmilab.errors import ConfigError
         from wmilab.host.server import HostBindError
+        from wmilab.lab.loopback import loopback_network
         from wmilab.lab.verify import ThreadedLab
         from wmilab.scenario import ScenarioError, load
 
@@ -112,15 +116,18 @@ class LabFactory:
         path = Path(scenario)
         if not path.is_absolute() and (self._base / path).exists():
             path = self._base / path  # beside the test file first, then the current folder
+        problem = ""  # failed outside the handlers, so that the report is that one line
+        try:
+            network = None if loopback_net is None else loopback_network(loopback_net)
+        except ConfigError as e:
+            problem = f"loopback_net: {e}"
         try:
             loaded = load(path)
         except ScenarioError as e:
-            problem = str(e)  # failed outside the handler, so the report is that one line
-        else:
-            problem = ""
+            problem = problem or str(e)
         if problem:
             pytest.fail(f"wmilab_lab: {problem}", pytrace=False)
-        running = ThreadedLab(loaded)
+        running = ThreadedLab(loaded, network=network)
         lab = Lab(loaded, running)
         if client is not None:
             lab.act_as(client)
