@@ -63,13 +63,17 @@ class Hop:
 
 
 def _table_hops() -> tuple[Hop, ...]:
-    firewall = [spec for spec in (steps.TABLE[sid] for sid in steps.ORDER) if spec.hop is not None]
-    return tuple(Hop(f"c{spec.connection}-{spec.hop.purpose}", spec.connection, spec.hop, lane)
-                 for lane, spec in enumerate(firewall) if spec.hop is not None)
+    """The firewall steps of the step table, in order: one hop (and lane) each."""
+    out: list[Hop] = []
+    for sid in steps.ORDER:
+        spec = steps.TABLE[sid]
+        if spec.hop is not None:
+            out.append(Hop(f"c{spec.connection}-{spec.hop.purpose}", spec.connection, spec.hop,
+                           len(out)))
+    return tuple(out)
 
 
 HOPS = _table_hops()
-_HOP = {h.key: h for h in HOPS}
 
 
 def _place(sid: str) -> tuple[str, Place]:
@@ -128,14 +132,8 @@ def _hop_states(verdict: flow.Verdict) -> dict[str, State]:
         if not s.ok:
             states[key] = "blocked"
     for h in HOPS:
-        if h.key in states:
-            continue
-        states[h.key] = "passed" if reached.get(h.key) else "unreached"
-    # A hop with no step of its own (none today) counts as passed when a later one was reached.
-    for i, h in enumerate(HOPS):
-        if states[h.key] == "unreached" and any(reached.get(x.key) for x in HOPS[i + 1:]
-                                                 if x.connection == h.connection):
-            states[h.key] = "passed"
+        if h.key not in states:
+            states[h.key] = "passed" if reached.get(h.key) else "unreached"
     return states
 
 
@@ -373,14 +371,11 @@ def _checklist(v: flow.Verdict) -> list[tuple[State, str, str]]:
     out: list[tuple[State, str, str]] = [
         ("passed" if s.ok else "blocked", s.id, f"Connection {s.connection} · {s.id} · {s.title}")
         for s in v.steps]
-    order = list(flow.STEP_ORDER)
-    last = max((order.index(s.id) for s in v.steps if s.id in order), default=-1)
-    for sid in order[last + 1:]:
-        if sid not in HOP_OF_STEP:
-            continue
-        conn = _HOP[HOP_OF_STEP[sid][0]].connection
-        if conn in conns:
-            out.append(("unreached", sid, f"Connection {conn} · {sid} · {flow.STEP_TITLES[sid]} "
+    last = max((steps.TABLE[s.id].index for s in v.steps if s.id in steps.TABLE), default=-1)
+    for sid in steps.ORDER[last + 1:]:
+        spec = steps.TABLE[sid]
+        if spec.connection in conns:
+            out.append(("unreached", sid, f"Connection {spec.connection} · {sid} · {spec.title} "
                         "(not reached)"))
     return out
 
