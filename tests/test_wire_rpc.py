@@ -485,7 +485,8 @@ def test_tampered_sealed_request_is_refused_at_the_unseal_step(region: str) -> N
     # Privacy: the stub and padding are encrypted, the signature is over the plaintext. A bit
     # flipped anywhere is refused where the fragment is unsealed, before any call is made.
     cli, srv, _ = _pair(6)
-    _, data = cli.request(0, b"odd-length stub")  # 15 octets: one pad octet
+    cli.request(0, b"odd-length stub")  # 15 octets: one pad octet
+    data = cli.data_to_send()
     pad = data[-16 - rpc.SEC_TRAILER_SIZE + 2]
     assert pad == 1
     trailer = len(data) - 16 - rpc.SEC_TRAILER_SIZE
