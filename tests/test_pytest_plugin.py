@@ -8,6 +8,7 @@ no conftest.py and no import of wmilab in the test file.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import loopback_net
 from wmilab.lab.verify import ThreadedLab
 from wmilab.pytest_plugin import Lab
 from wmilab.scenario import load
@@ -26,10 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pytest" / "test_my_tool.py"
 
 
-def run_pytest(*args: str, cwd: Path, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "COV_")) or k == "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
-    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)  # the plugin must load as installed
+def run_pytest(*args: str, cwd: Path, prefix: tuple[str, ...] = (),
+               net: str | None = None) -> subprocess.CompletedProcess[str]:
+    # No PYTEST_* variable of this run: the plugin must load as installed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WMILAB_"))}
+    if net is not None:  # this machine may run other suites: their labs are elsewhere
+        env["WMILAB_LOOPBACK_NET"] = net
     return subprocess.run([*prefix, sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                            "-q", "-rfs", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=240)
@@ -53,7 +57,7 @@ def test_the_plugin_is_registered_as_pytest11_wmilab() -> None:
 @pytest.mark.slow
 def test_the_documented_example_passes_as_a_tool_author_runs_it(tmp_path: Path) -> None:
     # From another folder: the fixture finds lab.toml beside the test file.
-    r = run_pytest(str(EXAMPLE), cwd=tmp_path)
+    r = run_pytest(str(EXAMPLE), cwd=tmp_path, net=loopback_net())
     out = r.stdout + r.stderr
     if not can_bind_135():
         assert r.returncode == 0 and "3 skipped" in out and "135" in out, out
@@ -70,7 +74,7 @@ def test_without_the_right_to_bind_135_the_example_is_skipped_with_the_reason(tm
         pytest.skip("every user may bind port 135 on this machine")
     # Root without CAP_NET_BIND_SERVICE cannot bind ports below 1024, as an ordinary user.
     drop = ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service")
-    r = run_pytest(str(EXAMPLE), cwd=tmp_path, prefix=drop)
+    r = run_pytest(str(EXAMPLE), cwd=tmp_path, prefix=drop, net=loopback_net())
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "3 skipped" in out and "passed" not in out, out
@@ -144,31 +148,40 @@ def test_a_port_in_use_fails_instead_of_skipping(tmp_path: Path) -> None:
 
     # Another program holds 135 on the host's address: the test must fail, not skip. The lab
     # runs on a loopback network of its own, so nothing else in the suite is on that address.
+    net = ipaddress.IPv4Network(loopback_net())
+    mon = str(net.network_address + 77 * 256 + 10)  # MON is 192.168.77.10
     (tmp_path / "test_busy.py").write_text(
         f"def test_busy(wmilab_lab):\n"
-        f"    lab = wmilab_lab({str(EXAMPLE.with_name('lab.toml'))!r}, loopback_net='127.78.0.0/16')\n")
+        f"    lab = wmilab_lab({str(EXAMPLE.with_name('lab.toml'))!r}, loopback_net='{net}')\n")
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            holder.bind(("127.78.77.10", 135))
+            holder.bind((mon, 135))
         except OSError as e:
             pytest.skip(f"cannot hold the port for the test: {errno.errorcode.get(e.errno or 0)}")
         holder.listen()
         r = run_pytest(cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "1 failed" in out and "skipped" not in out, out
-    assert "MON: cannot listen on 127.78.77.10:135" in out, out
+    assert f"MON: cannot listen on {mon}:135" in out, out
 
 
 @pytest.mark.slow
 def test_a_lab_on_a_loopback_network_of_its_own_listens_there(tmp_path: Path) -> None:
     if not can_bind_135():
         pytest.skip("port 135 needs root here")
+    # The variable gives the default network; loopback_net= in the call wins over it.
+    net, other = loopback_net(), loopback_net()
+    srv1 = str(ipaddress.IPv4Network(net).network_address + 77 * 256 + 21)  # 192.168.77.21
     (tmp_path / "test_net.py").write_text(
         "import socket\n"
+        f"LAB = {str(EXAMPLE.with_name('lab.toml'))!r}\n"
         "def test_net(wmilab_lab):\n"
-        f"    lab = wmilab_lab({str(EXAMPLE.with_name('lab.toml'))!r}, loopback_net='127.79.0.0/16')\n"
-        "    assert lab.address('SRV1') == '127.79.77.21'\n"
-        "    socket.create_connection((lab.address('SRV1'), 135), timeout=5).close()\n")
-    r = run_pytest(cwd=tmp_path)
-    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr
+        f"    lab = wmilab_lab(LAB, loopback_net={net!r})\n"
+        f"    assert lab.address('SRV1') == {srv1!r}\n"
+        "    socket.create_connection((lab.address('SRV1'), 135), timeout=5).close()\n"
+        "def test_variable(wmilab_lab):\n"
+        "    lab = wmilab_lab(LAB)\n"
+        f"    assert lab.address('SRV1').startswith({other.split('.0.0/')[0] + '.'!r})\n")
+    r = run_pytest(cwd=tmp_path, net=other)
+    assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout + r.stderr

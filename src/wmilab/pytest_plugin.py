@@ -95,8 +95,9 @@ class Lab:
 
 class LabFactory:
     """``wmilab_lab(path, netns=False, client=None, loopback_net=None)``: start a scenario's
-    hosts for this test (``loopback_net`` such as ``"127.77.0.0/16"`` moves them off the
-    default addresses, so that tests running in parallel never share one)."""
+    hosts for this test (``loopback_net`` such as ``"127.77.0.0/16"``, or the environment
+    variable ``WMILAB_LOOPBACK_NET``, moves them off the default addresses, so that tests or
+    jobs running in parallel never share one)."""
 
     def __init__(self, base: Path) -> None:
         self._base = base
@@ -117,6 +118,8 @@ class LabFactory:
         if not path.is_absolute() and (self._base / path).exists():
             path = self._base / path  # beside the test file first, then the current folder
         problem = ""  # failed outside the handlers, so that the report is that one line
+        if loopback_net is None:
+            loopback_net = os.environ.get("WMILAB_LOOPBACK_NET") or None
         try:
             network = None if loopback_net is None else loopback_network(loopback_net)
         except ConfigError as e:
