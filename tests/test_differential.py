@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from conftest import CORP, fresh_net, make, needs_root
 from wmilab import flow
 from wmilab.host.server import HostBindError
-from wmilab.lab.verify import ThreadedLab, impacket_query
+from wmilab.lab.verify import ThreadedLab, impacket_query, verify_calls
+from wmilab.model import namespaces, oses
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +117,111 @@ def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
     assert got == predicted.result, (
         f"flow predicts {predicted.result} at {failed.id if failed else '-'} "
         f"({failed.detail if failed else ''}); impacket got {got}")
+
+
+# ------------------------------------------------------------------------------------------
+# Every call of a generated scenario, every namespace the model knows, all three modes
+
+
+_UNSECAPP = "%windir%\\system32\\wbem\\unsecapp.exe"
+_A_CONN2 = {
+    "closed": [],
+    "135 only": ["netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135"],
+    "135 and unsecapp": [
+        "netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135",
+        f"netsh firewall add allowedprogram program={_UNSECAPP} name=UNSECAPP"],
+}
+_NAMESPACE_NAMES = sorted({ns.path for ns in namespaces.CATALOGUE})
+
+
+def _spelling(draw: st.DrawFn, name: str) -> str:
+    # Names compare case-insensitively, and clients write both separators.
+    style = draw(st.sampled_from(["as is", "lower", "upper", "slashes"]))
+    return {"as is": name, "lower": name.lower(), "upper": name.upper(),
+            "slashes": name.replace("\\", "/")}[style]
+
+
+@st.composite
+def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
+    net = fresh_net()
+    os_a, os_b = draw(st.sampled_from(oses.NAMES)), draw(st.sampled_from(oses.NAMES))
+    # B's membership decides who calls A's sink back: its machine account (CORP), or
+    # ANONYMOUS LOGON (a workgroup, or a domain A does not trust).
+    b_home = draw(st.sampled_from(["CORP", "CORP", "WORKGROUP", "OTHER"]))
+    b: dict[str, Any] = {"os": os_b, "address": f"{net}.2/24",
+                         "netsh": ["netsh firewall set opmode mode=ENABLE", RA],
+                         "accounts": {"local": "L0cal!"},
+                         "groups": {"Administrators": ["B\\local", "CORP\\Domain Admins"]}}
+    if b_home == "WORKGROUP":
+        b["workgroup"] = "WORKGROUP"
+        # Classic sharing, so B's local administrator logs on as itself (not as Guest).
+        b["registry"] = {"ForceGuest": 0}
+        b["groups"] = {"Administrators": ["B\\local"]}
+    else:
+        b["domain"] = b_home
+    # bob may log on to exactly one namespace (rights there, and by inheritance below it).
+    bob_ns = draw(st.sampled_from([ns.path for ns in namespaces.for_os(os_b) if ns.key != "root"]))
+    bob_launch = draw(st.booleans())
+    if b_home == "CORP":
+        b["wmi"] = {bob_ns: {"CORP\\bob": ["enable account", "remote enable"]}}
+        if bob_launch:
+            b["dcom"] = {"launch_limits": {"CORP\\bob": LAUNCH}}
+    a: dict[str, Any] = {"os": os_a, "domain": "CORP", "address": f"{net}.1/24",
+                         "netsh": list(_A_CONN2[draw(st.sampled_from(sorted(_A_CONN2)))])}
+    if os_a == "2003-sp1":
+        a["netsh"].insert(0, "netsh firewall set opmode mode=ENABLE")
+    # A's Access Permissions limits decide which rung of B's callback ladder gets in: the
+    # defaults (Everyone: remote access), ANONYMOUS LOGON added, or Everyone cut to local access
+    # so that only the anonymous fallback (or nothing) passes.
+    a_limits = draw(st.sampled_from(["default", "anonymous", "anonymous only", "nobody"]))
+    anonymous = {"ANONYMOUS LOGON": ["local access", "remote access"]}
+    local_only = {"Everyone": ["local access"]}
+    a["dcom"] = {"access_limits": {"default": {}, "anonymous": anonymous,
+                                   "anonymous only": {**local_only, **anonymous},
+                                   "nobody": local_only}[a_limits]}
+    users = ["B\\local"] + (["CORP\\admin", "CORP\\bob"] if b_home == "CORP" else [])
+    calls = []
+    for _ in range(draw(st.integers(1, 3))):
+        ns = draw(st.sampled_from([*_NAMESPACE_NAMES, bob_ns, "root\\nosuch", "root\\cimv2\\x"]))
+        calls.append({"from": "A", "to": "B", "user": draw(st.sampled_from(users)),
+                      "mode": draw(st.sampled_from(["sync", "semisync", "async", "async"])),
+                      "namespace": _spelling(draw, ns)})
+    domains = {"CORP": copy.deepcopy(CORP)}
+    if b_home == "OTHER":
+        domains["OTHER"] = {"dns": "other.example", "accounts": {}}
+    return {"domains": domains, "hosts": {"A": a, "B": b}, "calls": calls}
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(mixed_scenario())
+# Always cover the callback ladder's fallback: A refuses B's machine account (Everyone has
+# only local access) and admits ANONYMOUS LOGON, so only the last rung gets in.
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "xp-sp2", "domain": "CORP", "address": "10.250.250.1/24",
+                          "netsh": _A_CONN2["135 and unsecapp"],
+                          "dcom": {"access_limits": {
+                              "Everyone": ["local access"],
+                              "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                    "B": {"os": "2003-sp1", "domain": "CORP", "address": "10.250.250.2/24",
+                          "netsh": ["netsh firewall set opmode mode=ENABLE", RA]}},
+          "calls": [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async"},
+                    {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
+                     "namespace": "ROOT/SUBSCRIPTION"}]})
+def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[str, Any]) -> None:
+    s = make(doc)
+    running = ThreadedLab(s, client_host="A")
+    try:
+        running.start()
+    except HostBindError as e:
+        needs_root(f"the emulated hosts need port 135: {e.strerror}")
+    try:
+        checks = verify_calls(running, {c.user: s.world.password_of(c.user) for c in s.calls})
+    finally:
+        running.close()
+    for chk in checks:
+        failed = chk.predicted.failed
+        assert chk.agrees, (
+            f"{chk.call.mode} {chk.call.user} {chk.call.namespace}: check predicts "
+            f"{chk.predicted.result} at {failed.id if failed else '-'} "
+            f"({failed.detail if failed else ''}); the wire gave {chk.wire} {chk.note}")

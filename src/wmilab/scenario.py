@@ -18,6 +18,7 @@ from wmilab.errors import ConfigError, PathPart, dotted
 from wmilab.model import hresult
 from wmilab.model.firewall import Profile
 from wmilab.model.identity import DomainSpec
+from wmilab.model.namespaces import try_normalize
 from wmilab.model.world import OSES, REGISTRY_VALUES, HostConfig, World
 from wmilab.tomlpos import line_of
 
@@ -30,6 +31,14 @@ CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "q
                "sink", "expect")
 DEFAULT_NAMESPACE = "root\\cimv2"
 DEFAULT_QUERY = "SELECT * FROM Win32_OperatingSystem"
+# Win32_OperatingSystem lives in root\cimv2 only (MSDocs CIMWin32Prov/win32-operatingsystem);
+# elsewhere the default query lists the child namespaces, a system class every namespace has
+# (MSDocs WmiSdk/--namespace). Choice (docs/scenario.md).
+OTHER_NAMESPACE_QUERY = "SELECT * FROM __NAMESPACE"
+
+
+def default_query(namespace: str) -> str:
+    return DEFAULT_QUERY if try_normalize(namespace) == "root\\cimv2" else OTHER_NAMESPACE_QUERY
 
 
 class ScenarioError(Exception):
@@ -247,7 +256,8 @@ def _call(i: int, value: object, world: World, host_names: Mapping[str, str]) ->
         index=i,
         name=_str(t.get("name", f"{ends['from']}→{ends['to']} {mode}"), (*path, "name")),
         source=ends["from"], target=ends["to"], user=user, password=password, mode=mode,
-        namespace=namespace, query=_str(t.get("query", DEFAULT_QUERY), (*path, "query")),
+        namespace=namespace,
+        query=_str(t.get("query", default_query(namespace)), (*path, "query")),
         sink=sink,
         expect=_expect(t["expect"], (*path, "expect")) if "expect" in t else None,
     )
