@@ -53,7 +53,7 @@ def serve(scenario: Path, host: str, free_ports: bool, max_connections: int,
     client = default_client(s.world, host, [(c.source, c.target) for c in s.calls])
 
     async def main() -> None:
-        ports = {135: 0, s.world.host(host).wmi_port: 0} if free_ports else None
+        ports = {135: 0} if free_ports else None
         server = HostServer(s.world, host, client_host=client, ports=ports,
                             limits=Limits(max_connections=max_connections,
                                           max_objects=max_objects))

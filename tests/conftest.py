@@ -89,3 +89,16 @@ def results(doc: dict[str, Any]) -> list[str]:
 @pytest.fixture
 def doc() -> dict[str, Any]:
     return base_doc()
+
+
+def impacket_orpcthis(flags: int = 0) -> Any:
+    """An ORPCTHIS as impacket's dcomrt builds it (for requests built with impacket)."""
+    from impacket.dcerpc.v5 import dcomrt
+    from impacket.dcerpc.v5.dtypes import NULL
+    from impacket.uuid import generate
+
+    o = dcomrt.ORPCTHIS()
+    o["cid"] = generate()
+    o["extensions"] = NULL
+    o["flags"] = flags
+    return o

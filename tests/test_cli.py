@@ -27,8 +27,11 @@ def test_check_text_names_connection_step_hresult_and_fix() -> None:
     out = r.stdout
     assert "Connection 2" in out and "c2.resolver-port" in out
     assert "0x800706BA RPC_S_SERVER_UNAVAILABLE" in out
-    assert "netsh firewall add portopening protocol=TCP port=135" in out
-    assert out.index('mode = "semisync"') < out.index("netsh firewall add portopening")
+    # Connection 2 on A follows the seed and KB 875605: Remote Administration (which opens
+    # TCP 135) and unsecapp, scoped to B (docs/choices.md)
+    ra = "netsh firewall set service type=REMOTEADMIN mode=ENABLE scope=CUSTOM addresses="
+    assert ra in out and "allowedprogram program=%windir%\\system32\\wbem\\unsecapp.exe" in out
+    assert out.index('mode = "semisync"') < out.index(ra)
 
 
 def test_check_json_follows_the_contract() -> None:

@@ -40,19 +40,34 @@ def test_admin_passes_on_both_oses(host: str) -> None:
     assert dc.check_remote_access(admin, "wmi").ok
 
 
-def test_plain_user_needs_remote_launch_and_activation_on_xp() -> None:
+def test_plain_user_needs_remote_activation_and_remote_launch_only_to_start_winmgmt() -> None:
     d = directory()
     dc = DcomSecurity.defaults("xp-sp2", d, "X")
     bob = token(d, "X", "CORP\\bob", "b")
     check = dc.check_remote_activation(bob)
     assert not check.ok and check.where == "launch_limits"
     assert "CORP\\bob" in check.reason and "local launch" in check.reason
-    # Remote activation alone is not enough (Choice: both rights, as the seed grants).
+    # winmgmt running: Remote Activation alone suffices (Learn com/launchpermission: the launch
+    # ACL is checked only to launch a server) ...
     half = dc.with_overrides({"launch_limits": {"CORP\\bob": ["remote activation"]}}, d, "X")
-    assert not half.check_remote_activation(bob).ok
+    assert half.check_remote_activation(bob, "running").ok
+    # ... but a stopped winmgmt must be launched, which also needs Remote Launch.
+    stopped = half.check_remote_activation(bob, "stopped")
+    assert not stopped.ok and stopped.where == "launch_limits"
+    assert "Remote Launch and Remote Activation" in stopped.reason and "stopped" in stopped.reason
     fixed = dc.with_overrides(
         {"launch_limits": {"CORP\\bob": ["remote launch", "remote activation"]}}, d, "X")
-    assert fixed.check_remote_activation(bob).ok
+    assert fixed.check_remote_activation(bob, "stopped").ok
+    # Remote Launch without Remote Activation is refused, running or not.
+    launch_only = dc.with_overrides({"launch_limits": {"CORP\\bob": ["remote launch"]}}, d, "X")
+    for state in ("running", "stopped"):
+        refused = launch_only.check_remote_activation(bob, state)
+        assert not refused.ok and refused.where == "launch_limits"
+    # The same rule in the WMI service's own AppID launch permissions.
+    app = fixed.with_overrides({"wmi_launch": {"Authenticated Users": [],
+                                               "CORP\\bob": ["remote launch"]}}, d, "X")
+    refused = app.check_remote_activation(bob)
+    assert not refused.ok and refused.where == "app_launch"
     # Remote access to WMI is already allowed by Everyone's default access limits.
     assert fixed.check_remote_access(bob, "wmi").ok
 

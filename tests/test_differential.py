@@ -32,6 +32,10 @@ B_NETSH = [
 ]
 GP = "Network/Network Connections/Windows Firewall/Domain Profile/Windows Firewall: {}"
 LAUNCH = ["local launch", "remote launch", "local activation", "remote activation"]
+# Bob's machine launch limits: everything, Remote Activation only, Remote Launch only (issue 8).
+LAUNCH_SETS = {True: LAUNCH, "activation": ["remote activation"], "launch": ["remote launch"]}
+# B's dynamic RPC range restricted to a few ports, every one of them opened (KB 154596).
+RESTRICTED = {"Ports": ["5000-5003"], "PortsInternetAvailable": "Y", "UseInternetPorts": "Y"}
 
 network = st.fixed_dictionaries({
     "os": st.sampled_from(["xp-sp2", "2003-sp1"]),
@@ -41,7 +45,9 @@ network = st.fixed_dictionaries({
     "enable_dcom": st.sampled_from([True, True, True, False]),
     "user": st.sampled_from(["CORP\\admin", "CORP\\bob", "B\\local"]),
     "wrong_password": st.sampled_from([False, False, False, True]),
-    "launch_bob": st.booleans(),
+    "launch_bob": st.sampled_from([False, True, "activation", "launch"]),
+    "winmgmt": st.sampled_from(["running", "running", "stopped", "disabled"]),
+    "rpc": st.sampled_from([None, None, "restricted-open"]),
     "remote_enable_bob": st.booleans(),
     "mode": st.sampled_from(["sync", "semisync"]),
     "namespace": st.sampled_from(["root\\cimv2", "root\\cimv2", "root\\default", "root\\nosuch"]),
@@ -49,7 +55,8 @@ network = st.fixed_dictionaries({
 
 _BOB: dict[str, Any] = {"os": "xp-sp2", "ra": True, "netsh": [], "gp": None, "enable_dcom": True,
            "user": "CORP\\bob", "wrong_password": False, "launch_bob": True,
-           "remote_enable_bob": False, "namespace": "root\\cimv2", "mode": "semisync"}
+           "remote_enable_bob": False, "namespace": "root\\cimv2", "mode": "semisync",
+           "winmgmt": "running", "rpc": None}
 _PASSWORDS = {"CORP\\admin": "Adm1n!", "CORP\\bob": "B0b!", "B\\local": "L0cal!"}
 
 
@@ -70,7 +77,14 @@ def _doc(n: dict[str, Any]) -> dict[str, Any]:
     if not n["enable_dcom"]:
         dcom["enable_dcom"] = False
     if n["launch_bob"]:
-        dcom["launch_limits"] = {"CORP\\bob": LAUNCH}
+        dcom["launch_limits"] = {"CORP\\bob": LAUNCH_SETS[n["launch_bob"]]}
+    if n["winmgmt"] != "running":
+        b["services"] = {"winmgmt": n["winmgmt"]}
+    if n["rpc"] == "restricted-open":
+        b["registry"] = dict(RESTRICTED)
+        b["netsh"] = b["netsh"] + [
+            f"netsh firewall add portopening protocol=TCP port={p} name=RPC{p}"
+            for p in range(5000, 5004)]
     if dcom:
         b["dcom"] = dcom
     wmi = {"enable account", "remote enable"} if n["remote_enable_bob"] else None
@@ -96,6 +110,15 @@ def _doc(n: dict[str, Any]) -> dict[str, Any]:
 @example({**_BOB, "launch_bob": False, "remote_enable_bob": True})  # 0x80070005
 @example({**_BOB, "launch_bob": True, "remote_enable_bob": True})  # ok
 @example({**_BOB, "user": "CORP\\admin", "wrong_password": True})  # 0x80070005
+# Issue 8: Remote Activation alone while winmgmt runs (ok) and when it is stopped (denied);
+# Remote Launch alone (denied); a disabled winmgmt; a restricted range, every port open.
+@example({**_BOB, "launch_bob": "activation", "remote_enable_bob": True})  # ok
+@example({**_BOB, "launch_bob": "activation", "remote_enable_bob": True,
+          "winmgmt": "stopped"})  # 0x80070005
+@example({**_BOB, "launch_bob": "launch", "remote_enable_bob": True})  # 0x80070005
+@example({**_BOB, "user": "CORP\\admin", "winmgmt": "disabled"})  # 0x80070422
+@example({**_BOB, "user": "CORP\\admin", "ra": False, "rpc": "restricted-open",
+          "netsh": [B_NETSH[2]]})  # ok
 def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
     s = make(_doc(n))
     call = s.calls[0]

@@ -1,6 +1,7 @@
 """Connection 2 on the wire: B calls the sink on A back, and the result is what `flow` says.
 
-A and B are both emulated in one LoopbackLab (free ports for 135, 1025 and 1026; B finds A's
+A and B are both emulated in one LoopbackLab (a free port for 135, dynamic ports for WMI and the
+sink from each host's RPC range; B finds A's
 OXID resolver through the lab, as it would on 135). A small client made of the wire codecs
 (activation, NTLMLogin, ExecQueryAsync with the OBJREF of a sink exported by A's sink role)
 plays the WMI client on A.
@@ -27,8 +28,6 @@ from wmilab.client.session import login
 from wmilab.errors import ConfigError
 from wmilab.host.callback import (
     CallbackOutcome,
-    RpcCallError,
-    RpcClient,
     build_resolve_oxid2_request,
     parse_resolve_oxid2_reply,
 )
@@ -36,12 +35,13 @@ from wmilab.host.sink import SinkExporter, SinkResult
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.model import sids
 from wmilab.scenario import Call, Scenario, load
+from wmilab.transport import RpcCallError, RpcClient
 from wmilab.wire import dcom, ids, wmi, wmio
 from wmilab.wire.dcom import NdrWriter, ObjRefStandard
 from wmilab.wire.rpc import AuthLevel
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PORTS = {135: 0, 1025: 0, 1026: 0}
+PORTS = {135: 0}
 OS_QUERY = "SELECT * FROM Win32_OperatingSystem"
 
 
@@ -362,7 +362,7 @@ def test_a_refused_connection_is_server_unavailable_quickly() -> None:
 def test_on_the_real_port_135() -> None:
     """Both resolvers on TCP 135 (each host has its own loopback address)."""
     s, c = scenario()
-    ports = {1025: 0, 1026: 0}
+    ports: dict[int, int] = {}
     try:
         run = asyncio.run(run_async(s, c, ports=ports))
     except OSError as e:  # HostBindError

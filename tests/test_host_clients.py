@@ -96,7 +96,7 @@ def start_lab() -> Iterator[StartLab]:
 
     def start(doc: dict[str, Any], *, root: bool = True, limits: Limits | None = None
               ) -> RunningLab:
-        ports = None if root else {135: 0, 1025: 0}
+        ports = None if root else {135: 0}
         running = RunningLab(make(doc), ports, limits)
         try:
             running.run(running.lab.start())

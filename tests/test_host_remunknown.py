@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 from impacket.dcerpc.v5 import dcomrt
-from impacket.dcerpc.v5.dtypes import NULL
-from impacket.uuid import generate
 
+from conftest import impacket_orpcthis
 from wmilab.host import remunknown
 from wmilab.host.objects import Enumerator, ObjectTable
 from wmilab.host.runtime import OP_RANGE, RPC_E_DISCONNECTED
@@ -24,17 +23,9 @@ from wmilab.wire import dcom, ids
 OP = ids.RemUnknownOp
 
 
-def _orpcthis() -> dcomrt.ORPCTHIS:
-    o = dcomrt.ORPCTHIS()
-    o["cid"] = generate()
-    o["extensions"] = NULL
-    o["flags"] = 0
-    return o
-
-
 def _qi(ipid: uuid.UUID, *iids: uuid.UUID, refs: int = 1) -> bytes:
     req = dcomrt.RemQueryInterface()
-    req["ORPCthis"] = _orpcthis()
+    req["ORPCthis"] = impacket_orpcthis()
     req["ripid"] = ipid.bytes_le
     req["cRefs"] = refs
     req["cIids"] = len(iids)
@@ -48,7 +39,7 @@ def _qi(ipid: uuid.UUID, *iids: uuid.UUID, refs: int = 1) -> bytes:
 
 def _refs(cls: Any, ipid: uuid.UUID, public: int) -> bytes:
     req = cls()
-    req["ORPCthis"] = _orpcthis()
+    req["ORPCthis"] = impacket_orpcthis()
     req["cInterfaceRefs"] = 1
     el = dcomrt.REMINTERFACEREF()
     el["ipid"] = ipid.bytes_le

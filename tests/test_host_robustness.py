@@ -53,7 +53,7 @@ class Host:
 
     def __init__(self, limits: Limits | None) -> None:
         self.lab = LoopbackLab(make(_scenario()).world, client_host="A",
-                               ports={135: 0, 1025: 0}, limits=limits)
+                               ports={135: 0}, limits=limits)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -29,7 +29,7 @@ def _scenario() -> dict[str, Any]:
 
 @asynccontextmanager
 async def _host(limits: Limits) -> AsyncIterator[tuple[str, int]]:
-    lab = LoopbackLab(make(_scenario()).world, client_host="A", ports={135: 0, 1025: 0},
+    lab = LoopbackLab(make(_scenario()).world, client_host="A", ports={135: 0},
                       limits=limits)
     await lab.start()
     try:

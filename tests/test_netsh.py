@@ -234,7 +234,12 @@ def test_show_config_layout() -> None:
     assert "Standard profile configuration (current):" in lines
     assert "Operational mode                  = Enable" in lines
     assert "Mode     Customized  Name" in lines
-    assert "Enable   No          Remote Administration" in lines
+    # icftypes.h NET_FW_SERVICE_TYPE: remote administration is no service row
+    assert not any(line.endswith("Remote Administration") for line in lines)
+    assert "Disable  No          File and Printer Sharing" in lines
+    assert "Local Area Connection firewall configuration:" in lines
+    assert lines.index("Local Area Connection firewall configuration:") < lines.index(
+        "Log configuration:")
     assert "Port   Protocol  Mode     Name" in lines
     assert "135    TCP       Enable   DCOM_TCP135" in lines
     assert r"Enable   UNSECAPP / C:\WINDOWS\system32\wbem\unsecapp.exe" in lines
@@ -254,10 +259,10 @@ def test_show_reflects_group_policy() -> None:
                                               "ports": ["24158:TCP:*:Enabled:WMIFixedPort"]},
     }).firewall
     out = run(f, "firewall show config", ENV, p)
-    assert "Disable  No          Remote Administration" in out
     assert "24158  TCP       Enable   WMIFixedPort" in out
     state = run(f, "firewall show state", ENV, p)
     assert "Remote admin mode                 = Disable" in state
+    assert "Group policy version              = Windows Firewall" in state
     assert "24158  TCP       IPv4     (null)" in state
 
 
@@ -265,6 +270,8 @@ def test_show_state_and_portopening_with_file_sharing() -> None:
     f = new()
     out = run(f, "firewall show state", ENV)
     assert "Profile                           = Domain" in out
+    # no Group Policy applies, so no "Group policy version" line (docs/netsh.md)
+    assert "Group policy version" not in out
     assert "No ports are currently open on all network interfaces." in out
     ok(f, "firewall set service fileandprint enable")
     ports = run(f, "firewall show portopening profile=DOMAIN", ENV)
@@ -279,6 +286,9 @@ def test_show_other_reports() -> None:
     assert "Enable   8     Allow inbound echo request" in run(f, "firewall show icmpsetting", ENV)
     op = run(f, "firewall show opmode", ENV)
     assert op.count("Exception mode") == 2 and "Notification mode" not in op
+    # XP capture: the per-connection block follows the two profiles
+    assert op.rstrip().endswith("Local Area Connection firewall configuration:\n" + "-" * 67
+                                + "\nOperational mode                  = Enable")
     assert "Domain profile is current profile." in run(f, "firewall show currentprofile", ENV)
     assert "Notification mode                 = Enable" in run(
         f, "firewall show notifications", ENV)

@@ -10,7 +10,7 @@ from aiowmi.ndr.encoding_unit import EncodingUnit
 
 from test_wmio import _AioResponse, impacket_object
 from wmilab.errors import ConfigError
-from wmilab.model.hresult import (
+from wmilab.hresult import (
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
     WBEM_E_INVALID_METHOD_PARAMETERS,

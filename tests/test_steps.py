@@ -9,7 +9,7 @@ import pytest
 
 from conftest import base_doc, call, make
 from wmilab import flow, remedy, steps
-from wmilab.model import hresult as hr
+from wmilab import hresult as hr
 from wmilab.model.decision import Check
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "wmilab"
@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "wmilab"
 # (flow, the emulated host, the fixes) asks the step's question function instead.
 MODEL_QUESTIONS = {"check_remote_activation", "check_remote_access", "check_login",
                    "network_logon", "callback_tokens", "callback_token", "rpcss_inbound",
-                   "inbound"}
+                   "inbound", "wmi_inbound", "sink_inbound", "check_wmi_activation"}
 
 
 def test_every_step_has_a_spec_a_generator_and_a_flow_title() -> None:

@@ -17,22 +17,14 @@ from hypothesis import strategies as st
 from impacket.dcerpc.v5 import dcomrt
 from impacket.dcerpc.v5.dcom import wmi as iwmi
 from impacket.dcerpc.v5.dtypes import NULL
-from impacket.uuid import generate
 
+from conftest import impacket_orpcthis
 from wmilab.wire import dcom, ids
-from wmilab.wire.dcom import activation
+from wmilab.wire.dcom import properties
 
 OXID = 0x1122334455667788
 IPID_REMUNK = uuid.UUID("00001234-0000-0000-1111-222233334444")
 IPID_LOGIN = uuid.UUID("00005678-0000-0000-1111-222233334444")
-
-
-def _orpcthis() -> dcomrt.ORPCTHIS:
-    o = dcomrt.ORPCTHIS()
-    o["cid"] = generate()
-    o["extensions"] = NULL
-    o["flags"] = 1
-    return o
 
 
 def _impacket_rci_stub(monkeypatch: pytest.MonkeyPatch) -> bytes:
@@ -146,7 +138,7 @@ def test_activation_reply_round_trip_and_padding() -> None:
     assert reply.interfaces[1].objref is None
     assert reply.scm == _scm()
     blob = dcom.encode_activation_properties_out(results, _scm())
-    _dest, props = activation._parse_activation_blob(blob)
+    _dest, props = properties.parse_properties_blob(blob)
     assert [c for c, _ in props] == [ids.CLSID_PROPSOUTINFO, ids.CLSID_SCMREPLYINFO]
     assert all(len(p) % 8 == 0 for _, p in props)
 
@@ -239,7 +231,7 @@ def test_resolve_oxid2_and_pings_against_impacket() -> None:
 
 def test_rem_query_interface_against_both_clients() -> None:
     req = dcomrt.RemQueryInterface()
-    req["ORPCthis"] = _orpcthis()
+    req["ORPCthis"] = impacket_orpcthis(1)
     req["ripid"] = IPID_LOGIN.bytes_le
     req["cRefs"] = 1
     req["cIids"] = 1
@@ -263,7 +255,7 @@ def test_rem_query_interface_against_both_clients() -> None:
 
 def test_rem_release_from_impacket_and_reply() -> None:
     req = dcomrt.RemRelease()
-    req["ORPCthis"] = _orpcthis()
+    req["ORPCthis"] = impacket_orpcthis(1)
     req["cInterfaceRefs"] = 1
     el = dcomrt.REMINTERFACEREF()
     el["ipid"] = IPID_LOGIN.bytes_le

@@ -16,20 +16,12 @@ from aiowmi.query import Query as AioQuery
 from impacket.dcerpc.v5 import dcomrt
 from impacket.dcerpc.v5.dcom import wmi as iwmi
 from impacket.dcerpc.v5.dtypes import NULL
-from impacket.uuid import generate
 
+from conftest import impacket_orpcthis
 from wmilab.wire import dcom, ids, wmi
 
 OXID = 0x0102030405060708
 IPID = uuid.UUID("0000abcd-0000-0000-aaaa-bbbbccccdddd")
-
-
-def _orpc() -> dcomrt.ORPCTHIS:
-    o = dcomrt.ORPCTHIS()
-    o["cid"] = generate()
-    o["extensions"] = NULL
-    o["flags"] = 0
-    return o
 
 
 def _std(iid: uuid.UUID = ids.IID_IWBEMSERVICES) -> dcom.ObjRefStandard:
@@ -49,7 +41,7 @@ def test_ntlm_login_requests_from_both_clients() -> None:
     aio = wmi.parse_ntlm_login(AioNTLMLogin("//./root/cimv2").get_data())
     assert aio.namespace == "root/cimv2"
     req = iwmi.IWbemLevel1Login_NTLMLogin()
-    req["ORPCthis"] = _orpc()
+    req["ORPCthis"] = impacket_orpcthis()
     req["wszNetworkResource"] = "//./root/cimv2\x00"
     req["wszPreferredLocale"] = NULL
     req["lFlags"] = 0
@@ -84,7 +76,7 @@ def test_exec_query_requests_from_both_clients() -> None:
     assert parsed.query_language == "WQL" and parsed.semisync and parsed.forward_only
 
     req = iwmi.IWbemServices_ExecQuery()
-    req["ORPCthis"] = _orpc()
+    req["ORPCthis"] = impacket_orpcthis()
     req["strQueryLanguage"]["asData"] = "WQL"
     req["strQuery"]["asData"] = "select Name from Win32_Process"
     req["lFlags"] = 0
@@ -112,7 +104,7 @@ def test_exec_query_reply_read_by_both_clients() -> None:
 
 def test_get_object_and_exec_method_requests_from_impacket() -> None:
     req = iwmi.IWbemServices_GetObject()
-    req["ORPCthis"] = _orpc()
+    req["ORPCthis"] = impacket_orpcthis()
     req["strObjectPath"]["asData"] = "Win32_Process"
     req["lFlags"] = 0
     req["pCtx"] = NULL
@@ -121,7 +113,7 @@ def test_get_object_and_exec_method_requests_from_impacket() -> None:
     assert parsed.path == "Win32_Process" and not parsed.wants_call_result
 
     m = iwmi.IWbemServices_ExecMethod()
-    m["ORPCthis"] = _orpc()
+    m["ORPCthis"] = impacket_orpcthis()
     m["strObjectPath"]["asData"] = "Win32_Process\x00"
     m["strMethodName"]["asData"] = "Create\x00"
     m["lFlags"] = 0
@@ -161,7 +153,7 @@ def test_unsupported_opnum_and_error_reply() -> None:
 
 def test_next_request_and_reply_with_impacket() -> None:
     req = iwmi.IEnumWbemClassObject_Next()
-    req["ORPCthis"] = _orpc()
+    req["ORPCthis"] = impacket_orpcthis()
     req["lTimeout"] = 0xFFFFFFFF
     req["uCount"] = 1
     parsed = wmi.parse_enum(4, req.getData())
@@ -230,7 +222,7 @@ def test_call_result_replies_read_by_impacket() -> None:
     s = iwmi.IWbemCallResult_GetResultStringResponse(wmi.build_get_result_string_reply("a"))
     assert s["ErrorCode"] == 0
     req = iwmi.IWbemCallResult_GetCallStatus()
-    req["ORPCthis"] = _orpc()
+    req["ORPCthis"] = impacket_orpcthis()
     req["lTimeout"] = 5
     assert wmi.parse_call_result(6, req.getData()).timeout == 5
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wmilab.model.hresult import WBEM_E_INVALID_QUERY
+from wmilab.hresult import WBEM_E_INVALID_QUERY
 from wmilab.repository.cim import WmiError
 from wmilab.repository.wql import (
     AssocQuery,

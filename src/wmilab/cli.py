@@ -175,7 +175,7 @@ def host(
         "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
         "127.77.10.2).", show_default=False)] = None,
 ) -> None:
-    """Run one emulated Windows host in the foreground: RPCSS on 135 and WMI on 1025.
+    """Run one emulated Windows host in the foreground: RPCSS on 135, WMI on a dynamic port.
 
     impacket and aiowmi connect to it unmodified. Logs each connection, logon and call
     on one line; Ctrl-C stops it.
@@ -185,8 +185,8 @@ def host(
     import logging
 
     from wmilab.host.gate import default_client
+    from wmilab.host.loopback_map import LoopbackMap, loopback_network
     from wmilab.host.server import HostBindError, HostServer
-    from wmilab.lab.loopback import LoopbackMap, loopback_network
 
     scenario = _load(file)
     names = {h.upper(): h for h in scenario.world.configs}
@@ -245,7 +245,7 @@ def lab(
         "127.77.10.2), so that several labs can run side by side.",
         show_default=False)] = None,
 ) -> None:
-    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI 1025).
+    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI dynamic).
 
     Without --verify it serves until Ctrl-C; real clients connecting from 127.0.0.1 count
     as the `from` host of the first call to each host. Exit code with --verify: 0 when the

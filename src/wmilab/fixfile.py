@@ -18,6 +18,7 @@ from wmilab.remedy import (
     NetshAdd,
     PolicySet,
     RegistrySet,
+    ServiceState,
     WmiRights,
     apply,
     remedy,
@@ -70,7 +71,8 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
             arr.multiline(True)
             host["netsh"] = arr
             arr = host["netsh"]
-        arr.add_line(e.command, comment=comment)
+        for command in e.commands:
+            arr.add_line(command, comment=comment)
         arr.add_line(indent="")
         return
     if isinstance(e, PolicySet):
@@ -107,6 +109,9 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
         return
     if isinstance(e, RegistrySet):
         _set_commented(_sub(host, "registry"), e.name, e.value, comment)
+        return
+    if isinstance(e, ServiceState):
+        _set_commented(_sub(host, "services"), e.name, e.state, comment)
         return
     raise TypeError(e)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from wmilab import hresult as hr
 from wmilab import steps
-from wmilab.model import hresult as hr
 from wmilab.model.decision import Check
 from wmilab.model.world import HostModel, World
 
@@ -127,17 +127,27 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
 
 
 def _callback(world: World, a: HostModel, b: HostModel) -> tuple[Step, Check]:
-    """c2.identity and c2.access: they depend on B and on whom A trusts, so a world remembers."""
+    """c2.identity and c2.access: they depend on B and on A (whom it trusts, its Guest
+    account), so a world remembers them."""
     key = ("cb", b.name, a.name)
     found = world.memo.get(key)
     if found is None:
         rungs = steps.callback_ladder(world, b.name, a.name)
         token = rungs[0].token
-        who = ("its machine account " + token.name if not token.anonymous
-               else "ANONYMOUS LOGON, because " + a.name + " does not trust " + b.name
-               + "'s domain")
-        identity = _step(C2_IDENTITY, b, Check(True, f"{b.name} calls back as {who}",
-                                               "anonymous" if token.anonymous else "machine"))
+        if token.guest:
+            # An unknown machine account maps to an enabled Guest on A (KB 103390).
+            who = (f"its machine account, which {a.name} does not know and logs on as "
+                   f"{token.name} (the Guest account is enabled)")
+        elif not token.anonymous:
+            who = "its machine account " + token.name
+        elif world.directory.domain_of(b.name) is None:
+            who = f"ANONYMOUS LOGON, because {b.name} is in a workgroup"
+        else:
+            who = (f"ANONYMOUS LOGON, because {a.name} neither trusts {b.name}'s domain nor "
+                   "has an enabled Guest account")
+        identity = _step(C2_IDENTITY, b, Check(
+            True, f"{b.name} calls back as {who}",
+            "anonymous" if token.anonymous else "guest" if token.guest else "machine"))
         found = (identity, steps.callback_access(a, rungs))
         world.memo[key] = found
     return found  # type: ignore[return-value]

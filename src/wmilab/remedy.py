@@ -40,6 +40,11 @@ MAX_ROUNDS = 40
 @dataclass(frozen=True)
 class NetshAdd:
     command: str
+    more: tuple[str, ...] = ()  # further commands of the same change (a range of ports)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        return (self.command, *self.more)
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,18 @@ class RegistrySet:
 
 
 @dataclass(frozen=True)
+class ServiceState:
+    name: str  # winmgmt
+    state: str  # running | stopped
+
+
+@dataclass(frozen=True)
 class CallMode:
     mode: str
 
 
-Edit = NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | CallMode
+Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
+        | CallMode)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class Change:
     """One fix an administrator applies: where, what kind, why, and the exact steps."""
 
     host: str | None
-    kind: str  # netsh | policy | dcom | wmi | registry | call
+    kind: str  # netsh | policy | dcom | wmi | registry | service | call
     summary: str
     commands: tuple[str, ...]
     edit: Edit
@@ -133,7 +145,7 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
     assert host is not None
     cfg = world.configs[host]
     if isinstance(edit, NetshAdd):
-        return world.with_host(replace(cfg, netsh=(*cfg.netsh, edit.command))), call
+        return world.with_host(replace(cfg, netsh=(*cfg.netsh, *edit.commands))), call
     if isinstance(edit, PolicySet):
         policy = dict(cfg.policy)
         existing = _policy_get(cfg, edit.key)
@@ -172,6 +184,8 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         return world.with_host(replace(cfg, wmi=wmi)), call
     if isinstance(edit, RegistrySet):
         return world.with_host(replace(cfg, registry={**cfg.registry, edit.name: edit.value})), call
+    if isinstance(edit, ServiceState):
+        return world.with_host(replace(cfg, services={**cfg.services, edit.name: edit.state})), call
     raise TypeError(edit)
 
 
@@ -201,6 +215,33 @@ def _netsh(host: str, command: str, summary: str) -> Change:
     return Change(host, "netsh", summary, (command,), NetshAdd(command))
 
 
+def _netsh_many(host: str, commands: list[str], summary: str) -> Change:
+    return Change(host, "netsh", summary, tuple(commands),
+                  NetshAdd(commands[0], tuple(commands[1:])))
+
+
+# Choice (docs/choices.md): opening a restricted RPC range port by port is offered only up to
+# this many ports; a larger range is better served by the program exception.
+MAX_RANGE_OPENINGS = 256
+
+
+def _range_openings(world: World, host: str, source: IPv4Address, what: str) -> list[Change]:
+    """Port openings for every port of ``host``'s dynamic RPC range, for ``source`` only.
+
+    Only for a range restricted with Rpc\\Internet\\Ports (KB 154596 pairs the restriction
+    with opening exactly those ports); the default 1025-5000 is never opened port by port,
+    and never a single guessed port, since Windows picks the port at run time.
+    """
+    h = world.host(host)
+    ports = h.rpc_ports
+    if "Ports" not in h.config.registry or len(ports) > MAX_RANGE_OPENINGS:
+        return []
+    cmds = [f"netsh firewall add portopening protocol=TCP port={p} name=RPC_{p} "
+            f"scope=CUSTOM addresses={source}" for p in ports]
+    return [_netsh_many(host, cmds, f"Open every port of {host}'s restricted RPC range "
+                        f"{ports.describe()} (where {what} listens) to {source} only")]
+
+
 def _policy(host: str, key: str, value: Mapping[str, Any], summary: str, how: str) -> Change:
     return Change(host, "policy", summary, _gp_steps(host, key, how), PolicySet(key, value))
 
@@ -213,7 +254,7 @@ def _widen_addresses(scope: Scope, source: IPv4Address) -> str:
 
 
 def _firewall_candidates(
-    world: World, host: str, source: IPv4Address, port: int, program: str, purpose: str,
+    world: World, host: str, source: IPv4Address, port: int | None, program: str, purpose: str,
     program_as_typed: str | None = None,
 ) -> list[Change]:
     h = world.host(host)
@@ -247,7 +288,7 @@ def _firewall_candidates(
                            "Keep Enabled; Show... > Add: " + entries[-1]))
 
     # Widen an exception that exists but is disabled or does not include the caller.
-    if purpose == "rpcss":
+    if purpose in ("rpcss", "resolver") and port is not None:
         po = local.ports.get(("TCP", port))
         if po is not None and not (po.enabled and po.scope.matches(source, h.subnet)):
             scope = admitting(po.scope)
@@ -291,7 +332,19 @@ def _firewall_candidates(
                                f'Select Enabled; set "Allow unsolicited incoming messages from" '
                                f"to {src}"))
 
-    if purpose == "rpcss":
+    if purpose == "resolver":
+        # Connection 2 on A: the seed ("enable the Allow Remote Administration exception ...
+        # and open the DCOM port TCP 135 on Computer A") and KB 875605 prescribe Remote
+        # Administration, which opens TCP 135 itself (TechNet cc737332). No public source says
+        # TCP 135 alone suffices, so the documented procedure comes first (docs/choices.md).
+        out.append(_netsh(
+            host, f"netsh firewall set service type=REMOTEADMIN mode=ENABLE "
+                  f"scope=CUSTOM addresses={src}",
+            f"Enable the Remote Administration exception on {host} for {src} only, as the "
+            "seed and KB 875605 prescribe for Connection 2 (it opens TCP 135, the OXID "
+            "resolver)"))
+        gp_service_scope()
+    if purpose in ("rpcss", "resolver"):
         # Seed: "netsh firewall add portopening protocol=tcp port=135 name=DCOM_TCP135".
         out.append(_netsh(
             host, f"netsh firewall add portopening protocol=TCP port={port} name=DCOM_TCP{port} "
@@ -301,6 +354,11 @@ def _firewall_candidates(
             gp_list(gp.DEFINE_PORTS,
                     [p.text() for p in pol.ports] + [f"{port}:TCP:{src}:Enabled:DCOM_TCP{port}"],
                     f"TCP {port}")
+    if purpose == "wmi":
+        # A range restricted with Rpc\\Internet\\Ports is opened port by port (KB 154596
+        # pairs the two): narrower than Remote Administration, which also opens TCP 445 and
+        # every dynamic port of svchost.exe and lsass.exe.
+        out.extend(_range_openings(world, host, source, "the WMI service"))
     if purpose in ("rpcss", "wmi"):
         # Seed: "netsh firewall set service RemoteAdmin enable" (Connection 1, step 2).
         out.append(_netsh(
@@ -322,6 +380,7 @@ def _firewall_candidates(
             gp_list(gp.DEFINE_PROGRAMS,
                     [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"],
                     "the sink program")
+        out.extend(_range_openings(world, host, source, "the sink"))
     return out
 
 
@@ -336,13 +395,19 @@ def _program_name(path: str) -> str:
 
 # ---- security candidates ----------------------------------------------------------------
 
-_LAUNCH_NEEDED = ("remote launch", "remote activation")
 _ACCESS_NEEDED = ("remote access",)
 _WMI_NEEDED = ("enable account", "remote enable")
 
 _DCOM_DIALOG = {
     "launch_limits": "Launch and Activation Permissions > Edit Limits...",
     "access_limits": "Access Permissions > Edit Limits...",
+}
+# The WMI service's own AppID permissions (dcomcnfg: DCOM Config > Windows Management
+# Instrumentation > Properties > Security; MSDocs WmiSdk/securing-a-remote-wmi-connection).
+_DCOM_APP_STEPS = {
+    "wmi_launch": ("Component Services > Computers > My Computer > DCOM Config > Windows "
+                   "Management Instrumentation > Properties > Security",
+                   "Launch and Activation Permissions: Customize > Edit..."),
 }
 
 
@@ -377,11 +442,11 @@ def _dcom_rights_change(world: World, host: str, table: str, principal: str,
     existing = _dcom_names(sd.rights_of(sid), table)
     rights = _merged(existing, needed)
     label = " and ".join(r.title() for r in needed)
-    steps = (f"Run dcomcnfg.exe on {host}",
-             "Component Services > Computers > My Computer > Properties > COM Security",
-             _DCOM_DIALOG.get(table, table),
-             f"Add {principal} and allow {label}")
-    out = [Change(host, "dcom", why, steps, DcomRights(table, principal, rights))]
+    where = _DCOM_APP_STEPS.get(table, (
+        "Component Services > Computers > My Computer > Properties > COM Security",
+        _DCOM_DIALOG.get(table, table)))
+    how = (f"Run dcomcnfg.exe on {host}", *where, f"Add {principal} and allow {label}")
+    out = [Change(host, "dcom", why, how, DcomRights(table, principal, rights))]
     sddl_key = {"launch_limits": gp.DCOM_LAUNCH, "access_limits": gp.DCOM_ACCESS}.get(table)
     sddl = {"launch_limits": h.policies.dcom_launch_sddl,
             "access_limits": h.policies.dcom_access_sddl}.get(table)
@@ -429,7 +494,9 @@ def _firewall_hop(world: World, call: Call, step: flow.Step) -> Candidates:
         typed = None if call.sink.lower() == "unsecapp" else call.sink
         return _firewall_candidates(world, listener, src, port, flow.sink_program(call),
                                     "sink", typed), None
-    return _firewall_candidates(world, listener, src, port, fw.SVCHOST, spec.hop.purpose), None
+    # TCP 135 on A (Connection 2) follows the documented procedure (see "resolver").
+    purpose = "resolver" if step.id == steps.C2_RESOLVER_PORT else spec.hop.purpose
+    return _firewall_candidates(world, listener, src, port, fw.SVCHOST, purpose), None
 
 
 _LOGON_REASONS = {
@@ -466,11 +533,20 @@ def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
     b = call.target
     if step.where == "enable_dcom":
         return [_enable_dcom(b)], None
-    if step.where == "launch_limits":
+    if step.where == "service-disabled":
+        return [_start_winmgmt(b)], None
+    # The narrower right: Remote Activation alone while winmgmt runs, Remote Launch too when
+    # the activation has to start it (model/dcom.py activation_rights).
+    winmgmt = world.host(b).winmgmt
+    needed = dcom_model.activation_rights(winmgmt)
+    label = " and ".join(r.title() for r in needed)
+    if step.where in ("launch_limits", "app_launch"):
+        table = "launch_limits" if step.where == "launch_limits" else "wmi_launch"
+        place = "" if table == "launch_limits" else " in the WMI service's own permissions"
         return _dcom_rights_change(
-            world, b, "launch_limits", _principal(world, call), _LAUNCH_NEEDED,
-            f"Give {call.user} DCOM Remote Launch and Remote Activation on {b} "
-            "(seed: Connection 1, step 1)"), None
+            world, b, table, _principal(world, call), needed,
+            f"Give {call.user} DCOM {label} on {b}{place} (seed: Connection 1, step 1; the "
+            f"WMI service is {winmgmt})"), None
     return [], step.detail
 
 
@@ -525,6 +601,16 @@ assert set(GENERATORS) == set(steps.TABLE), "every step has a remedy generator"
 def _candidates(world: World, call: Call, step: flow.Step) -> Candidates:
     """Changes to try for the failing step, best first; or the reason none can help."""
     return GENERATORS[step.id](world, call, step)
+
+
+def _start_winmgmt(host: str) -> Change:
+    # A disabled service starts again once its startup type is Automatic (sc config; the WMI
+    # service starts automatically by default, KB 875605's troubleshooting assumes it runs).
+    return Change(host, "service",
+                  f"The WMI service is disabled on {host}; set it to start automatically and "
+                  "start it",
+                  (f"On {host}: sc config winmgmt start= auto", f"On {host}: net start winmgmt"),
+                  ServiceState("winmgmt", "running"))
 
 
 def _enable_dcom(host: str) -> Change:

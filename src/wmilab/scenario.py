@@ -14,19 +14,20 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
+from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
-from wmilab.model import hresult
 from wmilab.model.firewall import Profile
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
-from wmilab.model.world import OSES, REGISTRY_VALUES, HostConfig, World
+from wmilab.model.ports import PORTS, PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS
+from wmilab.model.world import OSES, REGISTRY_VALUES, SERVICES, HostConfig, World
 from wmilab.tomlpos import line_of
 
 MODES = ("sync", "semisync", "async")
 TOP_FIELDS = ("title", "domains", "hosts", "calls")
 DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
-               "netsh", "policy", "dcom", "wmi", "registry")
+               "netsh", "policy", "dcom", "wmi", "registry", "services")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
                "sink", "expect")
 DEFAULT_NAMESPACE = "root\\cimv2"
@@ -179,15 +180,8 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         if p == "domain" and domain is None:
             raise _fail((*path, "profile"), "a workgroup computer has no domain profile in use")
         profile = Profile(p)
-    registry: dict[str, int] = {}
-    for key, v in _table(t.get("registry", {}), (*path, "registry")).items():
-        canon = {k.lower(): k for k in REGISTRY_VALUES}.get(key.lower())
-        if canon is None:
-            raise _fail((*path, "registry", key),
-                        f"unknown registry value {key!r}; expected one of: {', '.join(REGISTRY_VALUES)}")
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise _fail((*path, "registry", key), "must be a non-negative whole number (a DWORD)")
-        registry[canon] = v
+    registry = _registry(t.get("registry", {}), (*path, "registry"))
+    services = _services(t.get("services", {}), (*path, "services"))
     return HostConfig(
         name=name, os=os_name, address=address, domain=domain, workgroup=workgroup,
         profile=profile,
@@ -198,7 +192,47 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         dcom=_table(t.get("dcom", {}), (*path, "dcom")),
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),
         registry=registry,
+        services=services,
     )
+
+
+def _registry(value: object, path: tuple[PathPart, ...]) -> dict[str, int | str | tuple[str, ...]]:
+    out: dict[str, int | str | tuple[str, ...]] = {}
+    for key, v in _table(value, path).items():
+        canon = {k.lower(): k for k in REGISTRY_VALUES}.get(key.lower())
+        where = (*path, key)
+        if canon is None:
+            raise _fail(where, f"unknown registry value {key!r}; expected one of: "
+                        f"{', '.join(REGISTRY_VALUES)}")
+        if canon == PORTS:
+            # REG_MULTI_SZ: port ranges such as "5000-5100" (KB 154596).
+            out[canon] = _str_list(v, where)
+        elif canon in (PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS):
+            # REG_SZ "Y" or "N", case-insensitive (Learn: Configuring the Registry for Port
+            # Allocations and Selective Binding).
+            text = _str(v, where).strip().upper()
+            if text not in ("Y", "N"):
+                raise _fail(where, f"{v!r} is not \"Y\" or \"N\"")
+            out[canon] = text
+        else:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise _fail(where, "must be a non-negative whole number (a DWORD)")
+            out[canon] = v
+    return out
+
+
+def _services(value: object, path: tuple[PathPart, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, v in _table(value, path).items():
+        canon = {k.lower(): k for k in SERVICES}.get(key.lower())
+        if canon is None:
+            raise _fail((*path, key), f"unknown service {key!r}; wmilab models: "
+                        f"{', '.join(SERVICES)}")
+        state = _str(v, (*path, key)).strip().lower()
+        if state not in SERVICES[canon]:
+            raise _fail((*path, key), f"{v!r} is not one of: {', '.join(SERVICES[canon])}")
+        out[canon] = state
+    return out
 
 
 def _expect(value: object, path: tuple[PathPart, ...]) -> Expect:

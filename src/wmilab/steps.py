@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
 
+from wmilab import hresult as hr
 from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
-from wmilab.model import hresult as hr
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
@@ -62,14 +62,22 @@ class FirewallHop:
 
     purpose: Literal["rpcss", "wmi", "sink"]
 
-    def port(self, listener: HostModel) -> int:
-        if self.purpose == "rpcss":
-            return RPC_ENDPOINT_MAPPER
-        return listener.wmi_port if self.purpose == "wmi" else listener.sink_port
+    def port(self, listener: HostModel) -> int | None:
+        """TCP 135, or None for a dynamic RPC port: any of ``listener.rpc_ports``, picked
+        when the program starts listening (KB 154596)."""
+        return RPC_ENDPOINT_MAPPER if self.purpose == "rpcss" else None
 
 
 def _always(code: hr.HResult) -> Callable[[Check], hr.HResult]:
     return lambda _check: code
+
+
+def _activation_failure(check: Check) -> hr.HResult:
+    # Refused launch/activation rights: 0x80070005 (seed, Connection 1 step 1). A disabled
+    # winmgmt cannot be started: ERROR_SERVICE_DISABLED (Choice, docs/choices.md).
+    if check.where == "service-disabled":
+        return hr.ERROR_SERVICE_DISABLED
+    return hr.E_ACCESSDENIED
 
 
 def _namespace_failure(check: Check) -> hr.HResult:
@@ -104,12 +112,16 @@ TABLE: dict[str, StepSpec] = {s.id: s for s in (
     # A dropped connection surfaces as RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
     StepSpec(C1_RPCSS, 1, "B", "A reaches RPCSS on B (TCP 135)", _UNAVAILABLE,
              "seed, Connection 1; TechNet cc737332", FirewallHop("rpcss")),
-    # A failed network logon fails the DCOM call with E_ACCESSDENIED (seed; facts.md).
+    # A failed network logon fails the DCOM call with E_ACCESSDENIED: "DCOM Access Denied ...
+    # The Username/Password does not exist" (WMI team, "Let's troubleshoot WMI", part 1).
     StepSpec(C1_LOGON, 1, "B", "B logs on A's user (NTLM network logon)", _DENIED,
-             "MS-NLMP 3.2.5; seed"),
-    # Without Remote Launch/Activation the activation fails with 0x80070005 (seed, step 1).
-    StepSpec(C1_ACTIVATION, 1, "B", "B's DCOM lets the user launch and activate WMI remotely",
-             _DENIED, "seed, Connection 1 step 1; MS-DCOM 3.1.2.5.2.3"),
+             "MS-NLMP 3.2.5; WMI team blog 2009-03-12 \"Let's troubleshoot WMI (Part 1)\""),
+    # Without Remote Activation (and Remote Launch when winmgmt must be started) the
+    # activation fails with 0x80070005 (seed, step 1; MSDocs com/launchpermission).
+    StepSpec(C1_ACTIVATION, 1, "B",
+             "B's DCOM lets the user activate WMI remotely (and launch it if stopped)",
+             _activation_failure, "seed, Connection 1 step 1; MSDocs com/launchpermission; "
+             "MS-DCOM 3.1.2.5.2.3"),
     StepSpec(C1_WMI_PORT, 1, "B", "A reaches the WMI service's dynamic RPC port on B",
              _UNAVAILABLE, "seed, Connection 1 step 2; KB154596", FirewallHop("wmi")),
     StepSpec(C1_ACCESS, 1, "B", "B's DCOM lets the user call into WMI remotely (remote access)",
@@ -153,14 +165,25 @@ def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
     return _fw(listener.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST))
 
 
-def wmi_port(b: HostModel, source: IPv4Address) -> Check:
-    """c1.wmi-port: the WMI service's dynamic RPC port (winmgmt runs in svchost.exe)."""
-    return _fw(b.inbound(source, b.wmi_port, fw.SVCHOST))
+def wmi_port(b: HostModel, source: IPv4Address, port: int | None = None) -> Check:
+    """c1.wmi-port: the WMI service's dynamic RPC port (winmgmt runs in svchost.exe).
+
+    Without ``port`` (flow): admitted only if every port of B's dynamic range is (the port is
+    picked at run time, KB 154596). With ``port`` (the emulated host, which drew it from the
+    same range): the same firewall rule for that one port.
+    """
+    if port is None:
+        return _fw(b.wmi_inbound(source))
+    return _fw(b.inbound(source, port, fw.SVCHOST))
 
 
-def sink_port(a: HostModel, source: IPv4Address, program: str) -> Check:
-    """c2.sink-port: the port of the program that hosts the sink (unsecapp.exe or the app)."""
-    return _fw(a.inbound(source, a.sink_port, program))
+def sink_port(a: HostModel, source: IPv4Address, program: str,
+              port: int | None = None) -> Check:
+    """c2.sink-port: the dynamic port of the program that hosts the sink (unsecapp.exe or
+    the application); ``port`` as for :func:`wmi_port`."""
+    if port is None:
+        return _fw(a.sink_inbound(source, program))
+    return _fw(a.inbound(source, port, program))
 
 
 def sink_program(sink: str) -> str:
@@ -178,8 +201,9 @@ def logon(world: World, b: str, user: str, proof: Proof) -> Logon:
 
 
 def activation(b: HostModel, token: Token) -> Check:
-    """c1.activation: B's launch and activation permissions for WMI."""
-    return b.dcom.check_remote_activation(token)
+    """c1.activation: B's launch and activation permissions for WMI, for winmgmt's state
+    (Remote Launch only when it must be started), and whether a stopped one can start."""
+    return b.check_wmi_activation(token)
 
 
 def access(host: HostModel, token: Token, server: Literal["wmi", "sink"]) -> Check:

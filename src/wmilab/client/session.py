@@ -3,7 +3,7 @@ and an asynchronous query whose results come back to a sink over Connection 2.""
 
 from __future__ import annotations
 
-from wmilab.host.callback import RpcCallError, RpcClient
+from wmilab.transport import RpcCallError, RpcClient
 from wmilab.wire import dcom, ids, wmi
 from wmilab.wire.dcom import ObjRefStandard
 from wmilab.wire.rpc import AuthLevel

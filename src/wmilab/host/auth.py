@@ -49,14 +49,11 @@ class ModelAuthenticator:
         self.peer = peer
 
     def logon(self, attempt: LogonAttempt) -> object | None:
-        if attempt.anonymous or not attempt.user:
-            # An anonymous NTLM AUTHENTICATE is a null session (MS-NLMP 3.2.5.1.2).
-            result = Logon(True, self.world.directory.anonymous_token(self.host),
-                           "anonymous logon", "anonymous")
-        else:
-            principal = f"{attempt.domain}\\{attempt.user}"
-            # The question flow asks at c1.logon (wmilab.steps).
-            result = steps.logon(self.world, self.host, principal, attempt.check_password)
+        # The question flow asks at c1.logon (wmilab.steps); an anonymous AUTHENTICATE (no
+        # user name) is the directory's null session (MS-NLMP 3.2.5.1.2).
+        principal = "" if attempt.anonymous or not attempt.user else (
+            f"{attempt.domain}\\{attempt.user}")
+        result = steps.logon(self.world, self.host, principal, attempt.check_password)
         log.info("%s logon %s\\%s from %s: %s (%s)", self.host, attempt.domain, attempt.user,
                  self.peer or "?", "ok" if result.ok else "refused", result.reason)
         if not result.ok or result.token is None:

@@ -19,21 +19,16 @@ from __future__ import annotations
 import re
 import traceback
 
+from wmilab import hresult as hr
+from wmilab.hresult import from_win32
+
 __all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output", "from_win32"]
 
-RPC_S_SERVER_UNAVAILABLE = 0x800706BA
+RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code  # from the status-code catalogue
 
 _UNREACHABLE = ("connection reset", "connection refused", "timed out", "errno 104",
                 "errno 111", "could not connect", "broken pipe", "connect call failed")
 _IMPACKET_NAMES = {"rpc_s_access_denied": 0x80070005, "e_accessdenied": 0x80070005}
-
-
-def from_win32(code: int) -> int:
-    """HRESULT_FROM_WIN32 (MS-ERREF 2.1.2) for Win32 codes; other values unchanged."""
-    code &= 0xFFFFFFFF
-    if 0 < code < 0x10000:
-        return 0x80070000 | code
-    return code
 
 
 def from_exception(exc: BaseException) -> int | None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.host import remunknown
 from wmilab.host.objects import (
@@ -27,7 +28,6 @@ from wmilab.host.objects import (
     WcoSmartEnum,
 )
 from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, HostRuntime, Reply
-from wmilab.model import hresult as hr
 from wmilab.repository import CimClass, WmiError
 from wmilab.repository.cim import CimObject
 from wmilab.wire import dcom, ids, rpc, wmi, wmio
@@ -48,10 +48,10 @@ EXPORTER_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     ids.IID_IWBEMLOGINHELPER,
 ))
 
-WBEM_E_INVALID_OPERATION = 0x80041016  # MS-WMI 2.2.11
+WBEM_E_INVALID_OPERATION = hr.WBEM_E_INVALID_OPERATION.code  # from the status-code catalogue
 WBEM_FLAG_SHALLOW = 0x1  # MS-WMI 2.2.3 (CreateInstanceEnum: no subclasses)
 MAX_NEXT = 10_000  # Choice: Next/Skip counts above this are clipped (bounded replies)
-WBEM_E_OUT_OF_MEMORY = 0x80041006  # MS-WMI 2.2.11
+WBEM_E_OUT_OF_MEMORY = hr.WBEM_E_OUT_OF_MEMORY.code  # from the status-code catalogue
 
 Op = ids.WbemServicesOp
 E = ids.EnumWbemClassObjectOp

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 
 from wmilab import steps
 from wmilab.errors import ConfigError
-from wmilab.lab.loopback import LoopbackMap
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 
@@ -75,5 +75,6 @@ class Gate:
         if model_port == RPC_ENDPOINT_MAPPER:
             check = steps.rpcss_port(model, source)
         else:
-            check = steps.wmi_port(model, source)
+            # The port the WMI service drew from the model's range (host/server.py).
+            check = steps.wmi_port(model, source, model_port)
         return GateDecision(check.ok, source, source_host, model_port, check.reason)

@@ -11,13 +11,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
+from wmilab import hresult as hr
 from wmilab.host.runtime import OP_RANGE, RPC_E_DISCONNECTED, Reply
 from wmilab.wire import dcom, ids
 
 __all__ = ["E_INVALIDARG", "IpidTable", "handle"]
 
 # Choice: RemAddRef of an IPID that is not in the table is E_INVALIDARG (MS-ERREF 2.1).
-E_INVALIDARG = 0x80070057
+E_INVALIDARG = hr.E_INVALIDARG.code  # from the status-code catalogue
 
 
 class IpidTable(Protocol):

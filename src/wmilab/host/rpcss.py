@@ -1,7 +1,7 @@
 """RPCSS on TCP 135: the remote activator and the OXID resolver of an emulated host.
 
 Activation asks the model exactly what ``flow`` asks at step c1.activation:
-``host.dcom.check_remote_activation(token)``.
+``steps.activation(host, token)`` (launch/activation rights for winmgmt's state).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.host.objects import SUPPORTED, Level1Login
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
@@ -22,7 +23,7 @@ RPCSS_INTERFACES = (
     rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0),
 )
 
-REGDB_E_CLASSNOTREG = 0x80040154  # MS-ERREF 2.1: class not registered
+REGDB_E_CLASSNOTREG = hr.REGDB_E_CLASSNOTREG.code  # from the status-code catalogue
 OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E: opnum out of range
 BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 
@@ -54,9 +55,14 @@ class Rpcss:
         else:
             return OP_RANGE
         # Seed, Connection 1 step 1 / MS-DCOM 3.1.2.5.2.3: launch and activation permission
-        # from the model; refused -> fault ERROR_ACCESS_DENIED (docs/wire-dcom.md).
+        # from the model; refused -> fault ERROR_ACCESS_DENIED (docs/wire-dcom.md). A disabled
+        # winmgmt cannot be started: Choice (docs/choices.md), the activation answers the
+        # step's HRESULT, ERROR_SERVICE_DISABLED.
         check = steps.activation(self.rt.model, ctx.token)  # as flow c1.activation
         if not check.ok:
+            if check.where == "service-disabled":
+                failure = steps.TABLE[steps.C1_ACTIVATION].failure(check)
+                return dcom.build_activation_error(failure.code)
             return dcom.activation_access_denied()
         if req.clsid != ids.CLSID_WBEMLEVEL1LOGIN:
             # MS-DCOM 3.1.2.5.2.3.3: an unknown class fails with REGDB_E_CLASSNOTREG.

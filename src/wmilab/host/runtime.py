@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wmilab import hresult as hr
 from wmilab.host.objects import ObjectTable
 from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
@@ -24,7 +25,7 @@ Reply = bytes | RpcFaultReply
 # Choice: a call on an IPID the exporter does not know gets a fault RPC_E_DISCONNECTED, what
 # Windows returns for a released or reclaimed object (impacket dcomrt INTERFACE.request
 # names this case).
-RPC_E_DISCONNECTED = 0x80010108
+RPC_E_DISCONNECTED = hr.RPC_E_DISCONNECTED.code  # from the status-code catalogue
 OP_RANGE = RpcFaultReply(rpc.NCA_S_OP_RNG_ERROR)  # C706 appendix E
 BAD_STUB = RpcFaultReply(rpc.STATUS_BAD_STUB_DATA)  # MS-RPCE: unmarshalling failures use 0x6F7
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import random
 import socket
 import struct
 import time
@@ -19,14 +20,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
+from wmilab import hresult as hr
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
 from wmilab.host.gate import Gate, GateDecision
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
-from wmilab.lab.loopback import LoopbackMap
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
 from wmilab.model.world import World
 from wmilab.wire import ids, rpc
@@ -46,7 +48,7 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 log = logging.getLogger("wmilab.host")
 
-RPC_E_SERVERFAULT = 0x80010105  # MS-ERREF 2.1: the server threw an exception
+RPC_E_SERVERFAULT = hr.RPC_E_SERVERFAULT.code  # from the status-code catalogue
 _FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 
@@ -85,14 +87,18 @@ def _filetime() -> int:
 class HostServer:
     """Serves one scenario host on one IP address: RPCSS (135) and the WMI exporter.
 
-    ``ports`` maps a model port (135, ``HostModel.wmi_port``) to the port to bind (0 picks
-    a free one), for tests without root. ``client_host`` is the scenario host a connection
-    from an address that is no host's loopback address stands for.
+    ``ports`` maps the well-known port 135 to the port to bind (0 picks a free one), for
+    tests without root. The WMI service (and a sink exporter) listen on a port drawn at
+    random from the host's dynamic RPC range (``HostModel.rpc_ports``), as the RPC runtime
+    assigns one (KB 154596); ``rng`` makes the draw reproducible in tests. ``client_host``
+    is the scenario host a connection from an address that is no host's loopback address
+    stands for.
     """
 
     def __init__(self, world: World, host: str, *, address: str | None = None,
                  addresses: LoopbackMap | None = None, client_host: str | None = None,
-                 ports: Mapping[int, int] | None = None, limits: Limits | None = None) -> None:
+                 ports: Mapping[int, int] | None = None, limits: Limits | None = None,
+                 rng: random.Random | None = None) -> None:
         if host not in world.configs:
             raise ConfigError(f"no host {host!r} in the scenario (hosts: "
                               f"{', '.join(world.configs)})", ("hosts", host))
@@ -105,8 +111,11 @@ class HostServer:
         self.limits = limits or Limits()
         ports = dict(ports or {})
         self.port_map = ports
-        self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER, "wmi": self.model.wmi_port}
-        self._wanted = {kind: ports.get(p, p) for kind, p in self.model_ports.items()}
+        self.rng = rng if rng is not None else random.SystemRandom()
+        # The port each listener stands for in the model: 135, and the dynamic port WMI got
+        # (set when it is bound, from the model's range).
+        self.model_ports = {"rpcss": RPC_ENDPOINT_MAPPER}
+        self._wanted = {"rpcss": ports.get(RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER)}
         # Where the OXID resolver of another machine listens (Connection 2): 135 unless the lab
         # binds free ports (LoopbackLab sets this to its own lookup).
         self.resolver_port: Callable[[str], int] = lambda address: RPC_ENDPOINT_MAPPER
@@ -136,11 +145,16 @@ class HostServer:
         loop = asyncio.get_running_loop()
         try:
             for kind in ("wmi", "rpcss"):
-                srv = await loop.create_server(
-                    lambda k=kind: _RpcProtocol(self, k),  # type: ignore[misc]
-                    self.address, self._wanted[kind], reuse_address=True)
+                if kind == "wmi":
+                    srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi")
+                else:
+                    srv = await loop.create_server(
+                        lambda: _RpcProtocol(self, "rpcss"), self.address,
+                        self._wanted[kind], reuse_address=True)
                 self._servers.append(srv)
                 self.ports[kind] = srv.sockets[0].getsockname()[1]
+                self.model_ports[kind] = (RPC_ENDPOINT_MAPPER if kind == "rpcss"
+                                          else self.ports[kind])
                 if kind == "wmi":
                     self.runtime = HostRuntime(self.world, self.name,
                                                wmi_listen_port=self.ports["wmi"],
@@ -149,7 +163,7 @@ class HostServer:
                     self.exporter = WmiExporter(self.runtime, self.callbacks)
         except OSError as e:
             await self.stop()
-            port = self._wanted["rpcss" if "wmi" in self.ports else "wmi"]
+            port = self._wanted["rpcss"]
             hint = ""
             if e.errno == errno.EACCES and port < 1024:
                 hint = (f"; binding port {port} needs root or "
@@ -167,12 +181,41 @@ class HostServer:
         """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
         return self.port_map.get(model_port, model_port)
 
-    async def add_listener(self, service: Service, port: int) -> int:
-        """Serve ``service`` on ``port`` of this host's address; returns the bound port."""
+    async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol],
+                            what: str) -> asyncio.Server:
+        """Listen on a port drawn from the host's dynamic RPC range (the model's
+        ``rpc_ports``, the one source of the range); a port in use is skipped, as the RPC
+        runtime takes the next free one."""
+        loop = asyncio.get_running_loop()
+        ports = self.model.rpc_ports
+        last: OSError | None = None
+        for _ in range(min(64, len(ports))):
+            port = ports.pick(self.rng)
+            try:
+                return await loop.create_server(factory, self.address, port,
+                                                reuse_address=True)
+            except OSError as e:
+                if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+                last = e
+        raise HostBindError(getattr(last, "errno", 0) or 0,
+                            f"{self.name}: no free port for the {what} in its dynamic RPC "
+                            f"range {ports.describe()} on {self.address}")
+
+    async def add_listener(self, service: Service, port: int | None) -> int:
+        """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic
+        RPC range when ``port`` is None; returns the bound port."""
         loop = asyncio.get_running_loop()
         try:
-            srv = await loop.create_server(lambda: _RpcProtocol(self, service.kind, service),
-                                           self.address, port, reuse_address=True)
+            if port is None:
+                srv = await self._bind_dynamic(
+                    lambda: _RpcProtocol(self, service.kind, service), service.kind)
+            else:
+                srv = await loop.create_server(
+                    lambda: _RpcProtocol(self, service.kind, service), self.address, port,
+                    reuse_address=True)
+        except HostBindError:
+            raise
         except OSError as e:
             raise HostBindError(e.errno or 0, f"{self.name}: cannot listen on {self.address}:"
                                 f"{port} for the {service.kind}: {e.strerror or e}") from None

@@ -4,12 +4,14 @@ Seed: "Connection 2 from Computer B to Computer A delivers the results. This del
 callback to the sink." For scripts and MMC snap-ins the sink lives in
 ``%windir%\\system32\\wbem\\unsecapp.exe``; a C++ application usually hosts its own.
 
-:class:`SinkExporter` listens on A's ``HostModel.sink_port`` (1026, model/ports.py), exports
+:class:`SinkExporter` listens on a port of A's dynamic RPC range (``HostModel.rpc_ports``,
+model/ports.py, drawn at random as the RPC runtime assigns one), exports
 IWbemObjectSink objects (MS-WMI 3.1.4.2) and registers its OXID with A's OXID resolver, so
 that B's ResolveOxid2 on A:135 returns its string binding. Every decision is the model's:
 
-- the firewall: ``HostModel.inbound(source, sink_port, program)`` for each connection
-  (flow step c2.sink-port), with the sink's program (unsecapp or the application);
+- the firewall: ``HostModel.inbound(source, port, program)`` for each connection, with the
+  port it got and the sink's program (unsecapp or the application); flow step c2.sink-port
+  asks the same rule for every port the sink may get;
 - the logon: A's ``ModelAuthenticator`` (``directory.network_logon``), as on every port;
 - DCOM: ``A.dcom.check_remote_access(token, "sink")`` on every call (flow step c2.access);
   refused -> fault 5 (MS-DCOM 3.1.1.5.4; seed: 0x80070005).
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
 from wmilab.host import remunknown
@@ -53,7 +56,7 @@ SINK_INTERFACES = tuple(rpc.SyntaxId(iid, 0, 0) for iid in (
     # MS-DCOM 2.1: ORPC interfaces have version 0.0.
     ids.IID_IREMUNKNOWN, ids.IID_IREMUNKNOWN2, ids.IID_IUNKNOWN, ids.IID_IWBEMOBJECTSINK,
 ))
-E_OUTOFMEMORY = 0x8007000E  # MS-ERREF 2.1
+E_OUTOFMEMORY = hr.E_OUTOFMEMORY.code  # from the status-code catalogue
 WBEM_STATUS_COMPLETE = 0  # MS-WMI 2.2.3: SetStatus lFlags of the final result
 
 
@@ -98,8 +101,7 @@ class SinkExporter:
 
     ``async with SinkExporter(server) as sinks: sink = sinks.create(); ...`` where ``server``
     is A's running :class:`HostServer`. ``program`` is the sink's program for the firewall
-    (default unsecapp.exe); ``port`` the port to bind (default: A's ``sink_port`` through the
-    server's ``ports`` mapping).
+    (default unsecapp.exe); ``port`` the port to bind (default: one of A's dynamic RPC range).
     """
 
     kind = "sink"
@@ -130,9 +132,7 @@ class SinkExporter:
         runtime = self.server.runtime
         if runtime is None:
             raise RuntimeError("start the HostServer before its sink exporter")
-        wanted = self.port if self.port is not None else self.server.wanted_port(
-            self.model.sink_port)
-        self.listen_port = await self.server.add_listener(self, wanted)
+        self.listen_port = await self.server.add_listener(self, self.port)
         runtime.register_exporter(self.oxid, ResolverEntry(self.bindings, self.rem_unknown))
 
     async def stop(self) -> None:
@@ -177,10 +177,10 @@ class SinkExporter:
 
     def decide(self, peer: str) -> GateDecision:
         source, source_host = self.server.gate.source_of(peer)
-        port = self.model.sink_port
+        port = self.listen_port or 0
         # Seed, Connection 2 step 2: the sink program (unsecapp.exe or the application) must be
         # allowed on A: the question flow asks at c2.sink-port.
-        check = steps.sink_port(self.model, source, self.program)
+        check = steps.sink_port(self.model, source, self.program, port)
         return GateDecision(check.ok, source, source_host, port, check.reason)
 
     def handle(self, ev: CallReceived, ctx: CallContext) -> tuple[str, Reply]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -34,10 +35,11 @@ class ThreadedLab:
 
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
                  ports: dict[int, int] | None = None, limits: Limits | None = None,
-                 network: IPv4Network | None = None) -> None:
+                 network: IPv4Network | None = None,
+                 rng: random.Random | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits, network=network)
+                               limits=limits, network=network, rng=rng)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
@@ -144,8 +146,8 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     would have carried, or the refusal on Connection 2).
     """
     from wmilab.client.session import exec_query_async, login
-    from wmilab.host.callback import RpcCallError
     from wmilab.host.sink import SinkExporter
+    from wmilab.transport import RpcCallError
 
     a = lab.servers[call.source]
     b = lab.servers[call.target]

@@ -45,11 +45,20 @@ LAUNCH_TABLES = ("launch_limits", "launch_defaults", "wmi_launch")
 ACCESS_TABLES = ("access_limits", "access_defaults", "wmi_access", "sink_access")
 TABLES = (*LAUNCH_TABLES, *ACCESS_TABLES)
 
-# Choice (docs/dcom.md): remote activation of the WMI class needs both Remote Launch and
-# Remote Activation, the two rights the seed's procedure (MSDocs WmiSdk/securing-a-remote-
-# wmi-connection) grants; winmgmt may have to be started by the activation.
-REMOTE_ACTIVATION_MASK = COM_RIGHTS_EXECUTE_REMOTE | COM_RIGHTS_ACTIVATE_REMOTE
+# Remote activation of the WMI class needs Remote Activation; Remote Launch is checked only
+# when RPCSS must start the server (Learn com/launchpermission: the launch ACL is checked
+# "upon receiving a ... request to launch the server"; com/dcom-security-enhancements-...:
+# launch and activation are separate rights). winmgmt normally runs, so Remote Activation
+# suffices then; when it is stopped, the activation launches it and needs both.
+REMOTE_ACTIVATION_MASK = COM_RIGHTS_ACTIVATE_REMOTE
+REMOTE_LAUNCH_MASK = COM_RIGHTS_EXECUTE_REMOTE | COM_RIGHTS_ACTIVATE_REMOTE
 REMOTE_ACCESS_MASK = COM_RIGHTS_EXECUTE_REMOTE
+
+
+def activation_rights(winmgmt: str) -> tuple[str, ...]:
+    """The launch-table rights a remote activation of WMI needs, by winmgmt's state."""
+    return ("remote activation",) if winmgmt == "running" else ("remote launch",
+                                                                 "remote activation")
 
 _LOCAL_LAUNCH = COM_RIGHTS_EXECUTE | COM_RIGHTS_EXECUTE_LOCAL | COM_RIGHTS_ACTIVATE_LOCAL
 _LOCAL_REMOTE_ACCESS = COM_RIGHTS_EXECUTE | COM_RIGHTS_EXECUTE_LOCAL | COM_RIGHTS_EXECUTE_REMOTE
@@ -213,34 +222,42 @@ class DcomSecurity:
                          "(EnableDCOM = N), so it cannot call other computers", "enable_dcom")
         return Check(True, "DCOM is enabled", "enable_dcom")
 
-    def check_remote_activation(self, token: Token) -> Check:
+    def check_remote_activation(self, token: Token, winmgmt: str = "running") -> Check:
         """What RPCSS checks for a remote RemoteCreateInstance of the WMI class.
 
         EnableDCOM, then the machine launch limits, then the WMI AppID's launch permission,
-        each for Remote Launch + Remote Activation.
+        each for Remote Activation, and for Remote Launch too when winmgmt is not running
+        (``winmgmt``: running, stopped or disabled). A disabled winmgmt cannot be started:
+        the check passes and :meth:`check_service_start` refuses.
         """
         if not self.enable_dcom:
             # EnableDCOM = N: "no remote clients may launch servers or connect to objects"
             # (MSDocs com/enabledcom).
             return Check(False, f"DCOM is disabled on {self.host or 'this computer'} "
                          "(EnableDCOM = N)", "enable_dcom")
+        launch = winmgmt != "running"
+        mask = REMOTE_LAUNCH_MASK if launch else REMOTE_ACTIVATION_MASK
+        need = "Remote Launch and Remote Activation" if launch else "Remote Activation"
+        why = (f" (the WMI service is {winmgmt}, so the activation must launch it)" if launch
+               else " (the WMI service is running, so no launch is needed)")
         limits = self._normalized["launch_limits"]
         # Computer-wide restriction: an extra AccessCheck on every activation/launch
         # (MSDocs com/dcom-security-enhancements-...; com/machinelaunchrestriction).
-        if not limits.granted(token.sids, REMOTE_ACTIVATION_MASK):
+        if not limits.granted(token.sids, mask):
             got = limits.effective_rights(token.sids)
-            return Check(False, f"{self._who(token)} lacks Remote Launch and Remote Activation "
-                         f"in the machine launch limits of {self.host or 'the server'} "
+            return Check(False, f"{self._who(token)} lacks {need} in the machine launch limits "
+                         f"of {self.host or 'the server'}{why} "
                          f"(has: {_names(got, LAUNCH_RIGHTS)})", "launch_limits")
         app = self._normalized["wmi_launch"]
         # LaunchPermission of the server's AppID is checked while impersonating the client
         # (MSDocs com/launchpermission).
-        if not app.granted(token.sids, REMOTE_ACTIVATION_MASK):
+        if not app.granted(token.sids, mask):
             got = app.effective_rights(token.sids)
-            return Check(False, f"{self._who(token)} lacks Remote Launch and Remote Activation "
-                         f"in the WMI service's launch permissions (AppID {WMI_APPID}) "
+            return Check(False, f"{self._who(token)} lacks {need} in the WMI service's launch "
+                         f"permissions (AppID {WMI_APPID}){why} "
                          f"(has: {_names(got, LAUNCH_RIGHTS)})", "app_launch")
-        return Check(True, f"{self._who(token)} may remotely launch and activate WMI "
+        verb = "launch and activate" if launch else "activate"
+        return Check(True, f"{self._who(token)} may remotely {verb} WMI "
                      f"on {self.host or 'the server'}", "app_launch")
 
     @cached_property

@@ -21,6 +21,7 @@ from wmilab.model.addresses import Scope
 
 if TYPE_CHECKING:
     from wmilab.model.policy import FirewallPolicy
+    from wmilab.model.ports import PortRange
 
 Origin = Literal["local", "policy"]
 
@@ -405,6 +406,54 @@ class EffectiveFirewall:
             f"{conn.protocol} {conn.port} to {conn.program}")
         return Verdict(False, f"no exception of the {self.profile} profile allows {what}",
                        "none")
+
+
+    def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
+                       local_subnet: IPv4Network) -> Verdict:
+        """An unsolicited TCP connection to ``program`` on a dynamic RPC port.
+
+        The RPC runtime picks the port from ``ports`` when the program starts listening
+        (KB 154596), so only what admits *every* port it may pick lets the connection in
+        for sure: a program exception for ``program`` (Remote Administration's svchost.exe
+        and lsass.exe: GP "Allow remote administration exception"; an allowed program), or
+        port openings that together cover the whole range. A guessed single port does not.
+        """
+        if not self.enabled:
+            return self._off
+        if not self.exceptions_allowed:
+            return self._closed
+        prog_rules = self._program_rules.get(program, ())
+        for r in prog_rules:
+            if r.scope.matches(source, local_subnet):
+                return r.allow
+        covered: dict[int, _Rule] = {}
+        for (proto, port), rules in self._port_rules.items():
+            if proto != "TCP" or port not in ports:
+                continue
+            for r in rules:
+                if r.scope.matches(source, local_subnet):
+                    covered[port] = r
+                    break
+        where = f"{program} on its dynamic RPC port, taken from {ports.source}"
+        if len(covered) == len(ports):
+            first = covered[min(covered)]
+            return Verdict(True, f"allowed by port openings that cover every port of "
+                           f"{ports.describe()}, from which {program}'s dynamic RPC port is "
+                           "taken", first.origin)
+        if prog_rules:
+            r = prog_rules[0]
+            return Verdict(False, f"{r.description} admits only {r.scope.describe()}; "
+                           f"{source} is outside it", r.origin)
+        hidden = self._hidden.get(program)
+        if hidden is not None:
+            return hidden
+        if covered:
+            return Verdict(False, f"port openings admit only {len(covered)} of the "
+                           f"{len(ports)} ports {program} may get (e.g. TCP {min(covered)}) "
+                           f"from {ports.source}; Windows picks the port when the program "
+                           "starts listening, so a guessed port is no exception for it", "none")
+        return Verdict(False, f"no exception of the {self.profile} profile allows TCP to "
+                       f"{where}", "none")
 
 
 def _tri(policy_value: bool | None, local_value: bool) -> tuple[bool, Origin]:

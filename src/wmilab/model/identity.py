@@ -721,33 +721,44 @@ class Directory:
     def callback_tokens(self, server: str, client: str) -> tuple[Token, ...]:
         """Every identity ``server`` (B) tries when it calls the sink on ``client`` (A), in order.
 
-        B first calls as :meth:`callback_token`. When that is its machine account and the call
+        B first calls as :meth:`callback_token`. When that is not anonymous and the call
         fails, B lowers the authentication level down to none (MS-WMI 3.1.1.1.3 and its
-        product-behavior note: XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE), and a call
-        without authentication arrives on A as ANONYMOUS LOGON.
+        product-behavior note: XP and Server 2003 go down to RPC_C_AUTHN_LEVEL_NONE), and a
+        call without authentication arrives on A as ANONYMOUS LOGON.
         """
         first = self.callback_token(server, client)
         if first.anonymous:
             return (first,)
         return (first, self.anonymous_token(client))
 
-    def callback_token(self, server: str, client: str) -> Token:
-        """The identity under which ``server`` (B) calls the sink on ``client`` (A).
+    def callback_logon(self, server: str, client: str) -> Logon | None:
+        """How A (``client``) logs on B's machine account when B calls the sink back.
 
-        B calls back as its machine account DOMAIN\\B$ (MS-WMI 3.1.1.1.3) when A's domain
-        trusts B's domain; if B is in a workgroup or in a domain A does not trust, the
-        callback is anonymous (seed, "To configure Connection 2", step 3).
+        B calls "by using the machine principal name" (MS-WMI 3.1.1.1.3): DOMAIN\\B$ with
+        its machine password over NTLM, which A treats like any network logon
+        (:meth:`network_logon`): its own or a trusted domain logs the machine account on;
+        an untrusted or unknown domain falls back to a local account of that name or to
+        Guest (KB 103390). None when B is in a workgroup: its LocalSystem has no network
+        credentials and calls anonymously (seed, "To configure Connection 2", step 3).
         """
         b = self._host(server)
-        a = self._host(client)
-        if (
-            b.spec.domain is not None
-            and a.spec.domain is not None
-            and self.trusts(a.spec.domain, b.spec.domain)
-        ):
-            d = self._domains[b.spec.domain.lower()]
-            sid = self._dsid(d, f"{b.name.lower()}$")
-            return self._user_token(a, sid)
+        if b.spec.domain is None:
+            return None
+        d = self._domains[b.spec.domain.lower()]
+        secret = self.machine_password(b.name)
+        return self.network_logon(client, f"{d.name}\\{b.name.upper()}$",
+                                  lambda pw: pw == secret)
+
+    def callback_token(self, server: str, client: str) -> Token:
+        """The identity under which ``server`` (B) first reaches the sink on ``client`` (A).
+
+        B's machine account when A logs it on; A's Guest when A maps the unknown machine
+        account to an enabled Guest account (a workgroup A, or a domain that does not trust
+        B's); otherwise ANONYMOUS LOGON (seed, "To configure Connection 2", step 3).
+        """
+        logon = self.callback_logon(server, client)
+        if logon is not None and logon.ok and logon.token is not None:
+            return logon.token
         return self.anonymous_token(client)
 
     # ------------------------------------------------------------------ helpers

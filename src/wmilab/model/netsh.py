@@ -354,9 +354,22 @@ def expand_path(path: str, windir: str) -> str:
                   lambda m: table[m.group(1).lower()], path, flags=re.IGNORECASE)
 
 
+# The services `show service` lists: the firewall's service types are File and Printer
+# Sharing, UPnP Framework and Remote Desktop (icftypes.h NET_FW_SERVICE_TYPE 0-2, in that
+# order); remote administration has its own settings (INetFwRemoteAdminSettings) and is
+# shown as "Remote admin mode" in `show state` instead.
+SHOWN_SERVICES = (Service.FILEANDPRINT, Service.UPNP, Service.REMOTEDESKTOP)
+
+# The one network connection wmilab models, as XP names the first wired adapter; the
+# per-connection block of `show opmode` follows an XP capture (Metasploit Unleashed,
+# "Persistent Netcat Backdoor": "Local Area Connection firewall configuration:").
+INTERFACE = "Local Area Connection"
+
+
 class _Show:
     def __init__(self, fw: LocalFirewall, env: NetshEnv, policy: FirewallPolicy) -> None:
         self.fw, self.env = fw, env
+        self.policy = policy
         self.eff: dict[Profile, EffectiveFirewall] = {
             p: effective(fw, policy, p, env.windir) for p in Profile}
 
@@ -374,6 +387,12 @@ class _Show:
                       f"Notification mode                 = {_ed(e.notifications)}"]
         return lines
 
+    def interface(self) -> list[str]:
+        # Per-connection opmode: wmilab models no per-connection setting, so the connection
+        # is firewalled exactly when the firewall is on (Choice, docs/netsh.md).
+        return ["", f"{INTERFACE} firewall configuration:", RULE,
+                f"Operational mode                  = {_ed(True)}"]
+
     def single(self, p: Profile, label: str, flag: bool) -> list[str]:
         return ["", self.header(p), RULE, f"{label:<33} = {_ed(flag)}"]
 
@@ -382,7 +401,7 @@ class _Show:
         lines = ["", f"Service configuration for {p.label} profile:",
                  "Mode     Customized  Name", RULE]
         defaults = ProfileSettings.defaults(self.fw.os).services
-        for s in Service:
+        for s in SHOWN_SERVICES:
             es = e.services[s]
             # Choice: "Customized" = the scope differs from the shipped default.
             custom = "Yes" if es.scope != defaults[s].scope else "No"
@@ -441,7 +460,12 @@ class _Show:
             lines += self.programs(p, verbose)
             lines += self.ports(p, verbose)
             lines += self.icmp(p)
-        return lines + self.logging()
+        # Choice (docs/netsh.md): the per-connection block before the log block, as in
+        # `show opmode`; no XP capture of a whole `show config` was found.
+        return lines + self.interface() + self.logging()
+
+    def policy_applies(self) -> bool:
+        return self.policy.domain.configured or self.policy.standard.configured
 
     def state(self) -> list[str]:
         p = self.fw.current
@@ -451,12 +475,15 @@ class _Show:
                  f"Operational mode                  = {_ed(e.enabled)}",
                  f"Exception mode                    = {_ed(e.exceptions_allowed)}",
                  f"Multicast/broadcast response mode = {_ed(e.multicast_response)}",
-                 f"Notification mode                 = {_ed(e.notifications)}",
-                 "Group policy version              = Windows Firewall",
-                 f"Remote admin mode                 = "
-                 f"{_ed(e.services[Service.REMOTEADMIN].enabled)}",
-                 "", "Ports currently open on all network interfaces:",
-                 "Port   Protocol  Version  Program", RULE]
+                 f"Notification mode                 = {_ed(e.notifications)}"]
+        if self.policy_applies():
+            # Choice (docs/netsh.md): the line names the Group Policy settings in force, so
+            # it appears only when Windows Firewall settings come from Group Policy.
+            lines.append("Group policy version              = Windows Firewall")
+        lines += [f"Remote admin mode                 = "
+                  f"{_ed(e.services[Service.REMOTEADMIN].enabled)}",
+                  "", "Ports currently open on all network interfaces:",
+                  "Port   Protocol  Version  Program", RULE]
         open_ports = e.open_ports() if e.enabled and e.exceptions_allowed else []
         if not open_ports:
             lines.append("No ports are currently open on all network interfaces.")
@@ -495,6 +522,9 @@ def _show(fw: LocalFirewall, args: list[str], env: NetshEnv, policy: FirewallPol
         for p in profiles:
             if what == "opmode":
                 lines += sh.opmode(p, False)
+                if p is profiles[-1]:
+                    # XP prints the per-connection block after the profiles (capture above).
+                    lines += sh.interface()
             elif what == "service":
                 lines += sh.service(p, verbose)
             elif what == "allowedprogram":

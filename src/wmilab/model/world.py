@@ -16,9 +16,10 @@ from wmilab.errors import ConfigError
 from wmilab.model import firewall as fw
 from wmilab.model import netsh, oses
 from wmilab.model.dcom import DcomSecurity
-from wmilab.model.identity import Directory, DomainSpec, HostSpec
+from wmilab.model.decision import Check
+from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
 from wmilab.model.policy import Policies, parse_policies
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER, SINK_DYNAMIC_PORT, WMI_DYNAMIC_PORT
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRange, dynamic_range
 from wmilab.model.wmi import NamespaceSecurity
 
 OSES = oses.NAMES
@@ -32,7 +33,14 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
     "AllowAnonymousCallback": (),
+    # HKLM\Software\Microsoft\Rpc\Internet: the dynamic RPC port range (KB 154596).
+    "Ports": OSES,
+    "PortsInternetAvailable": OSES,
+    "UseInternetPorts": OSES,
 }
+
+# Service states a scenario may give (scenario-format.md "services"); only winmgmt matters.
+SERVICES: dict[str, tuple[str, ...]] = {"winmgmt": ("running", "stopped", "disabled")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ class HostConfig:
     policy: Mapping[str, Any] = field(default_factory=dict)
     dcom: Mapping[str, Any] = field(default_factory=dict)
     wmi: Mapping[str, Any] = field(default_factory=dict)
-    registry: Mapping[str, int] = field(default_factory=dict)
+    registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
+    services: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current_profile(self) -> fw.Profile:
@@ -117,14 +126,40 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
+        try:
+            self.rpc_ports: PortRange = dynamic_range(config.os, {
+                k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES})
+        except ConfigError as e:
+            raise e.within("registry") from None
+        # Service Control Manager state of the WMI service (scenario "services"); running
+        # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
+        self.winmgmt: str = config.services.get("winmgmt", "running")
 
-    @property
-    def wmi_port(self) -> int:
-        return WMI_DYNAMIC_PORT
+    def check_wmi_activation(self, token: Token) -> Check:
+        """A remote activation of the WMI class: DCOM's launch/activation checks for
+        winmgmt's state, then whether the Service Control Manager can start a stopped one.
 
-    @property
-    def sink_port(self) -> int:
-        return SINK_DYNAMIC_PORT
+        A disabled service cannot be started (MS-ERREF 2.2 ERROR_SERVICE_DISABLED: "The
+        service cannot be started, either because it is disabled ..."), so the activation
+        fails after the permission checks (Choice, docs/choices.md: that error is returned).
+        """
+        check = self.dcom.check_remote_activation(token, self.winmgmt)
+        if not check.ok or self.winmgmt != "disabled":
+            return check
+        return Check(False, f"the WMI service (winmgmt) on {self.name} is disabled, so DCOM "
+                     "cannot start it for the activation", "service-disabled")
+
+    def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the WMI service on its dynamic port?
+
+        winmgmt runs in a shared svchost.exe on XP SP2 and Server 2003 (TechNet cc737332,
+        Remote Administration exception), on a port of :attr:`rpc_ports`.
+        """
+        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet)
+
+    def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
+        """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
+        return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
     def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?"""

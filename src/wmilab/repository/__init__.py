@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ..model import namespaces
-from ..model.hresult import (
+from ..hresult import (
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
     WBEM_E_INVALID_METHOD_PARAMETERS,
@@ -30,6 +29,7 @@ from ..model.hresult import (
     WBEM_E_INVALID_QUERY_TYPE,
     WBEM_E_NOT_FOUND,
 )
+from ..model import namespaces
 from ..wire import wmio
 from ..wire.wmio import CimType, Value
 from . import wql

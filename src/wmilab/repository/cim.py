@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
 
-from ..model import namespaces
-from ..model.hresult import (
+from ..hresult import (
     WBEM_E_INVALID_NAMESPACE,
     WBEM_E_INVALID_PARAMETER,
     HResult,
 )
+from ..model import namespaces
 from ..wire import wmio
 from ..wire.wmio import ARRAY_FLAG, CimType, Value
 from .mof import MofClass, MofMethod, MofQualifier

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from lark import Lark, Token, Transformer, UnexpectedInput, v_args
 
-from ..model.hresult import WBEM_E_INVALID_QUERY
+from ..hresult import WBEM_E_INVALID_QUERY
 from ..wire.wmio import Value
 from .cim import WmiError
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar, NamedTuple
 
+from wmilab import hresult as hr
 from wmilab.errors import WireError
 
 __all__ = [
@@ -132,15 +133,15 @@ REJECT_AUTHENTICATION_TYPE_NOT_RECOGNIZED = 8  # MS-RPCE 2.2.2.5
 REJECT_INVALID_CHECKSUM = 9  # MS-RPCE 2.2.2.5
 
 # Fault status codes (C706 appendix E; MS-ERREF 2.2 for the Win32 ones).
-STATUS_ACCESS_DENIED = 0x00000005  # rpc_s_access_denied (MS-RPCE 3.2.3.5.1)
-STATUS_SEC_PKG_ERROR = 0x00000721  # RPC_S_SEC_PKG_ERROR (MS-ERREF 2.2)
-STATUS_BAD_STUB_DATA = 0x000006F7  # MS-RPCE: unmarshaling failures MUST use 0x6F7
-NCA_S_OP_RNG_ERROR = 0x1C010002  # C706 appendix E
-NCA_S_UNK_IF = 0x1C010003  # C706 appendix E
-NCA_S_PROTO_ERROR = 0x1C01000B  # C706 appendix E
-NCA_S_FAULT_REMOTE_NO_MEMORY = 0x1C00001B  # C706 appendix E
-NCA_S_INVALID_PRES_CONTEXT_ID = 0x1C00001C  # C706 appendix E
-NCA_S_UNSUPPORTED_AUTHN_LEVEL = 0x1C00001D  # C706 appendix E
+STATUS_ACCESS_DENIED = hr.RPC_S_ACCESS_DENIED  # from the status-code catalogue
+STATUS_SEC_PKG_ERROR = hr.RPC_S_SEC_PKG_ERROR  # from the status-code catalogue
+STATUS_BAD_STUB_DATA = hr.RPC_X_BAD_STUB_DATA  # from the status-code catalogue
+NCA_S_OP_RNG_ERROR = hr.NCA_S_OP_RNG_ERROR  # from the status-code catalogue
+NCA_S_UNK_IF = hr.NCA_S_UNK_IF  # from the status-code catalogue
+NCA_S_PROTO_ERROR = hr.NCA_S_PROTO_ERROR  # from the status-code catalogue
+NCA_S_FAULT_REMOTE_NO_MEMORY = hr.NCA_S_FAULT_REMOTE_NO_MEMORY  # from the status-code catalogue
+NCA_S_INVALID_PRES_CONTEXT_ID = hr.NCA_S_INVALID_PRES_CONTEXT_ID  # from the status-code catalogue
+NCA_S_UNSUPPORTED_AUTHN_LEVEL = hr.NCA_S_UNSUPPORTED_AUTHN_LEVEL  # from the status-code catalogue
 
 # Bind-time feature negotiation bits (MS-RPCE 2.2.2.14).
 BTFN_SECURITY_CONTEXT_MULTIPLEXING = 0x01

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wmilab import hresult as hr
 from wmilab.wire import ids
 from wmilab.wire.dcom import (
     NdrReader,
@@ -38,9 +39,9 @@ from wmilab.wire.dcom import (
 WBEM_S_NO_ERROR = 0x0
 WBEM_S_FALSE = 0x1
 WBEM_S_TIMEDOUT = 0x40004
-WBEM_E_ACCESS_DENIED = 0x80041003
-WBEM_E_NOT_SUPPORTED = 0x8004100C
-WBEM_E_INVALID_PARAMETER = 0x80041008
+WBEM_E_ACCESS_DENIED = hr.WBEM_E_ACCESS_DENIED.code  # from the status-code catalogue
+WBEM_E_NOT_SUPPORTED = hr.WBEM_E_NOT_SUPPORTED.code  # from the status-code catalogue
+WBEM_E_INVALID_PARAMETER = hr.WBEM_E_INVALID_PARAMETER.code  # from the status-code catalogue
 WBEM_FLAG_RETURN_IMMEDIATELY = 0x10  # MS-WMI 2.2.3: semisynchronous
 WBEM_FLAG_FORWARD_ONLY = 0x20  # MS-WMI 2.2.3: no Reset on the enumerator
 WBEM_FLAG_SEND_STATUS = 0x80

@@ -3,7 +3,6 @@ properties of RemoteCreateInstance / RemoteGetClassObject and build their replie
 
 from __future__ import annotations
 
-import struct
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from wmilab.wire.dcom.constants import (
     RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
     S_OK,
 )
-from wmilab.wire.dcom.ndr import NdrReader, NdrWriter, StubError, _pad8, decode_with
+from wmilab.wire.dcom.ndr import NdrReader, NdrWriter, StubError, decode_with
 from wmilab.wire.dcom.objref import (
     ObjRefCustom,
     ObjRefStandard,
@@ -34,6 +33,12 @@ from wmilab.wire.dcom.orpc import (
     RpcFaultReply,
     read_orpcthis,
     write_orpcthat,
+)
+from wmilab.wire.dcom.properties import (
+    encode_properties_blob,
+    parse_properties_blob,
+    ts1_body,
+    ts1_wrap,
 )
 
 
@@ -58,80 +63,18 @@ class ActivationRequest:
     get_class_object: bool = False
 
 
-def _ts1_body(prop: bytes, what: str) -> bytes:
-    # MS-RPCE 2.2.6: type serialization version 1, 8-byte common + 8-byte private header.
-    if len(prop) < 16:
-        raise StubError(f"{what}: property shorter than its serialization headers", (what,))
-    version, endian, hdr_len = struct.unpack_from("<BBH", prop, 0)
-    if version != 1 or endian != 0x10 or hdr_len != 8:
-        raise StubError(f"{what}: not a little-endian type serialization v1 header", (what,))
-    length = struct.unpack_from("<I", prop, 8)[0]
-    return prop[16:16 + length] if 0 < length <= len(prop) - 16 else prop[16:]
-
-
-def _ts1_wrap(body: bytes) -> bytes:
-    # MS-RPCE 2.2.6.1/2.2.6.2: common header (v1, little-endian, 8, filler 0xCCCCCCCC) and
-    # private header (ObjectBufferLength incl. padding to 8, filler 0xCCCCCCCC).
-    padded = _pad8(body)
-    return (struct.pack("<BBHI", 1, 0x10, 8, 0xCCCCCCCC)
-            + struct.pack("<II", len(padded), 0xCCCCCCCC) + padded)
-
-
-def _parse_activation_blob(blob: bytes) -> tuple[int, list[tuple[uuid.UUID, bytes]]]:
-    what = "ActivationPropertiesIn"
-    r = NdrReader(blob, what)
-    r.u32()  # dwSize
-    r.u32()  # dwReserved
-    hdr = r.raw(16)
-    ver, endian, _hlen = struct.unpack_from("<BBH", hdr, 0)
-    if ver != 1 or endian != 0x10:
-        raise StubError(f"{what}: CustomHeader is not type serialization v1", (what,))
-    body_len = struct.unpack_from("<I", hdr, 8)[0]
-    body = NdrReader(blob[24:24 + body_len], what)
-    body.u32()  # totalSize
-    body.u32()  # headerSize
-    body.u32()  # dwReserved
-    dest_ctx = body.u32()
-    c_ifs = body.u32()
-    body.guid()  # classInfoClsid
-    p_clsid = body.ptr()
-    p_sizes = body.ptr()
-    p_reserved = body.ptr()
-    if not p_clsid or not p_sizes:
-        raise StubError(f"{what}: CustomHeader has no property list", (what,))
-    n = body.u32()
-    clsids = [body.guid() for _ in range(n)]
-    m = body.u32()
-    sizes = [body.u32() for _ in range(m)]
-    if p_reserved:
-        body.u32()
-    if n != m or n != c_ifs or n > 10:
-        # MS-DCOM 2.2.22.1: cIfs properties, MAX_ACTPROP_LIMIT = 10.
-        raise StubError(f"{what}: {n} CLSIDs but {m} sizes (cIfs {c_ifs})", (what,))
-    start = 24 + body_len
-    start += (-start) % 8
-    props: list[tuple[uuid.UUID, bytes]] = []
-    for clsid, size in zip(clsids, sizes, strict=True):
-        chunk = blob[start:start + size]
-        if len(chunk) < size:
-            raise StubError(f"{what}: property {clsid} runs past the blob", (what,))
-        props.append((clsid, chunk))
-        start += size
-    return dest_ctx, props
-
-
 def _parse_activation(orpc: OrpcThis, objref_bytes: bytes, get_class: bool) -> ActivationRequest:
     what = "ActivationPropertiesIn"
     obj = decode_objref(objref_bytes)
     if not isinstance(obj, ObjRefCustom) or obj.clsid != ids.CLSID_ACTIVATIONPROPERTIESIN:
         raise StubError(f"{what}: pActProperties is not an ActivationPropertiesIn OBJREF_CUSTOM",
                         (what,))
-    dest_ctx, props = _parse_activation_blob(obj.data)
+    dest_ctx, props = parse_properties_blob(obj.data)
     values: dict[str, object] = {}
     found: list[uuid.UUID] = []
     for clsid, prop in props:
         found.append(clsid)
-        body = _ts1_body(prop, what)
+        body = ts1_body(prop, what)
         parser = _PROP_PARSERS.get(clsid)
         if parser is not None:
             values.update(decode_with(f"{what} {clsid}", body, parser))
@@ -333,33 +276,9 @@ def encode_activation_properties_out(
     pSizes[1] as ScmReplyInfoData; aiowmi reads properties[0] and [1] the same way. Each
     property is padded to 8 bytes (MS-DCOM 2.2.22: properties are 8-byte aligned).
     """
-    props = [_ts1_wrap(_props_out_body(results)), _ts1_wrap(_scm_reply_body(reply))]
-    clsids = [ids.CLSID_PROPSOUTINFO, ids.CLSID_SCMREPLYINFO]
-
-    def header(total: int, header_size: int) -> bytes:
-        w = NdrWriter()
-        w.u32(total)
-        w.u32(header_size)
-        w.u32(0)
-        w.u32(MSHCTX_DIFFERENTMACHINE)
-        w.u32(len(props))
-        w.guid(uuid.UUID(int=0))
-        w.ptr(True)
-        w.ptr(True)
-        w.u32(0)  # pdwReserved NULL
-        w.u32(len(clsids))
-        for c in clsids:
-            w.guid(c)
-        w.u32(len(props))
-        for p in props:
-            w.u32(len(p))
-        return _ts1_wrap(w.getvalue())
-
-    hdr_len = len(header(0, 0))
-    total = hdr_len + sum(len(p) for p in props)
-    custom = header(total, hdr_len)
-    # MS-DCOM 2.2.22: dwSize is the size of everything after dwReserved.
-    return struct.pack("<II", total, 0) + custom + b"".join(props)
+    return encode_properties_blob(
+        [ids.CLSID_PROPSOUTINFO, ids.CLSID_SCMREPLYINFO],
+        [ts1_wrap(_props_out_body(results)), ts1_wrap(_scm_reply_body(reply))])
 
 
 def activation_properties_out_objref(

@@ -11,14 +11,10 @@ from wmilab.wire import ids
 from wmilab.wire.dcom.activation import (
     InterfaceResult,
     ScmReply,
-    _parse_activation_blob,
-    _ts1_body,
-    _ts1_wrap,
 )
 from wmilab.wire.dcom.bindings import DualStringArray, read_dsa_ndr
 from wmilab.wire.dcom.constants import (
     COM_VERSION,
-    MSHCTX_DIFFERENTMACHINE,
     TOWER_NCACN_IP_TCP,
 )
 from wmilab.wire.dcom.ndr import NdrReader, NdrWriter, StubError, decode_with
@@ -35,6 +31,7 @@ from wmilab.wire.dcom.orpc import (
     read_orpcthat,
     write_orpcthis,
 )
+from wmilab.wire.dcom.properties import encode_properties_blob, parse_properties_blob, ts1_body, ts1_wrap
 
 
 def build_remote_create_instance_request(
@@ -57,7 +54,7 @@ def build_remote_create_instance_request(
     inst.u32(len(iids))
     for iid in iids:
         inst.guid(iid)
-    inst_bytes = bytearray(_ts1_wrap(inst.getvalue()))
+    inst_bytes = bytearray(ts1_wrap(inst.getvalue()))
     struct.pack_into("<I", inst_bytes, 16 + size_pos, len(inst_bytes))  # thisSize
     ctx = NdrWriter()
     for v in (0, 0, 0, 0, 0, 0):
@@ -73,30 +70,11 @@ def build_remote_create_instance_request(
     scm.ptr(True)
     scm.u32(1)
     scm.u16(TOWER_NCACN_IP_TCP)
-    props = [bytes(inst_bytes), _ts1_wrap(ctx.getvalue()), _ts1_wrap(loc.getvalue()),
-             _ts1_wrap(scm.getvalue())]
+    props = [bytes(inst_bytes), ts1_wrap(ctx.getvalue()), ts1_wrap(loc.getvalue()),
+             ts1_wrap(scm.getvalue())]
     clsids = [ids.CLSID_INSTANTIATIONINFO, ids.CLSID_ACTIVATIONCONTEXTINFO,
               ids.CLSID_SERVERLOCATIONINFO, ids.CLSID_SCMREQUESTINFO]
-    h = NdrWriter()
-    h.u32(0)
-    h.u32(0)
-    h.u32(0)
-    h.u32(MSHCTX_DIFFERENTMACHINE)
-    h.u32(len(props))
-    h.guid(uuid.UUID(int=0))
-    h.ptr(True)
-    h.ptr(True)
-    h.u32(0)
-    h.u32(len(clsids))
-    for c in clsids:
-        h.guid(c)
-    h.u32(len(props))
-    for p in props:
-        h.u32(len(p))
-    hdr = bytearray(_ts1_wrap(h.getvalue()))
-    total = len(hdr) + sum(len(p) for p in props)
-    struct.pack_into("<II", hdr, 16, total, len(hdr))
-    blob = struct.pack("<II", total, 0) + bytes(hdr) + b"".join(props)
+    blob = encode_properties_blob(clsids, props)
     objref = ObjRefCustom(ids.IID_IACTIVATIONPROPERTIESIN, ids.CLSID_ACTIVATIONPROPERTIESIN, blob)
     w = NdrWriter()
     write_orpcthis(w, orpc)
@@ -125,11 +103,11 @@ def parse_activation_reply(stub: bytes) -> ActivationReply:
         obj = decode_objref(data)
         if not isinstance(obj, ObjRefCustom):
             raise StubError("activation reply: not an OBJREF_CUSTOM", ("activation",))
-        _dest, props = _parse_activation_blob(obj.data)
+        _dest, props = parse_properties_blob(obj.data)
         results: tuple[InterfaceResult, ...] = ()
         scm: ScmReply | None = None
         for clsid, prop in props:
-            body = _ts1_body(prop, "ActivationPropertiesOut")
+            body = ts1_body(prop, "ActivationPropertiesOut")
             if clsid == ids.CLSID_PROPSOUTINFO:
                 results = decode_with("PropsOutInfo", body, _read_props_out)
             elif clsid == ids.CLSID_SCMREPLYINFO:

@@ -1,5 +1,7 @@
 """MS-DCOM and MS-RPCE constants the DCOM codecs share (signatures, levels, status codes)."""
 
+from wmilab import hresult as hr
+
 # MS-DCOM 2.2.18: OBJREF signature "MEOW" and flags.
 OBJREF_SIGNATURE = 0x574F454D
 FLAGS_OBJREF_STANDARD = 0x1
@@ -24,8 +26,8 @@ TOWER_NCACN_IP_TCP = 0x0007
 MSHCTX_DIFFERENTMACHINE = 2
 
 S_OK = 0x00000000
-E_NOINTERFACE = 0x80004002
-E_ACCESSDENIED = 0x80070005
+E_NOINTERFACE = hr.E_NOINTERFACE.code  # from the status-code catalogue
+E_ACCESSDENIED = hr.E_ACCESSDENIED.code  # from the status-code catalogue
 # Win32 ERROR_ACCESS_DENIED, the status of the fault PDU that activation returns when
 # launch/activation permission is denied (MS-DCOM 3.1.2.5.2.3.3 note; impacket #449 shows
 # Windows answering RemoteCreateInstance with a fault whose status is 5).
@@ -34,4 +36,4 @@ ERROR_ACCESS_DENIED = 0x00000005
 OR_INVALID_OXID = 1910
 OR_INVALID_SET = 1912
 # MS-RPCE 2.2.2.11 (nca_s_op_rng_error): the RPC runtime answers unknown opnums with this fault.
-NCA_S_OP_RNG_ERROR = 0x1C010002
+NCA_S_OP_RNG_ERROR = hr.NCA_S_OP_RNG_ERROR  # from the status-code catalogue

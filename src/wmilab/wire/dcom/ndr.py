@@ -189,7 +189,7 @@ class NdrWriter:
         return bytes(self.buf)
 
 
-def _pad8(data: bytes, fill: int = 0) -> bytes:
+def pad8(data: bytes, fill: int = 0) -> bytes:
     return data + bytes([fill]) * ((-len(data)) % 8)
 
 

@@ -6,7 +6,8 @@ alter_context_resp, bind_nak, faults for protocol violations, AUTH3) or are retu
 the call that produced them (``send_response``, ``send_fault``, ``request``, ``bind``).
 
 ``events`` (what ``receive_data`` returns), ``server`` and ``client`` (the two roles),
-``framing`` (fragment sizes, signing and sealing), ``state`` (what both roles share).
+``framing`` (fragment sizes, signing and sealing), ``state`` (the states, receive buffer
+and outbox both roles share).
 Nothing here opens sockets, reads clocks or starts threads. Fault codes and the reasons
 behind them are listed in docs/wire-rpc.md.
 """

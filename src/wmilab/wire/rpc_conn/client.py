@@ -110,7 +110,6 @@ class ClientConnection(Connection):
         self._call_id = 1
         self._binds: dict[int, _PendingBind] = {}
         self._calls: dict[int, _ClientCall] = {}
-        self._buf = bytearray()
 
     def _new_call_id(self) -> int:
         cid = self._call_id
@@ -200,23 +199,18 @@ class ClientConnection(Connection):
         self._calls[cid] = _ClientCall(sec if protect else None)
         return cid
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        if self.closed:
-            return events
-        self._buf += data
-        while not self.closed:
-            try:
-                n = rpc.peek_frag_length(self._buf)
-                if n is None or len(self._buf) < n:
-                    break
-                frag = bytes(self._buf[:n])
-                del self._buf[:n]
-                self._handle(rpc.parse_pdu(frag), frag, events)
-            except (RpcProtocolError, NtlmError) as e:
-                self.state = ConnState.CLOSED
-                events.append(ProtocolViolation(str(e), close=True))
-        return events
+    def _read_fragment(self, events: list[Event]) -> bool:
+        try:
+            n = rpc.peek_frag_length(self._buf)
+            if n is None or len(self._buf) < n:
+                return False
+            frag = bytes(self._buf[:n])
+            del self._buf[:n]
+            self._handle(rpc.parse_pdu(frag), frag, events)
+        except (RpcProtocolError, NtlmError) as e:
+            self.state = ConnState.CLOSED
+            events.append(ProtocolViolation(str(e), close=True))
+        return True
 
     def _handle(self, pdu: rpc.Pdu, frag: bytes, events: list[Event]) -> None:
         if isinstance(pdu, rpc.BindAck):

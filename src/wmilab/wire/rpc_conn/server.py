@@ -142,38 +142,32 @@ class ServerConnection(Connection):
         self._partial: dict[int, _Partial] = {}
         self._discard: set[int] = set()
         self._calls: dict[int, _CallInfo] = {}
-        self._buf = bytearray()
 
     # -- public API -------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        if self.closed:
-            return events
-        self._buf += data
-        while not self.closed:
+    def _read_fragment(self, events: list[Event]) -> bool:
+        try:
             try:
-                try:
-                    n = rpc.peek_frag_length(self._buf)
-                except RpcProtocolError as e:
-                    ptype = self._buf[2] if len(self._buf) > 2 else 0
-                    raise self._framing_violation(e, ptype) from None
-                if n is None:
-                    break
-                if n > self.max_recv_frag:
-                    # Refused from its header, before its octets are buffered: a peer sends
-                    # at most the receiver's max_recv_frag (C706 12.6.4.3-4). Fault
-                    # nca_s_proto_error without did-not-execute, then disconnect, as Samba's
-                    # Windows-validated dcesrv_core.c does; MS-RPCE itself is silent.
-                    raise self._oversized_fragment(n)
-                if len(self._buf) < n:
-                    break
-                frag = bytes(self._buf[:n])
-                del self._buf[:n]
-                self._handle(frag, events)
-            except _Violation as v:
-                self._violate(v, events)
-        return events
+                n = rpc.peek_frag_length(self._buf)
+            except RpcProtocolError as e:
+                ptype = self._buf[2] if len(self._buf) > 2 else 0
+                raise self._framing_violation(e, ptype) from None
+            if n is None:
+                return False
+            if n > self.max_recv_frag:
+                # Refused from its header, before its octets are buffered: a peer sends
+                # at most the receiver's max_recv_frag (C706 12.6.4.3-4). Fault
+                # nca_s_proto_error without did-not-execute, then disconnect, as Samba's
+                # Windows-validated dcesrv_core.c does; MS-RPCE itself is silent.
+                raise self._oversized_fragment(n)
+            if len(self._buf) < n:
+                return False
+            frag = bytes(self._buf[:n])
+            del self._buf[:n]
+            self._handle(frag, events)
+        except _Violation as v:
+            self._violate(v, events)
+        return True
 
     def _oversized_fragment(self, frag_length: int) -> _Violation:
         buf = self._buf

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from wmilab.wire.rpc_conn.events import Event
+
 
 class RpcStateError(RuntimeError):
     """The caller used the connection wrongly (for example replied to an unknown call)."""
@@ -32,11 +34,29 @@ class AuthState(enum.Enum):
 
 
 class Connection:
-    """State and outbox of one connection, either role."""
+    """State, receive buffer and outbox of one connection, either role."""
 
     def __init__(self) -> None:
         self.state = ConnState.IDLE
+        self._buf = bytearray()
         self._out: list[bytes] = []
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Buffer ``data`` and handle every whole fragment in it; the events, in order.
+
+        Partial fragments wait for more octets; once CLOSED nothing more is read.
+        """
+        events: list[Event] = []
+        if self.closed:
+            return events
+        self._buf += data
+        while not self.closed and self._read_fragment(events):
+            pass
+        return events
+
+    def _read_fragment(self, events: list[Event]) -> bool:
+        """Handle the fragment at the head of the buffer; False when it is not all in yet."""
+        raise NotImplementedError
 
     @property
     def closed(self) -> bool:
