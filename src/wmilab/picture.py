@@ -59,7 +59,13 @@ class Hop:
         name = {"rpcss": "RPCSS" if self.connection == 1 else "the OXID resolver",
                 "wmi": "the WMI service", "sink": "the sink"}.get(self.firewall.purpose,
                                                                 self.firewall.purpose)
-        return f"Connection {self.connection}: TCP {self.firewall.port(listener)} to {name}"
+        return f"Connection {self.connection}: TCP {_port_text(self.firewall, listener)} to {name}"
+
+
+def _port_text(hop: steps.FirewallHop, listener: HostModel) -> str:
+    """135, or the listener's dynamic RPC range (the program picks one port of it)."""
+    port = hop.port(listener)
+    return str(port) if port is not None else listener.rpc_ports.describe()
 
 
 def _table_hops() -> tuple[Hop, ...]:
@@ -218,12 +224,12 @@ def _computers(c: _Canvas, world: World, call: Call) -> None:
           f"as {call.user}")
     c.box(d, B_X + 12, LANE_Y[0] - 24, B_W - 24, 46, "RPCSS", "TCP 135 (svchost.exe)")
     c.box(d, B_X + 12, LANE_Y[1] - 24, B_W - 24, (LANE_Y[3] if is_async else LANE_Y[1]) -
-          LANE_Y[1] + 46, "WMI service", f"TCP {b.wmi_port} (svchost.exe)")
+          LANE_Y[1] + 46, "WMI service", "svchost.exe, a dynamic port")
     if is_async:
         c.box(d, A_X + 12, LANE_Y[2] - 24, A_W - 24, 46, "OXID resolver (RPCSS)",
               "TCP 135 (svchost.exe)")
         program = flow.sink_program(call).rsplit("\\", 1)[-1]
-        c.box(d, A_X + 12, LANE_Y[3] - 24, A_W - 24, 46, "Sink", f"{program}, TCP {a.sink_port}")
+        c.box(d, A_X + 12, LANE_Y[3] - 24, A_W - 24, 46, "Sink", f"{program}, a dynamic port")
     else:
         c.text(d, "No Connection 2: the results of a", A_X + 14, LANE_Y[2] + 6, 12, fill=MUTED)
         c.text(d, f"{call.mode} call come back on Connection 1", A_X + 14, LANE_Y[2] + 22, 12,
