@@ -372,9 +372,9 @@ def main() -> None:
     ap.add_argument("--free-ports", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-connections", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--max-objects", type=int, default=1_000_000,
-                    help="the emulator's Limits.max_objects (default 4096 in wmilab); aiowmi "
-                    "never releases two of the objects each query creates, so at 4096 "
-                    "sessions start failing after ~2,000 queries in all")
+                    help="the emulator's Limits.max_objects (default 65,536 in wmilab, a "
+                    "last resort: DCOM garbage collection frees the two objects per query "
+                    "aiowmi never releases, three ping periods after their last call)")
     args = ap.parse_args()
     if args.serve:
         serve(args.scenario, args.host, args.free_ports, args.max_connections,

@@ -125,6 +125,29 @@ def test_own_domain_account_with_domain_admin_membership() -> None:
     assert bob.has(d.resolve("CORP\\Domain Users", "B"))
 
 
+@pytest.mark.parametrize("domain", ["CORP", "corp", "corp.example", "CORP.Example",
+                                    "corp.example."])
+def test_dns_and_netbios_domain_names_log_on_alike(domain: str) -> None:
+    # The logon domain as NetBIOS or DNS name (docs/choices.md; MS-NLMP 2.2.1.3).
+    d = make()
+    logon = d.network_logon("B", f"{domain}\\admin", pw("Adm1n!"))
+    assert logon.ok and logon.token is not None and logon.token.name == "CORP\\admin"
+    assert logon.token.has(sids.BUILTIN_ADMINISTRATORS)
+    assert d.find_domain(domain) == "CORP"
+    assert d.resolve(f"{domain}\\bob", "B") == d.resolve("CORP\\bob", "B")
+    # A trusted domain by its DNS name, and a wrong password, too.
+    assert d.network_logon("B", "partner.example\\pat", pw("P4t!")).ok
+    assert not d.network_logon("B", f"{domain}\\admin", pw("nope")).ok
+
+
+def test_an_unknown_dns_name_is_not_a_domain() -> None:
+    d = make()
+    assert d.find_domain("corp.exampl") is None and d.find_domain("") is None
+    # Not a domain: NTLM falls back to a local account of that name (KB 103390).
+    mirrored = d.network_logon("B", "corp.invalid\\carol", pw("C4rol!"))
+    assert mirrored.ok and mirrored.token is not None and mirrored.token.name == "B\\carol"
+
+
 def test_trusted_domain_account_is_validated_there() -> None:
     d = make()
     assert d.network_logon("B", "PARTNER\\pat", pw("P4t!")).ok

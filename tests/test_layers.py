@@ -56,6 +56,8 @@ RULES = (
          why="host/ does not import lab, client or cli"),
     Rule("wmilab.client", None, ("wmilab.lab", "wmilab.cli"),
          why="client/ does not import lab or cli"),
+    Rule("wmilab.realhost", None, ("wmilab.host", "wmilab.lab", "wmilab.cli"),
+         why="query and doctor call real hosts with the client, never the emulator"),
 )
 
 

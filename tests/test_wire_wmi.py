@@ -142,8 +142,11 @@ def test_get_object_and_exec_method_replies_read_by_impacket() -> None:
 def test_unsupported_opnum_and_error_reply() -> None:
     w = dcom.NdrWriter()
     dcom.write_orpcthis(w, dcom.OrpcThis())
+    # PutClass with a NULL pObject parses (the host answers WBEM_E_INVALID_PARAMETER).
     parsed = wmi.parse_wbem_services(8, w.getvalue() + bytes(16))
-    assert isinstance(parsed, wmi.Unsupported) and parsed.name == "IWbemServices::PUT_CLASS"
+    assert isinstance(parsed, wmi.WbemRequest) and parsed.object_data is None
+    # Every opnum of MS-WMI 3.1.4.3 is parsed; one past the last is not.
+    assert isinstance(wmi.parse_wbem_services(26, w.getvalue()), wmi.Unsupported)
     err = wmi.build_error_reply(ids.IID_IWBEMSERVICES, 8)
     assert err is not None and err[-4:] == struct.pack("<I", 0x8004100C)
     resp = iwmi.IWbemServices_PutClassResponse(err)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from wmilab import report
 from wmilab.errors import ConfigError
+from wmilab.realhost import commands as realhost
 from wmilab.scenario import Scenario, ScenarioError, load
 
 app = typer.Typer(
@@ -312,6 +313,11 @@ def lab(
     out.print(result)
     if disagree:
         raise typer.Exit(EXIT_MISMATCH)
+
+
+# Calling real hosts (src/wmilab/realhost/commands.py).
+app.command()(realhost.query)
+app.command()(realhost.doctor)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from wmilab import steps
+from wmilab.model import oses
 from wmilab.model.identity import Logon, Token
 from wmilab.model.world import World
 from wmilab.wire.ntlm import LogonAttempt, NtlmServerNames
@@ -23,12 +24,16 @@ def ntlm_names(world: World, host: str) -> NtlmServerNames:
     """What the host's NTLM CHALLENGE says about it (MS-NLMP 2.2.1.2 TargetInfo)."""
     domain = world.directory.domain_of(host)
     name = host.upper()
+    # The VERSION a CHALLENGE carries when the client negotiates it (MS-NLMP 2.2.2.10): the
+    # host's Windows version from the OS catalogue, e.g. 5.1.2600 for XP.
+    major, minor, build = (int(x) for x in oses.get(world.configs[host].os).version.split("."))
+    version = (major, minor, build)
     if domain is None:
         # A workgroup computer names itself as its domain (MS-NLMP 3.2.5.1.1 TargetName).
-        return NtlmServerNames(name, name, host.lower(), host.lower())
+        return NtlmServerNames(name, name, host.lower(), host.lower(), version=version)
     dns = world.directory.domain_spec(domain).dns or domain.lower()
     return NtlmServerNames(name, domain.upper(), f"{host.lower()}.{dns}", dns, dns,
-                           domain_joined=True)
+                           domain_joined=True, version=version)
 
 
 def token_of(identity: object) -> Token | None:

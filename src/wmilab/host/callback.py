@@ -148,8 +148,11 @@ class CallbackRunner:
         return len(self._tasks) < self.max_in_flight
 
     def start(self, operation: str, sink: wmi.SinkRef, objects: Sequence[bytes],
-              status: int) -> None:
-        """Run the callback in the background (the caller has replied WBEM_S_NO_ERROR)."""
+              status: int | None) -> None:
+        """Run the callback in the background (the caller has replied WBEM_S_NO_ERROR).
+
+        ``status`` None: Indicate only, no SetStatus (an event of a notification query that
+        goes on, MS-WMI 3.1.4.3.21)."""
         task = asyncio.get_running_loop().create_task(
             self._run(operation, sink, list(objects), status))
         self._tasks.add(task)
@@ -179,13 +182,14 @@ class CallbackRunner:
         return steps.callback_ladder(self.server.world, self.server.name, client)
 
     async def _run(self, operation: str, sink: wmi.SinkRef, objects: list[bytes],
-                   status: int) -> None:
+                   status: int | None) -> None:
         endpoints = sink.resolver_endpoints()
         resolver = endpoints[0][0] if endpoints else ""
         client = self._client_host(resolver) if resolver else None
         attempts = self._attempts(client)
+        final = 0 if status is None else status
         outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE,
-                                  RPC_S_SERVER_UNAVAILABLE, 0, status, 0,
+                                  RPC_S_SERVER_UNAVAILABLE, 0, final, 0,
                                   "the sink's OBJREF names no TCP resolver address")
         for n, (token, level) in enumerate(attempts, 1):
             if not resolver:
@@ -193,7 +197,7 @@ class CallbackRunner:
             code, delivered, reason = await self._attempt(client, resolver, sink, objects,
                                                           status, token, level)
             outcome = CallbackOutcome(operation, client, resolver, token.name, level, code,
-                                      delivered, status, n, reason)
+                                      delivered, final, n, reason)
             log.debug("%s callback attempt %d to %s as %s at level %d -> 0x%08X (%s)",
                       self.server.name, n, resolver, token.name, level, code, reason)
             # Only an access-denied refusal can change with a lower level (a refused connection
@@ -204,7 +208,7 @@ class CallbackRunner:
         log.info("%s callback %s to %s (%s) as %s at level %d -> 0x%08X (%d objects, status "
                  "0x%08X, %d attempts)%s", self.server.name, operation, outcome.client_host or "?",
                  resolver or "?", outcome.identity or "-", outcome.auth_level, outcome.hresult,
-                 outcome.objects, status, outcome.attempts,
+                 outcome.objects, final, outcome.attempts,
                  f": {outcome.reason}" if outcome.reason else "")
 
     def _credentials(self, token: Token, level: int) -> ClientCredentials | None:
@@ -217,7 +221,7 @@ class CallbackRunner:
                                  b.upper())
 
     async def _attempt(self, client: str | None, resolver: str, sink: wmi.SinkRef,
-                       objects: list[bytes], status: int, token: Token,
+                       objects: list[bytes], status: int | None, token: Token,
                        level: int) -> tuple[int, int, str]:
         """(HRESULT, objects delivered, reason) of one delivery at one level."""
         delivered = 0
@@ -253,6 +257,8 @@ class CallbackRunner:
                     if code & 0x80000000:
                         return code, delivered, "Indicate refused"
                     delivered += len(batch)
+                if status is None:
+                    return 0, delivered, ""
                 code = wmi.parse_hresult_reply(await cli.call(
                     ids.WbemObjectSinkOp.SET_STATUS,
                     wmi.build_set_status_request(status, WBEM_STATUS_COMPLETE), sink.ipid))

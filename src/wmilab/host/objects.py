@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from wmilab.model.identity import Token
@@ -21,7 +22,8 @@ from wmilab.wire import ids
 from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
 
 __all__ = [
-    "EncodedObject", "Entry", "Enumerator", "FetchSmartEnum", "Level1Login", "ObjectTable",
+    "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
+    "Level1Login", "ObjectTable",
     "RemUnknown", "Services", "WcoSmartEnum",
 ]
 
@@ -34,6 +36,16 @@ class RemUnknown:
 @dataclass
 class Level1Login:
     """An activated WbemLevel1Login object (MS-WMI 3.1.4.1)."""
+
+    token: Token
+    client_machine: str | None = None  # IWbemLoginClientID::SetClientInfo (MS-WMI 3.1.4.8.1)
+    client_process: int | None = None
+
+
+@dataclass
+class ClassFactory:
+    """WbemLevel1Login's class object, from RemoteGetClassObject (MS-DCOM 3.1.2.5.2.3.2);
+    IClassFactory::CreateInstance makes a Level1Login."""
 
     token: Token
 
@@ -89,16 +101,49 @@ class WcoSmartEnum:
     enum: Enumerator
 
 
-ExportedObject = RemUnknown | Level1Login | Services | Enumerator | FetchSmartEnum | WcoSmartEnum
+@dataclass
+class CallResult:
+    """IWbemCallResult of a call the client asked one for (MS-WMI 3.1.4.5): the final status
+    and what the call produced (an object, a string such as a new instance's path, or an
+    IWbemServices)."""
+
+    status: int
+    encoded: bytes | None = None
+    text: str | None = None
+    services: Services | None = None
+
+
+@dataclass
+class EventEnumerator:
+    """IEnumWbemClassObject of ExecNotificationQuery: events queue here as they happen
+    (MS-WMI 3.1.4.3.20); bounded, the oldest goes first when full."""
+
+    namespace: str
+    queue: list[EncodedObject] = field(default_factory=list)
+    forward_only: bool = True
+    class_ids: dict[str, uuid.UUID] = field(default_factory=dict)
+
+    def take(self, count: int) -> list[EncodedObject]:
+        out, self.queue = self.queue[:count], self.queue[count:]
+        return out
+
+
+ExportedObject = (RemUnknown | Level1Login | Services | Enumerator | FetchSmartEnum | WcoSmartEnum
+                  | CallResult | EventEnumerator | ClassFactory)
 
 # Which interfaces each kind of object answers RemQueryInterface for (MS-DCOM 3.1.1.5.6.1.1).
 SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
     RemUnknown: (ids.IID_IREMUNKNOWN, ids.IID_IUNKNOWN),
-    Level1Login: (ids.IID_IWBEMLEVEL1LOGIN, ids.IID_IUNKNOWN),
+    # MS-WMI 3.1.4.1: the Level1Login object also implements IWbemLoginClientID (3.1.4.8);
+    # Choice: IWbemLoginHelper, which clients SHOULD NOT use (MS-WMI 3.2.3), is not offered.
+    Level1Login: (ids.IID_IWBEMLEVEL1LOGIN, ids.IID_IWBEMLOGINCLIENTID, ids.IID_IUNKNOWN),
     Services: (ids.IID_IWBEMSERVICES, ids.IID_IUNKNOWN),
     Enumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),
     FetchSmartEnum: (ids.IID_IWBEMFETCHSMARTENUM, ids.IID_IUNKNOWN),
     WcoSmartEnum: (ids.IID_IWBEMWCOSMARTENUM, ids.IID_IUNKNOWN),
+    CallResult: (ids.IID_IWBEMCALLRESULT, ids.IID_IUNKNOWN),
+    EventEnumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IUNKNOWN),
+    ClassFactory: (ids.IID_ICLASSFACTORY, ids.IID_IUNKNOWN),
 }
 
 
@@ -114,19 +159,40 @@ class Entry:
 
 
 class ObjectTable:
-    """IPIDs of one object exporter, bounded: the least recently used entry goes when full."""
+    """IPIDs and OIDs of one object exporter, with what garbage collection needs.
 
-    def __init__(self, *, max_entries: int = 4096, oxid: int | None = None) -> None:
+    Objects live by references (RemAddRef / RemRelease) and by pinging: an OID held by a live
+    ping set (host/pinging.py) is never reclaimed; any other OID is reclaimed once nothing
+    (export, ORPC call) has touched it for the ping timeout (MS-DCOM 3.1.1.6.2 reclamation:
+    "an ORPC request has arrived in the last ping period" keeps the object; docs/choices.md
+    for OIDs no client ever pinged). ``max_entries`` is a last-resort bound: when full, the
+    least recently used IPID of an OID that no ping set holds goes first.
+    """
+
+    def __init__(self, *, max_entries: int = 65_536, oxid: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.oxid = oxid if oxid is not None else struct.unpack("<Q", os.urandom(8))[0]
         self.max_entries = max_entries
+        self.clock = clock
         self._entries: OrderedDict[uuid.UUID, Entry] = OrderedDict()
         self._oids = itertools.count(struct.unpack("<I", os.urandom(4))[0] << 16)
         self._by_object: dict[int, dict[uuid.UUID, uuid.UUID]] = {}
+        self._oid_ipids: dict[int, set[uuid.UUID]] = {}
+        self.activity: dict[int, float] = {}  # OID -> last export or ORPC call
+        self.pinned: dict[int, int] = {}  # OID -> number of live ping sets holding it
+        self.reclaimed = 0  # OIDs collected so far (for logs and tests)
         # MS-DCOM 3.1.1.3: each object exporter creates an IPID entry for its IRemUnknown.
         self.rem_unknown = self.export(RemUnknown(), ids.IID_IREMUNKNOWN)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def oid_count(self) -> int:
+        return len(self._oid_ipids)
+
+    def has_oid(self, oid: int) -> bool:
+        return oid in self._oid_ipids
 
     def export(self, obj: ExportedObject, iid: uuid.UUID, *, oid: int | None = None,
                refs: int = 5) -> Entry:
@@ -135,27 +201,60 @@ class ObjectTable:
         if known is not None and known in self._entries:
             entry = self._entries[known]
             entry.public_refs += refs
+            self.touch(entry.oid)
             return entry
         while len(self._entries) >= self.max_entries:
-            # Choice: the least recently used object goes, as if its client had stopped pinging
-            # (MS-DCOM 3.1.2.6 garbage collection), so memory stays bounded.
+            # Choice (docs/choices.md): a last-resort bound; an object some client pings is
+            # never the one to go.
             victim = next((k for k, e in self._entries.items()
-                           if not isinstance(e.obj, RemUnknown)), None)
+                           if not isinstance(e.obj, RemUnknown) and not self.pinned.get(e.oid)),
+                          None)
             if victim is None:
                 break
             self._drop(victim)
         entry = Entry(uuid.uuid4(), iid, oid if oid is not None else next(self._oids), obj, refs)
         self._entries[entry.ipid] = entry
         self._by_object.setdefault(id(obj), {})[iid] = entry.ipid
+        self._oid_ipids.setdefault(entry.oid, set()).add(entry.ipid)
+        self.touch(entry.oid)
         return entry
+
+    def touch(self, oid: int) -> None:
+        """An export of or an ORPC call on ``oid`` happened now."""
+        self.activity[oid] = self.clock()
+
+    def is_live(self, obj: ExportedObject) -> bool:
+        """Is ``obj`` still exported under some IPID (not released or collected)?"""
+        return any(ipid in self._entries for ipid in self._by_object.get(id(obj), {}).values())
 
     def lookup(self, ipid: uuid.UUID | None) -> Entry | None:
         entry = None if ipid is None else self._entries.get(ipid)
         if entry is not None:
-            # Least recently used goes first when the table is full: a client's
-            # IWbemServices in steady use is never evicted by its own enumerators.
+            # Least recently used goes first if the last-resort bound is reached.
             self._entries.move_to_end(entry.ipid)
         return entry
+
+    def reclaim(self, oid: int, period: float) -> bool:
+        """The object resolver asks to reclaim ``oid`` (MS-DCOM 3.1.1.6.2): unless an ORPC
+        request arrived in the last ping period, every IPID of the OID goes. True if gone."""
+        if oid not in self._oid_ipids or self.pinned.get(oid):
+            return False
+        if self.clock() - self.activity.get(oid, 0.0) < period:
+            return False
+        for ipid in list(self._oid_ipids.get(oid, ())):
+            entry = self._entries.get(ipid)
+            if entry is not None and isinstance(entry.obj, RemUnknown):
+                return False
+            self._drop(ipid)
+        self.reclaimed += 1
+        return True
+
+    def idle_oids(self, timeout: float) -> list[int]:
+        """OIDs no ping set holds and nothing touched for ``timeout`` seconds."""
+        now = self.clock()
+        return [oid for oid in list(self._oid_ipids)
+                if not self.pinned.get(oid) and now - self.activity.get(oid, now) >= timeout
+                and oid != self.rem_unknown.oid]
 
     def query_interface(self, entry: Entry, iid: uuid.UUID, refs: int) -> Entry | None:
         """An IPID for another interface of the same object, or None (E_NOINTERFACE)."""
@@ -207,6 +306,12 @@ class ObjectTable:
         entry = self._entries.pop(ipid, None)
         if entry is None:
             return
+        ipids = self._oid_ipids.get(entry.oid)
+        if ipids is not None:
+            ipids.discard(ipid)
+            if not ipids:
+                del self._oid_ipids[entry.oid]
+                self.activity.pop(entry.oid, None)
         per = self._by_object.get(id(entry.obj))
         if per is not None:
             for iid, known in list(per.items()):

@@ -6,12 +6,10 @@ Activation asks the model exactly what ``flow`` asks at step c1.activation:
 
 from __future__ import annotations
 
-import os
-import struct
-
 from wmilab import hresult as hr
 from wmilab import steps
-from wmilab.host.objects import SUPPORTED, Level1Login
+from wmilab.host import activation
+from wmilab.host.objects import SUPPORTED, ClassFactory, Level1Login
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
 from wmilab.wire import dcom, ids, rpc
 from wmilab.wire.dcom import RpcFaultReply, StubError
@@ -21,6 +19,7 @@ __all__ = ["RPCSS_INTERFACES", "Rpcss"]
 RPCSS_INTERFACES = (
     rpc.SyntaxId(ids.IID_IREMOTESCMACTIVATOR, 0, 0),  # MS-DCOM 2.1: ORPC/native versions 0.0
     rpc.SyntaxId(ids.IID_IOBJECTEXPORTER, 0, 0),
+    rpc.SyntaxId(ids.IID_IACTIVATION, 0, 0),  # MS-DCOM 3.1.2.5.2.3.1 (pre-XP clients)
 )
 
 REGDB_E_CLASSNOTREG = hr.REGDB_E_CLASSNOTREG.code  # from the status-code catalogue
@@ -33,7 +32,6 @@ class Rpcss:
 
     def __init__(self, runtime: HostRuntime) -> None:
         self.rt = runtime
-        self._ping_sets: set[int] = set()
 
     def handle(self, interface: rpc.SyntaxId, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         try:
@@ -41,6 +39,8 @@ class Rpcss:
                 return self._activator(opnum, stub, ctx)
             if interface.uuid == ids.IID_IOBJECTEXPORTER:
                 return self._resolver(opnum, stub, ctx)
+            if interface.uuid == ids.IID_IACTIVATION:
+                return activation.remote_activation(self.rt, opnum, stub, ctx)
         except StubError:
             return BAD_STUB
         return RpcFaultReply(rpc.NCA_S_UNK_IF)
@@ -67,18 +67,18 @@ class Rpcss:
         if req.clsid != ids.CLSID_WBEMLEVEL1LOGIN:
             # MS-DCOM 3.1.2.5.2.3.3: an unknown class fails with REGDB_E_CLASSNOTREG.
             return dcom.build_activation_error(REGDB_E_CLASSNOTREG)
-        if req.get_class_object:
-            # Choice: WbemLevel1Login's class object is not handed out remotely.
-            return dcom.build_activation_error(dcom.E_NOINTERFACE)
-        login = Level1Login(ctx.token)
+        # MS-DCOM 3.1.2.5.2.3.2: RemoteGetClassObject returns the class object (WMI's class
+        # factory), whose IClassFactory::CreateInstance makes the Level1Login object.
+        target: Level1Login | ClassFactory = (ClassFactory(ctx.token) if req.get_class_object
+                                              else Level1Login(ctx.token))
         resolver = self.rt.resolver_bindings(ctx.local_address)
         results: list[dcom.InterfaceResult] = []
         oid: int | None = None
         for iid in req.iids:
-            if iid not in SUPPORTED[Level1Login]:
+            if iid not in SUPPORTED[type(target)]:
                 results.append(dcom.InterfaceResult(iid, dcom.E_NOINTERFACE))
                 continue
-            entry = self.rt.table.export(login, iid, oid=oid)
+            entry = self.rt.table.export(target, iid, oid=oid)
             oid = entry.oid
             results.append(dcom.InterfaceResult(iid, dcom.S_OK,
                                                 self.rt.table.objref(entry, resolver)))
@@ -111,22 +111,12 @@ class Rpcss:
                 self.rt.exporter_bindings(ctx.local_address), self.rt.table.rem_unknown.ipid,
                 authn_hint=dcom.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, v2=v2)
         if opnum == op.SIMPLE_PING:
-            set_id = dcom.parse_simple_ping(stub)
-            # MS-DCOM 3.1.2.5.1.2: an unknown set gives OR_INVALID_SET.
-            ok = set_id in self._ping_sets
-            return dcom.build_status_reply(0 if ok else dcom.OR_INVALID_SET)
+            # MS-DCOM 3.1.2.5.1.2 (host/pinging.py): reset the set's timer, or OR_INVALID_SET.
+            return dcom.build_status_reply(self.rt.pings.simple_ping(dcom.parse_simple_ping(stub)))
         if opnum == op.COMPLEX_PING:
             cp = dcom.parse_complex_ping(stub)
-            set_id = cp.set_id
-            if set_id == 0:
-                # MS-DCOM 3.1.2.5.1.3: SetId 0 asks the resolver to allocate a new set.
-                set_id = struct.unpack("<Q", os.urandom(8))[0] or 1
-                if len(self._ping_sets) >= 1024:  # Choice: bounded number of ping sets
-                    self._ping_sets.pop()
-                self._ping_sets.add(set_id)
-            elif set_id not in self._ping_sets:
-                return dcom.build_complex_ping_reply(set_id, status=dcom.OR_INVALID_SET)
-            return dcom.build_complex_ping_reply(set_id)
+            set_id, status = self.rt.pings.complex_ping(cp.set_id, cp.sequence, cp.add, cp.delete)
+            return dcom.build_complex_ping_reply(set_id, status=status)
         if opnum == op.SERVER_ALIVE:
             return dcom.build_status_reply(0)
         if opnum == op.SERVER_ALIVE2:

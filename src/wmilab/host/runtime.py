@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from wmilab import hresult as hr
 from wmilab.host.objects import ObjectTable
+from wmilab.host.pinging import GcSettings, PingSets
 from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
 from wmilab.repository import HostSpec, Repository
@@ -59,12 +61,15 @@ class HostRuntime:
     """One emulated computer: its model, repository and the WMI object exporter's table."""
 
     def __init__(self, world: World, host: str, *, wmi_listen_port: int,
-                 max_objects: int = 4096) -> None:
+                 max_objects: int = 65_536, gc: GcSettings | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.world = world
         self.name = host
         self.model: HostModel = world.host(host)
         self.repository = repository_for(world, host)
-        self.table = ObjectTable(max_entries=max_objects)
+        self.table = ObjectTable(max_entries=max_objects, clock=clock)
+        # The OXID resolver's ping sets for this exporter's OIDs (MS-DCOM 3.1.2.5.1).
+        self.pings = PingSets(self.table, gc)
         self.wmi_listen_port = wmi_listen_port
         # MS-DCOM 3.1.2.5.1.1: the OXID resolver knows every object exporter of the machine;
         # besides the WMI service's, the sink exporter (unsecapp role) registers here.

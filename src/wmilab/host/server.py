@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
 from wmilab.host.gate import Gate, GateDecision
 from wmilab.host.loopback_map import LoopbackMap
+from wmilab.host.pinging import GcSettings
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
@@ -60,7 +61,10 @@ class Limits:
     bind_timeout: float = 30.0  # seconds a connection may stay without a bind
     idle_timeout: float = 900.0  # seconds without a PDU once bound (impacket pings at 120 s)
     max_request_size: int = 4 * 1024 * 1024  # reassembled request stub bytes (MS-RPCE: 4 MB)
-    max_objects: int = 4096  # live IPIDs in the WMI object exporter
+    # Last-resort bound on live IPIDs in the WMI object exporter; objects otherwise live and
+    # die by references and pinging (host/pinging.py).
+    max_objects: int = 65_536
+    gc: GcSettings = field(default_factory=GcSettings)  # ping period and timeout
 
 
 class HostBindError(OSError):
@@ -128,6 +132,7 @@ class HostServer:
         self._extra: dict[str, asyncio.AbstractServer] = {}
         self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
+        self._gc_timer: asyncio.TimerHandle | None = None
 
     @property
     def client_host(self) -> str | None:
@@ -158,7 +163,8 @@ class HostServer:
                 if kind == "wmi":
                     self.runtime = HostRuntime(self.world, self.name,
                                                wmi_listen_port=self.ports["wmi"],
-                                               max_objects=self.limits.max_objects)
+                                               max_objects=self.limits.max_objects,
+                                               gc=self.limits.gc)
                     self.rpcss = Rpcss(self.runtime)
                     self.exporter = WmiExporter(self.runtime, self.callbacks)
         except OSError as e:
@@ -176,6 +182,17 @@ class HostServer:
                                 f"{self.address}:{port}: {e.strerror or e}{hint}") from None
         log.info("%s listening on %s (RPCSS %d, WMI %d)", self.name, self.address,
                  self.ports["rpcss"], self.ports["wmi"])
+        self._schedule_gc()
+
+    def _schedule_gc(self) -> None:
+        """Sweep the ping sets once per ping period (MS-DCOM 3.1.2.2, host/pinging.py)."""
+        loop = asyncio.get_running_loop()
+        self._gc_timer = loop.call_later(self.limits.gc.ping_period, self._gc)
+
+    def _gc(self) -> None:
+        if self.runtime is not None:
+            self.runtime.pings.collect()
+        self._schedule_gc()
 
     def wanted_port(self, model_port: int) -> int:
         """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
@@ -240,6 +257,9 @@ class HostServer:
         self.ports.pop(kind, None)
 
     async def stop(self) -> None:
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+            self._gc_timer = None
         await self.callbacks.close()
         for srv in self._servers:
             srv.close()

@@ -316,6 +316,28 @@ class Directory:
             )
 
     # ------------------------------------------------------------------ queries
+    def find_domain(self, name: str) -> str | None:
+        """The domain a logon names, by its NetBIOS name (``CORP``) or its DNS name
+        (``corp.example``), case-insensitively; None for neither.
+
+        Choice (docs/choices.md): Windows accepts ``corp.example\\user`` as ``CORP\\user``
+        (issue 9's observation; MS-NLMP 2.2.1.3 only says DomainName names the domain of the
+        account, and MS-NRPC 2.2.1.4.15 passes the NetBIOS name on, so the DNS name is mapped
+        to it). The one rule both the model and the wire (host/auth.py) use.
+        """
+        d = self._domain_named(name)
+        return None if d is None else d.name
+
+    def _domain_named(self, name: str) -> _Domain | None:
+        low = name.strip().rstrip(".").lower()
+        if not low:
+            return None
+        found = self._domains.get(low)
+        if found is not None:
+            return found
+        return next((d for d in self._domains.values()
+                     if d.spec.dns and d.spec.dns.rstrip(".").lower() == low), None)
+
     @property
     def domain_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self._domains.values())
@@ -423,8 +445,9 @@ class Directory:
                 sid = sids.BUILTIN_GROUPS[rest][0]
                 self._require_builtin(h, sid, name, _path)
                 return sid
-            if prefix in self._domains:
-                d = self._domains[prefix]
+            named = self._domain_named(prefix)
+            if named is not None:
+                d = named
                 if rest in d.display:
                     return self._dsid(d, rest)
                 raise ConfigError(f"{name!r}: domain {d.name} has no account or group {rest!r}",
@@ -579,8 +602,9 @@ class Directory:
         dl, nl = dom.lower(), name.lower()
         if dl == h.name.lower():
             return self._local_logon(h, nl, user, proof)
-        if dl in self._domains:
-            d = self._domains[dl]
+        named = self._domain_named(dl)
+        if named is not None:
+            d = named
             # The target's own or a trusted domain: pass-through authentication to its DC
             # (KB 103390 "the server will do pass-through authentication").
             if h.spec.domain is not None and self.trusts(h.spec.domain, d.name):

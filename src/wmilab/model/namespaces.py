@@ -39,7 +39,7 @@ CATALOGUE: tuple[NamespaceSpec, ...] = (
                   "MSDocs WmiSdk/wmi-namespaces (the default namespace since Windows 2000)"),
     NamespaceSpec("root\\DEFAULT", _ALL, (),
                   "MSDocs WmiSdk/wmi-namespaces; StdRegProv lives there"),
-    NamespaceSpec("root\\subscription", _ALL, (),
+    NamespaceSpec("root\\subscription", _ALL, ("subscription.mof",),
                   "MSDocs WmiSdk/standard-consumer-classes (registered in root\\subscription)"),
     NamespaceSpec("root\\SECURITY", _ALL, (),
                   "MSDocs WmiSdk/--systemsecurity (instances in root\\security)"),

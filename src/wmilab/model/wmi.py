@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from wmilab.errors import ConfigError, PathPart
 from wmilab.model import namespaces, oses, sids
@@ -22,6 +23,14 @@ WBEM_REMOTE_ACCESS = 0x20
 READ_CONTROL = 0x20000
 WRITE_DAC = 0x40000
 ALL_RIGHTS = 0x6003F
+
+# What a write needs (any one right of the mask); see NamespaceSecurity.check_write.
+WriteTarget = Literal["class", "static-instance", "dynamic-instance"]
+WRITE_RIGHTS: dict[str, int] = {
+    "class": WBEM_FULL_WRITE_REP,
+    "static-instance": WBEM_FULL_WRITE_REP | WBEM_PARTIAL_WRITE_REP,
+    "dynamic-instance": WBEM_FULL_WRITE_REP | WBEM_WRITE_PROVIDER,
+}
 
 RIGHTS: dict[str, int] = {
     "enable account": WBEM_ENABLE,
@@ -187,6 +196,29 @@ class NamespaceSecurity:
         if not self.descriptor(ns).granted(token.sids, WBEM_METHOD_EXECUTE):
             return Check(False, f"{token.name} has no Execute Methods on {ns}", "execute_methods")
         return Check(True, f"{token.name} may execute methods in {ns}", "execute_methods")
+
+    def check_write(self, token: Token, namespace: str, target: WriteTarget) -> Check:
+        """Whether ``token`` may write ``target`` in ``namespace`` (IWbemServices::PutClass,
+        DeleteClass, PutInstance, DeleteInstance).
+
+        MSDocs WmiSdk/namespace-access-rights-constants: Full Write (WBEM_FULL_WRITE_REP)
+        writes classes and instances; Partial Write (WBEM_PARTIAL_WRITE_REP) writes instances
+        only, not classes (static instances, kept in the repository); Provider Write
+        (WBEM_WRITE_PROVIDER) writes classes and instances to providers (dynamic instances).
+        Missing -> WBEM_E_ACCESS_DENIED (MS-WMI 2.2.11).
+        """
+        ns = normalize_namespace(namespace)
+        if ns not in self.known:
+            return Check(False, f"namespace {namespace!r} does not exist", "namespace")
+        wanted = WRITE_RIGHTS[target]
+        got = self.descriptor(ns).effective_rights(token.sids)
+        if not got & wanted:
+            what = {"class": "write classes", "static-instance": "write static instances",
+                    "dynamic-instance": "write provider instances"}[target]
+            return Check(False, f"{token.name} may not {what} in {ns}: needs "
+                         f"{' or '.join(n for n, b in RIGHTS.items() if b & wanted)} "
+                         f"(has: {rights_names(got)})", "write")
+        return Check(True, f"{token.name} may write in {ns}", "write")
 
     def check_rights(self, token: Token, namespace: str, mask: int) -> Check:
         """A general check of ``mask`` on ``namespace``."""

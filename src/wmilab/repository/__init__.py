@@ -14,20 +14,31 @@ Errors are ``WmiError(hresult)`` with the HRESULT IWbemServices returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 from ..hresult import (
+    WBEM_E_ACCESS_DENIED,
+    WBEM_E_ALREADY_EXISTS,
+    WBEM_E_CLASS_HAS_CHILDREN,
+    WBEM_E_CLASS_HAS_INSTANCES,
+    WBEM_E_ILLEGAL_NULL,
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_METHOD,
     WBEM_E_INVALID_METHOD_PARAMETERS,
     WBEM_E_INVALID_NAMESPACE,
     WBEM_E_INVALID_OBJECT_PATH,
+    WBEM_E_INVALID_OPERATION,
     WBEM_E_INVALID_PARAMETER,
     WBEM_E_INVALID_QUERY,
     WBEM_E_INVALID_QUERY_TYPE,
+    WBEM_E_INVALID_SUPERCLASS,
     WBEM_E_NOT_FOUND,
+    WBEM_E_OUT_OF_MEMORY,
+    WBEM_E_PROVIDER_NOT_CAPABLE,
 )
 from ..model import namespaces
 from ..wire import wmio
@@ -47,12 +58,41 @@ from .cim import (
     value_matches_key,
 )
 from .instances import HostSpec, HostState, values_for
-from .mof import MofClass, load_package_mof
+from .mof import MofClass, MofQualifier, load_package_mof
 
 __all__ = [
-    "CimClass", "CimInstance", "CimObject", "HostSpec", "HostState", "Namespace", "Repository",
-    "WmiError", "dmtf_datetime", "format_path", "parse_path",
+    "Change",
+    "CimClass",
+    "CimInstance",
+    "CimObject",
+    "HostSpec",
+    "HostState",
+    "Namespace",
+    "Repository",
+    "WmiError",
+    "dmtf_datetime",
+    "format_path",
+    "parse_path",
 ]
+
+# MS-WMI 2.2.3 / MSDocs WmiSdk/iwbemservices-putclass, -putinstance: lFlags.
+WBEM_FLAG_UPDATE_ONLY = 0x1
+WBEM_FLAG_CREATE_ONLY = 0x2
+# MS-WMI 3.1.4.3.6: a class name is a WQL CLASS-NAME and MUST NOT begin or end with "_".
+_CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*[A-Za-z0-9]|[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of the repository, the source of an intrinsic event (MSDocs
+    WmiSdk/determining-the-type-of-event-to-receive): ``kind`` is ``creation``,
+    ``deletion`` or ``modification``; ``previous`` is set for a modification."""
+
+    kind: str
+    namespace: str
+    target: CimInstance
+    previous: CimInstance | None = None
+
 
 # The namespaces an emulated host serves are those its OS has in the model's namespace
 # catalogue (model/namespaces.py), each with the system classes (MSDocs WmiSdk/wmi-system-
@@ -66,6 +106,8 @@ CREATE_INVALID_PARAMETER = 21
 # in-class-win32-process).
 TERMINATE_SUCCESS = 0
 TERMINATE_ACCESS_DENIED = 2
+# Choice: at most this many static instances per class (bounded memory).
+MAX_STATIC_INSTANCES = 10_000
 
 
 @lru_cache(maxsize=8)
@@ -96,6 +138,15 @@ class Namespace:
     def get(self, name: str) -> CimClass | None:
         return self.classes.get(name.lower())
 
+    def put(self, cls: CimClass) -> None:
+        """Store a class written at run time (PutClass); cached lookups are dropped."""
+        self.classes[cls.name.lower()] = cls
+        self._subclasses.clear()
+
+    def remove(self, name: str) -> None:
+        self.classes.pop(name.lower(), None)
+        self._subclasses.clear()
+
     def subclasses(self, name: str) -> list[CimClass]:
         """``name`` and every class derived from it, in declaration order."""
         low = name.lower()
@@ -112,6 +163,10 @@ class Repository:
 
     def __init__(self, state: HostState) -> None:
         self.state = state
+        # Static instances written at run time (PutInstance): namespace -> class -> relpath.
+        self.static: dict[str, dict[str, dict[str, CimInstance]]] = {}
+        # Called with every Change (the event machinery of the host subscribes here).
+        self.listeners: list[Callable[[Change], None]] = []
         self.namespaces: dict[str, Namespace] = {}
         for spec in namespaces.for_os(state.spec.os):
             ns = Namespace(spec.key, spec.path)
@@ -156,6 +211,7 @@ class Repository:
             if cls.name.lower() == "__namespace":
                 out += [CimInstance(cls, {"Name": child}) for child in self._children(ns.name)]
                 continue
+            out += list(self.static.get(ns.name.lower(), {}).get(cls.name.lower(), {}).values())
             if ns.name.lower() != "root\\cimv2":
                 continue
             out += [CimInstance(cls, values) for values in values_for(self.state, cls.name)]
@@ -443,14 +499,189 @@ class Repository:
             if not isinstance(command, str) or not command.strip():
                 return {"ReturnValue": CREATE_INVALID_PARAMETER}
             directory = args.get("currentdirectory")
-            proc = self.state.create_process(
-                command, directory if isinstance(directory, str) else None)
-            return {"ProcessId": proc.pid, "ReturnValue": CREATE_SUCCESS}
+            started = self.start_process(command, directory if isinstance(directory, str)
+                                         else None)
+            return {"ProcessId": started.get("ProcessId"), "ReturnValue": CREATE_SUCCESS}
         if cls.is_a("Win32_Process") and method == "terminate" and target is not None:
             pid = target.get("ProcessId")
             ok = isinstance(pid, int) and self.state.terminate(pid)
+            if ok:
+                self._emit(Change("deletion", "root\\cimv2", target))
             return {"ReturnValue": TERMINATE_SUCCESS if ok else TERMINATE_ACCESS_DENIED}
         raise WmiError(WBEM_E_INVALID_METHOD, f"{cls.name}.{method} is not implemented")
+
+    # -- writes (IWbemServices::PutClass, DeleteClass, PutInstance, DeleteInstance) -------
+    @staticmethod
+    def is_dynamic(cls: CimClass) -> bool:
+        """Instances come from a provider (qualifier ``dynamic``, MSDocs
+        WmiSdk/standard-qualifiers); otherwise they are static, kept in the repository."""
+        return cls.has_qualifier("dynamic") or any(a.has_qualifier("dynamic")
+                                                   for a in cls.ancestors)
+
+    def write_target(self, namespace: str, class_name: str
+                     ) -> Literal["static-instance", "dynamic-instance"]:
+        """What a write of ``class_name``'s instances is, for the namespace rights check:
+        ``dynamic-instance`` or ``static-instance`` (an unknown class counts as static)."""
+        cls = self.namespace(namespace).get(class_name)
+        return "dynamic-instance" if cls is not None and self.is_dynamic(cls) else "static-instance"
+
+    @staticmethod
+    def new_class() -> wmio.ClassDef:
+        """GetObject with an empty path: a new, empty class (MS-WMI 3.1.4.3.4: "If
+        strObjectPath is NULL or an empty string, the server MUST return a new empty
+        class"), the first step a client takes to create one."""
+        return wmio.ClassDef("")
+
+    def put_class(self, namespace: str, wire: wmio.ClassDef, flags: int = 0) -> CimClass:
+        """Create or update a class (MS-WMI 3.1.4.3.6)."""
+        ns = self.namespace(namespace)
+        name = wire.name
+        if not name or not _CLASS_NAME.fullmatch(name):
+            # MS-WMI 3.1.4.3.6: names not matching CLASS-NAME, or beginning or ending with an
+            # underscore (reserved for system classes) -> WBEM_E_INVALID_PARAMETER.
+            raise WmiError(WBEM_E_INVALID_PARAMETER, f"bad class name {name!r}")
+        existing = ns.get(name)
+        if existing is not None and flags & WBEM_FLAG_CREATE_ONLY:
+            # MSDocs WmiSdk/iwbemservices-putclass: WBEM_FLAG_CREATE_ONLY and the class exists.
+            raise WmiError(WBEM_E_ALREADY_EXISTS, f"class {name} exists")
+        if existing is None and flags & WBEM_FLAG_UPDATE_ONLY:
+            # MSDocs WmiSdk/iwbemservices-putclass: WBEM_FLAG_UPDATE_ONLY and no such class.
+            raise WmiError(WBEM_E_NOT_FOUND, f"no class {name}")
+        super_name = wire.derivation[0] if wire.derivation else (
+            wire.parent.name if wire.parent is not None else "")
+        parent = ns.get(super_name) if super_name else None
+        if super_name and parent is None:
+            raise WmiError(WBEM_E_INVALID_SUPERCLASS, f"no superclass {super_name}")
+        if existing is not None:
+            # Choice (docs/choices.md): an update in the default (compatible) mode is refused
+            # once the class has subclasses or instances, as WMI refuses changes that would
+            # conflict with them (MSDocs WmiSdk/iwbemservices-putclass, WBEM_E_CLASS_HAS_*).
+            if any(c is not existing for c in ns.subclasses(existing.name)):
+                raise WmiError(WBEM_E_CLASS_HAS_CHILDREN, f"{name} has subclasses")
+            if self.static.get(ns.name.lower(), {}).get(name.lower()):
+                raise WmiError(WBEM_E_CLASS_HAS_INSTANCES, f"{name} has instances")
+        inherited = {p.name.lower() for p, _ in parent.properties} if parent else set()
+        own = tuple(
+            wmio.Property(p.name, p.cim_type, p.qualifiers, p.default, class_ref=p.class_ref)
+            for p in wire.properties if not p.inherited or p.name.lower() not in inherited)
+        quals = tuple(MofQualifier(q.name, q.value) for q in wire.qualifiers)
+        # Choice: methods of a class written over the wire are not kept (no provider runs them).
+        cls = CimClass(name, parent, quals, own, ())
+        ns.put(cls)
+        return cls
+
+    def delete_class(self, namespace: str, name: str) -> None:
+        """Delete a class with its subclasses and their instances (MS-WMI 3.1.4.3.8)."""
+        ns = self.namespace(namespace)
+        cls = ns.get(name) if name else None
+        if cls is None:
+            # MSDocs WmiSdk/iwbemservices-deleteclass: a class that does not exist ->
+            # WBEM_E_NOT_FOUND.
+            raise WmiError(WBEM_E_NOT_FOUND, f"no class {name!r}")
+        if cls.name.startswith("__"):
+            # Choice (docs/choices.md): system classes cannot be deleted.
+            raise WmiError(WBEM_E_INVALID_OPERATION, f"{cls.name} is a system class")
+        store = self.static.get(ns.name.lower(), {})
+        for sub in ns.subclasses(cls.name):
+            for inst in list(store.pop(sub.name.lower(), {}).values()):
+                self._emit(Change("deletion", ns.name, inst))
+            ns.remove(sub.name)
+
+    def create_class_enum(self, namespace: str, superclass: str, deep: bool) -> list[CimClass]:
+        """CreateClassEnum (MS-WMI 3.1.4.3.10): subclasses of ``superclass`` (every class when
+        empty); WBEM_FLAG_SHALLOW keeps only the immediate ones. The class itself is not
+        returned."""
+        ns = self.namespace(namespace)
+        if superclass:
+            base = ns.get(superclass)
+            if base is None:
+                raise WmiError(WBEM_E_INVALID_CLASS, f"no class {superclass}")
+            found = [c for c in ns.subclasses(base.name) if c is not base]
+            if not deep:
+                found = [c for c in found if c.superclass is base]
+            return found
+        everything = list(ns.classes.values())
+        return everything if deep else [c for c in everything if c.superclass is None]
+
+    def put_instance(self, namespace: str, wire: wmio.Instance, flags: int = 0) -> CimInstance:
+        """Create or update an instance (MS-WMI 3.1.4.3.12); returns the stored instance."""
+        ns = self.namespace(namespace)
+        cls = ns.get(wire.cls.name)
+        if cls is None:
+            raise WmiError(WBEM_E_INVALID_CLASS, f"no class {wire.cls.name!r}")
+        if cls.is_abstract:
+            # Choice: an abstract class has no instances (DSP0004 "Abstract").
+            raise WmiError(WBEM_E_INVALID_OPERATION, f"{cls.name} is abstract")
+        if self.is_dynamic(cls):
+            # Choice (docs/choices.md): the emulated providers write no instances
+            # (MSDocs WmiSdk/provider-putinstance: the default is WBEM_E_PROVIDER_NOT_CAPABLE).
+            raise WmiError(WBEM_E_PROVIDER_NOT_CAPABLE, f"{cls.name} is provided dynamically")
+        values = {k: v for k, v in wire.values.items() if cls.get_property(k) is not None}
+        inst = CimInstance(cls, values)
+        if any(inst.get(k) is None for k in cls.keys):
+            # A key property left NULL (MS-WMI 2.2.11 WBEM_E_ILLEGAL_NULL).
+            raise WmiError(WBEM_E_ILLEGAL_NULL, f"{cls.name}: a key property is NULL")
+        store = self.static.setdefault(ns.name.lower(), {}).setdefault(cls.name.lower(), {})
+        key = inst.relpath.lower()
+        previous = store.get(key)
+        if previous is not None and flags & WBEM_FLAG_CREATE_ONLY:
+            raise WmiError(WBEM_E_ALREADY_EXISTS, f"{inst.relpath} exists")
+        if previous is None and flags & WBEM_FLAG_UPDATE_ONLY:
+            raise WmiError(WBEM_E_NOT_FOUND, f"no instance {inst.relpath}")
+        if len(store) >= MAX_STATIC_INSTANCES:
+            # Choice: a bounded repository (a client cannot fill the host's memory).
+            raise WmiError(WBEM_E_OUT_OF_MEMORY, "too many instances")
+        store[key] = inst
+        self._emit(Change("creation" if previous is None else "modification", ns.name, inst,
+                          previous))
+        return inst
+
+    def delete_instance(self, namespace: str, path: str) -> CimInstance:
+        """Delete an instance (MS-WMI 3.1.4.3.14); returns what was deleted."""
+        ns = self.namespace(namespace)
+        parsed = self._parse(path)
+        cls = ns.get(parsed.class_name)
+        if cls is None:
+            raise WmiError(WBEM_E_INVALID_CLASS, f"no class {parsed.class_name}")
+        if parsed.is_class:
+            # A class path names no instance (MS-WMI 2.2.11 WBEM_E_INVALID_OBJECT_PATH).
+            raise WmiError(WBEM_E_INVALID_OBJECT_PATH, f"{path} is a class path")
+        found = self._find(ns.name, cls, parsed)
+        if found is None:
+            raise WmiError(WBEM_E_NOT_FOUND, f"no instance {path}")
+        if found.cls.is_a("Win32_Process"):
+            # Choice (docs/choices.md): deleting a Win32_Process instance ends the emulated
+            # process, as the CIMWin32 provider's DeleteInstance terminates it.
+            pid = found.get("ProcessId")
+            if not isinstance(pid, int) or not self.state.terminate(pid):
+                raise WmiError(WBEM_E_ACCESS_DENIED, f"cannot end process {pid}")
+            self._emit(Change("deletion", ns.name, found))
+            return found
+        if self.is_dynamic(found.cls):
+            raise WmiError(WBEM_E_PROVIDER_NOT_CAPABLE, f"{found.cls.name} is dynamic")
+        store = self.static.get(ns.name.lower(), {}).get(found.cls.name.lower(), {})
+        store.pop(found.relpath.lower(), None)
+        self._emit(Change("deletion", ns.name, found))
+        return found
+
+    def start_process(self, command_line: str, directory: str | None = None) -> CimInstance:
+        """An emulated process starts (Win32_Process.Create, or a test raising the event);
+        nothing runs on this machine."""
+        proc = self.state.create_process(command_line, directory)
+        inst = self._process_instance(proc.pid)
+        self._emit(Change("creation", "root\\cimv2", inst))
+        return inst
+
+    def _process_instance(self, pid: int) -> CimInstance:
+        cls = self.get_class("root\\cimv2", "Win32_Process")
+        for values in values_for(self.state, "Win32_Process"):
+            if values.get("ProcessId") == pid:
+                return CimInstance(cls, values)
+        raise WmiError(WBEM_E_NOT_FOUND, f"no process {pid}")
+
+    def _emit(self, change: Change) -> None:
+        for listener in list(self.listeners):
+            listener(change)
 
     # -- wire --------------------------------------------------------------------------
     def encode(self, obj: CimObject | wmio.Instance | wmio.ClassDef, namespace: str,

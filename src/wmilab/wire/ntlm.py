@@ -775,6 +775,7 @@ class NtlmInitiator:
         nt_hash_value: bytes | None = None,
         filetime: int = 0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        version: tuple[int, int, int] | None = None,
     ) -> None:
         self.user = user
         self.domain = domain
@@ -785,19 +786,26 @@ class NtlmInitiator:
         self._random = random_bytes
         self.state = "initial"
         self.session: NtlmSession | None = None
+        self.challenge: ChallengeMessage | None = None  # the server's, once it came
         self.flags = _CLIENT_FLAGS | (NEGOTIATE_ANONYMOUS if self.anonymous else 0)
+        # MS-NLMP 2.2.2.10: with ``version`` the client negotiates NEGOTIATE_VERSION, so the
+        # server's CHALLENGE carries its own VERSION (debugging information only).
+        self.version = _version_bytes(version) if version is not None else None
+        if self.version is not None:
+            self.flags |= NEGOTIATE_VERSION
 
     def negotiate(self) -> bytes:
         if self.state != "initial":
             raise NtlmError(f"negotiate() called in state {self.state}")
         self.state = "negotiated"
-        return NegotiateMessage(self.flags).encode()
+        return NegotiateMessage(self.flags, version=self.version).encode()
 
     def authenticate(self, challenge_token: bytes) -> bytes:
         if self.state != "negotiated":
             raise NtlmError(f"authenticate() called in state {self.state}")
         self.state = "failed"
         chal = parse_challenge(challenge_token)
+        self.challenge = chal
         flags = self.flags & (chal.flags | NEGOTIATE_ANONYMOUS)
         flags |= chal.flags & (NEGOTIATE_UNICODE | NEGOTIATE_NTLM | NEGOTIATE_TARGET_INFO)
         unicode = bool(flags & NEGOTIATE_UNICODE)
@@ -828,6 +836,7 @@ class NtlmInitiator:
             user=_encode(self.user, unicode),
             workstation=_encode(self.workstation, unicode),
             encrypted_session_key=enc_key,
+            version=self.version if flags & NEGOTIATE_VERSION else None,
         )
         self.session = NtlmSession(exported, flags, initiator=True)
         self.state = "done"

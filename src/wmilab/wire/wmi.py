@@ -168,6 +168,36 @@ def build_interface_reply(obj: ObjRef | None, hresult: int = WBEM_S_NO_ERROR) ->
 
 
 @dataclass(frozen=True)
+class SetClientInfoRequest:
+    """IWbemLoginClientID::SetClientInfo (MS-WMI 3.1.4.8.1)."""
+
+    orpcthis: OrpcThis
+    machine: str | None
+    process_id: int
+    reserved: int
+
+
+def parse_set_client_info(stub: bytes) -> SetClientInfoRequest:
+    def go(r: NdrReader) -> SetClientInfoRequest:
+        orpc = read_orpcthis(r)
+        machine = r.unique_lpwstr()
+        return SetClientInfoRequest(orpc, machine, r.i32(), r.i32())
+    return decode_with("IWbemLoginClientID::SetClientInfo", stub, go)
+
+
+def build_set_client_info_request(machine: str | None, process_id: int) -> bytes:
+    w = NdrWriter()
+    write_orpcthis(w, OrpcThis())
+    if machine is None:
+        w.u32(0)
+    else:
+        w.lpwstr(machine)
+    w.i32(process_id)
+    w.i32(0)
+    return w.getvalue()
+
+
+@dataclass(frozen=True)
 class EstablishPositionRequest:
     orpcthis: OrpcThis
 
@@ -183,6 +213,20 @@ def build_establish_position_reply(locale_version: int = 0) -> bytes:
     write_orpcthat(w)
     w.u32(locale_version)
     w.u32(WBEM_S_NO_ERROR)
+    return w.getvalue()
+
+
+E_NOTIMPL = 0x80004001  # MS-ERREF 2.1
+
+
+def build_wbem_login_reply(hresult: int = E_NOTIMPL) -> bytes:
+    """WBEMLogin (5) as XP and Server 2003 answer it: ORPCTHAT, a NULL interface pointer,
+    E_NOTIMPL. Windows' wbemtran.idl declares the last parameter ``IWbemServices**
+    ppNamespace`` (MS-WMI 3.1.4.1.3 calls it reserved5); the method is not implemented."""
+    w = NdrWriter()
+    write_orpcthat(w)
+    w.u32(0)
+    w.u32(hresult)
     return w.getvalue()
 
 
@@ -243,6 +287,12 @@ class WbemRequest:
     in_params: ObjRef | None = None
     sink: SinkRef | None = None
     wants_call_result: bool = False
+    object: ObjRef | None = None  # pObject of PutClass, pInst of PutInstance
+
+    @property
+    def object_data(self) -> bytes | None:
+        """Encoded class or instance (opaque MS-WMIO bytes) of PutClass / PutInstance."""
+        return self.object.data if isinstance(self.object, ObjRefCustom) else None
 
     @property
     def name(self) -> str:
@@ -342,6 +392,23 @@ def parse_wbem_services(opnum: int, stub: bytes) -> WbemRequest | Unsupported:
                 if r.remaining() >= 4:
                     wants, _ = _read_ppmip(r)
             return WbemRequest(opnum, orpc, flags, path=ns, context=ctx, wants_call_result=wants)
+        if opnum in (Op.PUT_CLASS, Op.PUT_CLASS_ASYNC, Op.PUT_INSTANCE, Op.PUT_INSTANCE_ASYNC):
+            # MS-WMI 3.1.4.3.6/.7/.12/.13: pObject, lFlags, pCtx, then ppCallResult (sync) or
+            # pResponseHandler (async). impacket's PutClass also sends a NULL pResponseHandler
+            # before ppCallResult; the trailing pointers are read leniently.
+            obj = read_unique_objref(r)
+            flags = r.i32() & 0xFFFFFFFF
+            ctx = read_unique_objref(r)
+            if opnum in (Op.PUT_CLASS_ASYNC, Op.PUT_INSTANCE_ASYNC):
+                return WbemRequest(opnum, orpc, flags, context=ctx, object=obj,
+                                   sink=_sink(read_unique_objref(r), what))
+            wants = False
+            while r.remaining() >= 4 and not wants:
+                wants, _ = _read_ppmip(r)
+            return WbemRequest(opnum, orpc, flags, context=ctx, object=obj,
+                               wants_call_result=wants)
+        if opnum == Op.QUERY_OBJECT_SINK:
+            return WbemRequest(opnum, orpc, r.i32() & 0xFFFFFFFF)
         if opnum == Op.CANCEL_ASYNC_CALL:
             return WbemRequest(opnum, orpc, sink=_sink(read_unique_objref(r), what))
         return Unsupported(ids.IID_IWBEMSERVICES, opnum, orpc)
@@ -362,6 +429,58 @@ def build_exec_query_request(
     w.u32(0)  # pCtx
     if sink is not None:
         write_unique_mip(w, sink)
+    return w.getvalue()
+
+
+def build_put_request(opnum: int, encoded: bytes, flags: int = 0, *,
+                      call_result: bool = False, sink: ObjRefStandard | None = None,
+                      orpcthis: OrpcThis | None = None) -> bytes:
+    """Client role: PutClass / PutInstance (sync or async) with an encoded object."""
+    w = NdrWriter()
+    write_orpcthis(w, orpcthis or OrpcThis())
+    write_unique_mip(w, wbem_object_ref(encoded))
+    w.u32(flags)
+    w.u32(0)  # pCtx
+    if sink is not None:
+        write_unique_mip(w, sink)
+    elif call_result:
+        w.ptr(True)  # ppCallResult: a pointer to a NULL interface pointer
+        w.u32(0)
+    else:
+        w.u32(0)
+    return w.getvalue()
+
+
+def build_path_request(opnum: int, path: str, flags: int = 0, *, call_result: bool = False,
+                       sink: ObjRefStandard | None = None,
+                       orpcthis: OrpcThis | None = None) -> bytes:
+    """Client role: GetObject, DeleteClass, DeleteInstance, CreateClassEnum,
+    CreateInstanceEnum (sync or async), OpenNamespace: strPath, lFlags, pCtx, ..."""
+    w = NdrWriter()
+    write_orpcthis(w, orpcthis or OrpcThis())
+    _write_bstr(w, path)
+    w.u32(flags)
+    w.u32(0)  # pCtx
+    if sink is not None:
+        write_unique_mip(w, sink)
+        return w.getvalue()
+    if opnum in (Op.GET_OBJECT, Op.OPEN_NAMESPACE):
+        w.u32(0)  # ppObject / ppWorkingNamespace
+    if opnum not in (Op.CREATE_CLASS_ENUM, Op.CREATE_INSTANCE_ENUM):
+        if call_result:
+            w.ptr(True)
+            w.u32(0)
+        else:
+            w.u32(0)
+    return w.getvalue()
+
+
+def build_call_result_reply(call_result: ObjRef | None, hresult: int = WBEM_S_NO_ERROR) -> bytes:
+    """PutClass, DeleteClass, PutInstance, DeleteInstance reply: ppCallResult, HRESULT."""
+    w = NdrWriter()
+    write_orpcthat(w)
+    _write_ppmip(w, call_result)
+    w.u32(hresult)
     return w.getvalue()
 
 
@@ -419,8 +538,10 @@ def build_error_reply(
     """
     if iid == ids.IID_IENUMWBEMCLASSOBJECT and opnum == ids.EnumWbemClassObjectOp.NEXT:
         return build_next_reply([], requested_count, hresult)
-    if iid == ids.IID_IWBEMLEVEL1LOGIN and opnum in (4, 5):
+    if iid == ids.IID_IWBEMLEVEL1LOGIN and opnum == 4:
         return build_reserved_challenge_reply(hresult)
+    if iid == ids.IID_IWBEMLEVEL1LOGIN and opnum == 5:
+        return build_wbem_login_reply(hresult)
     table = _WBEM_OUT_PTRS if iid == ids.IID_IWBEMSERVICES else _OTHER_OUT_PTRS.get(iid)
     if table is None or opnum not in table:
         return None

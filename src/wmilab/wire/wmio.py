@@ -733,7 +733,31 @@ class _ClassPart:
     heap: bytes
 
 
+# Decoded ClassParts by their octets: every instance of a result carries the same ClassPart
+# (MS-WMIO 2.2.13), so a client decodes it once per class. Bounded, oldest out first.
+_CLASS_PARTS: dict[bytes, tuple[_ClassPart, int]] = {}
+_CLASS_PARTS_MAX = 128
+
+
 def _decode_class_part(r: _Reader, methods: tuple[Method, ...] = ()) -> _ClassPart:
+    start = r.pos
+    if not methods and start + 4 <= len(r.data):
+        (length,) = struct.unpack_from("<L", r.data, start)
+        key = bytes(r.data[start:start + length]) if length >= 17 else b""
+        found = _CLASS_PARTS.get(key) if key else None
+        if found is not None:
+            r.pos = start + found[1]
+            return found[0]
+        part = _decode_class_part_uncached(r)
+        if key and r.pos - start == length == len(key):
+            if len(_CLASS_PARTS) >= _CLASS_PARTS_MAX:
+                del _CLASS_PARTS[next(iter(_CLASS_PARTS))]
+            _CLASS_PARTS[key] = (part, length)
+        return part
+    return _decode_class_part_uncached(r, methods)
+
+
+def _decode_class_part_uncached(r: _Reader, methods: tuple[Method, ...] = ()) -> _ClassPart:
     start = r.pos
     length, _reserved, name_ref, nd_len = r.unpack("<LBLL")
     deriv_len = r.u32()

@@ -52,6 +52,7 @@ class ClientCredentials:
     domain: str = ""
     workstation: str = ""
     nt_hash: bytes | None = None
+    ntlm_version: tuple[int, int, int] | None = None  # sent as NTLM VERSION (MS-NLMP 2.2.2.10)
 
 
 @dataclass
@@ -122,7 +123,7 @@ class ClientConnection(Connection):
         c = self.credentials
         init = NtlmInitiator(c.user, c.password, c.domain, c.workstation,
                              nt_hash_value=c.nt_hash, filetime=self._filetime,
-                             random_bytes=self._random)
+                             random_bytes=self._random, version=c.ntlm_version)
         sec = _ClientSec(self._next_auth_id, self.auth_level, init)
         self._next_auth_id += 1
         self.security[sec.auth_context_id] = sec

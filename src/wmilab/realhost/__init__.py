@@ -1,0 +1,1 @@
+"""Calling real hosts: `wmilab query` and `wmilab doctor` on wmilab's own client."""

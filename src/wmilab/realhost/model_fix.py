@@ -1,0 +1,155 @@
+"""From a probed failure to the model's least-privilege fix.
+
+The doctor cannot read B's configuration; it only sees where the call stopped and with what
+HRESULT. So it reconstructs the *simplest* scenario that fails at that step with that HRESULT
+(the seed's computers A and B, with the probed addresses, user, namespace, mode and Windows
+version), checks with ``flow`` that the reconstruction really fails there, and asks
+``remedy`` for the fix. The assumptions each reconstruction makes are listed in
+``ASSUMPTIONS`` and printed with the fix, because they are what the doctor does *not* know
+(for example: at c1.activation, that the user is not an administrator of B, since an
+administrator passes activation by default). When the reconstruction does not reproduce the
+probe, no fix is offered rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import tomlkit
+
+from wmilab import hresult as hr
+from wmilab import remedy, steps
+from wmilab.flow import evaluate
+from wmilab.model import oses
+from wmilab.scenario import ScenarioError, loads
+
+__all__ = ["ASSUMPTIONS", "ModelFix", "os_of_version", "reconstruct_fix"]
+
+UNSECAPP = "%windir%\\system32\\wbem\\unsecapp.exe"
+INVALID_NAMESPACE = hr.WBEM_E_INVALID_NAMESPACE.code
+DEFAULT_OS = "xp-sp2"  # Choice: the seed's computers when the version is unknown
+
+ASSUMPTIONS = {
+    steps.C1_RPCSS: "B's Windows Firewall has no exception for TCP 135 from A",
+    steps.C1_LOGON: "B cannot log the user on with this password (wrong password or account)",
+    steps.C1_ACTIVATION: "the user is not an administrator of B and has no DCOM launch and "
+                         "activation rights there",
+    steps.C1_WMI_PORT: "B's firewall opens TCP 135 but not the WMI service's port",
+    steps.C1_ACCESS: "the user may launch WMI on B but B's DCOM access limits leave Everyone "
+                     "local access only",
+    steps.C1_NAMESPACE: "the user is not an administrator of B and lacks Enable Account + "
+                        "Remote Enable on the namespace",
+    steps.C2_RESOLVER_PORT: "A's Windows Firewall has no exception for TCP 135 from B",
+    steps.C2_SINK_PORT: "A's firewall opens TCP 135 but not the sink's program",
+    steps.C2_ACCESS: "B called back as ANONYMOUS LOGON (B's domain is not trusted by A) and A's "
+                     "DCOM refuses it",
+}
+
+
+@dataclass(frozen=True)
+class ModelFix:
+    fixes: list[dict[str, Any]]
+    assumption: str
+    proven: bool
+    note: str = ""
+
+
+def os_of_version(version: str | None) -> str | None:
+    """The model's OS (model/oses.py) whose major.minor version matches, e.g. 5.1.2600."""
+    if not version:
+        return None
+    want = version.split(".")[:2]
+    for spec in oses.CATALOGUE.values():
+        if spec.version.split(".")[:2] == want:
+            return spec.name
+    return None
+
+
+def _address(text: str, fallback: str) -> str:
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        return fallback
+    return f"{ip}/24"
+
+
+def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b: str,
+         a_ip: str, b_ip: str) -> dict[str, Any] | None:
+    dom, _, name = user.rpartition("\\")
+    dom = (dom or "CORP").upper()
+    name = name or "user"
+    admin = step not in (steps.C1_ACTIVATION, steps.C1_ACCESS, steps.C1_NAMESPACE) or \
+        hresult == INVALID_NAMESPACE
+    doc: dict[str, Any] = {
+        "domains": {dom: {"dns": f"{dom.lower()}.example", "accounts": {name: "secret"},
+                          "groups": {"Domain Admins": [name] if admin else []}}},
+        "hosts": {
+            "A": {"os": DEFAULT_OS, "domain": dom,
+                  "address": _address(a_ip, "192.0.2.1/24")},
+            "B": {"os": os_b, "domain": dom, "address": _address(b_ip, "192.0.2.2/24"),
+                  "netsh": ["netsh firewall set service RemoteAdmin enable"]},
+        },
+        "calls": [{"from": "A", "to": "B", "user": f"{dom}\\{name}", "mode": mode,
+                   "namespace": namespace}],
+    }
+    b, a, call = doc["hosts"]["B"], doc["hosts"]["A"], doc["calls"][0]
+    launch = {f"{dom}\\{name}": ["local launch", "remote launch", "local activation",
+                                 "remote activation"]}
+    if step == steps.C1_RPCSS:
+        b["netsh"] = []
+    elif step == steps.C1_LOGON:
+        call["password"] = "not-the-password"
+    elif step == steps.C1_ACTIVATION:
+        pass  # a user who is not an administrator: the OS's launch limits refuse him
+    elif step == steps.C1_WMI_PORT:
+        b["netsh"] = ["netsh firewall add portopening TCP 135 RPC ENABLE"]
+    elif step == steps.C1_ACCESS:
+        b["dcom"] = {"launch_limits": launch,
+                     "access_limits": {"Everyone": ["local access"]}}
+    elif step == steps.C1_NAMESPACE and hresult != INVALID_NAMESPACE:
+        b["dcom"] = {"launch_limits": launch}
+    elif step == steps.C2_RESOLVER_PORT:
+        pass  # A's firewall as the OS ships it
+    elif step == steps.C2_SINK_PORT:
+        a["netsh"] = ["netsh firewall add portopening TCP 135 DCOM ENABLE"]
+    elif step == steps.C2_ACCESS:
+        a["netsh"] = ["netsh firewall add portopening TCP 135 DCOM ENABLE",
+                      f"netsh firewall add allowedprogram {UNSECAPP} UNSECAPP ENABLE"]
+        # A in another domain that does not trust B's: B's callback arrives as ANONYMOUS LOGON.
+        doc["domains"]["OTHER"] = {"dns": "other.example", "accounts": {}, "groups": {}}
+        a["domain"] = "OTHER"
+    elif step != steps.C1_NAMESPACE:
+        return None
+    if not oses.get(os_b).firewall_on:
+        # B's firewall is taken as on, as on the seed's computers (a firewall step can only
+        # fail that way); Server 2003 SP1 ships with it off, so the reconstruction turns it on.
+        b["netsh"] = ["netsh firewall set opmode mode=ENABLE", *b["netsh"]]
+    return doc
+
+
+def reconstruct_fix(step: str, hresult: int, *, user: str, namespace: str, mode: str,
+                    os_b: str | None, a_ip: str, b_ip: str) -> ModelFix:
+    """The model's fix for a probe that failed at ``step`` with ``hresult``."""
+    doc = _doc(step, hresult, user=user, namespace=namespace, mode=mode,
+               os_b=os_b or DEFAULT_OS, a_ip=a_ip, b_ip=b_ip)
+    assumption = ASSUMPTIONS.get(step, "")
+    if step == steps.C1_NAMESPACE and hresult == INVALID_NAMESPACE:
+        assumption = f"the namespace {namespace} does not exist on B"
+    if doc is None:
+        return ModelFix([], assumption, False, f"the model has no fix for step {step}")
+    try:
+        s = loads(tomlkit.dumps(doc), "<doctor>")
+    except ScenarioError as e:
+        return ModelFix([], assumption, False, f"could not model this target: {e}")
+    call = s.calls[0]
+    verdict = evaluate(s.world, call)
+    failed = verdict.failed
+    if failed is None or failed.id != step or verdict.hresult.code != hresult:
+        return ModelFix([], assumption, False,
+                        f"the model does not reproduce {step} 0x{hresult:08X} "
+                        f"(it gives {verdict.result} at {failed.id if failed else '-'})")
+    r = remedy.remedy(s.world, call)
+    fixes = [c.as_json() for c in r.all_changes()]
+    return ModelFix(fixes, assumption, r.proven, r.unfixable or "")
