@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import random
 from typing import Any
 
 import pytest
@@ -36,6 +37,9 @@ def base_doc(os_a: str = "xp-sp2", os_b: str = "xp-sp2") -> dict[str, Any]:
 _subnets = itertools.count(os.getpid() % 200 * 200 + 1)
 
 
+_NET_SALT = random.SystemRandom().randrange(1 << 20)
+
+
 def fresh_net() -> str:
     """A /24 prefix such as ``10.3.17`` that no other test of this process uses."""
     n = next(_subnets)
@@ -51,10 +55,14 @@ def needs_root(reason: str) -> None:
 
 
 def loopback_net() -> str:
-    """A /16 of 127.0.0.0/8 for one lab of this test process: never the examples' default
-    addresses (127.168.x.y), and apart from other processes' labs (distinct pids)."""
-    n = next(_subnets)
-    return f"127.{(os.getpid() * 7 + n) % 150 + 100}.0.0/16"
+    """A /24 of 127.0.0.0/8 for one lab of this test process: never the examples' default
+    addresses (127.168.x.y), and apart from other processes' labs (pids and a random start
+    spread them over about 38,000 networks)."""
+    n = next(_subnets) + _NET_SALT
+    second = 100 + n % 150
+    if second == 168:
+        second = 99
+    return f"127.{second}.{n // 150 % 256}.0/24"
 
 
 def remote_admin_pair(**b: Any) -> dict[str, Any]:

@@ -124,9 +124,9 @@ def test_notification_query_errors(start_lab: StartLab) -> None:
 
 
 def test_event_query_parser_matches_changes() -> None:
-    from wmilab.repository import HostSpec, Repository
+    from wmilab.repository import MachineFacts, Repository
 
-    repo = Repository.for_host(HostSpec("HOSTB", os="xp-sp2", workgroup="WORKGROUP"))
+    repo = Repository.for_host(MachineFacts("HOSTB", os="xp-sp2", workgroup="WORKGROUP"))
     q = parse_event_query("select * from __InstanceOperationEvent within 1.5 where "
                           "TargetInstance isa 'CIM_Process' and TargetInstance.Name = 'a.exe'")
     assert q.within == 1.5 and q.kinds == {"creation", "deletion", "modification"}

@@ -22,7 +22,7 @@ from wmilab.hresult import (
     WBEM_E_NOT_FOUND,
     HResult,
 )
-from wmilab.repository import CimClass, CimInstance, HostSpec, Repository, WmiError
+from wmilab.repository import CimClass, CimInstance, MachineFacts, Repository, WmiError
 from wmilab.repository.mof import parse_mof
 from wmilab.wire.wmio import Instance, decode_encoding_unit
 
@@ -31,13 +31,13 @@ NS = "root\\cimv2"
 
 @pytest.fixture
 def xp() -> Repository:
-    return Repository.for_host(HostSpec("HOSTB", os="xp-sp2", workgroup="WORKGROUP",
+    return Repository.for_host(MachineFacts("HOSTB", os="xp-sp2", workgroup="WORKGROUP",
                                         ipv4="10.0.0.5", prefix=24))
 
 
 @pytest.fixture
 def w2003() -> Repository:
-    return Repository.for_host(HostSpec("SRV1", os="2003-sp1", domain="CORP.EXAMPLE"))
+    return Repository.for_host(MachineFacts("SRV1", os="2003-sp1", domain="CORP.EXAMPLE"))
 
 
 def query(repo: Repository, wql: str, ns: str = NS) -> list[Any]:
@@ -85,12 +85,12 @@ def test_processes_and_services(xp: Repository, w2003: Repository) -> None:
 
 
 def test_same_spec_gives_same_bytes() -> None:
-    spec = HostSpec("HOSTC", os="xp-sp2")
+    spec = MachineFacts("HOSTC", os="xp-sp2")
     a, b = Repository.for_host(spec), Repository.for_host(spec)
     qa = [a.encode(o, NS) for o in query(a, "SELECT * FROM Win32_Process")]
     qb = [b.encode(o, NS) for o in query(b, "SELECT * FROM Win32_Process")]
     assert qa == qb
-    other = Repository.for_host(HostSpec("HOSTD", os="xp-sp2"))
+    other = Repository.for_host(MachineFacts("HOSTD", os="xp-sp2"))
     assert [o.get("ProcessId") for o in query(other, "SELECT * FROM Win32_Process")] != [
         o.get("ProcessId") for o in query(a, "SELECT * FROM Win32_Process")]
 
@@ -257,13 +257,13 @@ def test_win32_process_class_is_what_wmiexec_needs(xp: Repository) -> None:
 
 def test_host_spec_validation() -> None:
     with pytest.raises(ConfigError, match="os"):
-        HostSpec("A", os="win95")
+        MachineFacts("A", os="win95")
     with pytest.raises(ConfigError, match="15"):
-        HostSpec("A" * 16)
+        MachineFacts("A" * 16)
     with pytest.raises(ConfigError, match="IPv4"):
-        HostSpec("A", ipv4="300.1.1.1")
+        MachineFacts("A", ipv4="300.1.1.1")
     with pytest.raises(ConfigError, match="not both"):
-        HostSpec("A", domain="D", workgroup="W")
+        MachineFacts("A", domain="D", workgroup="W")
 
 
 def test_mof_syntax_error_names_the_line() -> None:

@@ -12,7 +12,7 @@ from wmilab.host.objects import ObjectTable
 from wmilab.host.pinging import GcSettings, PingSets
 from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
-from wmilab.repository import HostSpec, Repository
+from wmilab.repository import MachineFacts, Repository
 from wmilab.wire import rpc
 from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
 
@@ -52,7 +52,7 @@ class ResolverEntry:
 def repository_for(world: World, host: str) -> Repository:
     """The WMI repository of a scenario host, built from its configuration."""
     cfg = world.configs[host]
-    spec = HostSpec(hostname=host, os=cfg.os, domain=cfg.domain, workgroup=cfg.workgroup,
+    spec = MachineFacts(hostname=host, os=cfg.os, domain=cfg.domain, workgroup=cfg.workgroup,
                     ipv4=str(cfg.address.ip), prefix=cfg.address.network.prefixlen)
     return Repository.for_host(spec)
 

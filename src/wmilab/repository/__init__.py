@@ -2,7 +2,7 @@
 
 The host calls :class:`Repository`::
 
-    repo = Repository.for_host(HostSpec("HOSTB", os="xp-sp2", workgroup="WORKGROUP"))
+    repo = Repository.for_host(MachineFacts("HOSTB", os="xp-sp2", workgroup="WORKGROUP"))
     cls = repo.get_object("root\\cimv2", "Win32_Process")          # a CimClass
     rows = repo.exec_query("root\\cimv2", "SELECT Name FROM Win32_Service")
     out = repo.exec_method("root\\cimv2", "Win32_Process", "Create",
@@ -57,7 +57,7 @@ from .cim import (
     parse_path,
     value_matches_key,
 )
-from .instances import HostSpec, HostState, values_for
+from .instances import HostState, MachineFacts, values_for
 from .mof import MofClass, MofQualifier, load_package_mof
 
 __all__ = [
@@ -65,8 +65,8 @@ __all__ = [
     "CimClass",
     "CimInstance",
     "CimObject",
-    "HostSpec",
     "HostState",
+    "MachineFacts",
     "Namespace",
     "Repository",
     "WmiError",
@@ -176,7 +176,7 @@ class Repository:
             self.namespaces[spec.key] = ns
 
     @classmethod
-    def for_host(cls, spec: HostSpec) -> Repository:
+    def for_host(cls, spec: MachineFacts) -> Repository:
         return cls(HostState.build(spec))
 
     @property

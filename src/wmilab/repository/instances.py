@@ -1,6 +1,6 @@
 """Deterministic per-host instances for an emulated XP SP2 or Server 2003 SP1 host.
 
-Everything here is derived from a small ``HostSpec``: the same spec always gives the same
+Everything here is derived from a small ``MachineFacts``: the same spec always gives the same
 instances (a RNG seeded from the host name picks process ids and serial numbers). The
 emulated state changes only through methods (Win32_Process.Create/Terminate); nothing is
 ever run on the real machine.
@@ -24,7 +24,7 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,14}$")
 
 
 @dataclass(frozen=True)
-class HostSpec:
+class MachineFacts:
     """The small input a host's instances are generated from."""
 
     hostname: str
@@ -102,13 +102,13 @@ class Service:
 class HostState:
     """The mutable emulated state of one host."""
 
-    spec: HostSpec
+    spec: MachineFacts
     processes: list[Process] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     next_pid_seed: int = 0
 
     @classmethod
-    def build(cls, spec: HostSpec) -> HostState:
+    def build(cls, spec: MachineFacts) -> HostState:
         state = cls(spec)
         seed = int.from_bytes(hashlib.sha256(spec.hostname.upper().encode()).digest()[:8],
                               "little")
@@ -256,7 +256,7 @@ def _executable(command_line: str) -> str:
 # Instance values per class
 # ---------------------------------------------------------------------------------------
 
-def _mac(spec: HostSpec) -> str:
+def _mac(spec: MachineFacts) -> str:
     digest = hashlib.sha256(b"mac:" + spec.hostname.upper().encode()).digest()
     # 00:0C:29 is a VMware OUI: a virtual NIC, which emulated hosts are. Choice.
     return "00:0C:29:" + ":".join(f"{b:02X}" for b in digest[:3])
