@@ -12,6 +12,7 @@ from rich.console import Console
 
 from wmilab import report
 from wmilab.errors import ConfigError
+from wmilab.lab.commands import lab_app
 from wmilab.realhost import commands as realhost
 from wmilab.scenario import Scenario, ScenarioError, load
 
@@ -233,86 +234,8 @@ def host(
     out.print("stopped")
 
 
-@app.command()
-def lab(
-    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
-    verify: Annotated[bool, typer.Option(
-        "--verify", help="Make each call on the wire against the emulated hosts (impacket for "
-        "sync and semisync calls; wmilab's own client and sink for async calls), compare with "
-        "what `check` predicts, then stop.")] = False,
-    loopback_net: Annotated[str | None, typer.Option(
-        "--loopback-net", help="Loopback network the scenario's addresses map into (default "
-        "127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it becomes "
-        "127.77.10.2), so that several labs can run side by side.",
-        show_default=False)] = None,
-) -> None:
-    """Run every host of a scenario on its own loopback address (RPCSS 135, WMI dynamic).
-
-    Without --verify it serves until Ctrl-C; real clients connecting from 127.0.0.1 count
-    as the `from` host of the first call to each host. Exit code with --verify: 0 when the
-    wire agrees with the model on every call, 1 otherwise, 2 for a bad file or a port that
-    cannot be bound.
-    """
-    import logging
-    import time
-
-    from rich.table import Table
-
-    from wmilab.host.server import HostBindError
-    from wmilab.lab.verify import ThreadedLab, verify_calls
-
-    scenario = _load(file)
-    clients: dict[str, str] = {}
-    for c in scenario.calls:
-        clients.setdefault(c.target, c.source)
-    if not verify:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from wmilab.lab.loopback import loopback_network
-
-    try:
-        network = None if loopback_net is None else loopback_network(loopback_net)
-    except ConfigError as e:
-        err.print(f"[red]error:[/] --loopback-net: {e}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    running = ThreadedLab(scenario, network=network)
-    for target, source in clients.items():
-        running.act_as(target, source)
-    try:
-        running.start()
-    except HostBindError as e:
-        err.print(f"[red]error:[/] {e.strerror}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    try:
-        table = Table("host", "scenario address", "loopback address", "clients from 127.0.0.1 count as")
-        for name, cfg in scenario.world.configs.items():
-            table.add_row(name, str(cfg.address.ip), running.address(name), clients.get(name, "-"))
-        out.print(table)
-        if not verify:
-            out.print("Serving; Ctrl-C stops.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                return
-        passwords = {c.user: scenario.world.password_of(c.user) for c in scenario.calls}
-        checks = verify_calls(running, passwords)
-    finally:
-        running.close()
-    result = Table("call", "mode", "wmilab check", "on the wire", "client", "")
-    disagree = 0
-    for chk in checks:
-        mark = {True: "[green]agrees[/]", False: "[red]DIFFERS[/]", None: "[dim]not run[/]"}
-        if chk.agrees is False:
-            disagree += 1
-        wire = chk.wire if chk.wire is not None else chk.note
-        if chk.wire == "ok":
-            wire = f"ok ({chk.rows} objects)"
-        client = "wmilab + sink" if chk.call.mode == "async" else "impacket"
-        result.add_row(chk.call.name, chk.call.mode, chk.predicted.result, wire, client,
-                       mark[chk.agrees])
-    out.print(result)
-    if disagree:
-        raise typer.Exit(EXIT_MISMATCH)
+# `wmilab lab FILE` and `wmilab lab up|exec|status|down FILE` (src/wmilab/lab/commands.py).
+app.add_typer(lab_app, name="lab")
 
 
 # Calling real hosts (src/wmilab/realhost/commands.py).

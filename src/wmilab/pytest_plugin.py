@@ -112,8 +112,12 @@ class LabFactory:
         from wmilab.scenario import ScenarioError, load
 
         if netns:
-            pytest.fail("wmilab_lab(netns=True): this version of wmilab has no network-namespace "
-                        "lab yet; use the loopback lab (netns=False)", pytrace=False)
+            # The netns lab's hosts are reachable only from inside its namespaces (lab/netns.py),
+            # and the test process is not in one: the fixture cannot hand it an address there.
+            pytest.fail("wmilab_lab(netns=True) is not supported yet: the netns lab's hosts are "
+                        "reachable only from inside its namespaces, not from the test process; "
+                        "use the loopback lab (netns=False), or `wmilab lab up FILE --netns` "
+                        "and `wmilab lab exec FILE HOST -- pytest ...`", pytrace=False)
         path = Path(scenario)
         if not path.is_absolute() and (self._base / path).exists():
             path = self._base / path  # beside the test file first, then the current folder

@@ -395,14 +395,16 @@ async def _open(opts: ConnectOptions, host: str, port: int,
 
 async def login(address: str, rpcss_port: int, *, local_address: str | None, user: str,
                 password: str, namespace: str,
-                auth_level: int = AuthLevel.PKT_PRIVACY) -> tuple[RpcClient, ObjRefStandard]:
+                auth_level: int = AuthLevel.PKT_PRIVACY,
+                timeout: float = 30.0) -> tuple[RpcClient, ObjRefStandard]:
     """Activate WbemLevel1Login on ``address`` and log in to ``namespace``.
 
     Returns the connection to the WMI service's port and the IWbemServices OBJREF; a failure
-    raises :class:`RpcCallError` carrying the HRESULT.
+    raises :class:`RpcCallError` carrying the HRESULT. ``timeout`` bounds each connect and
+    call (the netns lab's --verify shortens it, docs/lab.md).
     """
-    opts = ConnectOptions(address, user, password, namespace, auth_level, 30.0, local_address,
-                          rpcss_port)
+    opts = ConnectOptions(address, user, password, namespace, auth_level, timeout,
+                          local_address, rpcss_port)
     try:
         s = await connect(opts)
     except CallFailed as e:

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 from wmilab.errors import ConfigError
 from wmilab.model.world import World
 
-__all__ = ["LOOPBACK", "LoopbackMap", "loopback_network"]
+__all__ = ["LOOPBACK", "DirectMap", "LoopbackMap", "loopback_network"]
 
 _LOOPBACK_FIRST = int(IPv4Address("127.0.1.0"))  # Choice: 127.0.0.0/24 stays for real clients
 LOOPBACK = IPv4Network("127.0.0.0/8")
@@ -92,3 +92,15 @@ class LoopbackMap:
 
     def items(self) -> list[tuple[str, IPv4Address]]:
         return sorted(self._by_host.items())
+
+
+class DirectMap(LoopbackMap):
+    """Hosts on their own scenario addresses (the netns lab, docs/lab.md): each address
+    stands for itself."""
+
+    def __init__(self, addresses: Mapping[str, IPv4Address],
+                 network: IPv4Network = LOOPBACK) -> None:
+        self.network = IPv4Network("0.0.0.0/0")  # scenario addresses, anywhere
+        self._by_host = dict(addresses)
+        self._scenario = {ip: ip for ip in addresses.values()}
+        self._hosts = {ip: host for host, ip in addresses.items()}

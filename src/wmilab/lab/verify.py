@@ -14,20 +14,22 @@ import asyncio
 import contextlib
 import random
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any, TypeVar
 
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.host.client_errors import from_exception
-from wmilab.host.server import Limits
+from wmilab.host.server import HostServer, Limits
 from wmilab.lab.loopback import LoopbackLab
+from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario
 
 T = TypeVar("T")
 
-__all__ = ["CallCheck", "ThreadedLab", "impacket_query", "verify_calls"]
+__all__ = ["CallCheck", "ThreadedLab", "async_call", "impacket_query", "refused_by_caller",
+           "verify_calls"]
 
 
 class ThreadedLab:
@@ -81,9 +83,12 @@ SEMISYNC_FLAGS = 0x10 | 0x20
 
 
 def impacket_query(address: str, user: str, password: str, namespace: str,
-                   query: str, mode: str = "semisync") -> tuple[str, int]:
+                   query: str, mode: str = "semisync",
+                   connect_timeout: float | None = None) -> tuple[str, int]:
     """Connect, log in and run ``query`` with impacket as wmiquery.py does; ``mode`` is
-    "sync" (flags 0) or "semisync" (return immediately, forward only).
+    "sync" (flags 0) or "semisync" (return immediately, forward only). ``connect_timeout``
+    shortens impacket's TCP connect timeouts (30 s to port 135, 300 s to the WMI port),
+    so a dropped SYN costs seconds (a timeout is 0x800706BA, as on Windows).
 
     Returns ("ok", rows) or (the HRESULT of the failure as 0x........, 0).
     """
@@ -91,6 +96,8 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
     from impacket.dcerpc.v5.dcomrt import DCOMConnection
     from impacket.dcerpc.v5.dtypes import NULL
 
+    if connect_timeout is not None:
+        _cap_connect_timeout(connect_timeout)
     domain, _, name = user.partition("\\")
     dcom = None
     rows = 0
@@ -123,6 +130,24 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
                 dcom.disconnect()
 
 
+def _cap_connect_timeout(seconds: float) -> None:
+    """Cap impacket's connect timeout in this process (its TCPTransport sets 30 or 300 s
+    and connects with ``get_connect_timeout()``); nothing else of impacket changes."""
+    from impacket.dcerpc.v5 import transport
+
+    tcp: Any = transport.TCPTransport
+    original = getattr(tcp, "_wmilab_original_timeout", None)
+    if original is None:
+        original = tcp.get_connect_timeout
+        tcp._wmilab_original_timeout = original
+
+    def capped(self: Any) -> Any:
+        value = original(self)
+        return seconds if value is None else min(value, seconds)
+
+    tcp.get_connect_timeout = capped
+
+
 @dataclass(frozen=True)
 class CallCheck:
     call: Call
@@ -136,28 +161,35 @@ class CallCheck:
         return None if self.wire is None else self.wire == self.predicted.result
 
 
-async def async_query(lab: LoopbackLab, call: Call, password: str,
-                      timeout: float = 30.0) -> tuple[str, int]:
-    """Make an asynchronous call with wmilab's own client: A exports a sink (the unsecapp
-    role), B runs the query and calls the sink back over Connection 2.
+async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
+                     password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
+                     local_address: str | None, timeout: float = 30.0,
+                     on_sink: Callable[[int, str], None] | None = None) -> tuple[str, int]:
+    """Make an asynchronous call with wmilab's own client from host ``a`` (its running
+    server exports the sink, the unsecapp role) to the host at ``address``, which runs the
+    query and calls the sink back over Connection 2.
 
-    Returns ("ok", objects delivered) or the HRESULT the caller ends with: the call's own
-    error on Connection 1, else the one B's callback ended with (what the sink's SetStatus
-    would have carried, or the refusal on Connection 2).
+    ``callback_outcome`` waits for the target's callback to finish and returns its HRESULT
+    (None when no callback ran). Returns ("ok", objects delivered) or the HRESULT the caller
+    ends with: the call's own error on Connection 1, else the one the callback ended with
+    (what the sink's SetStatus would have carried, or the refusal on Connection 2).
+    ``timeout`` bounds each connect and call of the client. ``on_sink(port, program)`` is
+    told where the sink listens once it does (the netns lab opens A's firewall for exactly
+    that listener).
     """
     from wmilab.client.session import exec_query_async, login
     from wmilab.host.sink import SinkExporter
     from wmilab.transport import RpcCallError
 
-    a = lab.servers[call.source]
-    b = lab.servers[call.target]
     async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
+        if on_sink is not None and sinks.listen_port is not None:
+            on_sink(sinks.listen_port, sinks.program)
         sink = sinks.create()
         try:
-            cli, services = await login(b.address, b.ports["rpcss"],
-                                        local_address=str(lab.map.loopback(call.source)),
+            cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,
-                                        namespace=call.namespace)
+                                        namespace=call.namespace,
+                                        timeout=timeout)
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
@@ -169,15 +201,45 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
                 return f"0x{e.hresult:08X}", 0
         if code:
             return f"0x{code:08X}", 0
-        await b.callbacks.wait_idle(timeout)
-        outcome = b.callbacks.outcomes[-1] if b.callbacks.outcomes else None
-        if outcome is None:
+        hresult = await callback_outcome()
+        if hresult is None:
             return "no callback", 0
-        if outcome.hresult:
-            return f"0x{outcome.hresult:08X}", 0
+        if hresult:
+            return f"0x{hresult:08X}", 0
         if sink.result.status:
             return f"0x{sink.result.status:08X}", 0
         return "ok", len(sink.result.objects)
+
+
+async def async_query(lab: LoopbackLab, call: Call, password: str,
+                      timeout: float = 30.0) -> tuple[str, int]:
+    """:func:`async_call` between two hosts of a loopback lab."""
+    b = lab.servers[call.target]
+
+    async def outcome() -> int | None:
+        await b.callbacks.wait_idle(timeout)
+        last = b.callbacks.outcomes[-1] if b.callbacks.outcomes else None
+        return None if last is None else last.hresult
+
+    return await async_call(lab.servers[call.source], b.address, b.ports["rpcss"], call,
+                            password, outcome,
+                            local_address=str(lab.map.loopback(call.source)))
+
+
+CALLER_REFUSES = "refused by A's own DCOM, before any packet"
+
+
+def refused_by_caller(world: World, call: Call) -> str | None:
+    """The HRESULT with which the calling host's own DCOM refuses to call out, or None.
+
+    With EnableDCOM = N on A the DCOM runtime of A fails the call locally (step
+    c1.client-dcom): the lab's A, which makes the call, asks the same step question, so no
+    client library (impacket knows nothing of A's registry) is asked to send a packet.
+    """
+    check = steps.client_dcom(world.host(call.source))
+    if check.ok:
+        return None
+    return steps.TABLE[steps.C1_CLIENT_DCOM].failure(check).hex
 
 
 def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[CallCheck]:
@@ -187,6 +249,10 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
     for call in s.calls:
         predicted = flow.evaluate(s.world, call)
         password = call.password if call.password is not None else passwords.get(call.user)
+        refusal = refused_by_caller(s.world, call)
+        if refusal is not None:
+            out.append(CallCheck(call, predicted, refusal, 0, CALLER_REFUSES))
+            continue
         if call.mode == "async":
             # impacket cannot export a sink: wmilab's own client makes asynchronous calls.
             wire, rows = lab.run(async_query(lab.lab, call, password or ""), timeout=90)

@@ -187,6 +187,15 @@ class Scope:
             return True
         return any(source in net for net in self._nets)
 
+    def networks(self, local_subnet: IPv4Network) -> tuple[IPv4Network, ...]:
+        """The source networks this scope admits, for a host on ``local_subnet``
+        (``matches`` holds exactly for the addresses inside them)."""
+        if self.kind == "ALL":
+            return (IPv4Network("0.0.0.0/0"),)
+        if self.kind == "SUBNET":
+            return (local_subnet,)
+        return (*((local_subnet,) if self._local else ()), *self._nets)
+
     def with_address(self, addr: IPv4Address) -> Scope:
         """The narrowest widening of this scope that also admits ``addr``."""
         host = AddressToken(IPv4Network(f"{addr}/32"))

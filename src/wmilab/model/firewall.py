@@ -358,6 +358,8 @@ class EffectiveFirewall:
     _hidden: Mapping[tuple[str, int] | str, Verdict] = field(repr=False)
     _off: Verdict = field(repr=False)
     _closed: Verdict = field(repr=False)
+    _admissions: dict[tuple[str, int, str], Admission] = field(
+        default_factory=dict, repr=False, compare=False)
 
     # -- queries for remedies --------------------------------------------------------
     def service_forced(self, service: Service) -> bool:
@@ -375,38 +377,49 @@ class EffectiveFirewall:
         out.extend(p for p in self.ports if p.enabled)
         return out
 
-    # -- the hot path ----------------------------------------------------------------
-    def decide(self, conn: Inbound, local_subnet: IPv4Network) -> Verdict:
+    # -- who may connect: the one place an inbound decision is made -------------------
+    def admission(self, port: int, program: str, protocol: str = "TCP") -> Admission:
+        """Which sources may open an unsolicited connection to ``port`` on which
+        ``program`` listens (for ICMP, ``port`` is the type): the scopes of the rules that
+        admit, in the order they are tried, and the verdict for every other source.
+
+        :meth:`decide` (the flow, the in-process gate) and the nftables compiler
+        (lab/nft.py) both read this, so they cannot disagree.
+        """
+        key = (protocol, port, program)
+        found = self._admissions.get(key)
+        if found is None:
+            found = self._admission(protocol, port, program)
+            self._admissions[key] = found
+        return found
+
+    def _admission(self, protocol: str, port: int, program: str) -> Admission:
         if not self.enabled:
-            return self._off
+            return Admission((_Rule("", Scope.all(), "local", self._off),), self._off)
         if not self.exceptions_allowed:
-            return self._closed
-        key = (conn.protocol, conn.port)
-        src = conn.source
+            return Admission((), self._closed)
+        key = (protocol, port)
         port_rules = self._port_rules.get(key, ())
-        for r in port_rules:
-            if r.scope.matches(src, local_subnet):
-                return r.allow
-        prog_rules = self._program_rules.get(conn.program, ())
-        for r in prog_rules:
-            if r.scope.matches(src, local_subnet):
-                return r.allow
-        if port_rules or prog_rules:
-            r = (port_rules or prog_rules)[0]
-            return Verdict(
-                False,
-                f"{r.description} admits only {r.scope.describe()}; {src} is outside it",
-                r.origin)
+        prog_rules = self._program_rules.get(program, ())
+        rules = port_rules + prog_rules
+        if rules:
+            r = rules[0]
+            # Choice: the first rule names the refusal ("admits only ... ; SRC is outside").
+            return Admission(rules, None, f"{r.description} admits only "
+                             f"{r.scope.describe()}", r.origin)
         hidden = self._hidden.get(key)
         if hidden is None:
-            hidden = self._hidden.get(conn.program)
+            hidden = self._hidden.get(program)
         if hidden is not None:
-            return hidden
-        what = f"ICMP type {conn.port}" if conn.protocol == "ICMP" else (
-            f"{conn.protocol} {conn.port} to {conn.program}")
-        return Verdict(False, f"no exception of the {self.profile} profile allows {what}",
-                       "none")
+            return Admission((), hidden)
+        what = f"ICMP type {port}" if protocol == "ICMP" else f"{protocol} {port} to {program}"
+        return Admission((), Verdict(
+            False, f"no exception of the {self.profile} profile allows {what}", "none"))
 
+    # -- the hot path ----------------------------------------------------------------
+    def decide(self, conn: Inbound, local_subnet: IPv4Network) -> Verdict:
+        return self.admission(conn.port, conn.program, conn.protocol).decide(
+            conn.source, local_subnet)
 
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
                        local_subnet: IPv4Network) -> Verdict:
@@ -454,6 +467,34 @@ class EffectiveFirewall:
                            "starts listening, so a guessed port is no exception for it", "none")
         return Verdict(False, f"no exception of the {self.profile} profile allows TCP to "
                        f"{where}", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who the effective firewall lets in to one (protocol, port, program).
+
+    ``rules`` are tried in order and the first whose scope holds the source admits it;
+    every other source is refused with ``refusal`` (or, when ``refusal`` is None, with a
+    verdict naming the source and ``scope_text``).
+    """
+
+    rules: tuple[_Rule, ...]
+    refusal: Verdict | None
+    scope_text: str = ""
+    refusal_origin: Origin = "local"
+
+    @property
+    def scopes(self) -> tuple[Scope, ...]:
+        """The scopes that admit: empty when nobody may connect."""
+        return tuple(r.scope for r in self.rules)
+
+    def decide(self, source: IPv4Address, local_subnet: IPv4Network) -> Verdict:
+        for r in self.rules:
+            if r.scope.matches(source, local_subnet):
+                return r.allow
+        if self.refusal is not None:
+            return self.refusal
+        return Verdict(False, f"{self.scope_text}; {source} is outside it", self.refusal_origin)
 
 
 def _tri(policy_value: bool | None, local_value: bool) -> tuple[bool, Origin]:

@@ -161,9 +161,28 @@ class HostModel:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
+    def admission(self, port: int, program: str, protocol: str = "TCP") -> fw.Admission:
+        """Who this computer's firewall lets open a connection to ``port`` (``program``
+        listening): the scopes the nftables compiler turns into rules (lab/nft.py)."""
+        return self.firewall.admission(port, program, protocol)
+
     def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
         """Would this computer's firewall let an unsolicited TCP connection in?"""
-        return self.firewall.decide(fw.Inbound(source, port, program), self.subnet)
+        return self.firewall.admission(port, program).decide(source, self.subnet)
+
+    def listeners(self, wmi_port: int | None,
+                  sink: tuple[int, str] | None = None) -> tuple[tuple[int, str], ...]:
+        """(port, program) of the emulated listeners of this computer, given the dynamic
+        ports its RPC runtime drew from :attr:`rpc_ports`: RPCSS on 135 and the WMI service
+        on ``wmi_port`` (both in svchost.exe, TechNet cc737332), and a sink ``(port,
+        program)`` while one is exported. The nftables compiler (lab/nft.py) asks
+        :meth:`admission` for each."""
+        out = [(RPC_ENDPOINT_MAPPER, fw.SVCHOST)]
+        if wmi_port is not None:
+            out.append((wmi_port, fw.SVCHOST))
+        if sink is not None:
+            out.append(sink)
+        return tuple(out)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
         # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on

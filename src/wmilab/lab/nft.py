@@ -1,0 +1,135 @@
+"""A host's Windows Firewall compiled into an nftables ruleset for its network namespace.
+
+Nothing here decides what Windows would allow. For every port an emulated program of the
+host listens on (``HostModel.listeners``: 135, and the dynamic ports its RPC runtime drew
+for WMI and a sink) and every port an exception opens statically, the
+compiler asks the model who may connect (``HostModel.admission``, the same answer the flow
+and the in-process gate use) and writes one ``accept`` rule for exactly those sources.
+Everything else that arrives unsolicited is dropped without an answer, so a client's SYN
+waits and times out, as against Windows Firewall (docs/lab.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from wmilab.model.firewall import Admission
+from wmilab.model.world import HostModel
+
+__all__ = ["TABLE", "NftError", "Rule", "apply", "compile_rules", "ruleset"]
+
+TABLE = "wmilab"  # table inet wmilab, one per host namespace
+
+# ICMP types Windows Firewall lets in when an ICMP setting allows them (model/firewall.py
+# ICMP_TYPES: the inbound ones). The outbound types (3, 4, 11, 12) concern what the host
+# sends; Choice: the Linux host in the namespace sends them as Linux does.
+_INBOUND_ICMP = (8, 9, 13, 17)
+_ANY = IPv4Network("0.0.0.0/0")
+
+
+class NftError(RuntimeError):
+    """nft refused a ruleset or could not be run."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One accept rule: ``protocol`` (tcp or icmp), port or ICMP type, and the source
+    networks admitted (``None``: any source)."""
+
+    protocol: str
+    port: int
+    sources: tuple[IPv4Network, ...] | None
+    why: str
+
+    def text(self) -> str:
+        match = f"tcp dport {self.port}" if self.protocol == "tcp" else (
+            f"icmp type {self.port}")
+        if self.sources is not None:
+            nets = ", ".join(str(n) for n in self.sources)
+            match = f"ip saddr {{ {nets} }} {match}"
+        why = self.why.replace('"', "'")[:120]
+        return f'{match} accept comment "{why}"'
+
+
+def _sources(admission: Admission, model: HostModel) -> tuple[IPv4Network, ...] | None:
+    nets: list[IPv4Network] = []
+    for scope in admission.scopes:
+        for net in scope.networks(model.subnet):
+            if net == _ANY:
+                return None
+            if net not in nets:
+                nets.append(net)
+    return tuple(nets)
+
+
+def compile_rules(model: HostModel, wmi_port: int | None = None,
+                  sink: tuple[int, str] | None = None) -> list[Rule]:
+    """The accept rules of ``model``'s effective firewall, for its emulated listeners (the
+    WMI service on ``wmi_port`` and the sink ``(port, program)``: the dynamic ports the
+    host's RPC runtime drew) and its statically opened TCP ports."""
+    ports: dict[int, str] = {}
+    for port, program in model.listeners(wmi_port, sink):
+        ports.setdefault(port, program)
+    for opened in model.firewall.open_ports():
+        if opened.protocol == "TCP":
+            # No emulated program listens there: the port's own exceptions decide, and an
+            # admitted SYN gets the kernel's reset, as a closed port on Windows answers.
+            ports.setdefault(opened.port, "")
+    rules: list[Rule] = []
+    for port, program in sorted(ports.items()):
+        adm = model.admission(port, program)
+        if not adm.rules:
+            continue
+        sources = _sources(adm, model)
+        why = adm.rules[0].allow.rule
+        name = program.rsplit("\\", 1)[-1] or "no listener"
+        rules.append(Rule("tcp", port, sources, f"{name}: {why}"))
+    for icmp_type in _INBOUND_ICMP:
+        adm = model.admission(icmp_type, "", "ICMP")
+        if adm.rules:
+            rules.append(Rule("icmp", icmp_type, _sources(adm, model),
+                              adm.rules[0].allow.rule))
+    return rules
+
+
+def ruleset(model: HostModel, wmi_port: int | None = None,
+            sink: tuple[int, str] | None = None) -> str:
+    """An ``nft -f`` script that replaces the table atomically (one transaction)."""
+    # Unsolicited packets no exception admits are dropped, not answered: Windows Firewall
+    # logs them as dropped packets ("Log dropped packets", netsh `set logging`, bb490617) and
+    # the client sees a connect timeout, RPC_S_SERVER_UNAVAILABLE (seed).
+    policy = "drop"
+    if not model.firewall.enabled:
+        # The model says the firewall is off: nothing is filtered (closed ports reset).
+        policy = "accept"
+    lines = [
+        f"table inet {TABLE}",
+        f"delete table inet {TABLE}",
+        f"table inet {TABLE} {{",
+        "  chain input {",
+        f"    type filter hook input priority filter; policy {policy};",
+        # Windows Firewall filters *unsolicited* traffic, statefully: replies to the host's
+        # own connections come in (MSDocs ics/windows-firewall-start-page).
+        "    ct state established,related accept",
+        # Choice: traffic inside the host (loopback) is not filtered.
+        '    iifname "lo" accept',
+    ]
+    lines += [f"    {r.text()}" for r in compile_rules(model, wmi_port, sink)]
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def apply(script: str, namespace: str | None = None) -> None:
+    """Load ``script`` with ``nft -f -`` in ``namespace`` (None: the current one)."""
+    cmd = ["nft", "-f", "-"]
+    if namespace is not None:
+        cmd = ["ip", "netns", "exec", namespace, *cmd]
+    try:
+        done = subprocess.run(cmd, input=script, text=True, capture_output=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NftError(f"cannot run nft: {e}") from None
+    if done.returncode != 0:
+        raise NftError(f"nft refused the ruleset: {done.stderr.strip()}")

@@ -1,0 +1,298 @@
+"""Start, inspect and stop a lab in the background: ``wmilab lab up | exec | status | down``.
+
+A lab belongs to one scenario file (its state directory is named after the file's resolved
+path, lab/state.py). In the netns lab each host runs in its own network namespace
+(lab/netns.py) behind its nftables firewall (lab/nft.py); in the loopback lab one process
+serves every host on its loopback address behind the in-process gate. Either may write one
+capture per host (lab/pcap.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wmilab.lab import netns, pcap
+from wmilab.lab.daemon import ask, ready_file
+from wmilab.lab.loopback import LoopbackMap
+from wmilab.lab.state import LabState, ProcessRecord, lab_key, marked_processes, state_root
+
+if TYPE_CHECKING:
+    from wmilab.lab.verify import CallCheck
+    from wmilab.scenario import Scenario
+
+__all__ = ["LabError", "down", "exec_as", "find", "loopback_captures",
+           "status", "up", "verify_netns"]
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
+def state_dir(path: Path) -> Path:
+    return state_root() / lab_key(path)
+
+
+def find(path: Path) -> LabState | None:
+    """The lab of scenario file ``path``, if one is up (or was left by a crash)."""
+    return LabState.load(state_dir(path))
+
+
+def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
+       quick: bool = False, network: IPv4Network | None = None,
+       timeout: float = 60.0) -> LabState:
+    """Start the lab of ``path`` in the background; return once every host listens.
+    ``network`` is the loopback lab's loopback network (``--loopback-net``).
+
+    On any failure, everything made so far is removed again before the error is raised.
+    """
+    state = _new_state(path, "netns" if use_netns else "loopback", pcap_dir, network)
+    try:
+        if use_netns:
+            _up_netns(state, scenario, pcap_dir, quick)
+        else:
+            _up_loopback(state, scenario, pcap_dir)
+        _wait_ready(state, timeout)
+    except BaseException as e:
+        down(state)
+        if isinstance(e, (netns.NetnsError, pcap.CaptureError)):
+            raise LabError(str(e)) from None
+        raise
+    return state
+
+
+def _new_state(path: Path, mode: str, pcap_dir: Path | None,
+               network: IPv4Network | None) -> LabState:
+    """Check that the lab can start, and write its (empty) state."""
+    directory = state_dir(path)
+    if LabState.load(directory) is not None:
+        raise LabError(f"a lab of {path} is already up (or was left by a crash); "
+                       f"run: wmilab lab down {path}")
+    if mode == "netns":
+        problem = netns.root_problem()
+        if problem is not None:
+            raise LabError(problem)
+    if pcap_dir is not None:
+        problem = pcap.capture_problem()
+        if problem is not None:
+            raise LabError(problem)
+        try:
+            pcap_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LabError(f"--pcap {pcap_dir}: {e.strerror or e}") from None
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = LabState(scenario=str(path.resolve()), key=lab_key(path), mode=mode,
+                     directory=str(directory),
+                     pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None,
+                     network=str(network) if network is not None else None)
+    state.save()
+    return state
+
+
+def loopback_captures(path: Path, scenario: Scenario, pcap_dir: Path,
+                      network: IPv4Network | None) -> LabState:
+    """Captures for a loopback lab that runs in this process (``wmilab lab FILE --pcap``),
+    recorded as a lab of ``path`` so that ``down`` stops them whatever happens."""
+    state = _new_state(path, "loopback", pcap_dir, network)
+    try:
+        _loopback_hosts(state, scenario)
+        start_loopback_captures(state, pcap_dir)
+    except BaseException as e:
+        down(state)
+        if isinstance(e, pcap.CaptureError):
+            raise LabError(str(e)) from None
+        raise
+    return state
+
+
+def _spawn(state: LabState, role: str, cmd: list[str], log_name: str) -> None:
+    log = (Path(state.directory) / log_name).open("ab")
+    with log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, env=state.environment())
+    state.add_process(proc.pid, role)
+
+
+def _daemon() -> list[str]:
+    return [sys.executable, "-m", "wmilab.lab.daemon"]
+
+
+def _up_netns(state: LabState, scenario: Scenario, pcap_dir: Path | None, quick: bool) -> None:
+    world = scenario.world
+    netns.create_network(state, world)
+    for name in sorted(world.configs):
+        state.hosts[name]["quick"] = quick
+    state.save()
+    if pcap_dir is not None:
+        for name in sorted(world.configs):
+            pcap.start_capture(state, name, pcap_dir, interface="eth0",
+                               namespace=state.hosts[name]["namespace"])
+    for name in sorted(world.configs):
+        ns = state.hosts[name]["namespace"]
+        _spawn(state, f"host {name}",
+               ["ip", "netns", "exec", ns, *_daemon(), "netns", state.directory, name],
+               f"host-{name}.log")
+
+
+def _loopback_hosts(state: LabState, scenario: Scenario) -> None:
+    network = IPv4Network(state.network) if state.network else None
+    clients: dict[str, str] = {}
+    for c in scenario.calls:
+        clients.setdefault(c.target, c.source)
+    for name, loop in LoopbackMap.for_world(scenario.world, network).items():
+        state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
+    state.save()
+
+
+def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> None:
+    _loopback_hosts(state, scenario)
+    if pcap_dir is not None:
+        start_loopback_captures(state, pcap_dir)
+    _spawn(state, "loopback lab", [*_daemon(), "loopback", state.directory], "loopback.log")
+
+
+def start_loopback_captures(state: LabState, pcap_dir: Path) -> None:
+    """One capture per host on ``lo``, filtered by the host's loopback address."""
+    for name, info in sorted(state.hosts.items()):
+        pcap.start_capture(state, name, pcap_dir, interface="lo",
+                           capture_filter=f"host {info['address']}")
+
+
+def _wait_ready(state: LabState, timeout: float) -> None:
+    directory = Path(state.directory)
+    names = list(state.hosts) if state.mode == "netns" else ["loopback"]
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        for name in list(pending):
+            if ready_file(directory, name).exists():
+                pending.discard(name)
+        dead = [p for p in state.processes if not p.alive()]
+        if dead:
+            rec = dead[0]
+            log_name = "loopback.log" if rec.role == "loopback lab" else (
+                f"host-{rec.role.removeprefix('host ')}.log" if rec.role.startswith("host ")
+                else f"capture-{rec.role.removeprefix('capture ')}.log")
+            tail = _tail(directory / log_name)
+            raise LabError(f"{rec.role} stopped while starting: {tail}")
+        if pending and time.monotonic() > deadline:
+            raise LabError(f"hosts {', '.join(sorted(pending))} did not listen within "
+                           f"{timeout:g} s")
+        if pending:
+            time.sleep(0.05)
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    error = [ln for ln in lines if "error" in ln.lower()]
+    return (error or lines or ["(empty log)"])[-1].strip()
+
+
+def down(state: LabState) -> dict[str, list[str]]:
+    """Stop every process and remove every namespace the lab recorded, then its state.
+
+    Returns what was removed (processes by role, namespaces by name)."""
+    stopped = []
+    # Hosts before captures (reverse order of start), so a capture sees the last packets.
+    for rec in reversed(state.processes):
+        if rec.alive():
+            rec.stop()
+            stopped.append(f"{rec.role} (pid {rec.pid})")
+    # A process started just before a crash of `up`, before it was recorded, carries the
+    # lab's marker; a command `lab exec` left running sits in one of the lab's namespaces.
+    stray = set(marked_processes(state.directory))
+    for name in state.namespaces:
+        stray.update(netns.namespace_pids(name))
+    for pid in sorted(stray - {os.getpid()}):
+        rec = ProcessRecord.of(pid, "unrecorded")
+        if rec.alive():
+            rec.stop()
+            stopped.append(f"unrecorded process (pid {pid})")
+    removed = netns.remove_namespaces(state) if state.namespaces else []
+    shutil.rmtree(state.directory, ignore_errors=True)
+    return {"processes": stopped, "namespaces": removed}
+
+
+def status(state: LabState) -> list[dict[str, Any]]:
+    """One row per host: address, namespace, whether its process runs and listens."""
+    directory = Path(state.directory)
+    rows = []
+    for name, info in sorted(state.hosts.items()):
+        if state.mode == "netns":
+            procs = [p for p in state.processes if p.role == f"host {name}"]
+            ready = ready_file(directory, name).exists()
+            ns = info["namespace"]
+            ns_ok = netns.namespace_exists(ns)
+        else:
+            procs = [p for p in state.processes if p.role == "loopback lab"]
+            ready = ready_file(directory, "loopback").exists()
+            ns, ns_ok = "-", True
+        running = bool(procs) and all(p.alive() for p in procs)
+        captures = [p for p in state.processes if p.role == f"capture {name}"]
+        if state.mode == "loopback" and not procs:
+            what = "in the foreground"  # `wmilab lab FILE --pcap`: served by that process
+        else:
+            what = "listening" if running and ready and ns_ok else (
+                "starting" if running else "stopped")
+        rows.append({
+            "host": name, "address": info["address"], "namespace": ns, "state": what,
+            "pid": procs[0].pid if procs else None,
+            "capture": (str(Path(state.pcap or "") / f"{name}.pcapng")
+                        if captures and captures[0].alive() else "-"),
+        })
+    return rows
+
+
+def exec_as(state: LabState, host: str, command: list[str]) -> int:
+    """Run ``command`` as scenario host ``host`` and return its exit code."""
+    info = state.hosts[host]
+    env = {**os.environ, "WMILAB_HOST": host, "WMILAB_ADDRESS": info["address"]}
+    for name, other in state.hosts.items():
+        env[f"WMILAB_ADDRESS_{name.upper()}"] = other["address"]
+    cmd = command
+    if state.mode == "netns":
+        cmd = ["ip", "netns", "exec", info["namespace"], *command]
+    try:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    except FileNotFoundError:
+        raise LabError(f"command not found: {command[0]}") from None
+
+
+def verify_netns(state: LabState, scenario: Scenario, passwords: dict[str, str | None],
+                 connect_timeout: float = 2.0) -> list[CallCheck]:
+    """Make each call from inside its caller's namespace (the ``from`` host's daemon) and
+    compare with the flow's prediction."""
+    from wmilab import flow
+    from wmilab.lab.verify import CallCheck
+
+    directory = Path(state.directory)
+
+    async def run_all() -> list[CallCheck]:
+        out = []
+        for index, call in enumerate(scenario.calls):
+            predicted = flow.evaluate(scenario.world, call)
+            password = call.password if call.password is not None else passwords.get(call.user)
+            answer = await ask(directory, call.source, {
+                "op": "call", "index": index, "password": password or "",
+                "connect_timeout": connect_timeout})
+            if "error" in answer:
+                raise LabError(f"{call.source} could not make call {call.name}: "
+                               f"{answer['error']}")
+            note = str(answer.get("note") or (
+                "wmilab client + sink" if call.mode == "async" else ""))
+            out.append(CallCheck(call, predicted, str(answer["wire"]), int(answer["rows"]),
+                                 note))
+        return out
+
+    return asyncio.run(run_all())
+

@@ -1,0 +1,168 @@
+"""The firewall compiled into nftables admits exactly the sources the model admits
+(no root, no kernel: the rule list is read as nft reads it; test_lab_netns.py runs it)."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import base_doc, make
+from wmilab.lab import nft
+from wmilab.model import firewall as fw
+from wmilab.model.addresses import Scope
+from wmilab.model.world import HostModel
+from wmilab.scenario import load
+
+EX = Path(__file__).resolve().parent.parent / "examples"
+GP = "Network/Network Connections/Windows Firewall/Domain Profile/Windows Firewall: {}"
+APP = r"C:\Program Files\Monitor\agent.exe"
+
+# Sources: B's own subnet, the custom networks below, and addresses outside all of them.
+SOURCES = [IPv4Address(a) for a in (
+    "192.168.10.1", "192.168.10.77", "10.0.0.5", "10.0.1.5", "172.16.4.4", "8.8.4.4")]
+
+NETSH = [
+    "netsh firewall set service RemoteAdmin enable",
+    "netsh firewall set service RemoteAdmin enable scope=SUBNET",
+    "netsh firewall set service type=REMOTEADMIN mode=ENABLE scope=CUSTOM "
+    "addresses=10.0.0.0/24,LocalSubnet",
+    "netsh firewall add portopening TCP 135 DCOM scope=CUSTOM addresses=172.16.4.4",
+    "netsh firewall add portopening TCP 1025 WMI enable SUBNET",
+    "netsh firewall add portopening TCP 1026 Sink enable CUSTOM 10.0.1.0/255.255.255.0",
+    f'netsh firewall add allowedprogram "{APP}" Agent ENABLE CUSTOM 10.0.0.5',
+    r"netsh firewall add allowedprogram %windir%\system32\wbem\unsecapp.exe UnsecApp ENABLE",
+    r'netsh firewall add allowedprogram "%windir%\system32\svchost.exe" SvcHost DISABLE',
+    "netsh firewall set opmode mode=ENABLE exceptions=DISABLE",
+    "netsh firewall set opmode mode=DISABLE",
+]
+POLICIES: list[dict[str, Any]] = [
+    {},
+    {GP.format("Allow remote administration exception"):
+     {"state": "Enabled", "addresses": "10.0.0.0/16"}},
+    {GP.format("Allow remote administration exception"): {"state": "Disabled"}},
+    {GP.format("Do not allow exceptions"): {"state": "Enabled"}},
+    {GP.format("Define port exceptions"):
+     {"state": "Enabled", "ports": ["1025:TCP:localsubnet:enabled:WMI"]}},
+]
+
+
+def kernel_admits(rules: list[nft.Rule], model: HostModel, source: IPv4Address,
+                  port: int) -> bool:
+    """What the compiled input chain does with a SYN (policy drop unless the firewall is off)."""
+    if not model.firewall.enabled:
+        return True
+    return any(r.protocol == "tcp" and r.port == port and (
+        r.sources is None or any(source in n for n in r.sources)) for r in rules)
+
+
+def _check(model: HostModel, sink: str, wmi_port: int, sink_port: int) -> None:
+    rules = nft.compile_rules(model, wmi_port, (sink_port, sink))
+    for port, program in model.listeners(wmi_port, (sink_port, sink)):
+        for source in SOURCES:
+            expected = model.inbound(source, port, program).allowed
+            assert kernel_admits(rules, model, source, port) is expected, (
+                port, program, source, model.inbound(source, port, program).rule)
+
+
+def _ports(model: HostModel, rnd: random.Random) -> tuple[int, int]:
+    """A WMI and a sink port as the host's RPC runtime would draw them (two listeners never
+    share a port)."""
+    wmi = model.rpc_ports.pick(rnd)
+    return wmi, next(p for p in model.rpc_ports if p != wmi)
+
+
+@pytest.mark.parametrize("path", sorted(EX.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_host_s_ruleset_admits_what_the_model_admits(path: Path) -> None:
+    s = load(path)
+    rnd = random.Random(path.name)
+    for name in s.world.configs:
+        model = s.world.host(name)
+        for sink in (fw.UNSECAPP, fw.normalize_program(APP)):
+            _check(model, sink, *_ports(model, rnd))
+
+
+def _host_b(netsh: list[str], policy: dict[str, Any], os: str,
+            ports: list[str] | None) -> HostModel:
+    doc = base_doc(os_b=os)
+    doc["hosts"]["B"]["netsh"] = netsh
+    if policy:
+        doc["hosts"]["B"]["policy"] = policy
+    if ports:
+        doc["hosts"]["B"]["registry"] = {"Ports": ports, "PortsInternetAvailable": "Y",
+                                         "UseInternetPorts": "Y"}
+    return make(doc).world.host("B")
+
+
+# B's dynamic RPC range: the OS default, or restricted so that openings may cover it.
+RANGES = [None, ["1025-1026"], ["1026", "1028"], ["1024-1027"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(NETSH), max_size=4), st.sampled_from(POLICIES),
+       st.sampled_from(["xp-sp2", "2003-sp1"]), st.sampled_from([fw.UNSECAPP, APP]),
+       st.sampled_from(RANGES), st.randoms(use_true_random=False))
+def test_generated_firewalls_compile_to_the_model_s_decisions(
+        netsh: list[str], policy: dict[str, Any], os: str, sink: str,
+        ports: list[str] | None, rnd: random.Random) -> None:
+    model = _host_b(netsh, policy, os, ports)
+    _check(model, fw.normalize_program(sink), *_ports(model, rnd))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(NETSH), max_size=4), st.sampled_from(POLICIES),
+       st.sampled_from(["xp-sp2", "2003-sp1"]), st.sampled_from([fw.SVCHOST, APP]),
+       st.sampled_from(RANGES[1:]))
+def test_a_dynamic_port_is_admitted_for_sure_when_every_port_of_its_range_is(
+        netsh: list[str], policy: dict[str, Any], os: str, program: str,
+        ports: list[str]) -> None:
+    """The flow's question for a dynamic port (``decide_dynamic``) says yes exactly when
+    the admission of every port the RPC runtime may draw says yes: so whatever port the
+    netns lab's host draws, its nftables rule (an admission) agrees with `check`."""
+    model = _host_b(netsh, policy, os, ports)
+    prog = fw.normalize_program(program)
+    for source in SOURCES:
+        dynamic = model.firewall.decide_dynamic(source, model.rpc_ports, prog, model.subnet)
+        every = all(model.inbound(source, p, prog).allowed for p in model.rpc_ports)
+        assert dynamic.allowed is every, (source, dynamic.rule)
+
+
+@given(st.sampled_from(["ALL", "SUBNET", "CUSTOM"]),
+       st.lists(st.sampled_from(["LocalSubnet", "10.0.0.0/8", "10.1.2.3", "172.16.0.0/12",
+                                 "192.168.10.0/255.255.255.128"]), min_size=1, max_size=3),
+       st.one_of(st.sampled_from([*SOURCES, IPv4Address("192.168.10.200")]),
+                 st.integers(0, 2**32 - 1).map(IPv4Address)))
+def test_scope_networks_hold_exactly_the_addresses_it_matches(
+        kind: str, addresses: list[str], source: IPv4Address) -> None:
+    scope = Scope.parse(kind, ",".join(addresses) if kind == "CUSTOM" else None)
+    subnet = IPv4Network("192.168.10.0/24")
+    assert scope.matches(source, subnet) is any(source in n for n in scope.networks(subnet))
+
+
+def test_the_ruleset_drops_by_default_and_names_the_rule() -> None:
+    doc = base_doc()
+    doc["hosts"]["B"]["netsh"] = [
+        "netsh firewall set service type=REMOTEADMIN mode=ENABLE scope=CUSTOM "
+        "addresses=10.0.0.0/24"]
+    text = nft.ruleset(make(doc).world.host("B"))
+    assert "policy drop;" in text and "reject" not in text
+    assert "ip saddr { 10.0.0.0/24 } tcp dport 135 accept" in text
+    assert 'comment "svchost.exe: allowed by the Remote Administration exception' in text
+    # The firewall off (2003 SP1's default): nothing is filtered.
+    off = make(base_doc(os_b="2003-sp1")).world.host("B")
+    assert "policy accept;" in nft.ruleset(off)
+
+
+def test_a_program_exception_opens_the_ports_its_listener_uses() -> None:
+    doc = base_doc()
+    doc["hosts"]["A"]["netsh"] = [f'netsh firewall add allowedprogram "{APP}" Agent ENABLE']
+    a = make(doc).world.host("A")
+    sink = (2345, fw.normalize_program(APP))
+    ports = {r.port for r in nft.compile_rules(a, 1500, sink) if r.protocol == "tcp"}
+    assert ports == {2345}  # the sink listens there; 135 and WMI are svchost's
+    assert not nft.compile_rules(a, 1500, (2345, fw.UNSECAPP))  # another sink program
