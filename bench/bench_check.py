@@ -1,22 +1,75 @@
-"""Benchmark `wmilab check`: call verdicts per second on a fleet, and load time.
+"""Benchmark `wmilab check`: call verdicts per second, `check` with fixes on 1k and 10k
+hosts side by side, and load time.
 
-Prints figures; asserts nothing (machines are noisy). Usage:
-    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000]
+Prints figures; asserts nothing (machines are noisy). Times are given as wall-clock and as
+the process's CPU time: on a shared machine the CPU time is the steadier of the two.
+Usage:
+    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000] [--small 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import platform
 import time
 import tracemalloc
+from collections.abc import Callable
+from functools import partial
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, TypeVar
 
 import tomlkit
+from fleet import fleet_text
 
-from wmilab import flow
-from wmilab.scenario import Call, build, loads
+from wmilab import flow, report
+from wmilab.scenario import Call, Scenario, build, loads, parse_toml
+
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float, float]:
+    """``fn()``, its wall-clock seconds and its CPU seconds."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def _check_json(s: Scenario) -> str:
+    reports = report.evaluate(s)
+    return json.dumps(report.as_json(s, reports))
+
+
+def check_with_fixes(n: int) -> dict[str, Any]:
+    """What `wmilab check --json` does on an n-host fleet file (bench/fleet.py), timed."""
+    text = fleet_text(n)
+    gc.collect()
+    raw, parse_w, parse_c = timed(lambda: parse_toml(text))
+    _, build_w, build_c = timed(partial(build, raw))
+    raw = {}
+    gc.collect()
+    s, load_w, load_c = timed(lambda: loads(text, f"fleet-{n}.toml"))
+    gc.freeze()  # as `wmilab check` does once the scenario is loaded,
+    gc.disable()  # and while it evaluates
+    out, check_w, check_c = timed(partial(_check_json, s))
+    cyclic = gc.collect()  # garbage only the cyclic collector would have found: none
+    gc.enable()
+    gc.unfreeze()
+    doc = json.loads(out)
+    calls = doc["calls"]
+    return {
+        "hosts": n, "mb": len(text) / 1e6, "calls": len(calls),
+        "failing": sum(1 for c in calls if c["result"] != "ok"),
+        "proven": sum(1 for c in calls if c["fix_proven"]), "cyclic": cyclic,
+        "parse": (parse_w, parse_c), "build": (build_w, build_c), "load": (load_w, load_c),
+        "check": (check_w, check_c),
+        "total": (load_w + check_w, load_c + check_c),
+    }
+
+
+def _pair(t: tuple[float, float]) -> str:
+    return f"{t[0]:.2f} s wall / {t[1]:.2f} s CPU"
 
 RA = "netsh firewall set service RemoteAdmin enable"
 A_CONN2 = [
@@ -78,40 +131,67 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--big", type=int, default=10000)
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only-fixes", action="store_true",
+                    help="only the check-with-fixes comparison")
     args = ap.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''} python "
           f"{platform.python_version()}")
 
-    t0 = time.perf_counter()
-    _, world, _ = build(fleet(args.hosts))
-    t1 = time.perf_counter()
-    calls = all_pairs(list(world.configs))
-    t2 = time.perf_counter()
-    outcomes: dict[str, int] = {}
-    for c in calls:
-        r = flow.evaluate(world, c).result
-        outcomes[r] = outcomes.get(r, 0) + 1
-    t3 = time.perf_counter()
-    n = len(calls)
-    print(f"fleet: {args.hosts} hosts built in {t1 - t0:.2f} s; {n} all-pairs calls "
-          f"made in {t2 - t1:.2f} s")
-    print(f"check verdicts: {n / (t3 - t2):,.0f} calls/s on one core "
-          f"({(t3 - t2) * 1e6 / n:.1f} µs per call; outcomes {outcomes})")
+    # `check` with fixes, small and big fleet, alternating in the same run; the best of
+    # --repeat runs of each (the run least disturbed by other work on the machine).
+    runs: dict[int, list[dict[str, Any]]] = {args.small: [], args.big: []}
+    for _ in range(args.repeat):
+        for n in (args.small, args.big):
+            runs[n].append(check_with_fixes(n))
+    best = {n: min(rs, key=lambda r: r["total"][1]) for n, rs in runs.items()}
+    for n, rs in runs.items():
+        r = best[n]
+        print(f"check --json with fixes, {n} hosts ({r['mb']:.1f} MB, {r['calls']} calls, "
+              f"{r['failing']} failing, {r['proven']} fixes proven, {r['cyclic']} objects of "
+              f"cyclic garbage), best of {len(rs)}: "
+              f"load {_pair(r['load'])} (parse {_pair(r['parse'])}, build {_pair(r['build'])}); "
+              f"evaluate and fix {_pair(r['check'])}; total {_pair(r['total'])}")
+        print("  every run, load + check CPU: "
+              + ", ".join(f"{x['total'][1]:.2f} s" for x in rs))
+    small, big = best[args.small], best[args.big]
+    for i, what in ((0, "wall"), (1, "CPU")):
+        print(f"T({args.big})/T({args.small}), {what}: load + check "
+              f"{big['total'][i] / small['total'][i]:.1f}, check alone "
+              f"{big['check'][i] / small['check'][i]:.1f}")
+    if args.only_fixes:
+        return
 
-    doc = fleet(args.big, with_calls=True)
-    text = tomlkit.dumps(doc)
-    t4 = time.perf_counter()
-    s = loads(text, "big.toml")
-    t5 = time.perf_counter()
-    results = [flow.evaluate(s.world, c).result for c in s.calls]
-    t6 = time.perf_counter()
-    del s
+    (_, world, _), build_w, build_c = timed(partial(build, fleet(args.hosts)))
+    calls = all_pairs(list(world.configs))
+    outcomes: dict[str, int] = {}
+
+    def verdicts() -> None:
+        for c in calls:
+            r = flow.evaluate(world, c).result
+            outcomes[r] = outcomes.get(r, 0) + 1
+
+    _, ver_w, ver_c = timed(verdicts)
+    n = len(calls)
+    print(f"fleet: {args.hosts} hosts built in {_pair((build_w, build_c))}; {n} all-pairs calls")
+    print(f"check verdicts: {n / ver_w:,.0f} calls/s wall, {n / ver_c:,.0f} calls/s CPU, one "
+          f"core ({ver_c * 1e6 / n:.1f} µs CPU per call; outcomes {outcomes})")
+
+    # The older fleet file (every host one call to the next, no failure mix), as tomlkit
+    # writes it.
+    text = tomlkit.dumps(fleet(args.big, with_calls=True))
+    gc.collect()
+    s, load_w, load_c = timed(lambda: loads(text, "big.toml"))
+    results, ev_w, ev_c = timed(lambda: [flow.evaluate(s.world, c).result for c in s.calls])
+    s = None  # type: ignore[assignment]
+    gc.collect()
     tracemalloc.start()
     s = loads(text, "big.toml")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"{args.big}-host scenario ({len(text) / 1e6:.1f} MB of TOML, {len(s.calls)} calls): "
-          f"load {t5 - t4:.2f} s, evaluate {t6 - t5:.2f} s; "
+          f"load {_pair((load_w, load_c))}, evaluate {_pair((ev_w, ev_c))}; "
           f"peak traced memory while loading {peak / 1e6:.0f} MB; {results.count('ok')} ok")
 
 

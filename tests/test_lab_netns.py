@@ -49,7 +49,10 @@ def copy_example(tmp_path: Path, name: str) -> Path:
 
 def tshark_problems(capture: Path) -> tuple[int, list[str]]:
     """(number of DCE/RPC packets, malformed or error-level packets) as tshark reads them."""
-    done = subprocess.run(["tshark", "-n", "-r", str(capture), "-T", "fields",
+    # The WMI and sink ports are drawn at random from the RPC range, where a port-based
+    # dissector may claim them first; DCE/RPC's own heuristic gets the first look instead.
+    done = subprocess.run(["tshark", "-n", "-o", "tcp.try_heuristic_first:TRUE",
+                           "-r", str(capture), "-T", "fields",
                            "-e", "frame.number", "-e", "frame.protocols",
                            "-e", "_ws.expert.severity"],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -178,7 +181,8 @@ def test_up_exec_status_down_wmiquery_as_a_and_silent_drops(tmp_path: Path) -> N
     assert got[("10.20.0.3", 4444)][0] == "ConnectionRefusedError"
     rpc, bad = tshark_problems(pcap / "B.pcapng")
     assert rpc > 0 and bad == []
-    auth = subprocess.run(["tshark", "-n", "-r", str(pcap / "B.pcapng"), "-Y",
+    auth = subprocess.run(["tshark", "-n", "-o", "tcp.try_heuristic_first:TRUE",
+                           "-r", str(pcap / "B.pcapng"), "-Y",
                            "ntlmssp.auth.username == \"admin\" && ip.src == 192.168.10.1"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert auth.stdout.strip(), "B's capture shows A's NTLM logon as CORP\\admin"

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import random
+import resource
 import socket
 import struct
 import time
@@ -147,15 +148,13 @@ class HostServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             for kind in ("wmi", "rpcss"):
                 if kind == "wmi":
                     srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi")
                 else:
-                    srv = await loop.create_server(
-                        lambda: _RpcProtocol(self, "rpcss"), self.address,
-                        self._wanted[kind], reuse_address=True)
+                    srv = await self._listen(lambda: _RpcProtocol(self, "rpcss"),
+                                             self._wanted[kind], "the RPCSS")
                 self._servers.append(srv)
                 self.ports[kind] = srv.sockets[0].getsockname()[1]
                 self.model_ports[kind] = (RPC_ENDPOINT_MAPPER if kind == "rpcss"
@@ -167,6 +166,9 @@ class HostServer:
                                                gc=self.limits.gc)
                     self.rpcss = Rpcss(self.runtime)
                     self.exporter = WmiExporter(self.runtime, self.callbacks)
+        except HostBindError:
+            await self.stop()
+            raise
         except OSError as e:
             await self.stop()
             port = self._wanted["rpcss"]
@@ -198,19 +200,47 @@ class HostServer:
         """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
         return self.port_map.get(model_port, model_port)
 
+    async def _listen(self, factory: Callable[[], asyncio.Protocol], port: int,
+                      what: str) -> asyncio.Server:
+        """``loop.create_server`` on this host's address, or HostBindError.
+
+        asyncio skips an address whose socket cannot be created, taking the error for an
+        unsupported address family, and returns a server with no socket; out of file
+        descriptors, that is what happens. So an empty server is turned into an error that
+        names the limit.
+        """
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(factory, self.address, port, reuse_address=True)
+        if srv.sockets:
+            return srv
+        srv.close()
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+            why: OSError = OSError(0, "no socket could be created")
+        except OSError as e:
+            why = e
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hint = ""
+        if why.errno in (errno.EMFILE, errno.ENFILE):
+            hint = (f"; this process may open {soft} file descriptors (RLIMIT_NOFILE, hard "
+                    f"limit {hard}) and each host needs at least two listening sockets: "
+                    f"raise the limit (ulimit -n) or serve fewer hosts per process")
+        raise HostBindError(why.errno or 0, f"{self.name}: cannot listen on {self.address}:"
+                            f"{port} for {what}: {why.strerror or why}{hint}")
+
     async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol],
                             what: str) -> asyncio.Server:
         """Listen on a port drawn from the host's dynamic RPC range (the model's
         ``rpc_ports``, the one source of the range); a port in use is skipped, as the RPC
         runtime takes the next free one."""
-        loop = asyncio.get_running_loop()
         ports = self.model.rpc_ports
         last: OSError | None = None
         for _ in range(min(64, len(ports))):
             port = ports.pick(self.rng)
             try:
-                return await loop.create_server(factory, self.address, port,
-                                                reuse_address=True)
+                return await self._listen(factory, port, f"the {what}")
+            except HostBindError:
+                raise
             except OSError as e:
                 if e.errno not in (errno.EADDRINUSE, errno.EACCES):
                     raise
@@ -222,15 +252,13 @@ class HostServer:
     async def add_listener(self, service: Service, port: int | None) -> int:
         """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic
         RPC range when ``port`` is None; returns the bound port."""
-        loop = asyncio.get_running_loop()
         try:
             if port is None:
                 srv = await self._bind_dynamic(
                     lambda: _RpcProtocol(self, service.kind, service), service.kind)
             else:
-                srv = await loop.create_server(
-                    lambda: _RpcProtocol(self, service.kind, service), self.address, port,
-                    reuse_address=True)
+                srv = await self._listen(lambda: _RpcProtocol(self, service.kind, service),
+                                         port, f"the {service.kind}")
         except HostBindError:
             raise
         except OSError as e:

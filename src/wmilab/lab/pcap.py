@@ -7,6 +7,7 @@ SIGTERM and closes the file properly, so Wireshark and tshark open it.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import time
@@ -56,3 +57,38 @@ def start_capture(state: LabState, host: str, directory: Path, *, interface: str
             return rec
         time.sleep(0.02)
     raise CaptureError(f"dumpcap for {host} did not start writing {out} within {timeout:g} s")
+
+
+def settle(pid: int, *, quiet: float = 0.4, timeout: float = 5.0) -> None:
+    """Wait until dumpcap ``pid`` has written nothing for ``quiet`` seconds (at most
+    ``timeout``): it writes what it captured every 100 ms (dumpcap --update-interval), and
+    the packets still queued in the kernel at SIGTERM are lost."""
+    out = _output_of(pid)
+    if out is None:
+        time.sleep(quiet)
+        return
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            size = out.stat().st_size
+        except OSError:
+            return
+        now = time.monotonic()
+        if size != last:
+            last, since = size, now
+        elif now - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
+def _output_of(pid: int) -> Path | None:
+    """The file dumpcap ``pid`` writes (its ``-w`` argument), from /proc."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for flag, value in itertools.pairwise(args):
+        if flag == b"-w":
+            return Path(value.decode(errors="replace"))
+    return None

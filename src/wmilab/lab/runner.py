@@ -206,6 +206,10 @@ def down(state: LabState) -> dict[str, list[str]]:
     # Hosts before captures (reverse order of start), so a capture sees the last packets.
     for rec in reversed(state.processes):
         if rec.alive():
+            if rec.role.startswith("capture "):
+                # dumpcap stops at SIGTERM without draining what the kernel still buffers:
+                # let it write the last packets first.
+                pcap.settle(rec.pid)
             rec.stop()
             stopped.append(f"{rec.role} (pid {rec.pid})")
     # A process started just before a crash of `up`, before it was recorded, carries the

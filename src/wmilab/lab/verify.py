@@ -47,13 +47,17 @@ class ThreadedLab:
                                        name="wmilab-lab")
         self.thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> None:
-        """Start every host; on failure (a port that cannot be bound) stop the loop and raise."""
+    def start(self, timeout: float | None = None) -> None:
+        """Start every host; on failure (a port that cannot be bound) stop the loop and raise.
+
+        Waits until every host listens or one fails, however long a big lab takes (no fixed
+        deadline unless ``timeout`` gives one).
+        """
         try:
-            self.run(self.lab.start())
+            self.run(self.lab.start(), timeout)
         except BaseException:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

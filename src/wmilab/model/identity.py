@@ -7,9 +7,12 @@ identity under which B calls A's sink back (Connection 2 of the seed).
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
 
 from wmilab.errors import ConfigError, PathPart
 from wmilab.model import oses, sids
@@ -90,6 +93,7 @@ class _Domain:
     rids: dict[str, int]  # lower name -> RID (accounts, machine accounts "b$", custom groups)
     machines: dict[str, str]  # lower "host$" -> host name
     groups: dict[str, frozenset[str]]  # group SID -> member SIDs (transitive)
+    by_rid: dict[int, str] = field(default_factory=dict)  # RID -> lower name (first one)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ class Directory:
 
     def __init__(self, domains: Mapping[str, DomainSpec], hosts: Mapping[str, HostSpec]) -> None:
         self._domains: dict[str, _Domain] = {}
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: MutableMapping[str, _Host] = {}
         self._domain_key: dict[str, str] = {}
         for key in domains:
             if key.lower() in self._domain_key:
@@ -141,6 +145,10 @@ class Directory:
             self._hosts[key.lower()] = self._build_host(key, hspec)
         for key, hspec in hosts.items():
             self._fill_host_groups(key, hspec)
+        # Machine SID -> host key, so naming a local account's SID does not scan every host.
+        self._host_by_sid: dict[str, str] = {}
+        for low, h in self._hosts.items():
+            self._host_by_sid.setdefault(h.sid, low)
 
     # ------------------------------------------------------------------ building
     def _check_host_spec(self, key: str, spec: HostSpec) -> None:
@@ -190,7 +198,10 @@ class Directory:
         rids = sids.assign_rids([*display.keys() - sids.DOMAIN_GROUPS.keys()])
         for g, (rid, _) in sids.DOMAIN_GROUPS.items():
             rids[g] = rid
-        return _Domain(key, sid, spec, accounts, display, rids, machines, {})
+        by_rid: dict[int, str] = {}
+        for low, rid in rids.items():
+            by_rid.setdefault(rid, low)
+        return _Domain(key, sid, spec, accounts, display, rids, machines, {}, by_rid)
 
     def _fill_domain_groups(self, key: str, spec: DomainSpec) -> None:
         d = self._domains[key.lower()]
@@ -251,12 +262,10 @@ class Directory:
                 )
             custom.append(g)
             display[g.lower()] = g
-        rids = sids.assign_rids(display)
+        rids = (_DEFAULT_RIDS.copy() if len(display) == 2 else sids.assign_rids(display))
         for g in custom:
             group_names[sids.with_rid(sid, rids[g.lower()])] = g
-        for sid_, shown in sids.BUILTIN_GROUPS.values():
-            if self._builtin_exists(spec.os, sid_):
-                group_names[sid_] = shown
+        group_names.update(_builtin_groups(spec.os))
         return _Host(key, sid, spec, accounts, display, rids, {}, group_names)
 
     @staticmethod
@@ -268,18 +277,19 @@ class Directory:
         h = self._hosts[key.lower()]
         admin = sids.with_rid(h.sid, sids.RID_ADMINISTRATOR)
         guest = sids.with_rid(h.sid, sids.RID_GUEST)
-        groups: dict[str, set[str]] = {g: set() for g in h.group_names}
+        groups: dict[str, set[str] | frozenset[str]] = dict.fromkeys(h.group_names, _NOBODY)
         # Defaults: Administrators holds Administrator (+ Domain Admins on a member), Users
         # Authenticated Users and INTERACTIVE (+ Domain Users), Guests Guest (+ Domain
         # Guests). Windows Server 2003 help "Default local groups" (Choice where silent).
-        groups[sids.BUILTIN_ADMINISTRATORS] = {admin}
-        groups[sids.BUILTIN_USERS] = {sids.AUTHENTICATED_USERS, sids.INTERACTIVE}
-        groups[sids.BUILTIN_GUESTS] = {guest}
+        admins, users, guests = {admin}, {sids.AUTHENTICATED_USERS, sids.INTERACTIVE}, {guest}
         if spec.domain is not None:
             d = self._domains[spec.domain.lower()]
-            groups[sids.BUILTIN_ADMINISTRATORS].add(self._dsid(d, "domain admins"))
-            groups[sids.BUILTIN_USERS].add(self._dsid(d, "domain users"))
-            groups[sids.BUILTIN_GUESTS].add(self._dsid(d, "domain guests"))
+            admins.add(self._dsid(d, "domain admins"))
+            users.add(self._dsid(d, "domain users"))
+            guests.add(self._dsid(d, "domain guests"))
+        groups[sids.BUILTIN_ADMINISTRATORS] = admins
+        groups[sids.BUILTIN_USERS] = users
+        groups[sids.BUILTIN_GUESTS] = guests
         for g, members in (spec.groups or {}).items():
             path: tuple[PathPart, ...] = ("hosts", key, "groups", g)
             gsid = self._local_group_sid(h, g, path)
@@ -293,7 +303,7 @@ class Directory:
                     )
                 out.add(msid)
             groups[gsid] = out
-        h.groups.update({g: frozenset(m) for g, m in groups.items()})
+        h.groups.update({g: m if m is _NOBODY else frozenset(m) for g, m in groups.items()})
 
     def _local_group_sid(self, h: _Host, name: str, path: tuple[PathPart, ...]) -> str:
         n = name.lower()
@@ -314,6 +324,26 @@ class Directory:
                 "it is a built-in group of Windows Server 2003 SP1 only",
                 path,
             )
+
+    # Fields of a HostSpec that change how the host logs accounts on but no SID, name or
+    # group membership anywhere in the directory.
+    _LOGON_ONLY = ("force_guest", "guest_enabled", "everyone_includes_anonymous")
+
+    def with_host_specs(self, specs: Mapping[str, HostSpec]) -> Directory | None:
+        """This directory with some hosts' logon settings replaced, sharing everything else.
+
+        Only the fields in ``_LOGON_ONLY`` may differ from the current specs; otherwise
+        (accounts, groups, OS or membership change SIDs and groups) None: build anew.
+        """
+        top: dict[str, _Host] = {}
+        for name, spec in specs.items():
+            h = self._host(name)
+            if replace(spec, **{f: getattr(h.spec, f) for f in self._LOGON_ONLY}) != h.spec:
+                return None
+            top[name.lower()] = replace(h, spec=spec)
+        new = copy.copy(self)
+        new._hosts = ChainMap(top, self._hosts)
+        return new
 
     # ------------------------------------------------------------------ queries
     def find_domain(self, name: str) -> str | None:
@@ -499,14 +529,15 @@ class Directory:
         rid = int(rid_text) if rid_text.isdigit() else -1
         for d in self._domains.values():
             if base == d.sid:
-                for low, r in d.rids.items():
-                    if r == rid:
-                        return f"{d.name}\\{d.display[low]}"
-        for h in self._hosts.values():
-            if base == h.sid:
-                for low, r in h.rids.items():
-                    if r == rid:
-                        return f"{h.name}\\{h.display[low]}"
+                low = d.by_rid.get(rid)
+                if low is not None:
+                    return f"{d.name}\\{d.display[low]}"
+        key = self._host_by_sid.get(base)
+        if key is not None:
+            h = self._hosts[key]
+            for low, r in h.rids.items():
+                if r == rid:
+                    return f"{h.name}\\{h.display[low]}"
         return sid
 
     def alias_resolver(self, host: str) -> Callable[[str], str]:
@@ -797,6 +828,18 @@ class Directory:
         if d is None:
             raise ConfigError(f"unknown domain {domain!r}")
         return d
+
+
+_NOBODY: frozenset[str] = frozenset()
+# A host without accounts of its own has only Administrator and Guest.
+_DEFAULT_RIDS = sids.assign_rids(["administrator", "guest"])
+
+
+@functools.cache
+def _builtin_groups(os: str) -> dict[str, str]:
+    """SID -> display name of the built-in local groups that exist on ``os``."""
+    return {sid: shown for sid, shown in sids.BUILTIN_GROUPS.values()
+            if Directory._builtin_exists(os, sid)}
 
 
 def _closure(direct: Mapping[str, set[str]]) -> dict[str, frozenset[str]]:

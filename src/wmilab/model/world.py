@@ -6,11 +6,11 @@ The flow, the remedies and the emulated hosts all take their answers from a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any
+from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
 from wmilab.model import firewall as fw
@@ -70,12 +70,22 @@ class HostConfig:
             return self.profile
         return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
 
-    def spec(self) -> HostSpec:
+    def warnings(self) -> list[str]:
+        out = []
+        for name in self.registry:
+            if self.os not in REGISTRY_VALUES.get(name, OSES):
+                out.append(f"{self.name}: registry value {name} has no effect on {self.os} "
+                           "(it exists on Windows Vista and later)")
+        return out
+
+    def spec(self, builds: Builds | None = None) -> HostSpec:
         reg = self.registry.get("ForceGuest")
         force_guest = None if reg is None else bool(reg)
         if self.policy:
             try:
-                model = parse_policies(self.policy).sharing_model
+                parsed = (builds.parse_policies(self.policy) if builds is not None
+                          else parse_policies(self.policy))
+                model = parsed.sharing_model
             except ConfigError as e:
                 raise e.within("hosts", self.name, "policy") from None
             # "Network access: Sharing and security model for local accounts" is the policy
@@ -88,10 +98,131 @@ class HostConfig:
         )
 
 
+_SEQ, _MAP = object(), object()  # markers no scenario value can be equal to
+
+
+def freeze(value: object) -> Hashable:
+    """A hashable image of a scenario value (tables keep their order: it can matter)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is tuple:
+        return (_SEQ, *map(freeze, value))  # type: ignore[call-overload]
+    if isinstance(value, list):
+        return (_SEQ, *map(freeze, value))
+    if isinstance(value, Mapping):
+        return (_MAP, *zip(value, map(freeze, value.values()), strict=True))
+    if isinstance(value, HostConfig):
+        return tuple(freeze(getattr(value, f)) for f in _CONFIG_FIELDS)
+    assert isinstance(value, Hashable), value
+    return value
+
+
+# The parts of a HostConfig that the firewall is built from are everything but these: a
+# field added later counts for the firewall until it is listed here, so two hosts never
+# share a firewall they should not.
+_NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
+                           "groups", "dcom", "wmi", "registry", "services"})
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
+_FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
+# Fields whose errors only building the host's model finds (any field not known to be safe).
+_MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
+    "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh"})
+
+
+class _Firewall(NamedTuple):
+    local: fw.LocalFirewall  # shared between hosts: read-only (netsh_show copies it)
+    policies: Policies
+    effective: fw.EffectiveFirewall
+
+
+class Builds:
+    """What hosts with the same settings share, remembered once per scenario.
+
+    The firewall (local settings, Group Policy, the effective rules) of a host depends only
+    on its OS, its current profile, its netsh commands and its policy table, so a fleet of
+    10,000 hosts configured alike builds it once. DCOM and WMI security name the host, so
+    only their OS defaults are shared. Models of edited hosts (the candidates of the fix
+    search) are remembered by their whole configuration, so a candidate that comes back
+    (the search, then the minimization, then the proof) is built once; only the most
+    recently used ones are kept, so memory stays that of the scenario however many calls
+    are fixed. Firewalls are remembered for the scenario's own hosts only: an edited host's
+    firewall lives in its remembered model.
+    """
+
+    MAX_EDITED = 256
+
+    def __init__(self) -> None:
+        self.firewalls: dict[Hashable, _Firewall] = {}
+        self.policies: dict[Hashable, Policies] = {}
+        self.dcom: dict[str, DcomSecurity] = {}
+        self.wmi: dict[str, NamespaceSecurity] = {}
+        self.ports: dict[str, PortRange] = {}  # the OS's dynamic range, by OS
+        self.edited: dict[Hashable, HostModel] = {}
+
+    def parse_policies(self, table: Mapping[str, Any]) -> Policies:
+        if not table:
+            return _NO_POLICIES
+        key = freeze(table)
+        found = self.policies.get(key)
+        if found is None:
+            found = self.policies[key] = parse_policies(table)
+        return found
+
+    def firewall(self, config: HostConfig, remember: bool = True) -> _Firewall:
+        key = (config.current_profile, *[freeze(getattr(config, f)) for f in _FIREWALL_FIELDS])
+        found = self.firewalls.get(key)
+        if found is None:
+            try:
+                policies = self.parse_policies(config.policy)
+            except ConfigError as e:
+                raise e.within("policy") from None
+            local = fw.LocalFirewall.defaults(config.os, config.current_profile)
+            env = netsh.NetshEnv(os=config.os, host=config.name)
+            for i, command in enumerate(config.netsh):
+                try:
+                    netsh.run(local, command, env)
+                except ConfigError as e:
+                    raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
+            found = _Firewall(local, policies,
+                              fw.effective(local, policies.firewall, config.current_profile))
+            if remember:
+                self.firewalls[key] = found
+        return found
+
+    def rpc_ports(self, config: HostConfig) -> PortRange:
+        values = {k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES}
+        if values:
+            return dynamic_range(config.os, values)
+        found = self.ports.get(config.os)
+        if found is None:
+            found = self.ports[config.os] = dynamic_range(config.os, values)
+        return found
+
+    def dcom_defaults(self, os: str, directory: Directory) -> DcomSecurity:
+        found = self.dcom.get(os)
+        if found is None:
+            found = self.dcom[os] = DcomSecurity.defaults(os, directory, "")
+        return found
+
+    def wmi_defaults(self, os: str, directory: Directory) -> NamespaceSecurity:
+        found = self.wmi.get(os)
+        if found is None:
+            found = self.wmi[os] = NamespaceSecurity.defaults(os, directory, "")
+        return found
+
+
+_NO_POLICIES = Policies()
+
+
 class HostModel:
     """One computer's modelled state: firewall, policy, DCOM and WMI security."""
 
-    def __init__(self, config: HostConfig, directory: Directory) -> None:
+    def __init__(self, config: HostConfig, directory: Directory,
+                 builds: Builds | None = None, *, edited: bool = False) -> None:
+        builds = builds or Builds()
         self.config = config
         self.name = config.name
         self.os = config.os
@@ -99,36 +230,35 @@ class HostModel:
         self.ip: IPv4Address = config.address.ip
         self.subnet: IPv4Network = config.address.network
         self.directory = directory
+        built = builds.firewall(config, remember=not edited)
+        self.policies: Policies = built.policies
+        self.local_firewall = built.local
+        self.firewall = built.effective
+        policies = self.policies
         try:
-            self.policies: Policies = parse_policies(config.policy)
-        except ConfigError as e:
-            raise e.within("policy") from None
-        self.local_firewall = fw.LocalFirewall.defaults(config.os, config.current_profile)
-        env = netsh.NetshEnv(os=config.os, host=config.name)
-        for i, command in enumerate(config.netsh):
-            try:
-                netsh.run(self.local_firewall, command, env)
-            except ConfigError as e:
-                raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
-        self.firewall = fw.effective(
-            self.local_firewall, self.policies.firewall, config.current_profile)
-        try:
-            self.dcom = DcomSecurity.defaults(config.os, directory, config.name).with_overrides(
-                config.dcom, directory, config.name,
-                launch_sddl=self.policies.dcom_launch_sddl,
-                access_sddl=self.policies.dcom_access_sddl,
-            )
+            self.dcom = builds.dcom_defaults(config.os, directory)
+            if config.dcom or policies.dcom_launch_sddl is not None \
+                    or policies.dcom_access_sddl is not None:
+                self.dcom = self.dcom.with_overrides(
+                    config.dcom, directory, config.name,
+                    launch_sddl=policies.dcom_launch_sddl,
+                    access_sddl=policies.dcom_access_sddl,
+                )
+            else:
+                self.dcom = replace(self.dcom, host=config.name)
         except ConfigError as e:
             raise e.within("dcom") from None
         try:
-            self.wmi = NamespaceSecurity.defaults(config.os, directory, config.name)
-            self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
+            self.wmi = builds.wmi_defaults(config.os, directory)
+            if config.wmi:
+                self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
+            else:
+                self.wmi = replace(self.wmi, host=config.name)
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
         try:
-            self.rpc_ports: PortRange = dynamic_range(config.os, {
-                k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES})
+            self.rpc_ports: PortRange = builds.rpc_ports(config)
         except ConfigError as e:
             raise e.within("registry") from None
         # Service Control Manager state of the WMI service (scenario "services"); running
@@ -196,38 +326,103 @@ class HostModel:
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
-        out = []
-        for name in self.config.registry:
-            if self.os not in REGISTRY_VALUES.get(name, OSES):
-                out.append(f"{self.name}: registry value {name} has no effect on {self.os} "
-                           "(it exists on Windows Vista and later)")
-        return out
+        return self.config.warnings()
+
+
+class _Layered(Mapping[str, HostConfig]):
+    """The host table of an edited world: the few edited hosts over the shared table."""
+
+    __slots__ = ("base", "top")
+
+    def __init__(self, top: Mapping[str, HostConfig], base: Mapping[str, HostConfig]) -> None:
+        self.top = top
+        self.base = base
+
+    def __getitem__(self, name: str) -> HostConfig:
+        found = self.top.get(name)
+        return self.base[name] if found is None else found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
 
 
 class World:
-    """Domains and hosts of a scenario, with the directory that logs accounts on."""
+    """Domains and hosts of a scenario, with the directory that logs accounts on.
+
+    A world made by :meth:`with_host` is an overlay: it holds only the hosts it edits and
+    asks the world it was made from (its base) for every other host, model and setting, so
+    trying a candidate fix costs the same on a fleet of 10,000 hosts as on two.
+    """
 
     def __init__(self, domains: Mapping[str, DomainSpec], hosts: Mapping[str, HostConfig]) -> None:
         self.domain_specs = dict(domains)
-        self.configs = dict(hosts)
+        self.configs: Mapping[str, HostConfig] = dict(hosts)
+        self.builds = Builds()
         self.directory = Directory(
-            self.domain_specs, {name: cfg.spec() for name, cfg in self.configs.items()})
+            self.domain_specs,
+            {name: cfg.spec(self.builds) for name, cfg in self.configs.items()})
         self._models: dict[str, HostModel] = {}
         self.memo: dict[object, object] = {}
+        self._base = self
+        self._edits: dict[str, HostConfig] = {}
 
     def host(self, name: str) -> HostModel:
         model = self._models.get(name)
         if model is None:
-            try:
-                model = HostModel(self.configs[name], self.directory)
-            except ConfigError as e:
-                raise e.within("hosts", name) from None
+            if self._base is not self and name not in self._edits:
+                return self._base.host(name)
+            model = self._build(name)
             self._models[name] = model
+        return model
+
+    def _build(self, name: str) -> HostModel:
+        config = self.configs[name]
+        key: Hashable = None
+        if self._base is not self and self.directory is self._base.directory:
+            # Same directory as the base: the model depends on the configuration alone.
+            key = freeze(config)
+            found = self.builds.edited.pop(key, None)
+            if found is not None:
+                self.builds.edited[key] = found  # now the most recently used
+                return found
+        try:
+            model = HostModel(config, self.directory, self.builds,
+                              edited=self._base is not self)
+        except ConfigError as e:
+            raise e.within("hosts", name) from None
+        if key is not None:
+            edited = self.builds.edited
+            if len(edited) >= Builds.MAX_EDITED:
+                del edited[next(iter(edited))]  # the least recently used
+            edited[key] = model
         return model
 
     def build_all(self) -> None:
         for name in self.configs:
             self.host(name)
+
+    def validate(self) -> None:
+        """Raise the error that building some host's model would raise, in host order.
+
+        A host whose only settings are its OS, membership, address, accounts, groups and netsh
+        commands cannot fail once its firewall is built (the firewall is shared by every host
+        set up alike; accounts and groups were checked by the directory), so its model is
+        left to be built on first use. Every other host is built now.
+        """
+        for name, cfg in self.configs.items():
+            if any(getattr(cfg, f) for f in _MAY_FAIL_FIELDS):
+                self.host(name)
+                continue
+            try:
+                self.builds.firewall(cfg)
+            except ConfigError as e:
+                raise e.within("hosts", name) from None
 
     @cached_property
     def by_address(self) -> dict[IPv4Address, str]:
@@ -235,6 +430,9 @@ class World:
 
     def password_of(self, user: str) -> str | None:
         """The password the scenario file gives for ``DOMAIN\\name`` or ``HOST\\name``."""
+        if self._base is not self:
+            # An overlay has its base's accounts (with_host builds a new world otherwise).
+            return self._base.password_of(user)
         key = ("password", user.upper())
         if key in self.memo:
             return self.memo[key]  # type: ignore[return-value]
@@ -254,19 +452,40 @@ class World:
         return None
 
     def with_host(self, config: HostConfig) -> World:
-        """A world where one host's configuration is replaced (models of others reused)."""
+        """A world where one host's configuration is replaced.
+
+        Every other host's model is the base world's (built once, shared by every
+        candidate); the directory is shared too unless the change alters how the host logs
+        accounts on (the sharing model), and then only that host's entry is replaced.
+        """
+        base = self._base
+        if config.name not in base.configs:
+            raise KeyError(config.name)
+        edits = {**self._edits, config.name: config}
         new = World.__new__(World)
+        new.domain_specs = base.domain_specs
+        new.builds = base.builds
         new.memo = {}
-        new.domain_specs = self.domain_specs
-        new.configs = {**self.configs, config.name: config}
-        old = self.configs[config.name]
-        if old.spec() != config.spec():
-            new.directory = Directory(
-                new.domain_specs, {n: c.spec() for n, c in new.configs.items()})
-            new._models = {}
+        # An overlay's own models are those of its edited hosts: a handful, never the fleet.
+        new._models = ({} if self is base else
+                       {n: m for n, m in self._models.items() if n != config.name})
+        new._edits = edits
+        new.configs = _Layered(edits, base.configs)
+        new._base = base
+        specs = {n: c.spec(base.builds) for n, c in edits.items()}
+        changed = {n: s for n, s in specs.items() if s != base.directory.host_spec(n)}
+        if not changed:
+            new.directory = base.directory
+            if self.directory is not base.directory:
+                new._models = {}  # built with another directory
         else:
-            new.directory = self.directory
-            new._models = {n: m for n, m in self._models.items() if n != config.name}
+            directory = base.directory.with_host_specs(changed)
+            if directory is None:
+                # Accounts, groups or membership changed: SIDs may move, so nothing built
+                # against the base directory can be reused (no remedy does this).
+                return World(base.domain_specs, dict(new.configs))
+            new.directory = directory
+            new._models = {}
         return new
 
     def edit_host(self, name: str, **changes: Any) -> World:
