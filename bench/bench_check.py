@@ -24,6 +24,7 @@ import tomlkit
 from fleet import fleet_text
 
 from wmilab import flow, report
+from wmilab.model import oses
 from wmilab.scenario import Call, Scenario, build, loads, parse_toml
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ A_CONN2 = [
 ]
 
 
-def fleet(n: int, with_calls: bool = False) -> dict[str, Any]:
+def fleet(n: int, with_calls: bool = False, modern: bool = False) -> dict[str, Any]:
     """n hosts in two trusting domains, mixed OS and firewall configuration."""
     hosts: dict[str, Any] = {}
     base = int(IPv4Address("10.0.0.0"))
@@ -90,7 +91,9 @@ def fleet(n: int, with_calls: bool = False) -> dict[str, Any]:
         if i % 2 == 0:
             netsh.extend(A_CONN2)
         hosts[f"H{i:05d}"] = {
-            "os": "xp-sp2" if i % 3 else "2003-sp1",
+            # --modern: every OS of the catalogue in turn (Vista and later: WFAS, hardening).
+            "os": oses.NAMES[i % len(oses.NAMES)] if modern else (
+                "xp-sp2" if i % 3 else "2003-sp1"),
             "domain": "CORP" if i % 5 else "BRANCH",
             "address": f"{IPv4Address(base + 256 + i)}/16",
             "netsh": netsh,
@@ -131,6 +134,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--big", type=int, default=10000)
+    ap.add_argument("--modern", action="store_true",
+                    help="cycle through every OS of the catalogue, Vista and later included")
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only-fixes", action="store_true",
@@ -163,7 +168,7 @@ def main() -> None:
     if args.only_fixes:
         return
 
-    (_, world, _), build_w, build_c = timed(partial(build, fleet(args.hosts)))
+    (_, world, _), build_w, build_c = timed(partial(build, fleet(args.hosts, modern=args.modern)))
     calls = all_pairs(list(world.configs))
     outcomes: dict[str, int] = {}
 
@@ -180,7 +185,7 @@ def main() -> None:
 
     # The older fleet file (every host one call to the next, no failure mix), as tomlkit
     # writes it.
-    text = tomlkit.dumps(fleet(args.big, with_calls=True))
+    text = tomlkit.dumps(fleet(args.big, with_calls=True, modern=args.modern))
     gc.collect()
     s, load_w, load_c = timed(lambda: loads(text, "big.toml"))
     results, ev_w, ev_c = timed(lambda: [flow.evaluate(s.world, c).result for c in s.calls])

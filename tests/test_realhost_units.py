@@ -57,7 +57,8 @@ def test_unknown_namespace_has_no_configuration_fix() -> None:
 def test_versions_map_to_the_os_catalogue() -> None:
     assert os_of_version("5.1.2600") == "xp-sp2"
     assert os_of_version("5.2.3790") == "2003-sp1"
-    assert os_of_version("10.0.17763") is None and os_of_version(None) is None
+    assert os_of_version("10.0.17763") == "2019"
+    assert os_of_version("10.0.99999") is None and os_of_version(None) is None
 
 
 def test_targets_file_lines_csv_header_comments(tmp_path: Path) -> None:

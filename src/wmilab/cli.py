@@ -149,7 +149,8 @@ def netsh(
     command: Annotated[str, typer.Argument(help='For example "firewall show config".',
                                            show_default=False)],
 ) -> None:
-    """Run a netsh firewall command on a host's resulting configuration and print its output.
+    """Run a netsh firewall (or, Vista and later, advfirewall) command on a host's resulting
+    configuration and print its output.
 
     Changes (add/set/delete) are shown but not saved to the file.
     """
@@ -160,7 +161,7 @@ def netsh(
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     text = command.strip()
-    if not text.lower().startswith(("netsh ", "firewall")):
+    if not text.lower().startswith(("netsh ", "firewall", "advfirewall")):
         text = "firewall " + text
     try:
         result = scenario.world.host(match).netsh_show(text)

@@ -11,6 +11,7 @@ from tomlkit.items import AoT, Array, InlineTable, Table
 from wmilab import flow
 from wmilab.model.world import World
 from wmilab.remedy import (
+    CallAuthLevel,
     CallMode,
     Change,
     DcomEnable,
@@ -60,6 +61,9 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
     if isinstance(e, CallMode):
         calls = doc["calls"]
         _set_commented(calls[call.index], "mode", e.mode, f"wmilab fix: {reason}")
+        return
+    if isinstance(e, CallAuthLevel):
+        _set_commented(doc["calls"][call.index], "auth_level", e.level, f"wmilab fix: {reason}")
         return
     assert ch.host is not None
     host = doc["hosts"][ch.host]

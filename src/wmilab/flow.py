@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.model.decision import Check
+from wmilab.model.hardening import PKT_INTEGRITY
 from wmilab.model.world import HostModel, World
 
 if TYPE_CHECKING:
@@ -98,15 +99,20 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
 
     They depend only on B, the account and the namespace, so a world remembers them.
     """
-    key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower())
+    # The activation level A sends (KB 5004442) matters only to a hardened B, and A's address
+    # only to the event text of a refusal.
+    level, _how = world.host(call.source).activation_level(call.auth_level_value)
+    refused = b.hardening.enforced and level < PKT_INTEGRITY
+    key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
+           level if b.hardening.enforced else None, call.source if refused else None)
     found = world.memo.get(key)
     if found is None:
-        found = _security_c1_eval(world, b, call)
+        found = _security_c1_eval(world, b, call, level)
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
 
-def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
+def _security_c1_eval(world: World, b: HostModel, call: Call, level: int) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)
@@ -116,7 +122,10 @@ def _security_c1_eval(world: World, b: HostModel, call: Call) -> tuple[Step, ...
     if not logon.ok or logon.token is None:
         return tuple(out)
     token = logon.token
-    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token)))
+    # ``level``: what A's activation reaches B with (KB 5004442: A's client default or the
+    # call's auth_level, raised by an updated Windows A).
+    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token, level,
+                                                        str(world.host(call.source).ip))))
     if not out[-1].ok:
         return tuple(out)
     out.append(_step(C1_ACCESS, b, steps.access(b, token, "wmi")))

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from wmilab import flow, steps
+from wmilab.model import advfirewall, hardening
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -89,8 +90,13 @@ class CallMode:
     mode: str
 
 
+@dataclass(frozen=True)
+class CallAuthLevel:
+    level: str  # a model/hardening.py LEVELS name
+
+
 Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
-        | CallMode)
+        | CallMode | CallAuthLevel)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ def _policy_get(cfg: HostConfig, key: str) -> tuple[str, Mapping[str, Any]] | No
 def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[World, Call]:
     if isinstance(edit, CallMode):
         return world, call.with_mode(edit.mode)
+    if isinstance(edit, CallAuthLevel):
+        return world, replace(call, auth_level=edit.level)
     assert host is not None
     cfg = world.configs[host]
     if isinstance(edit, NetshAdd):
@@ -258,6 +266,8 @@ def _firewall_candidates(
     program_as_typed: str | None = None,
 ) -> list[Change]:
     h = world.host(host)
+    if h.local_wfas is not None:
+        return _wfas_candidates(world, host, source, port, program, purpose, program_as_typed)
     prof = h.config.current_profile
     local = h.local_firewall.profiles[prof]
     pol = h.policies.firewall.profile(prof)
@@ -381,6 +391,69 @@ def _firewall_candidates(
                     [p.text() for p in pol.programs] + [f"{typed}:{src}:Enabled:{name}"],
                     "the sink program")
         out.extend(_range_openings(world, host, source, "the sink"))
+    return out
+
+
+_WFAS_SERVICE = {"rpcss": "rpcss", "resolver": "rpcss", "wmi": "winmgmt", "sink": ""}
+_WFAS_LABEL = {"rpcss": "DCOM-In", "resolver": "DCOM-In", "wmi": "WMI-In", "sink": "ASync-In"}
+
+
+def _wfas_candidates(
+    world: World, host: str, source: IPv4Address, port: int | None, program: str, purpose: str,
+    program_as_typed: str | None = None,
+) -> list[Change]:
+    """Vista and later: let exactly ``source`` reach the listener through WFAS.
+
+    First the built-in rule of the "Windows Management Instrumentation (WMI)" group for this
+    listener, enabled for the caller's address only (Learn "Connecting to WMI Remotely
+    Starting with Windows Vista" enables the group; scoping it to the caller is narrower),
+    then a dedicated rule for the caller. Each with its PowerShell equivalent where the OS has
+    the NetSecurity cmdlets (Windows 8 / Server 2012 on). Never the firewall off.
+    """
+    h = world.host(host)
+    assert h.local_wfas is not None
+    prof = h.wfas_profile
+    src = str(source)
+    service = _WFAS_SERVICE[purpose]
+    ps = h.spec.netsecurity_cmdlets
+    out: list[Change] = []
+    for r in h.local_wfas.rules:
+        if not r.rule_id or r.direction != "in" or prof not in r.profiles:
+            continue
+        if not r.matches_identity("TCP", program, service):
+            continue
+        if port is not None and not r.local_ports.matches(port, h.rpc_ports):
+            continue
+        if r.enabled and r.remote.matches(source, h.subnet):
+            continue
+        remote = r.remote.with_address(source) if r.enabled else Scope.custom(src)
+        text = advfirewall.remote_text(remote)
+        cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in profile={prof} '
+               f"new enable=yes remoteip={text}")
+        shown = (cmd, f"PowerShell: Set-NetFirewallRule -Name {r.rule_id} -Enabled True "
+                 f"-RemoteAddress {text}") if ps else (cmd,)
+        what = "Enable" if not r.enabled else "Widen"
+        out.append(Change(host, "netsh", f'{what} the built-in rule "{r.name}" on {host} for '
+                          f"{src} only (profile {prof})", shown, NetshAdd(cmd)))
+        break
+    label = _WFAS_LABEL[purpose]
+    name = f"WMI {label} from {src}"
+    if purpose == "sink":
+        typed = program_as_typed or r"%systemroot%\system32\wbem\unsecapp.exe"
+        what = f"program={_quote(typed)}"
+        pshell = f'-Program "{typed}"'
+    else:
+        svc_port = "localport=135" if purpose in ("rpcss", "resolver") else "localport=RPC"
+        what = (rf"protocol=TCP {svc_port} program=%SystemRoot%\system32\svchost.exe "
+                f"service={service}")
+        pshell = (f"-Protocol TCP -LocalPort {svc_port.split('=')[1]} "
+                  rf'-Program "%SystemRoot%\system32\svchost.exe" -Service {service}')
+    cmd = (f'netsh advfirewall firewall add rule name="{name}" dir=in action=allow {what} '
+           f"remoteip={src} profile={prof}")
+    shown = (cmd, f'PowerShell: New-NetFirewallRule -DisplayName "{name}" -Direction Inbound '
+             f"-Action Allow {pshell} -RemoteAddress {src} -Profile {prof.label}") if ps else (cmd,)
+    out.append(Change(host, "netsh", f"Add an inbound rule on {host} that lets {src} only reach "
+                      f"{'the sink' if purpose == 'sink' else service}", shown, NetshAdd(cmd)))
     return out
 
 
@@ -535,6 +608,8 @@ def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
         return [_enable_dcom(b)], None
     if step.where == "service-disabled":
         return [_start_winmgmt(b)], None
+    if step.where == "hardening":
+        return _raise_level(world, call), None
     # The narrower right: Remote Activation alone while winmgmt runs, Remote Launch too when
     # the activation has to start it (model/dcom.py activation_rights).
     winmgmt = world.host(b).winmgmt
@@ -548,6 +623,31 @@ def _activation(world: World, call: Call, step: flow.Step) -> Candidates:
             f"Give {call.user} DCOM {label} on {b}{place} (seed: Connection 1, step 1; the "
             f"WMI service is {winmgmt})"), None
     return [], step.detail
+
+
+def _raise_level(world: World, call: Call) -> list[Change]:
+    """KB 5004442: raise the client's activation level rather than weaken B's hardening.
+
+    The program asks for packet integrity (KB 5004442: "raise the activation authentication
+    level at least to RPC_C_AUTHN_LEVEL_PKT_INTEGRITY in client application"); on a Windows A
+    with the update, RaiseActivationAuthenticationLevel = 2 raises it for every program.
+    RequireIntegrityActivationAuthenticationLevel = 0 on B is never offered.
+    """
+    out = [Change(None, "call", f"Have the program on {call.source} ask for packet integrity "
+                  "(or privacy) when it activates WMI (KB 5004442)",
+                  ('auth_level = "integrity"  (CoInitializeSecurity / CoSetProxyBlanket: '
+                   "RPC_C_AUTHN_LEVEL_PKT_INTEGRITY; impacket: -rpc-auth-level integrity)",),
+                  CallAuthLevel("integrity"))]
+    a = world.host(call.source)
+    if a.spec.modern and a.config.month >= hardening.PHASE1:
+        out.append(Change(call.source, "registry",
+                          f"Let {call.source} raise every non-anonymous activation to packet "
+                          "integrity (KB 5004442, RaiseActivationAuthenticationLevel = 2)",
+                          (r'reg add HKLM\SOFTWARE\Microsoft\Ole\AppCompat /v '
+                           "RaiseActivationAuthenticationLevel /t REG_DWORD /d 2 /f",
+                           "then restart the computer"),
+                          RegistrySet(hardening.RAISE, 2)))
+    return out
 
 
 @_generates(steps.C1_ACCESS, steps.C2_ACCESS)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
-from wmilab.model.firewall import Profile
+from wmilab.model import commands as host_commands
+from wmilab.model import hardening, oses
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
 from wmilab.model.ports import PORTS, PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS
@@ -32,9 +33,10 @@ MODES = ("sync", "semisync", "async")
 TOP_FIELDS = ("title", "domains", "hosts", "calls")
 DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
-               "netsh", "policy", "dcom", "wmi", "registry", "services")
+               "netsh", "policy", "dcom", "wmi", "registry", "services", "updates",
+               "commands")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
-               "sink", "expect")
+               "sink", "expect", "auth_level")
 DEFAULT_NAMESPACE = "root\\cimv2"
 DEFAULT_QUERY = "SELECT * FROM Win32_OperatingSystem"
 # Win32_OperatingSystem lives in root\cimv2 only (MSDocs CIMWin32Prov/win32-operatingsystem);
@@ -72,10 +74,14 @@ class Call:
     query: str
     sink: str
     expect: Expect | None
+    auth_level: str | None = None  # what the calling program asks for (model/hardening.py)
+
+    @property
+    def auth_level_value(self) -> int | None:
+        return None if self.auth_level is None else hardening.LEVELS[self.auth_level]
 
     def with_mode(self, mode: str) -> Call:
-        return Call(self.index, self.name, self.source, self.target, self.user, self.password,
-                    mode, self.namespace, self.query, self.sink, self.expect)
+        return replace(self, mode=mode)
 
 
 @dataclass
@@ -177,27 +183,50 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         raise _fail((*path, "address"),
                     f"{addr_text!r} is not an IPv4 address with prefix length "
                     f"such as 192.168.10.2/24 ({e})") from None
-    profile = None
+    spec = oses.get(os_name)
+    profile: str | None = None
     if "profile" in t:
         p = _str(t["profile"], (*path, "profile")).lower()
-        if p not in ("domain", "standard"):
-            raise _fail((*path, "profile"), f"{t['profile']!r} is not 'domain' or 'standard'")
+        if spec.modern and p == "standard":
+            # scenario-format.md "Windows Vista and later": standard means private.
+            p = "private"
+        if p not in spec.profiles:
+            raise _fail((*path, "profile"), f"{t['profile']!r} is not a profile of "
+                        f"{spec.title}: {' or '.join(repr(x) for x in spec.profiles)}")
         if p == "domain" and domain is None:
             raise _fail((*path, "profile"), "a workgroup computer has no domain profile in use")
-        profile = Profile(p)
+        profile = p
+    updates: str | None = None
+    if "updates" in t:
+        try:
+            updates = oses.check_updates(spec, _str(t["updates"], (*path, "updates")))
+        except ConfigError as e:
+            raise _fail((*path, "updates"), e.message) from None
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
+    netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
+    if "commands" in t:
+        # scenario-format.md "Commands": run after the netsh list; the registry values and
+        # service states they set count as applied.
+        try:
+            done = host_commands.apply(_str_list(t["commands"], (*path, "commands")), registry,
+                                       services, tuple(REGISTRY_VALUES))
+        except ConfigError as e:
+            raise e.within(*path, "commands") from None
+        netsh_list = (*netsh_list, *done.netsh)
+        registry, services = done.registry, done.services
     return HostConfig(
         name=name, os=os_name, address=address, domain=domain, workgroup=workgroup,
         profile=profile,
         accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
         groups=_groups(t["groups"], (*path, "groups")) if "groups" in t else None,
-        netsh=_str_list(t.get("netsh", []), (*path, "netsh")),
+        netsh=netsh_list,
         policy=_table(t.get("policy", {}), (*path, "policy")),
         dcom=_table(t.get("dcom", {}), (*path, "dcom")),
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),
         registry=registry,
         services=services,
+        updates=updates,
     )
 
 
@@ -313,7 +342,18 @@ def _call(i: int, value: object, world: World, host_names: Mapping[str, str]) ->
         query=_str(t.get("query", default_query(namespace)), (*path, "query")),
         sink=sink,
         expect=_expect(t["expect"], (*path, "expect")) if "expect" in t else None,
+        auth_level=_auth_level(t["auth_level"], (*path, "auth_level")) if "auth_level" in t
+        else None,
     )
+
+
+def _auth_level(value: object, path: tuple[PathPart, ...]) -> str:
+    text = _str(value, path).strip().lower()
+    try:
+        hardening.parse_level(text)
+    except ConfigError as e:
+        raise _fail(path, e.message) from None
+    return text
 
 
 def build(raw: Mapping[str, Any]) -> tuple[str, World, list[Call]]:

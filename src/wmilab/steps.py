@@ -26,7 +26,7 @@ from wmilab.model import firewall as fw
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
-from wmilab.model.world import HostModel, World
+from wmilab.model.world import WINMGMT, HostModel, World
 
 __all__ = [
     "C1_ACCESS", "C1_ACTIVATION", "C1_CLIENT_DCOM", "C1_LOGON", "C1_NAMESPACE", "C1_RPCSS",
@@ -162,7 +162,7 @@ def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
     """c1.rpcss-port (B) and c2.resolver-port (A): TCP 135, RPCSS in svchost.exe."""
     # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on XP SP2 and
     # Server 2003 (TechNet cc737332 Remote Administration exception).
-    return _fw(listener.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST))
+    return _fw(listener.rpcss_inbound(source))
 
 
 def wmi_port(b: HostModel, source: IPv4Address, port: int | None = None) -> Check:
@@ -174,7 +174,7 @@ def wmi_port(b: HostModel, source: IPv4Address, port: int | None = None) -> Chec
     """
     if port is None:
         return _fw(b.wmi_inbound(source))
-    return _fw(b.inbound(source, port, fw.SVCHOST))
+    return _fw(b.inbound(source, port, fw.SVCHOST, WINMGMT))
 
 
 def sink_port(a: HostModel, source: IPv4Address, program: str,
@@ -200,9 +200,16 @@ def logon(world: World, b: str, user: str, proof: Proof) -> Logon:
     return world.directory.network_logon(b, user, proof)
 
 
-def activation(b: HostModel, token: Token) -> Check:
-    """c1.activation: B's launch and activation permissions for WMI, for winmgmt's state
-    (Remote Launch only when it must be started), and whether a stopped one can start."""
+def activation(b: HostModel, token: Token, level: int | None = None,
+               source: str = "") -> Check:
+    """c1.activation: the DCOM hardening (KB 5004442: below packet integrity refused on a
+    hardened B, when ``level`` is known), then B's launch and activation permissions for WMI,
+    for winmgmt's state (Remote Launch only when it must be started), and whether a stopped
+    one can start."""
+    if level is not None:
+        check = b.check_activation_level(token, level, source)
+        if not check.ok:
+            return check
     return b.check_wmi_activation(token)
 
 

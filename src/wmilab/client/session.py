@@ -185,6 +185,8 @@ class ConnectOptions:
     timeout: float = 10.0
     local_address: str | None = None
     rpcss_port: int = 135
+    # The level of the activation request alone (KB 5004442 judges it); auth_level when None.
+    activation_level: int | None = None
 
     def credentials(self) -> ClientCredentials:
         dom, _, name = self.user.rpartition("\\")
@@ -309,13 +311,15 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     try:
         if not check_logon:
             async with log.step(steps.C1_RPCSS) as note:
-                scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
+                scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR,
+                                   opts.activation_level)
                 log.saw(scm)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
         try:
             async with log.step(steps.C1_ACTIVATION) as note:
                 if scm is None:
-                    scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR)
+                    scm = await _bound(opts, opts.rpcss_port, ids.IID_IREMOTESCMACTIVATOR,
+                                       opts.activation_level)
                 act = dcom.parse_activation_reply(await scm.call_on(
                     ids.IID_IREMOTESCMACTIVATOR, ids.RemoteScmActivatorOp.REMOTE_CREATE_INSTANCE,
                     dcom.build_remote_create_instance_request(
@@ -373,8 +377,9 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     return WmiSession(opts, cli, services, local, version, log)
 
 
-async def _bound(opts: ConnectOptions, port: int, iid: uuid.UUID) -> WmiRpc:
-    cli = await _open(opts, opts.address, port, opts.credentials())
+async def _bound(opts: ConnectOptions, port: int, iid: uuid.UUID,
+                 level: int | None = None) -> WmiRpc:
+    cli = await _open(opts, opts.address, port, opts.credentials(), level)
     try:
         await cli.bind_first(iid)
     except BaseException:
@@ -384,9 +389,10 @@ async def _bound(opts: ConnectOptions, port: int, iid: uuid.UUID) -> WmiRpc:
 
 
 async def _open(opts: ConnectOptions, host: str, port: int,
-                creds: ClientCredentials) -> WmiRpc:
+                creds: ClientCredentials, level: int | None = None) -> WmiRpc:
     base = await open_rpc(host, port, local_address=opts.local_address, credentials=creds,
-                          auth_level=opts.auth_level, timeout=opts.timeout)
+                          auth_level=opts.auth_level if level is None else level,
+                          timeout=opts.timeout)
     return WmiRpc(base.reader, base.writer, base.conn, base.call_timeout)
 
 
@@ -396,7 +402,8 @@ async def _open(opts: ConnectOptions, host: str, port: int,
 async def login(address: str, rpcss_port: int, *, local_address: str | None, user: str,
                 password: str, namespace: str,
                 auth_level: int = AuthLevel.PKT_PRIVACY,
-                timeout: float = 30.0) -> tuple[RpcClient, ObjRefStandard]:
+                timeout: float = 30.0,
+                activation_level: int | None = None) -> tuple[RpcClient, ObjRefStandard]:
     """Activate WbemLevel1Login on ``address`` and log in to ``namespace``.
 
     Returns the connection to the WMI service's port and the IWbemServices OBJREF; a failure
@@ -404,7 +411,7 @@ async def login(address: str, rpcss_port: int, *, local_address: str | None, use
     call (the netns lab's --verify shortens it, docs/lab.md).
     """
     opts = ConnectOptions(address, user, password, namespace, auth_level, timeout,
-                          local_address, rpcss_port)
+                          local_address, rpcss_port, activation_level)
     try:
         s = await connect(opts)
     except CallFailed as e:

@@ -58,7 +58,9 @@ class Rpcss:
         # from the model; refused -> fault ERROR_ACCESS_DENIED (docs/wire-dcom.md). A disabled
         # winmgmt cannot be started: Choice (docs/choices.md), the activation answers the
         # step's HRESULT, ERROR_SERVICE_DISABLED.
-        check = steps.activation(self.rt.model, ctx.token)  # as flow c1.activation
+        # KB 5004442: the level of this very request decides on a hardened host.
+        check = steps.activation(self.rt.model, ctx.token, ctx.auth_level,
+                                 ctx.peer)  # as flow c1.activation
         if not check.ok:
             if check.where == "service-disabled":
                 failure = steps.TABLE[steps.C1_ACTIVATION].failure(check)
@@ -122,3 +124,4 @@ class Rpcss:
         if opnum == op.SERVER_ALIVE2:
             return dcom.build_server_alive2_reply(self.rt.resolver_bindings(ctx.local_address))
         return OP_RANGE
+

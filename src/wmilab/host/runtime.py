@@ -39,6 +39,7 @@ class CallContext:
     token: Token
     local_address: str  # the address the client connected to (for string bindings)
     peer: str
+    auth_level: int | None = None  # RPC_C_AUTHN_LEVEL of the call (None: not known)
 
 
 @dataclass(frozen=True)

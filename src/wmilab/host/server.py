@@ -453,7 +453,7 @@ class _RpcProtocol(asyncio.Protocol):
             # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
             # security context means no client identity).
             token = srv.world.directory.anonymous_token(srv.name)
-        ctx = CallContext(token, self.local, self.peer)
+        ctx = CallContext(token, self.local, self.peer, ev.auth_level)
         reply: Reply
         try:
             if self.service is not None:

@@ -138,15 +138,17 @@ class HostDaemon:
 
     async def _call(self, index: int, password: str, connect_timeout: float) -> tuple[str, int]:
         from wmilab.lab import nft
-        from wmilab.lab.verify import async_call, impacket_query
+        from wmilab.lab.verify import activation_level_for, async_call, impacket_query
 
         call = self.scenario.calls[index]
         target = self.state.hosts[call.target]["address"]
+        # The level A activates with, where B's DCOM hardening judges it (KB 5004442).
+        level = activation_level_for(self.scenario.world, call)
         if call.mode != "async":
             # impacket, as wmiquery.py uses it, from this namespace.
             return await asyncio.to_thread(impacket_query, target, call.user, password,
                                            call.namespace, call.query, call.mode,
-                                           connect_timeout)
+                                           connect_timeout, level)
 
         async def outcome() -> int | None:
             answer = await ask(self.directory, call.target, {"op": "callbacks"})
@@ -165,7 +167,8 @@ class HostDaemon:
             return await async_call(self.server, target, 135, call, password, outcome,
                                     local_address=self.address,
                                     # wmilab's client bounds connects and calls alike.
-                                    timeout=max(connect_timeout, 5.0), on_sink=open_sink)
+                                    timeout=max(connect_timeout, 5.0), on_sink=open_sink,
+                                    activation_level=level)
         finally:
             nft.apply(nft.ruleset(model, wmi))
 

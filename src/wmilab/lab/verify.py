@@ -88,7 +88,8 @@ SEMISYNC_FLAGS = 0x10 | 0x20
 
 def impacket_query(address: str, user: str, password: str, namespace: str,
                    query: str, mode: str = "semisync",
-                   connect_timeout: float | None = None) -> tuple[str, int]:
+                   connect_timeout: float | None = None,
+                   auth_level: int | None = None) -> tuple[str, int]:
     """Connect, log in and run ``query`` with impacket as wmiquery.py does; ``mode`` is
     "sync" (flags 0) or "semisync" (return immediately, forward only). ``connect_timeout``
     shortens impacket's TCP connect timeouts (30 s to port 135, 300 s to the WMI port),
@@ -106,8 +107,11 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
     dcom = None
     rows = 0
     try:
+        # ``auth_level``: RPC_C_AUTHN_LEVEL for every connection (impacket's default is
+        # packet privacy); the differential tests pass the level the model says A uses.
+        extra = {} if auth_level is None else {"authLevel": auth_level}
         dcom = DCOMConnection(address, name, password, domain, "", "", None,
-                              oxidResolver=True, doKerberos=False)
+                              oxidResolver=True, doKerberos=False, **extra)
         iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
         login = wmi.IWbemLevel1Login(iface)
         services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
@@ -168,7 +172,8 @@ class CallCheck:
 async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
                      password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
                      local_address: str | None, timeout: float = 30.0,
-                     on_sink: Callable[[int, str], None] | None = None) -> tuple[str, int]:
+                     on_sink: Callable[[int, str], None] | None = None,
+                     activation_level: int | None = None) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client from host ``a`` (its running
     server exports the sink, the unsecapp role) to the host at ``address``, which runs the
     query and calls the sink back over Connection 2.
@@ -193,7 +198,7 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
             cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,
                                         namespace=call.namespace,
-                                        timeout=timeout)
+                                        timeout=timeout, activation_level=activation_level)
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
@@ -227,7 +232,18 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
 
     return await async_call(lab.servers[call.source], b.address, b.ports["rpcss"], call,
                             password, outcome,
-                            local_address=str(lab.map.loopback(call.source)))
+                            local_address=str(lab.map.loopback(call.source)),
+                            activation_level=activation_level_for(lab.world, call))
+
+
+def activation_level_for(world: World, call: Call) -> int | None:
+    """The level A's activation reaches B with (KB 5004442), where the model's verdict
+    depends on it: on a hardened B. Elsewhere the level decides nothing in the model, and the
+    client keeps its own (packet privacy)."""
+    if not world.host(call.target).hardening.enforced:
+        return None
+    level, _ = world.host(call.source).activation_level(call.auth_level_value)
+    return level
 
 
 CALLER_REFUSES = "refused by A's own DCOM, before any packet"
@@ -264,6 +280,7 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
             continue
         lab.act_as(call.target, call.source)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
-                                    call.namespace, call.query, call.mode)
+                                    call.namespace, call.query, call.mode,
+                                    auth_level=activation_level_for(s.world, call))
         out.append(CallCheck(call, predicted, wire, rows))
     return out

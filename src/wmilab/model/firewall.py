@@ -378,7 +378,8 @@ class EffectiveFirewall:
         return out
 
     # -- who may connect: the one place an inbound decision is made -------------------
-    def admission(self, port: int, program: str, protocol: str = "TCP") -> Admission:
+    def admission(self, port: int, program: str, protocol: str = "TCP",
+                  service: str = "") -> Admission:
         """Which sources may open an unsolicited connection to ``port`` on which
         ``program`` listens (for ICMP, ``port`` is the type): the scopes of the rules that
         admit, in the order they are tried, and the verdict for every other source.
@@ -417,12 +418,13 @@ class EffectiveFirewall:
             False, f"no exception of the {self.profile} profile allows {what}", "none"))
 
     # -- the hot path ----------------------------------------------------------------
-    def decide(self, conn: Inbound, local_subnet: IPv4Network) -> Verdict:
+    def decide(self, conn: Inbound, local_subnet: IPv4Network, service: str = "") -> Verdict:
+        # ``service`` is for WFAS rules (model/wfas.py); this firewall knows programs only.
         return self.admission(conn.port, conn.program, conn.protocol).decide(
             conn.source, local_subnet)
 
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
-                       local_subnet: IPv4Network) -> Verdict:
+                       local_subnet: IPv4Network, service: str = "") -> Verdict:
         """An unsolicited TCP connection to ``program`` on a dynamic RPC port.
 
         The RPC runtime picks the port from ``ports`` when the program starts listening
@@ -485,8 +487,9 @@ class Admission:
 
     @property
     def scopes(self) -> tuple[Scope, ...]:
-        """The scopes that admit: empty when nobody may connect."""
-        return tuple(r.scope for r in self.rules)
+        """The scopes that admit: empty when nobody may connect. (A WFAS block rule is a
+        rule whose verdict refuses; it comes first in ``rules`` and is left out here.)"""
+        return tuple(r.scope for r in self.rules if r.allow.allowed)
 
     def decide(self, source: IPv4Address, local_subnet: IPv4Network) -> Verdict:
         for r in self.rules:

@@ -29,6 +29,7 @@ class Token:
     sids: frozenset[str]
     anonymous: bool = False
     guest: bool = False
+    filtered: bool = False  # remote UAC's filtered token (KB 951016)
 
     def has(self, sid: str) -> bool:
         return sid in self.sids
@@ -81,6 +82,12 @@ class HostSpec:
     force_guest: bool | None = None
     guest_enabled: bool | None = None
     everyone_includes_anonymous: bool = False
+    # Remote UAC (Vista and later; KB 951016): LocalAccountTokenFilterPolicy = 1 gives remote
+    # logons of local administrators their full token; FilterAdministratorToken = 1 ("User
+    # Account Control: Admin Approval Mode for the Built-in Administrator account") filters
+    # the built-in Administrator (RID 500) too.
+    token_filter_off: bool = False
+    filter_builtin_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -706,9 +713,30 @@ class Directory:
             return Logon(False, None, f"{user}: the password does not match {what} "
                          f"{h.name}\\{h.display[nl]}", "wrong-password")
         sid = sids.with_rid(h.sid, h.rids[nl])
-        return Logon(True, self._user_token(h, sid),
-                     f"{user} logged on as {h.name}\\{h.display[nl]}"
-                     + (" (mirrored local account)" if mirrored else ""), "ok")
+        token = self._user_token(h, sid)
+        note = " (mirrored local account)" if mirrored else ""
+        if self._remote_uac_filters(h, nl, token):
+            # Remote UAC: a local account's network logon gets the filtered token, in which
+            # Administrators is deny-only (KB 951016; MSDocs WmiSdk/user-account-control-and-
+            # wmi). Choice (docs/choices.md): deny-only is modelled by dropping the SID, as no
+            # default descriptor wmilab models denies Administrators.
+            token = replace(token, sids=token.sids - {sids.BUILTIN_ADMINISTRATORS},
+                            filtered=True)
+            note += (" with a filtered token: remote UAC makes Administrators deny-only for "
+                     "local accounts (KB 951016)")
+        return Logon(True, token, f"{user} logged on as {h.name}\\{h.display[nl]}" + note,
+                     "ok")
+
+    def _remote_uac_filters(self, h: _Host, nl: str, token: Token) -> bool:
+        """Does remote UAC filter this local account's network logon on ``h``?"""
+        if not oses.get(h.spec.os).remote_uac or h.spec.token_filter_off:
+            return False
+        if sids.BUILTIN_ADMINISTRATORS not in token.sids:
+            return False
+        # The built-in Administrator (RID 500) is not filtered unless FilterAdministratorToken
+        # is 1 (KB 951016; Learn "User Account Control: Admin Approval Mode for the Built-in
+        # Administrator account", default Disabled).
+        return h.rids[nl] != sids.RID_ADMINISTRATOR or h.spec.filter_builtin_admin
 
     def _domain_logon(self, h: _Host, d: _Domain, nl: str, user: str, proof: Proof) -> Logon:
         if nl in d.machines:

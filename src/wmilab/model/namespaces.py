@@ -17,6 +17,9 @@ __all__ = ["CATALOGUE", "NamespaceNameError", "NamespaceSpec", "for_os", "normal
            "try_normalize"]
 
 _ALL = frozenset(oses.NAMES)
+# Windows 8 / Server 2012 and later (in the catalogue: 8.1, 2012 R2 and every newer OS).
+# Windows 8 is build 9200 (MSDocs sysinfo/operating-system-version: 6.2).
+_FROM_8 = frozenset(n for n, s in oses.CATALOGUE.items() if int(s.build) >= 9200)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,18 @@ CATALOGUE: tuple[NamespaceSpec, ...] = (
     # root\SecurityCenter (MSDocs WmiSdk/wmi-namespaces; XP SP2 "Security Center" overview).
     NamespaceSpec("root\\SecurityCenter", frozenset({"xp-sp2"}), (),
                   "XP SP2 Security Center (client only)"),
+    # The firewall, network and storage CIM providers of Windows 8 / Server 2012: "Minimum
+    # supported client Windows 8, server Windows Server 2012, Namespace Root\StandardCimv2"
+    # (Learn wfascimprov/msft-netfirewallrule).
+    NamespaceSpec("root\\StandardCimv2", _FROM_8, (),
+                  "Learn wfascimprov/msft-netfirewallrule (Windows 8 / Server 2012)"),
+    # Storage Management API: MSFT_Disk and the rest live in root\Microsoft\Windows\Storage
+    # from Windows 8 / Server 2012 (Learn stormgmt/msft-disk, Requirements).
+    NamespaceSpec("root\\Microsoft", _FROM_8, (), "parent of root\\Microsoft\\Windows"),
+    NamespaceSpec("root\\Microsoft\\Windows", _FROM_8, (),
+                  "parent of root\\Microsoft\\Windows\\Storage"),
+    NamespaceSpec("root\\Microsoft\\Windows\\Storage", _FROM_8, (),
+                  "Learn stormgmt/msft-disk (Windows 8 / Server 2012)"),
 )
 BY_KEY: dict[str, NamespaceSpec] = {ns.key: ns for ns in CATALOGUE}
 

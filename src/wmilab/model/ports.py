@@ -112,8 +112,10 @@ def dynamic_range(os: str, registry: Mapping[str, object]) -> PortRange:
     if ports is None:
         spec = oses.get(os)
         lo, hi = spec.dynamic_ports.start, spec.dynamic_ports.stop - 1
+        # 49152-65535 from Vista / Server 2008 on (KB 929851), 1025-5000 before (KB 154596).
+        kb = "KB 929851" if spec.modern else "KB 154596"
         return PortRange.of([(lo, hi)], f"the dynamic RPC range {lo}-{hi} of {spec.title} "
-                            "(KB 154596)")
+                            f"({kb})")
     assert isinstance(ports, (list, tuple))
     spans = parse_ports([str(p) for p in ports])
     pia, uip = registry.get(PORTS_INTERNET_AVAILABLE), registry.get(USE_INTERNET_PORTS)

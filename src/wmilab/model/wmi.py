@@ -81,13 +81,14 @@ class NamespaceSecurity:
         Windows Vista replaced Everyone with Authenticated Users (MSDocs
         WmiSdk/access-to-wmi-namespaces); XP SP2 and Server 2003 SP1 share these defaults.
         """
-        oses.get(os)  # ConfigError for an OS the catalogue does not know
+        spec = oses.get(os)  # ConfigError for an OS the catalogue does not know
         user = WBEM_ENABLE | WBEM_METHOD_EXECUTE | WBEM_WRITE_PROVIDER
         root = SecurityDescriptor(
             sids.BUILTIN_ADMINISTRATORS, sids.BUILTIN_ADMINISTRATORS,
             (
                 Ace(True, sids.BUILTIN_ADMINISTRATORS, ALL_RIGHTS, _CI),
-                Ace(True, sids.EVERYONE, user, _CI),
+                # Everyone before Vista, Authenticated Users from Vista (the catalogue).
+                Ace(True, spec.namespace_users, user, _CI),
                 Ace(True, sids.LOCAL_SERVICE, user, _CI),
                 Ace(True, sids.NETWORK_SERVICE, user, _CI),
             ),

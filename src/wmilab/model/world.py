@@ -13,8 +13,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
+from wmilab.model import advfirewall, hardening, netsh, oses
 from wmilab.model import firewall as fw
-from wmilab.model import netsh, oses
+from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
@@ -23,13 +24,23 @@ from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRan
 from wmilab.model.wmi import NamespaceSecurity
 
 OSES = oses.NAMES
+MODERN = tuple(n for n in OSES if oses.get(n).modern)
+# The service short names WFAS rules use for the two listeners of Connection 1 (Learn
+# "Connecting to WMI Remotely Starting with Windows Vista": service=rpcss, service=winmgmt).
+RPCSS = "rpcss"
+WINMGMT = "winmgmt"
 
 # Registry values a scenario may set (scenario-format.md "Registry"), with the OSes they act on.
 REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # HKLM\SYSTEM\CurrentControlSet\Control\Lsa\forceguest (MSDocs WmiSdk/securing-a-remote-wmi-connection).
     "ForceGuest": OSES,
-    # Vista+ remote UAC (MSDocs WmiSdk/user-account-control-and-wmi): no effect on XP/2003.
-    "LocalAccountTokenFilterPolicy": (),
+    # Vista+ remote UAC (MSDocs WmiSdk/user-account-control-and-wmi; KB 951016): no effect on
+    # XP/2003. HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System.
+    "LocalAccountTokenFilterPolicy": MODERN,
+    "FilterAdministratorToken": MODERN,
+    # HKLM\SOFTWARE\Microsoft\Ole\AppCompat (KB 5004442): the DCOM hardening.
+    "RequireIntegrityActivationAuthenticationLevel": MODERN,
+    "RaiseActivationAuthenticationLevel": MODERN,
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
     "AllowAnonymousCallback": (),
@@ -52,7 +63,7 @@ class HostConfig:
     address: IPv4Interface
     domain: str | None = None
     workgroup: str | None = None
-    profile: fw.Profile | None = None
+    profile: str | None = None  # a profile name of the OS (oses.OsSpec.profiles)
     accounts: Mapping[str, str] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] | None = None
     netsh: tuple[str, ...] = ()
@@ -61,14 +72,36 @@ class HostConfig:
     wmi: Mapping[str, Any] = field(default_factory=dict)
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
+    updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+
+    @property
+    def os_spec(self) -> oses.OsSpec:
+        return oses.get(self.os)
+
+    @property
+    def month(self) -> str:
+        """The newest update installed: ``updates``, else the newest the OS received."""
+        return self.updates or self.os_spec.last_update
+
+    @property
+    def profile_name(self) -> str:
+        """The firewall profile in use, as the OS names it.
+
+        XP SP2 / 2003: the domain profile on the network of the computer's domain, else
+        standard (TechNet cc737332). Vista and later: domain when domain-joined, else public
+        (scenario-format.md "Windows Vista and later"; Learn "Windows Firewall profiles").
+        """
+        if self.profile is not None:
+            return self.profile
+        if self.domain:
+            return "domain"
+        return "public" if self.os_spec.modern else "standard"
 
     @property
     def current_profile(self) -> fw.Profile:
-        # The domain profile applies on the network where the computer's domain account
-        # resides, the standard profile elsewhere (TechNet cc737332).
-        if self.profile is not None:
-            return self.profile
-        return fw.Profile.DOMAIN if self.domain else fw.Profile.STANDARD
+        """The profile of the XP SP2 / 2003 firewall (domain or standard)."""
+        return fw.Profile.DOMAIN if self.profile_name == "domain" else fw.Profile.STANDARD
+
 
     def warnings(self) -> list[str]:
         out = []
@@ -95,6 +128,8 @@ class HostConfig:
         return HostSpec(
             name=self.name, os=self.os, domain=self.domain, workgroup=self.workgroup,
             accounts=dict(self.accounts), groups=self.groups, force_guest=force_guest,
+            token_filter_off=self.registry.get("LocalAccountTokenFilterPolicy") == 1,
+            filter_builtin_admin=self.registry.get("FilterAdministratorToken") == 1,
         )
 
 
@@ -122,7 +157,7 @@ def freeze(value: object) -> Hashable:
 # field added later counts for the firewall until it is listed here, so two hosts never
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
-                           "groups", "dcom", "wmi", "registry", "services"})
+                           "groups", "dcom", "wmi", "registry", "services", "updates"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
@@ -135,7 +170,8 @@ _MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
 class _Firewall(NamedTuple):
     local: fw.LocalFirewall  # shared between hosts: read-only (netsh_show copies it)
     policies: Policies
-    effective: fw.EffectiveFirewall
+    effective: fw.EffectiveFirewall | wf.EffectiveWfas
+    wfas: wf.LocalWfas | None  # Vista and later (read-only likewise)
 
 
 class Builds:
@@ -171,23 +207,41 @@ class Builds:
             found = self.policies[key] = parse_policies(table)
         return found
 
-    def firewall(self, config: HostConfig, remember: bool = True) -> _Firewall:
-        key = (config.current_profile, *[freeze(getattr(config, f)) for f in _FIREWALL_FIELDS])
+    def firewall(self, config: HostConfig, rpc: PortRange, subnet: IPv4Network,
+                 remember: bool = True) -> _Firewall:
+        # The profile by its OS name (private and public differ on Vista and later), and the
+        # RPC range, which WFAS rules with localport=RPC match (model/wfas.py). The subnet is
+        # only a default of EffectiveWfas: HostModel always passes its own.
+        key = (config.profile_name, rpc, *[freeze(getattr(config, f)) for f in _FIREWALL_FIELDS])
         found = self.firewalls.get(key)
         if found is None:
             try:
                 policies = self.parse_policies(config.policy)
             except ConfigError as e:
                 raise e.within("policy") from None
+            spec = oses.get(config.os)
             local = fw.LocalFirewall.defaults(config.os, config.current_profile)
+            # Vista and later: Windows Firewall with Advanced Security (model/wfas.py), which
+            # both netsh contexts edit (KB 947709); None on XP SP2 / 2003 SP1.
+            local_wfas = wf.LocalWfas.defaults(config.os) if spec.firewall == "wfas" else None
             env = netsh.NetshEnv(os=config.os, host=config.name)
             for i, command in enumerate(config.netsh):
                 try:
-                    netsh.run(local, command, env)
+                    advfirewall.check_context(config.os, command)
+                    if local_wfas is not None:
+                        advfirewall.run(local_wfas, command, env,
+                                        wf.WfProfile(config.profile_name))
+                    else:
+                        netsh.run(local, command, env)
                 except ConfigError as e:
                     raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
-            found = _Firewall(local, policies,
-                              fw.effective(local, policies.firewall, config.current_profile))
+            effective: fw.EffectiveFirewall | wf.EffectiveWfas
+            if local_wfas is not None:
+                effective = wf.effective(local_wfas, wf.WfasPolicy(),
+                                         wf.WfProfile(config.profile_name), rpc, subnet)
+            else:
+                effective = fw.effective(local, policies.firewall, config.current_profile)
+            found = _Firewall(local, policies, effective, local_wfas)
             if remember:
                 self.firewalls[key] = found
         return found
@@ -230,10 +284,16 @@ class HostModel:
         self.ip: IPv4Address = config.address.ip
         self.subnet: IPv4Network = config.address.network
         self.directory = directory
-        built = builds.firewall(config, remember=not edited)
+        self.spec = oses.get(config.os)
+        try:
+            self.rpc_ports: PortRange = builds.rpc_ports(config)
+        except ConfigError as e:
+            raise e.within("registry") from None
+        built = builds.firewall(config, self.rpc_ports, self.subnet, remember=not edited)
         self.policies: Policies = built.policies
         self.local_firewall = built.local
-        self.firewall = built.effective
+        self.local_wfas: wf.LocalWfas | None = built.wfas
+        self.firewall: fw.EffectiveFirewall | wf.EffectiveWfas = built.effective
         policies = self.policies
         try:
             self.dcom = builds.dcom_defaults(config.os, directory)
@@ -257,13 +317,33 @@ class HostModel:
         except ConfigError as e:
             raise e.within("wmi") from None
         self.outgoing = self.dcom.check_outgoing()
-        try:
-            self.rpc_ports: PortRange = builds.rpc_ports(config)
-        except ConfigError as e:
-            raise e.within("registry") from None
+        self._levels: dict[int | None, tuple[int, str]] = {}
+        # KB 5004442: does this host refuse activations below packet integrity?
+        self.hardening = hardening.server_hardening(config.os, config.month,
+                                                    dict(config.registry))
         # Service Control Manager state of the WMI service (scenario "services"); running
         # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
         self.winmgmt: str = config.services.get("winmgmt", "running")
+
+    def activation_level(self, requested: int | None) -> tuple[int, str]:
+        """As a client: the level this host's activation requests reach the server with."""
+        found = self._levels.get(requested)
+        if found is None:
+            found = hardening.client_level(self.os, self.config.month,
+                                           dict(self.config.registry), requested)
+            self._levels[requested] = found
+        return found
+
+    def check_activation_level(self, token: Token, level: int, source: str) -> Check:
+        """KB 5004442 on this host as the server: an activation below packet integrity is
+        refused when the hardening is on, and System event 10036 is logged."""
+        if not self.hardening.enforced or level >= hardening.PKT_INTEGRITY:
+            return Check(True, f"activation at {hardening.level_name(level)}; "
+                         f"{self.hardening.why}")
+        domain, _, user = token.name.rpartition("\\")
+        return Check(False, f"{self.name} refuses the activation at "
+                     f"{hardening.level_name(level)}: {self.hardening.why}. "
+                     + hardening.event_10036(domain, user, token.user, source), "hardening")
 
     def check_wmi_activation(self, token: Token) -> Check:
         """A remote activation of the WMI class: DCOM's launch/activation checks for
@@ -279,26 +359,51 @@ class HostModel:
         return Check(False, f"the WMI service (winmgmt) on {self.name} is disabled, so DCOM "
                      "cannot start it for the activation", "service-disabled")
 
+    @property
+    def wfas_profile(self) -> wf.WfProfile:
+        """The WFAS profile in use (Vista and later)."""
+        return wf.WfProfile(self.config.profile_name)
+
     def wmi_inbound(self, source: IPv4Address) -> fw.Verdict:
         """Would the firewall let ``source`` reach the WMI service on its dynamic port?
 
-        winmgmt runs in a shared svchost.exe on XP SP2 and Server 2003 (TechNet cc737332,
-        Remote Administration exception), on a port of :attr:`rpc_ports`.
+        winmgmt runs in a shared svchost.exe (TechNet cc737332, Remote Administration
+        exception), on a port of :attr:`rpc_ports`; WFAS rules may name the service
+        (service=winmgmt: Learn "Connecting to WMI Remotely Starting with Windows Vista").
         """
-        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet)
+        return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
+                                            WINMGMT)
 
     def sink_inbound(self, source: IPv4Address, program: str) -> fw.Verdict:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
 
-    def admission(self, port: int, program: str, protocol: str = "TCP") -> fw.Admission:
+    def admission(self, port: int, program: str, protocol: str = "TCP",
+                  service: str | None = None) -> fw.Admission:
         """Who this computer's firewall lets open a connection to ``port`` (``program``
-        listening): the scopes the nftables compiler turns into rules (lab/nft.py)."""
-        return self.firewall.admission(port, program, protocol)
+        listening): the scopes the nftables compiler turns into rules (lab/nft.py), and what
+        :meth:`inbound` decides from.
 
-    def inbound(self, source: IPv4Address, port: int, program: str) -> fw.Verdict:
-        """Would this computer's firewall let an unsolicited TCP connection in?"""
-        return self.firewall.admission(port, program).decide(source, self.subnet)
+        ``service`` (WFAS rules may name one): when not given, the svchost.exe listeners of
+        this model are RPCSS on TCP 135 and the WMI service on a port of :attr:`rpc_ports`.
+        """
+        if service is None:
+            service = ""
+            if program == fw.SVCHOST:
+                service = RPCSS if port == RPC_ENDPOINT_MAPPER else (
+                    WINMGMT if port in self.rpc_ports else "")
+        return self.firewall.admission(port, program, protocol, service)
+
+    def inbound(self, source: IPv4Address, port: int, program: str,
+                service: str | None = None) -> fw.Verdict:
+        """Would this computer's firewall let an unsolicited TCP connection in?
+
+        ``service``: the Windows service that listens (rpcss, winmgmt), which WFAS rules may
+        name (inferred as in :meth:`admission` when None); the XP SP2 / 2003 firewall knows
+        programs only. The answer is :meth:`admission`'s, so the gate, the flow and the
+        nftables compiler cannot disagree.
+        """
+        return self.admission(port, program, "TCP", service).decide(source, self.subnet)
 
     def listeners(self, wmi_port: int | None,
                   sink: tuple[int, str] | None = None) -> tuple[tuple[int, str], ...]:
@@ -315,14 +420,17 @@ class HostModel:
         return tuple(out)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.Verdict:
-        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on
-        # XP SP2 and Server 2003 (TechNet cc737332 Remote Administration exception).
-        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST)
+        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
+        # (TechNet cc737332 Remote Administration exception; service=rpcss in WFAS rules).
+        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output."""
-        copy = self.local_firewall.copy()
         env = netsh.NetshEnv(os=self.os, host=self.name)
+        advfirewall.check_context(self.os, command)
+        if self.local_wfas is not None:
+            return advfirewall.run(self.local_wfas.copy(), command, env, self.wfas_profile)
+        copy = self.local_firewall.copy()
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
@@ -420,7 +528,7 @@ class World:
                 self.host(name)
                 continue
             try:
-                self.builds.firewall(cfg)
+                self.builds.firewall(cfg, self.builds.rpc_ports(cfg), cfg.address.network)
             except ConfigError as e:
                 raise e.within("hosts", name) from None
 

@@ -60,7 +60,15 @@ def os_of_version(version: str | None) -> str | None:
     """The model's OS (model/oses.py) whose major.minor version matches, e.g. 5.1.2600."""
     if not version:
         return None
+    # The build tells the OS apart from 10.0 on (Windows 10, 11, Server 2016-2025 share
+    # 10.0); a client and a server of one build (Vista / 2008, 7 / 2008 R2, 8.1 / 2012 R2,
+    # 11 / 2025) cannot be told apart by the version alone: the first of the catalogue wins.
+    for spec in oses.CATALOGUE.values():
+        if spec.version == version:
+            return spec.name
     want = version.split(".")[:2]
+    if want == ["10", "0"]:
+        return None  # an unknown build of Windows 10 / 11 / Server 2016 and later
     for spec in oses.CATALOGUE.values():
         if spec.version.split(".")[:2] == want:
             return spec.name
@@ -91,8 +99,10 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
             "B": {"os": os_b, "domain": dom, "address": _address(b_ip, "192.0.2.2/24"),
                   "netsh": ["netsh firewall set service RemoteAdmin enable"]},
         },
+        # The doctor's client activates at packet privacy (ConnectOptions), which the DCOM
+        # hardening of KB 5004442 accepts.
         "calls": [{"from": "A", "to": "B", "user": f"{dom}\\{name}", "mode": mode,
-                   "namespace": namespace}],
+                   "namespace": namespace, "auth_level": "privacy"}],
     }
     b, a, call = doc["hosts"]["B"], doc["hosts"]["A"], doc["calls"][0]
     launch = {f"{dom}\\{name}": ["local launch", "remote launch", "local activation",
