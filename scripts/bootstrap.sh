@@ -20,6 +20,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   command -v nft >/dev/null 2>&1 || need+=("nftables")
   command -v ip >/dev/null 2>&1 || need+=("iproute2")
   command -v git >/dev/null 2>&1 || need+=("git")
+  # Headless Chromium renders `check --html` in the tests (about 25 s to install), with a font.
+  command -v chromium >/dev/null 2>&1 || need+=("chromium")
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=("fonts-dejavu-core")
   if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: apt-get install ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

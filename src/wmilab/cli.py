@@ -141,6 +141,9 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                           help="Show every step, not only the failing one.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Also write the report as one self-contained HTML page, with the "
+        "seed's picture for every call.", show_default=False)] = None,
 ) -> None:
     """Say for each call whether it works, why not, and the smallest fix.
 
@@ -159,12 +162,55 @@ def check(
     # would walk them again and again for nothing (a sixth of a 10,000-host check).
     gc.disable()
     reports = report.evaluate(scenario)
+    if html is not None:
+        from wmilab.htmlreport import page
+
+        _write(html, page(scenario, reports))
     if as_json:
         write_json(report.as_json(scenario, reports))
     else:
         report.render(out, scenario, reports, verbose)
     if any(r.verdict.matches() is False for r in reports):
         raise typer.Exit(EXIT_MISMATCH)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot write {path}: {e.strerror or e}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def draw(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the SVG.",
+                                         show_default=False)],
+    call: Annotated[str | None, typer.Option(
+        "--call", help="Name of the call to draw (default: the first).", show_default=False)] = None,
+) -> None:
+    """Draw the seed's picture of one call as SVG: A, B, their firewalls and connections.
+
+    Each hop is marked passed or blocked; a failing call shows its step, its HRESULT in
+    words and the first fix. The verdict is the one `wmilab check` gives.
+
+    Example: `wmilab draw async.toml --call "async query" -o call.svg`
+
+    Exit codes: 0 when the picture was written (whatever the verdict), 2 for a file that
+    cannot be used, an unknown call or an output that cannot be written.
+    """
+    from wmilab.picture import pick_call, svg
+
+    scenario = _load(file)
+    try:
+        chosen = pick_call(scenario, call)
+    except ConfigError as e:
+        err.print(f"[red]error:[/] {file}: {e.message}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    rep = report.evaluate_call(scenario, chosen)
+    _write(output, svg(scenario.world, rep))
+    out.print(f"wrote {output} ({chosen.name}: {rep.verdict.result})")
 
 
 @app.command()

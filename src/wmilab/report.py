@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from wmilab import flow
 from wmilab.remedy import Remedy, remedy
-from wmilab.scenario import Scenario
+from wmilab.scenario import Call, Scenario
 
 
 @dataclass
@@ -47,12 +47,13 @@ class CallReport:
 
 
 def evaluate(scenario: Scenario, *, fixes: bool = True) -> list[CallReport]:
-    out = []
-    for call in scenario.calls:
-        v = flow.evaluate(scenario.world, call)
-        r = None if v.ok or not fixes else remedy(scenario.world, call)
-        out.append(CallReport(v, r))
-    return out
+    return [evaluate_call(scenario, call, fixes=fixes) for call in scenario.calls]
+
+
+def evaluate_call(scenario: Scenario, call: Call, *, fixes: bool = True) -> CallReport:
+    v = flow.evaluate(scenario.world, call)
+    r = None if v.ok or not fixes else remedy(scenario.world, call)
+    return CallReport(v, r)
 
 
 def as_json(scenario: Scenario, reports: list[CallReport]) -> dict[str, Any]:
@@ -70,13 +71,23 @@ def render(console: Console, scenario: Scenario, reports: list[CallReport],
     for rep in reports:
         console.print()
         _render_call(console, rep, verbose)
+    console.print()
+    console.print(f"[bold]{summary(reports)}[/]")
+
+
+def summary(reports: list[CallReport]) -> str:
+    """The closing line of the report: how many calls work, and whether each expect matches."""
     ok = sum(1 for r in reports if r.verdict.ok)
     mism = sum(1 for r in reports if r.verdict.matches() is False)
-    console.print()
     line = f"{ok} of {len(reports)} calls work"
     if any(r.verdict.call.expect is not None for r in reports):
         line += f"; {mism} do not match their expect" if mism else "; every expect matches"
-    console.print(f"[bold]{line}[/]")
+    return line
+
+
+def render_call(console: Console, rep: CallReport, verbose: bool = False) -> None:
+    """One call's block of the report: verdict, failing step, HRESULT and fix."""
+    _render_call(console, rep, verbose)
 
 
 def _render_call(console: Console, rep: CallReport, verbose: bool) -> None:
