@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 echo "== ruff"; .venv/bin/ruff check src tests scripts examples
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider -n "${WMILAB_TEST_WORKERS:-2}" "$@"

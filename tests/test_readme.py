@@ -77,3 +77,14 @@ def update() -> None:
 
 if __name__ == "__main__":
     update()
+
+
+def test_the_readme_picture_is_what_wmilab_draws(tmp_path: Path) -> None:
+    # The picture under the transcript is `wmilab draw` of the same call, regenerated with
+    # `wmilab draw async.toml -o docs/img/async-call.svg` when the drawing changes on purpose.
+    run("wmilab examples 03-async-a-unconfigured -o async.toml", tmp_path)
+    run("wmilab draw async.toml -o call.svg", tmp_path)
+    committed = README.parent / "docs" / "img" / "async-call.svg"
+    assert "docs/img/async-call.svg" in README.read_text(encoding="utf-8")
+    assert (tmp_path / "call.svg").read_bytes() == committed.read_bytes(), (
+        "docs/img/async-call.svg is not what `wmilab draw` draws today")
