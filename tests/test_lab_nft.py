@@ -58,8 +58,11 @@ def kernel_admits(rules: list[nft.Rule], model: HostModel, source: IPv4Address,
     """What the compiled input chain does with a SYN (policy drop unless the firewall is off)."""
     if not model.firewall.enabled:
         return True
-    return any(r.protocol == "tcp" and r.port == port and (
-        r.sources is None or any(source in n for n in r.sources)) for r in rules)
+    for r in rules:  # the first rule that matches decides; no match: the drop policy
+        if r.protocol == "tcp" and r.port == port and (
+                r.sources is None or any(source in n for n in r.sources)):
+            return r.verdict == "accept"
+    return False
 
 
 def _check(model: HostModel, sink: str, wmi_port: int, sink_port: int) -> None:
@@ -167,3 +170,25 @@ def test_a_program_exception_opens_the_ports_its_listener_uses() -> None:
     ports = {r.port for r in nft.compile_rules(a, 1500, sink) if r.protocol == "tcp"}
     assert ports == {2345}  # the sink listens there; 135 and WMI are svchost's
     assert not nft.compile_rules(a, 1500, (2345, fw.UNSECAPP))  # another sink program
+
+
+def test_a_wfas_block_rule_narrower_than_the_allow_rule_is_dropped_first() -> None:
+    # WFAS: a block rule wins over an allow rule (MSDocs windows/security/operating-system-
+    # security/network-security/windows-firewall/rules: "block ... takes precedence").
+    doc = base_doc(os_b="2022")
+    doc["hosts"]["B"]["netsh"] = [
+        'netsh advfirewall firewall set rule group="Windows Management Instrumentation (WMI)" '
+        "new enable=yes",
+        "netsh advfirewall firewall add rule name=NoA dir=in action=block protocol=TCP "
+        "localport=135 remoteip=192.168.10.1"]
+    model = make(doc).world.host("B")
+    blocked, other = IPv4Address("192.168.10.1"), IPv4Address("192.168.10.3")
+    assert not model.inbound(blocked, 135, fw.SVCHOST).allowed
+    assert model.inbound(other, 135, fw.SVCHOST).allowed
+    rnd = random.Random(7)
+    wmi, sink = _ports(model, rnd)
+    rules = nft.compile_rules(model, wmi, (sink, fw.UNSECAPP))
+    assert not kernel_admits(rules, model, blocked, 135)
+    assert kernel_admits(rules, model, other, 135)
+    assert "ip saddr { 192.168.10.1/32 } tcp dport 135 drop" in nft.ruleset(model, wmi)
+    _check(model, fw.UNSECAPP, wmi, sink)

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
+from wmilab.model.addresses import Scope
 from wmilab.model.firewall import Admission
 from wmilab.model.world import HostModel
 
@@ -35,13 +36,16 @@ class NftError(RuntimeError):
 
 @dataclass(frozen=True)
 class Rule:
-    """One accept rule: ``protocol`` (tcp or icmp), port or ICMP type, and the source
-    networks admitted (``None``: any source)."""
+    """One rule: ``protocol`` (tcp or icmp), port or ICMP type, the source networks it
+    matches (``None``: any source) and its verdict. Rules keep the model's order (a WFAS
+    block rule before the allow rules), and the first that matches decides, in nftables as
+    in ``Admission.decide``."""
 
     protocol: str
     port: int
     sources: tuple[IPv4Network, ...] | None
     why: str
+    verdict: str = "accept"  # or "drop"
 
     def text(self) -> str:
         match = f"tcp dport {self.port}" if self.protocol == "tcp" else (
@@ -50,18 +54,24 @@ class Rule:
             nets = ", ".join(str(n) for n in self.sources)
             match = f"ip saddr {{ {nets} }} {match}"
         why = self.why.replace('"', "'")[:120]
-        return f'{match} accept comment "{why}"'
+        return f'{match} {self.verdict} comment "{why}"'
 
 
-def _sources(admission: Admission, model: HostModel) -> tuple[IPv4Network, ...] | None:
+def _sources(scope: Scope, model: HostModel) -> tuple[IPv4Network, ...] | None:
     nets: list[IPv4Network] = []
-    for scope in admission.scopes:
-        for net in scope.networks(model.subnet):
-            if net == _ANY:
-                return None
-            if net not in nets:
-                nets.append(net)
+    for net in scope.networks(model.subnet):
+        if net == _ANY:
+            return None
+        if net not in nets:
+            nets.append(net)
     return tuple(nets)
+
+
+def _compiled(protocol: str, port: int, adm: Admission, model: HostModel,
+              label: str) -> list[Rule]:
+    """One nftables rule per rule of the admission, in its order (first match decides)."""
+    return [Rule(protocol, port, _sources(r.scope, model), f"{label}{r.allow.rule}",
+                 "accept" if r.allow.allowed else "drop") for r in adm.rules]
 
 
 def compile_rules(model: HostModel, wmi_port: int | None = None,
@@ -79,18 +89,10 @@ def compile_rules(model: HostModel, wmi_port: int | None = None,
             ports.setdefault(opened.port, "")
     rules: list[Rule] = []
     for port, program in sorted(ports.items()):
-        adm = model.admission(port, program)
-        if not adm.rules:
-            continue
-        sources = _sources(adm, model)
-        why = adm.rules[0].allow.rule
         name = program.rsplit("\\", 1)[-1] or "no listener"
-        rules.append(Rule("tcp", port, sources, f"{name}: {why}"))
+        rules += _compiled("tcp", port, model.admission(port, program), model, f"{name}: ")
     for icmp_type in _INBOUND_ICMP:
-        adm = model.admission(icmp_type, "", "ICMP")
-        if adm.rules:
-            rules.append(Rule("icmp", icmp_type, _sources(adm, model),
-                              adm.rules[0].allow.rule))
+        rules += _compiled("icmp", icmp_type, model.admission(icmp_type, "", "ICMP"), model, "")
     return rules
 
 
