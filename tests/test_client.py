@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import make, remote_admin_pair
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.client.callback import CallbackListener
 from wmilab.client.session import (
     AUTH_LEVELS,
@@ -73,8 +73,8 @@ def test_sync_and_semisync_return_the_repository_s_rows(level: str) -> None:
                 assert [(r.get("Name"), r.get("ProcessId")) for r in rows] == \
                     [(w.get("Name"), w.get("ProcessId")) for w in want]
         assert [r.step for r in log.records][:5] == [
-            flow.C1_RPCSS, flow.C1_ACTIVATION, flow.C1_WMI_PORT, flow.C1_ACCESS,
-            flow.C1_NAMESPACE]
+            steps.C1_RPCSS, steps.C1_ACTIVATION, steps.C1_WMI_PORT, steps.C1_ACCESS,
+            steps.C1_NAMESPACE]
         assert all(r.ok for r in log.records)
     run_in_lab(remote_admin_pair(), fn)
 
@@ -100,10 +100,10 @@ def _doc(**call: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("doc", "step", "hresult"), [
-    ({"password": "wrong"}, flow.C1_LOGON, 0x80070005),
-    ({"user": "CORP\\bob"}, flow.C1_ACTIVATION, 0x80070005),
-    ({"user": "CORP\\carol"}, flow.C1_NAMESPACE, 0x80041003),
-    ({"namespace": "root\\nothere"}, flow.C1_NAMESPACE, 0x8004100E),
+    ({"password": "wrong"}, steps.C1_LOGON, 0x80070005),
+    ({"user": "CORP\\bob"}, steps.C1_ACTIVATION, 0x80070005),
+    ({"user": "CORP\\carol"}, steps.C1_NAMESPACE, 0x80041003),
+    ({"namespace": "root\\nothere"}, steps.C1_NAMESPACE, 0x8004100E),
 ])
 def test_each_failure_names_check_s_step_and_hresult(doc: dict[str, Any], step: str,
                                                     hresult: int) -> None:
@@ -119,7 +119,7 @@ def test_a_closed_port_135_is_refused_not_a_timeout() -> None:
     doc = remote_admin_pair()
     del doc["hosts"]["B"]["netsh"]  # XP SP2's firewall: TCP 135 closed
     err = _failure(doc)
-    assert (err.step, err.hresult, err.kind) == (flow.C1_RPCSS, 0x800706BA, KIND_REFUSED)
+    assert (err.step, err.hresult, err.kind) == (steps.C1_RPCSS, 0x800706BA, KIND_REFUSED)
 
 
 async def _fake_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
@@ -148,7 +148,7 @@ def test_silence_and_garbage_are_verdicts_not_tracebacks(answer: bytes | None) -
             return info.value
     err = asyncio.run(go())
     # The port step covers the connect and the bind: no answer to the bind is that step's.
-    assert err.step == flow.C1_RPCSS
+    assert err.step == steps.C1_RPCSS
     if answer is None:
         assert (err.hresult, err.kind) == (0x800706BA, KIND_TIMEOUT)
     else:
@@ -179,7 +179,7 @@ def test_async_call_comes_back_to_the_client_s_own_sink() -> None:
     assert flow.evaluate(make(doc).world, make(doc).calls[0]).ok
     rows, log, failed = _async(doc)
     assert failed is None and rows > 0
-    ident = next(r for r in log.records if r.step == flow.C2_IDENTITY)
+    ident = next(r for r in log.records if r.step == steps.C2_IDENTITY)
     assert "CORP\\B$" in ident.detail  # B's machine account, verified by A's logon
 
 

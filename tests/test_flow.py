@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conftest import base_doc, call, make, results
-from wmilab import flow
+from wmilab import flow, steps
 
 OSES = ["xp-sp2", "2003-sp1"]
 RA = "netsh firewall set service RemoteAdmin enable"
@@ -36,7 +36,7 @@ def test_xp_sp2_defaults_block_connection_1() -> None:
     d["calls"] = [call("sync"), call("semisync"), call("async")]
     assert results(d) == ["0x800706BA"] * 3
     step = failed(d)
-    assert (step.connection, step.id, step.host) == (1, flow.C1_RPCSS, "B")
+    assert (step.connection, step.id, step.host) == (1, steps.C1_RPCSS, "B")
 
 
 def test_2003_sp1_defaults_have_the_firewall_off() -> None:
@@ -62,7 +62,7 @@ def test_async_with_a_unconfigured_fails_on_connection_2(os: str) -> None:
     d["calls"] = [call("async")]
     assert results(d) == ["0x800706BA"]
     step = failed(d)
-    assert (step.connection, step.id, step.host) == (2, flow.C2_RESOLVER_PORT, "A")
+    assert (step.connection, step.id, step.host) == (2, steps.C2_RESOLVER_PORT, "A")
 
 
 @pytest.mark.parametrize("os", OSES)
@@ -79,7 +79,7 @@ def test_port_135_alone_is_not_enough_for_connection_1() -> None:
     d["hosts"]["B"]["netsh"] = [A_CONN2[0]]
     d["calls"] = [call()]
     step = failed(d)
-    assert step.id == flow.C1_WMI_PORT and step.hresult is not None
+    assert step.id == steps.C1_WMI_PORT and step.hresult is not None
     assert step.hresult.hex == "0x800706BA"
 
 
@@ -88,7 +88,7 @@ def test_port_135_alone_is_not_enough_for_connection_2() -> None:
     d["hosts"]["B"]["netsh"] = [RA]
     d["hosts"]["A"]["netsh"] = [A_CONN2[0]]
     d["calls"] = [call("async")]
-    assert failed(d).id == flow.C2_SINK_PORT
+    assert failed(d).id == steps.C2_SINK_PORT
 
 
 def test_remote_admin_does_not_open_unsecapp() -> None:
@@ -96,7 +96,7 @@ def test_remote_admin_does_not_open_unsecapp() -> None:
     d["hosts"]["B"]["netsh"] = [RA]
     d["hosts"]["A"]["netsh"] = [RA]
     d["calls"] = [call("async")]
-    assert failed(d).id == flow.C2_SINK_PORT
+    assert failed(d).id == steps.C2_SINK_PORT
 
 
 def test_the_applications_own_sink_must_be_allowed_instead_of_unsecapp() -> None:
@@ -105,7 +105,7 @@ def test_the_applications_own_sink_must_be_allowed_instead_of_unsecapp() -> None
     d["hosts"]["A"]["netsh"] = list(A_CONN2)
     app = "C:\\Program Files\\Monitor\\monitor.exe"
     d["calls"] = [call("async", sink=app)]
-    assert failed(d).id == flow.C2_SINK_PORT
+    assert failed(d).id == steps.C2_SINK_PORT
     d["hosts"]["A"]["netsh"] = [
         A_CONN2[0], f'netsh firewall add allowedprogram program="{app}" name=MONITOR']
     assert results(d) == ["ok"]
@@ -127,10 +127,10 @@ def test_workgroup_callback_is_anonymous_and_needs_remote_access_on_a(os_b: str)
     }
     assert results(d) == ["ok", "0x80070005"]
     step = failed(d, 1)
-    assert (step.id, step.host, step.connection) == (flow.C2_ACCESS, "A", 2)
+    assert (step.id, step.host, step.connection) == (steps.C2_ACCESS, "A", 2)
     s = make(d)
     v = flow.evaluate(s.world, s.calls[1])
-    ident = next(x for x in v.steps if x.id == flow.C2_IDENTITY)
+    ident = next(x for x in v.steps if x.id == steps.C2_IDENTITY)
     assert "ANONYMOUS LOGON" in ident.detail
     d["hosts"]["A"]["dcom"] = {"access_limits": {"ANONYMOUS LOGON": ["local access",
                                                                       "remote access"]}}
@@ -151,7 +151,7 @@ def _two_domains(trusted: bool) -> dict[str, Any]:
 def test_untrusted_domain_callback_is_anonymous_and_refused() -> None:
     d = _two_domains(trusted=False)
     assert results(d) == ["0x80070005"]
-    assert failed(d).id == flow.C2_ACCESS
+    assert failed(d).id == steps.C2_ACCESS
 
 
 def test_trusted_domain_callback_works_without_the_anonymous_grant() -> None:
@@ -165,12 +165,12 @@ def test_non_admin_paths(os: str) -> None:
     d["calls"] = [call(user="CORP\\bob")]
     # Without DCOM remote launch/activation: 0x80070005 at activation (seed).
     assert results(d) == ["0x80070005"]
-    assert failed(d).id == flow.C1_ACTIVATION
+    assert failed(d).id == steps.C1_ACTIVATION
     d["hosts"]["B"]["dcom"] = {"launch_limits": {
         "CORP\\bob": ["local launch", "remote launch", "local activation", "remote activation"]}}
     # With it but without Remote Enable: WBEM_E_ACCESS_DENIED at NTLMLogin.
     assert results(d) == ["0x80041003"]
-    assert failed(d).id == flow.C1_NAMESPACE
+    assert failed(d).id == steps.C1_NAMESPACE
     d["hosts"]["B"]["wmi"] = {"root\\cimv2": {"CORP\\bob": ["enable account", "remote enable"]}}
     assert results(d) == ["ok"]
 
@@ -179,7 +179,7 @@ def test_wrong_password_is_access_denied() -> None:
     d = base_doc("2003-sp1", "2003-sp1")
     d["calls"] = [call(password="nope")]
     assert results(d) == ["0x80070005"]
-    assert failed(d).id == flow.C1_LOGON
+    assert failed(d).id == steps.C1_LOGON
 
 
 def test_do_not_allow_exceptions_overrides_local_exceptions() -> None:
@@ -262,7 +262,7 @@ def test_enable_dcom_off_on_a_stops_outgoing_calls() -> None:
     d["hosts"]["A"]["dcom"] = {"enable_dcom": False}
     d["calls"] = [call()]
     step = failed(d)
-    assert (step.id, step.host) == (flow.C1_CLIENT_DCOM, "A")
+    assert (step.id, step.host) == (steps.C1_CLIENT_DCOM, "A")
 
 
 def test_sharing_model_policy_beats_the_forceguest_registry_value() -> None:
@@ -280,7 +280,7 @@ def test_sharing_model_policy_beats_the_forceguest_registry_value() -> None:
         "calls": [{"from": "A", "to": "B", "user": "B\\wmiadmin"}],
     }
     assert results(d) == ["0x80070005"]
-    assert failed(d).id == flow.C1_LOGON
+    assert failed(d).id == steps.C1_LOGON
 
 
 @pytest.mark.parametrize("os", OSES)
@@ -302,4 +302,4 @@ def test_custom_scoped_sink_program_refuses_a_source_outside_its_list(os: str) -
         else:
             step = failed(d)
             assert (step.id, step.host, step.hresult) == (
-                flow.C2_SINK_PORT, "A", flow.hr.RPC_S_SERVER_UNAVAILABLE), listed
+                steps.C2_SINK_PORT, "A", flow.hr.RPC_S_SERVER_UNAVAILABLE), listed

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import CORP, fresh_net, make, needs_root
-from wmilab import examples, flow
+from wmilab import examples, flow, steps
 from wmilab.client.session import login
 from wmilab.errors import ConfigError
 from wmilab.host.callback import (
@@ -263,7 +263,7 @@ def test_own_sink_program_needs_its_own_exception() -> None:
     s, c = scenario(sink="C:\\Program Files\\Monitor\\monitor.exe")
     run = asyncio.run(run_async(s, c))
     verdict = check_against_flow(s, c, run)
-    assert verdict.failed is not None and verdict.failed.id == flow.C2_SINK_PORT
+    assert verdict.failed is not None and verdict.failed.id == steps.C2_SINK_PORT
     allowed = ("netsh firewall add allowedprogram "
                "program=\"C:\\Program Files\\Monitor\\monitor.exe\" name=Monitor")
     s, c = scenario({"netsh": [

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import make, needs_root, remote_admin_pair
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.host import client_errors
 from wmilab.host.server import HostBindError, Limits
 from wmilab.lab.loopback import LoopbackLab
@@ -223,11 +223,11 @@ def _only_135_open(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 @pytest.mark.parametrize(("make_case", "code", "step"), [
-    (_wrong_password, 0x80070005, flow.C1_LOGON),
-    (_no_remote_enable, 0x80041003, flow.C1_NAMESPACE),
-    (_no_remote_launch, 0x80070005, flow.C1_ACTIVATION),
-    (_firewall_closed, 0x800706BA, flow.C1_RPCSS),
-    (_only_135_open, 0x800706BA, flow.C1_WMI_PORT),
+    (_wrong_password, 0x80070005, steps.C1_LOGON),
+    (_no_remote_enable, 0x80041003, steps.C1_NAMESPACE),
+    (_no_remote_launch, 0x80070005, steps.C1_ACTIVATION),
+    (_firewall_closed, 0x800706BA, steps.C1_RPCSS),
+    (_only_135_open, 0x800706BA, steps.C1_WMI_PORT),
 ])
 def test_wmiquery_errors_equal_the_flow_s_prediction(
         start_lab: StartLab, make_case: Callable[[dict[str, Any]], tuple[dict[str, Any], str]],

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import call, make
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.errors import ConfigError
 from wmilab.host import client_errors
 from wmilab.host.gate import Gate, default_client
@@ -73,7 +73,7 @@ def test_gate_asks_the_firewall_model_with_the_peer_s_scenario_address() -> None
     # The gate and flow agree for both calls.
     for c in s.calls:
         failed = flow.evaluate(s.world, c).failed
-        blocked = failed is not None and failed.id == flow.C1_RPCSS
+        blocked = failed is not None and failed.id == steps.C1_RPCSS
         assert gate.decide(str(gate.addresses.loopback(c.source)), 135).allowed is not blocked
 
 

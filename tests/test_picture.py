@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from wmilab import flow, picture
+from wmilab import picture, steps
 from wmilab.cli import app
 from wmilab.examples import directory as examples_directory
 from wmilab.scenario import load
@@ -111,7 +111,7 @@ def test_the_picture_of_every_example_call_matches_check(path: Path, index: int,
     assert panel.get("data-step") == report["step"]
     assert panel.get("data-hresult") == report["result"]
     words = text_of(panel)
-    title = flow.STEP_TITLES[report["step"]]
+    title = steps.TABLE[report["step"]].title
     assert f"Connection {report['connection']} at step {report['step']}: {title}" in words
     assert f"{report['result']} {report['symbol']}: {report['meaning']}" in words
     if report["fixes"]:
@@ -141,7 +141,7 @@ def test_every_step_is_drawn_where_the_step_table_says_it_happens() -> None:
         "c2.resolver-port": ("c2-rpcss", "wall"), "c2.sink-port": ("c2-sink", "wall"),
         "c2.access": ("c2-sink", "end")}
     assert [h.key for h in picture.HOPS] == ["c1-rpcss", "c1-wmi", "c2-rpcss", "c2-sink"]
-    assert set(picture.HOP_OF_STEP) == set(flow.STEP_ORDER)
+    assert set(picture.HOP_OF_STEP) == set(steps.ORDER)
 
 
 @pytest.mark.parametrize(("args", "words"), [

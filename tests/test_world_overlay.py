@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORP, make
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.model.world import World
 from wmilab.remedy import apply, remedy
 from wmilab.scenario import Call
@@ -89,7 +89,7 @@ def test_a_sharing_model_change_replaces_one_directory_entry() -> None:
     s = make(_fleet())
     w = s.world
     call = s.calls[3]
-    assert flow.evaluate(w, call).failed.id == flow.C1_LOGON  # type: ignore[union-attr]
+    assert flow.evaluate(w, call).failed.id == steps.C1_LOGON  # type: ignore[union-attr]
     wcfg = w.configs["W"]
     w2 = w.with_host(replace(wcfg, registry={"ForceGuest": 0}))
     assert w2.directory is not w.directory

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import base_doc, call, make
-from wmilab import flow
+from wmilab import flow, steps
 from wmilab.errors import ConfigError
 from wmilab.model.firewall import SVCHOST
 from wmilab.model.ports import PortRange, dynamic_range
@@ -109,7 +109,7 @@ def test_a_single_guessed_port_is_blocked() -> None:
     d["calls"] = [call()]
     v = verdict(d)
     assert v.result == "0x800706BA"
-    assert v.failed is not None and v.failed.id == flow.C1_WMI_PORT
+    assert v.failed is not None and v.failed.id == steps.C1_WMI_PORT
     assert "1 of the 3976 ports" in v.failed.detail
 
 
@@ -132,7 +132,7 @@ def test_a_restricted_rpc_range_with_every_port_open_works() -> None:
     d["calls"] = [call()]
     v = verdict(d)
     assert v.ok, v.failed
-    wmi = next(s for s in v.steps if s.id == flow.C1_WMI_PORT)
+    wmi = next(s for s in v.steps if s.id == steps.C1_WMI_PORT)
     assert "cover every port of 5000-5009" in wmi.detail
 
 
@@ -143,7 +143,7 @@ def test_a_restricted_rpc_range_with_one_port_missing_is_blocked() -> None:
     d["calls"] = [call()]
     v = verdict(d)
     assert v.result == "0x800706BA" and v.failed is not None
-    assert v.failed.id == flow.C1_WMI_PORT and "9 of the 10 ports" in v.failed.detail
+    assert v.failed.id == steps.C1_WMI_PORT and "9 of the 10 ports" in v.failed.detail
 
 
 def test_restricted_range_openings_must_admit_the_caller() -> None:
@@ -191,7 +191,7 @@ def test_the_sink_port_follows_a_s_range_too() -> None:
     d["calls"] = [call("async")]
     v = verdict(d)
     assert v.result == "0x800706BA" and v.failed is not None
-    assert v.failed.id == flow.C2_SINK_PORT
+    assert v.failed.id == steps.C2_SINK_PORT
     d["hosts"]["A"]["registry"] = {"Ports": ["5000-5001"], "PortsInternetAvailable": "Y",
                                    "UseInternetPorts": "Y"}
     d["hosts"]["A"]["netsh"] = [PORT135, opening(5000), opening(5001)]
@@ -222,7 +222,7 @@ def test_remote_activation_alone_works_while_winmgmt_runs() -> None:
 def test_remote_activation_alone_fails_when_winmgmt_is_stopped() -> None:
     v = verdict(_bob(["remote activation"], "stopped"))
     assert v.result == "0x80070005" and v.failed is not None
-    assert v.failed.id == flow.C1_ACTIVATION and v.failed.where == "launch_limits"
+    assert v.failed.id == steps.C1_ACTIVATION and v.failed.where == "launch_limits"
     assert "stopped" in v.failed.detail
 
 
@@ -231,7 +231,7 @@ def test_remote_activation_alone_fails_when_winmgmt_is_stopped() -> None:
 def test_remote_launch_without_remote_activation_is_refused(table: str, winmgmt: str) -> None:
     v = verdict(_bob(["remote launch"], winmgmt, table))
     assert v.result == "0x80070005" and v.failed is not None
-    assert v.failed.id == flow.C1_ACTIVATION
+    assert v.failed.id == steps.C1_ACTIVATION
     assert v.failed.where == ("launch_limits" if table == "launch_limits" else "app_launch")
 
 
@@ -267,7 +267,7 @@ def test_disabled_winmgmt_fails_with_the_service_error_and_is_fixed_by_starting_
     d["calls"] = [call()]
     v = verdict(d)
     assert v.result == "0x80070422" and v.failed is not None
-    assert v.failed.id == flow.C1_ACTIVATION and v.failed.hresult is not None
+    assert v.failed.id == steps.C1_ACTIVATION and v.failed.hresult is not None
     assert v.failed.hresult.symbol == "ERROR_SERVICE_DISABLED"
     changes, ok = fixed(d)
     assert ok and [c.kind for c in changes] == ["service"]
@@ -295,7 +295,7 @@ def _workgroup_a(guest: bool) -> dict[str, Any]:
 
 def test_callback_to_a_workgroup_a_with_guest_enabled_arrives_as_guest() -> None:
     v = verdict(_workgroup_a(guest=True))
-    ident = next(s for s in v.steps if s.id == flow.C2_IDENTITY)
+    ident = next(s for s in v.steps if s.id == steps.C2_IDENTITY)
     assert ident.where == "guest" and "A\\Guest" in ident.detail
     # Guest holds Everyone, which XP SP2's machine access limits give Remote Access.
     assert v.ok, v.failed
@@ -304,9 +304,9 @@ def test_callback_to_a_workgroup_a_with_guest_enabled_arrives_as_guest() -> None
 def test_callback_to_a_workgroup_a_with_guest_disabled_is_anonymous_and_refused() -> None:
     d = _workgroup_a(guest=False)
     v = verdict(d)
-    ident = next(s for s in v.steps if s.id == flow.C2_IDENTITY)
+    ident = next(s for s in v.steps if s.id == steps.C2_IDENTITY)
     assert ident.where == "anonymous"
-    assert v.result == "0x80070005" and v.failed is not None and v.failed.id == flow.C2_ACCESS
+    assert v.result == "0x80070005" and v.failed is not None and v.failed.id == steps.C2_ACCESS
     changes, ok = fixed(d)
     assert ok and changes[0].edit.principal == "ANONYMOUS LOGON"
 

@@ -36,22 +36,6 @@ class Step(NamedTuple):
     where: str = ""  # which setting decided (firewall origin, "launch_limits", ...)
 
 
-# The step ids and titles come from the one step table (wmilab.steps).
-C1_CLIENT_DCOM = steps.C1_CLIENT_DCOM
-C1_RPCSS = steps.C1_RPCSS
-C1_LOGON = steps.C1_LOGON
-C1_ACTIVATION = steps.C1_ACTIVATION
-C1_WMI_PORT = steps.C1_WMI_PORT
-C1_ACCESS = steps.C1_ACCESS
-C1_NAMESPACE = steps.C1_NAMESPACE
-C2_IDENTITY = steps.C2_IDENTITY
-C2_RESOLVER_PORT = steps.C2_RESOLVER_PORT
-C2_SINK_PORT = steps.C2_SINK_PORT
-C2_ACCESS = steps.C2_ACCESS
-STEP_ORDER = steps.ORDER
-STEP_TITLES = {sid: spec.title for sid, spec in steps.TABLE.items()}
-
-
 class Verdict(NamedTuple):
     call: Call
     steps: tuple[Step, ...]
@@ -118,20 +102,20 @@ def _security_c1_eval(world: World, b: HostModel, call: Call, level: int) -> tup
         password = world.password_of(call.user)
     logon = steps.logon(world, b.name, call.user,
                         lambda p: password is not None and p == password)
-    out = [_step(C1_LOGON, b, Check(logon.ok, logon.reason, logon.kind))]
+    out = [_step(steps.C1_LOGON, b, Check(logon.ok, logon.reason, logon.kind))]
     if not logon.ok or logon.token is None:
         return tuple(out)
     token = logon.token
     # ``level``: what A's activation reaches B with (KB 5004442: A's client default or the
     # call's auth_level, raised by an updated Windows A).
-    out.append(_step(C1_ACTIVATION, b, steps.activation(b, token, level,
+    out.append(_step(steps.C1_ACTIVATION, b, steps.activation(b, token, level,
                                                         str(world.host(call.source).ip))))
     if not out[-1].ok:
         return tuple(out)
-    out.append(_step(C1_ACCESS, b, steps.access(b, token, "wmi")))
+    out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi")))
     if not out[-1].ok:
         return tuple(out)
-    out.append(_step(C1_NAMESPACE, b, steps.namespace_login(b, token, call.namespace)))
+    out.append(_step(steps.C1_NAMESPACE, b, steps.namespace_login(b, token, call.namespace)))
     return tuple(out)
 
 
@@ -154,7 +138,7 @@ def _callback(world: World, a: HostModel, b: HostModel) -> tuple[Step, Check]:
         else:
             who = (f"ANONYMOUS LOGON, because {a.name} neither trusts {b.name}'s domain nor "
                    "has an enabled Guest account")
-        identity = _step(C2_IDENTITY, b, Check(
+        identity = _step(steps.C2_IDENTITY, b, Check(
             True, f"{b.name} calls back as {who}",
             "anonymous" if token.anonymous else "guest" if token.guest else "machine"))
         found = (identity, steps.callback_access(a, rungs))
@@ -169,10 +153,10 @@ def evaluate(world: World, call: Call) -> Verdict:
     out: list[Step] = []
     add = out.append
     if not a.outgoing.ok:
-        add(_step(C1_CLIENT_DCOM, a, steps.client_dcom(a)))
+        add(_step(steps.C1_CLIENT_DCOM, a, steps.client_dcom(a)))
         return Verdict(call, tuple(out))
     # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe.
-    s = _step(C1_RPCSS, b, steps.rpcss_port(b, a.ip))
+    s = _step(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
@@ -183,7 +167,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(s)
         if not s.ok:
             return Verdict(call, tuple(out))
-    s = _step(C1_WMI_PORT, b, steps.wmi_port(b, a.ip))
+    s = _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
@@ -197,13 +181,13 @@ def evaluate(world: World, call: Call) -> Verdict:
     # Connection 2: B calls back the sink on A.
     identity, access = _callback(world, a, b)
     add(identity)
-    s = _step(C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip))
+    s = _step(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
-    s = _step(C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call)))
+    s = _step(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
-    add(_step(C2_ACCESS, a, access))
+    add(_step(steps.C2_ACCESS, a, access))
     return Verdict(call, tuple(out))
