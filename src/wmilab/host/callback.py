@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
-from wmilab.host import client_errors
 from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
 from wmilab.transport import RpcCallError, RpcClient
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from wmilab.host.server import HostServer
 
 __all__ = [
-    "CallbackOutcome", "CallbackRunner", "ResolvedOxid", "RpcCallError", "RpcClient",
+    "CallbackOutcome", "CallbackRunner", "ResolvedOxid",
     "build_resolve_oxid2_request", "parse_resolve_oxid2_reply",
 ]
 
@@ -238,7 +237,7 @@ class CallbackRunner:
                                       build_resolve_oxid2_request(sink.oxid))
             found = parse_resolve_oxid2_reply(stub)
             if found.status or found.bindings is None:
-                return (client_errors.from_win32(found.status or dcom.OR_INVALID_OXID), 0,
+                return (hr.from_win32(found.status or dcom.OR_INVALID_OXID), 0,
                         f"ResolveOxid2 status {found.status}")
             target = _pick_binding(found.bindings, resolver)
             if target is None:

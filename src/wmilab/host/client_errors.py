@@ -22,7 +22,7 @@ import traceback
 from wmilab import hresult as hr
 from wmilab.hresult import from_win32
 
-__all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output", "from_win32"]
+__all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output"]
 
 RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code  # from the status-code catalogue
 
