@@ -210,7 +210,9 @@ class WmiExporter:
         return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)
 
     def _open(self, namespace: str, ctx: CallContext) -> tuple[dcom.ObjRefStandard | None, int]:
-        check = steps.namespace_login(self.rt.model, ctx.token, namespace)
+        # The level of this very call: a RequiresEncryption namespace refuses it below privacy
+        # (MS-WMI 2.2.30.3), as flow's c1.namespace does.
+        check = steps.namespace_login(self.rt.model, ctx.token, namespace, ctx.auth_level)
         if not check.ok:
             # The step table's HRESULT for c1.namespace, as flow reports it.
             code = steps.TABLE[steps.C1_NAMESPACE].failure(check)
@@ -445,7 +447,8 @@ class WmiExporter:
             objects, status = [], e.hresult.code
         # MS-WMI 3.1.1.1.3: "the server MUST return WBEM_S_NO_ERROR" once the operation began,
         # then call IWbemObjectSink::Indicate and SetStatus (Connection 2).
-        callbacks.start(ids.op_name(ids.IID_IWBEMSERVICES, op), sink, objects, status)
+        callbacks.start(ids.op_name(ids.IID_IWBEMSERVICES, op), sink, objects, status,
+                        svc.namespace)
         return self._error(op, wmi.WBEM_S_NO_ERROR)
 
     # -- Events (MS-WMI 3.1.4.3.20, 3.1.4.3.21; host/events.py) ------------------------------
@@ -589,5 +592,5 @@ class WmiExporter:
         got = enum.take(count)
         status = wmi.WBEM_S_NO_ERROR if len(got) == count else wmi.WBEM_S_FALSE
         callbacks.start(ids.op_name(ids.IID_IENUMWBEMCLASSOBJECT, E.NEXT_ASYNC), sink,
-                        [o.encoded for o in got], status)
+                        [o.encoded for o in got], status, enum.namespace)
         return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)

@@ -173,7 +173,8 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
                      password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
                      local_address: str | None, timeout: float = 30.0,
                      on_sink: Callable[[int, str], None] | None = None,
-                     activation_level: int | None = None) -> tuple[str, int]:
+                     activation_level: int | None = None,
+                     auth_level: int | None = None) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client from host ``a`` (its running
     server exports the sink, the unsecapp role) to the host at ``address``, which runs the
     query and calls the sink back over Connection 2.
@@ -198,7 +199,9 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
             cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,
                                         namespace=call.namespace,
-                                        timeout=timeout, activation_level=activation_level)
+                                        timeout=timeout, activation_level=activation_level,
+                                        **({} if auth_level is None
+                                           else {"auth_level": auth_level}))
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
@@ -233,7 +236,26 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     return await async_call(lab.servers[call.source], b.address, b.ports["rpcss"], call,
                             password, outcome,
                             local_address=str(lab.map.loopback(call.source)),
-                            activation_level=activation_level_for(lab.world, call))
+                            activation_level=activation_level_for(lab.world, call),
+                            auth_level=call_level_for(lab.world, call))
+
+
+def call_level_for(world: World, call: Call) -> int | None:
+    """The level of A's calls into WMI (NTLMLogin and later) where the model's verdict depends
+    on it: a namespace that requires encryption on B. Elsewhere None (the client keeps its
+    own, packet privacy)."""
+    if not world.host(call.target).wmi.requires_encryption(call.namespace):
+        return None
+    return world.host(call.source).call_level(call.auth_level_value)[0]
+
+
+def impacket_level_for(world: World, call: Call) -> int | None:
+    """The one level impacket uses for every connection: the activation level on a hardened
+    B, else the call level on an encrypted namespace. One level serves both: KB 5004442 raises
+    an activation to packet integrity at most, so the call level is below privacy exactly when
+    the activation level is."""
+    level = activation_level_for(world, call)
+    return call_level_for(world, call) if level is None else level
 
 
 def activation_level_for(world: World, call: Call) -> int | None:
@@ -281,6 +303,6 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
         lab.act_as(call.target, call.source)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
                                     call.namespace, call.query, call.mode,
-                                    auth_level=activation_level_for(s.world, call))
+                                    auth_level=impacket_level_for(s.world, call))
         out.append(CallCheck(call, predicted, wire, rows))
     return out

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, hardening, netsh, oses
+from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
@@ -43,7 +44,9 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     "RaiseActivationAuthenticationLevel": MODERN,
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
-    "AllowAnonymousCallback": (),
+    # Read by the WMI service that calls back (Learn WmiSdk/connecting-to-wmi-remotely-starting-
+    # with-vista, "CIMOM Settings"; model/callback.py).
+    "AllowAnonymousCallback": MODERN,
     # HKLM\Software\Microsoft\Rpc\Internet: the dynamic RPC port range (KB 154596).
     "Ports": OSES,
     "PortsInternetAvailable": OSES,
@@ -324,6 +327,13 @@ class HostModel:
         # Service Control Manager state of the WMI service (scenario "services"); running
         # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
         self.winmgmt: str = config.services.get("winmgmt", "running")
+        # As the server of an asynchronous call: may WMI call a sink back anonymously?
+        self.anonymous_callback: Check = cb.anonymous_fallback(
+            config.os, config.registry, config.name)
+
+    def call_level(self, requested: int | None) -> tuple[int, str]:
+        """As a client: the level of this host's calls into WMI (NTLMLogin and later)."""
+        return hardening.call_level(self.os, requested)
 
     def activation_level(self, requested: int | None) -> tuple[int, str]:
         """As a client: the level this host's activation requests reach the server with."""
