@@ -34,7 +34,7 @@ __all__ = [
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
     "callback_identity", "callback_ladder", "client_dcom", "logon", "namespace_login",
-    "rpcss_port", "sink_port", "wmi_port",
+    "namespace_request", "rpcss_port", "sink_port", "wmi_port",
 ]
 
 # Step ids, in the order Windows meets them.
@@ -227,9 +227,16 @@ def access(host: HostModel, token: Token, server: Literal["wmi", "sink"]) -> Che
 def namespace_login(b: HostModel, token: Token, namespace: str,
                     level: int | None = None) -> Check:
     """c1.namespace: NTLMLogin to the namespace (Enable Account + Remote Enable, or unknown),
-    and packet privacy at ``level`` when the namespace requires encryption (MS-WMI 2.2.30.3;
-    ``level`` None: not known)."""
+    then, with ``level`` (flow), :func:`namespace_request` for the requests that follow."""
     return b.wmi.check_login(token, namespace, level)
+
+
+def namespace_request(b: HostModel, namespace: str, level: int | None) -> Check:
+    """c1.namespace, on the wire: a request (IWbemServices::ExecQuery and the rest) in a
+    RequiresEncryption namespace below packet privacy is refused; NTLMLogin itself is not
+    judged by level (MS-WMI 2.2.30.3; Learn WmiSdk/requiring-an-encrypted-connection-to-a-
+    namespace: WMI rejects "incoming data requests")."""
+    return b.wmi.check_encryption(namespace, level)
 
 
 def callback_ladder(world: World, b: str, a: str | None,

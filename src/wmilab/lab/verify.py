@@ -113,6 +113,11 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
         dcom = DCOMConnection(address, name, password, domain, "", "", None,
                               oxidResolver=True, doKerberos=False, **extra)
         iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
+        if auth_level is not None and auth_level >= 6:
+            # impacket binds the WMI port at the activation reply's authnHint (integrity for
+            # NTLM below privacy); a program asking for packet privacy gets it there too, set
+            # on impacket's own class instance before the first call connects.
+            iface.get_cinstance().set_auth_level(auth_level)
         login = wmi.IWbemLevel1Login(iface)
         services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
         login.RemRelease()

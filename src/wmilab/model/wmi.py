@@ -237,7 +237,12 @@ class NamespaceSecurity:
         """A request to a RequiresEncryption namespace below RPC_C_AUTHN_LEVEL_PKT_PRIVACY is
         rejected (MS-WMI 2.2.30.3) with WBEM_E_ACCESS_DENIED (Learn WmiSdk/wmi-troubleshooting:
         0x80041003 for an encrypted namespace); B logs event 0xC00015E5. ``level`` None: not
-        known, nothing to check."""
+        known, nothing to check.
+
+        Choice (docs/choices.md): NTLMLogin itself passes below privacy and the requests that
+        follow are refused ("reject any incoming data requests", Learn WmiSdk/requiring-an-
+        encrypted-connection-to-a-namespace; aiowmi issue 38 fails at ExecQuery after the
+        login, at RPC_C_AUTHN_LEVEL_PKT_INTEGRITY)."""
         ns = normalize_namespace(namespace)
         if level is None or not self.requires_encryption(ns):
             return Check(True, f"{ns} does not require encryption", "encryption")
@@ -245,9 +250,10 @@ class NamespaceSecurity:
             return Check(True, f"{ns} requires encryption and the call is encrypted "
                          "(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)", "encryption")
         where = self.host or "the server"
-        return Check(False, f"{ns} on {where} is marked RequiresEncryption and the call's "
-                     f"authentication level is {level}, below RPC_C_AUTHN_LEVEL_PKT_PRIVACY "
-                     f"(6). {encryption_denied_event(ns)}", "encryption")
+        return Check(False, f"{ns} on {where} is marked RequiresEncryption: WMI accepts the "
+                     f"login but refuses every request in it (ExecQuery and the rest) at "
+                     f"authentication level {level}, below RPC_C_AUTHN_LEVEL_PKT_PRIVACY (6). "
+                     f"{encryption_denied_event(ns)}", "encryption")
 
     def check_login(self, token: Token, namespace: str, level: int | None = None) -> Check:
         """IWbemLevel1Login::NTLMLogin needs Enable Account and Remote Enable (MS-WMI 3.1.4.1.4),
