@@ -27,6 +27,7 @@ from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario
 
 T = TypeVar("T")
+PKT_PRIVACY = 6  # RPC_C_AUTHN_LEVEL_PKT_PRIVACY (MS-RPCE 2.2.1.1.8)
 
 __all__ = ["CallCheck", "ThreadedLab", "async_call", "impacket_query", "refused_by_caller",
            "verify_calls"]
@@ -113,7 +114,7 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
         dcom = DCOMConnection(address, name, password, domain, "", "", None,
                               oxidResolver=True, doKerberos=False, **extra)
         iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
-        if auth_level is not None and auth_level >= 6:
+        if auth_level is not None and auth_level >= PKT_PRIVACY:
             # impacket binds the WMI port at the activation reply's authnHint (integrity for
             # NTLM below privacy); a program asking for packet privacy gets it there too, set
             # on impacket's own class instance before the first call connects.
@@ -255,12 +256,17 @@ def call_level_for(world: World, call: Call) -> int | None:
 
 
 def impacket_level_for(world: World, call: Call) -> int | None:
-    """The one level impacket uses for every connection: the activation level on a hardened
-    B, else the call level on an encrypted namespace. One level serves both: KB 5004442 raises
-    an activation to packet integrity at most, so the call level is below privacy exactly when
-    the activation level is."""
+    """The level to give impacket: the activation level on a hardened B; else, on an
+    encrypted namespace, packet privacy when the model's call level is privacy, and otherwise
+    impacket's own default (it then calls the WMI port at the activation reply's authnHint,
+    integrity, below privacy as the model's level is). One level serves both questions:
+    KB 5004442 raises an activation to packet integrity at most, so the call level is below
+    privacy exactly when the activation level is."""
     level = activation_level_for(world, call)
-    return call_level_for(world, call) if level is None else level
+    if level is not None:
+        return level
+    call_level = call_level_for(world, call)
+    return PKT_PRIVACY if call_level is not None and call_level >= PKT_PRIVACY else None
 
 
 def activation_level_for(world: World, call: Call) -> int | None:
