@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 from wmilab.errors import ConfigError, PathPart
@@ -70,6 +71,8 @@ def encryption_async_denied_event(namespace: str) -> str:
             "Ensure there is a trust relationship between the client and server computers so "
             "that the client recognizes the server computer account.")
 
+
+_NOT_REQUIRED = Check(True, "the namespace does not require encryption", "encryption")
 
 # Namespace ACEs are container-inherit so children receive them (WMI Control "This
 # namespace and subnamespaces"; MSDocs WmiSdk/access-to-wmi-namespaces).
@@ -174,7 +177,20 @@ class NamespaceSecurity:
         Choice (docs/choices.md): the qualifier marks one namespace, not its children
         (MS-WMI 2.2.30.3: "the RequiresEncryption flag for the containing CIM namespace").
         """
-        return self.honours_encryption and normalize_namespace(namespace) in self.encrypted
+        if not self.honours_encryption or not self.encrypted:
+            return False
+        memo = self._encryption_memo
+        found = memo.get(namespace)
+        if found is None:
+            found = normalize_namespace(namespace) in self.encrypted
+            if len(memo) < 1024:
+                memo[namespace] = found
+        return found
+
+    @cached_property
+    def _encryption_memo(self) -> dict[str, bool]:
+        # Asked on every call the flow evaluates and every request the emulator serves.
+        return {}
 
     def with_encryption(self, namespace: str, required: bool) -> NamespaceSecurity:
         """Set or clear RequiresEncryption on ``namespace``."""
@@ -243,9 +259,9 @@ class NamespaceSecurity:
         follow are refused ("reject any incoming data requests", Learn WmiSdk/requiring-an-
         encrypted-connection-to-a-namespace; aiowmi issue 38 fails at ExecQuery after the
         login, at RPC_C_AUTHN_LEVEL_PKT_INTEGRITY)."""
+        if level is None or not self.requires_encryption(namespace):
+            return _NOT_REQUIRED
         ns = normalize_namespace(namespace)
-        if level is None or not self.requires_encryption(ns):
-            return Check(True, f"{ns} does not require encryption", "encryption")
         if level >= PKT_PRIVACY:
             return Check(True, f"{ns} requires encryption and the call is encrypted "
                          "(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)", "encryption")
