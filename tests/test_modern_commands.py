@@ -220,16 +220,18 @@ def test_fixes_never_move_wmi_to_a_standalone_host(commands: list[str], os_b: st
 
 
 @pytest.mark.parametrize(("level", "auth_level", "expected"), [
-    (None, None, "ok"),  # 4 (packet); Windows 11's WMI client uses packet
-    ("6", None, "0x80070005"),
+    (None, None, "ok"),  # 4 (packet)
+    ("6", None, "ok"),  # no level set by the program: COM negotiates the higher one
     ("6", "privacy", "ok"),
+    ("6", "integrity", "0x80070005"),  # set with CoSetProxyBlanket: not negotiated
     ("5", "pkt", "0x80070005"),
     ("2", "connect", "ok"),
 ])
-def test_the_standalone_level_refuses_calls_below_it(level: str | None, auth_level: str | None,
-                                                     expected: str) -> None:
+def test_the_standalone_level_refuses_calls_set_below_it(level: str | None,
+                                                         auth_level: str | None,
+                                                         expected: str) -> None:
     cmd = "winmgmt /standalonehost" + ("" if level is None else f" {level}")
-    doc = pair([WMI_ON, cmd], os_b="2019", updates="2021-05")  # before KB 5004442: activation at any level
+    doc = pair([WMI_ON, cmd], os_b="2019", updates="2021-05")  # before KB 5004442
     if auth_level is not None:
         doc["calls"][0]["auth_level"] = auth_level
     v = verdict(doc)
@@ -237,15 +239,26 @@ def test_the_standalone_level_refuses_calls_below_it(level: str | None, auth_lev
     if expected != "ok":
         step = failed(v)
         assert (step.id, step.where) == (steps.C1_ACCESS, "standalone-level")
-        fix = remedy.remedy(make(doc).world, make(doc).calls[0])
+        s = make(doc)
+        fix = remedy.remedy(s.world, s.calls[0])
         assert fix.proven and [ch.kind for ch in fix.changes] == ["call"]
 
 
-def test_an_xp_client_at_connect_meets_the_standalone_default_level() -> None:
-    doc = pair([WMI_ON, "winmgmt /standalonehost"], os_b="2019", os_a="xp-sp2", updates="2021-05")
+def test_the_standalone_level_is_the_authn_hint_clients_follow() -> None:
+    assert make(pair([WMI_ON])).world.host("B").wmi_authn_hint == 5
+    assert make(pair([WMI_ON, "winmgmt /standalonehost"])).world.host("B").wmi_authn_hint == 5
+    assert make(pair([WMI_ON, "winmgmt /standalonehost 6"])).world.host("B").wmi_authn_hint == 6
+
+
+def test_an_xp_client_at_connect_is_refused_only_when_the_program_sets_connect() -> None:
+    doc = pair([WMI_ON, "winmgmt /standalonehost"], os_b="2019", os_a="xp-sp2",
+               updates="2021-05")
+    assert verdict(doc).ok
+    doc["calls"][0]["auth_level"] = "connect"
     v = verdict(doc)
     assert (v.result, failed(v).where) == ("0x80070005", "standalone-level")
-    assert verdict(pair([WMI_ON], os_b="2019", os_a="xp-sp2", updates="2021-05")).ok
+    doc["hosts"]["B"]["commands"].pop()
+    assert verdict(doc).ok
 
 
 @pytest.mark.parametrize(("command", "words"), [

@@ -88,9 +88,10 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
     level, _how = world.host(call.source).activation_level(call.auth_level_value)
     refused = b.hardening.enforced and level < PKT_INTEGRITY
     # The level of the ORPC calls on WMI matters only to a standalone WMI host (winmgmt
-    # /standalonehost level): the program's level, else what A's WMI client uses.
-    call_level = (call.auth_level_value if call.auth_level_value is not None
-                  else world.host(call.source).spec.activation_auth_level)
+    # /standalonehost level), and only when the program sets it (CoSetProxyBlanket: not
+    # negotiated); otherwise COM's negotiation takes the higher of the client's level and the
+    # server's (Learn "Security Blanket Negotiation"), which the server's level never refuses.
+    call_level = call.auth_level_value
     key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
            level if b.hardening.enforced else None, call.source if refused else None,
            call_level if b.wmi_host.standalone else None)
@@ -102,7 +103,7 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
 
 
 def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
-                      call_level: int) -> tuple[Step, ...]:
+                      call_level: int | None) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)

@@ -412,6 +412,15 @@ class HostModel:
         return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
                                             WINMGMT)
 
+    @property
+    def wmi_authn_hint(self) -> int:
+        """The authnHint the activation and OXID resolution replies give for WMI's object
+        exporter (MS-DCOM 2.2.22.2.8 ScmReplyInfoData, 3.1.2.5.1.1 ResolveOxid): packet
+        integrity (wire-notes), or the standalone host's level when higher, so that clients
+        that follow the hint (impacket, aiowmi, COM's negotiation) call at its level."""
+        level = self.wmi_host.level if self.wmi_host.standalone else 0
+        return max(hardening.PKT_INTEGRITY, level)
+
     def check_wmi_call_level(self, level: int) -> Check:
         """Does the process WMI runs in accept an ORPC call at ``level``?
 
