@@ -493,3 +493,19 @@ def test_every_modern_os_takes_the_commands() -> None:
                        "CORP\\bob /add"], os_b=os_b))
         b = s.world.host(os_b and "B")
         assert list(b.wmi_ports) == [24158] and b.rpc_ports.spans == ((30000, 30299),)
+
+
+def test_wmilab_fix_appends_to_commands_so_nothing_typed_undoes_the_fix(tmp_path: Path) -> None:
+    doc = _anonymous_callback(a_commands=[
+        f"{_REG_RPC} /v RestrictRemoteClients /t REG_DWORD /d 2 /f"])
+    path = tmp_path / "s.toml"
+    path.write_text(tomlkit.dumps(doc))
+    out = tmp_path / "fixed.toml"
+    r = CliRunner().invoke(app, ["fix", str(path), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    fixed = make(tomlkit.parse(out.read_text()).unwrap())
+    assert fixed.world.host("A").restrict_remote_clients == rpcpolicy.DEFAULT
+    assert flow.evaluate(fixed.world, fixed.calls[0]).ok
+    commands = fixed.world.configs["A"].registry
+    assert commands["RestrictRemoteClients"] == 1
+    assert "RestrictRemoteClients /t REG_DWORD /d 1" in out.read_text()
