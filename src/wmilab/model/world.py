@@ -403,9 +403,10 @@ class HostModel:
         exception), on a port of :attr:`rpc_ports`; WFAS rules may name the service
         (service=winmgmt: Learn "Connecting to WMI Remotely Starting with Windows Vista").
         After ``winmgmt /standalonehost`` it runs in an svchost.exe of its own, still the
-        service winmgmt, on the fixed TCP 24158 (Learn "winmgmt"), which a rule for that one
-        port admits; localport=RPC does not, unless 24158 lies in the dynamic range
-        (docs/choices.md).
+        service winmgmt, on the fixed TCP 24158 (Learn "winmgmt"): the WMI-In rule still
+        admits it (Learn "Connecting to WMI Remotely Starting with Windows Vista": the WMI
+        exception also works with the fixed port), and so does a rule for that one port;
+        localport=RPC does not, unless 24158 lies in the dynamic range (docs/choices.md).
         """
         if self.wmi_host.standalone:
             return self.inbound(source, wmihost.FIXED_PORT, fw.SVCHOST, WINMGMT)
