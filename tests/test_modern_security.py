@@ -330,3 +330,18 @@ def test_performance_log_users_pass_the_launch_limits_from_vista_on(os: str,
     assert v.result == expected
     if expected != "ok":
         assert v.failed is not None and v.failed.where == "launch_limits"
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    (None, "0x80041003"),  # the shared svchost.exe: PKT, below privacy
+    ("winmgmt /standalonehost", "0x80041003"),  # standalone at its default level 4
+    ("winmgmt /standalonehost 6", "ok"),  # default clients negotiate up to privacy
+])
+def test_default_clients_negotiate_up_to_a_standalone_wmi_s_level(command: str | None,
+                                                                  expected: str) -> None:
+    d = pair(**({} if command is None else {"commands": [command]}))
+    d["calls"] = [c(namespace=TS)]
+    v = verdict(d)
+    assert v.result == expected
+    if command is None:
+        assert v.failed is not None and "negotiated" not in v.failed.detail

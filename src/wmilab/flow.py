@@ -88,21 +88,26 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
     a = world.host(call.source)
     level, _how = a.activation_level(call.auth_level_value)
     refused = b.hardening.enforced and level < PKT_INTEGRITY
-    # The level of NTLMLogin matters only to a namespace that requires encryption.
+    # The level of the ORPC calls on WMI matters only to a standalone WMI host (winmgmt
+    # /standalonehost level), and only when the program sets it (CoSetProxyBlanket: not
+    # negotiated); otherwise COM's negotiation takes the higher of the client's level and the
+    # server's (Learn "Security Blanket Negotiation"), which the server's level never refuses.
+    call_level = call.auth_level_value
+    # The level of the requests in the namespace matters only when it requires encryption.
     encrypted = b.wmi.requires_encryption(call.namespace)
-    call_level = a.call_level(call.auth_level_value)[0] if encrypted else None
+    request_level = b.wmi_call_level(a, call.auth_level_value)[0] if encrypted else None
     key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
            level if b.hardening.enforced else None, call.source if refused else None,
-           call_level)
+           call_level if b.wmi_host.standalone else None, request_level)
     found = world.memo.get(key)
     if found is None:
-        found = _security_c1_eval(world, b, call, level, call_level)
+        found = _security_c1_eval(world, b, call, level, call_level, request_level)
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
 
 def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
-                      call_level: int | None) -> tuple[Step, ...]:
+                      call_level: int | None, request_level: int | None) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)
@@ -118,14 +123,15 @@ def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
                                                         str(world.host(call.source).ip))))
     if not out[-1].ok:
         return tuple(out)
-    out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi")))
+    out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi", call_level)))
     if not out[-1].ok:
         return tuple(out)
-    # ``call_level``: what NTLMLogin reaches B with (A's client default or the call's
-    # auth_level; KB 5004442 raises activations only), known when the namespace needs it.
-    check = steps.namespace_login(b, token, call.namespace, call_level)
-    if not check.ok and check.where == "encryption" and call_level is not None:
-        how = world.host(call.source).call_level(call.auth_level_value)[1]
+    # ``request_level``: what the requests in the namespace reach B with (the program's
+    # auth_level, else COM's negotiation; KB 5004442 raises activations only), known when the
+    # namespace requires encryption.
+    check = steps.namespace_login(b, token, call.namespace, request_level)
+    if not check.ok and check.where == "encryption" and request_level is not None:
+        how = b.wmi_call_level(world.host(call.source), call.auth_level_value)[1]
         check = Check(False, f"{check.reason} ({how})", check.where)
     out.append(_step(steps.C1_NAMESPACE, b, check))
     return tuple(out)

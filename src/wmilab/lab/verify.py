@@ -250,9 +250,10 @@ def call_level_for(world: World, call: Call) -> int | None:
     """The level of A's calls into WMI (NTLMLogin and later) where the model's verdict depends
     on it: a namespace that requires encryption on B. Elsewhere None (the client keeps its
     own, packet privacy)."""
-    if not world.host(call.target).wmi.requires_encryption(call.namespace):
+    b = world.host(call.target)
+    if not b.wmi.requires_encryption(call.namespace):
         return None
-    return world.host(call.source).call_level(call.auth_level_value)[0]
+    return b.wmi_call_level(world.host(call.source), call.auth_level_value)[0]
 
 
 def impacket_level_for(world: World, call: Call) -> int | None:
