@@ -127,3 +127,45 @@ def test_encrypted_namespace_callback_from_a_workgroup_is_refused() -> None:
     assert chk.wire == chk.predicted.result == "0x80070005"
     (outcome,) = outcomes
     assert outcome.attempts == 0 and "ASYNC_DENIED" in outcome.reason
+
+
+async def _aiowmi_login_then_query(address: str, namespace: str) -> str:
+    from aiowmi.connection import Connection
+    from aiowmi.query import Query
+
+    from wmilab.host import client_errors
+
+    conn = Connection(address, "admin", "Adm1n!", domain="CORP")
+    try:
+        await conn.connect(timeout=10)
+        service = await conn.negotiate_ntlm()
+        await conn.login_ntlm(service, namespace)  # the login itself is not refused
+        try:
+            query = Query("SELECT * FROM __NAMESPACE", namespace=namespace)
+            async with query.context(conn, service) as qc:
+                async for _props in qc.results():
+                    pass
+        except Exception as e:
+            code = client_errors.from_exception(e)
+            return f"0x{code:08X}" if code is not None else repr(e)
+        return "ok"
+    finally:
+        conn.close()
+
+
+def test_aiowmi_logs_in_and_is_refused_at_the_query_as_in_its_issue_38() -> None:
+    import asyncio
+
+    doc = pair()
+    doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "namespace": TS}]
+    lab = _lab(doc)
+    lab.act_as("B", "A")
+    try:
+        got = asyncio.run(_aiowmi_login_then_query(lab.address("B"), "root/cimv2/TerminalServices"))
+        plain = asyncio.run(_aiowmi_login_then_query(lab.address("B"), "root/cimv2"))
+    finally:
+        lab.close()
+    s = lab.scenario
+    # aiowmi calls the WMI port at max(authnHint, integrity): below privacy.
+    assert got == flow.evaluate(s.world, s.calls[0]).result == "0x80041003"
+    assert plain == "ok"
