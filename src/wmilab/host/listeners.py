@@ -20,7 +20,12 @@ import logging
 import resource
 import socket
 import struct
+import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wmilab.model.ports import PortRange
 
 __all__ = ["SharedListeners", "SharedRoute", "raise_descriptor_limit"]
 
@@ -31,6 +36,11 @@ log = logging.getLogger("wmilab.host")
 LOOPBACK_INTERFACE = b"lo"
 _BACKLOG = 1024
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
+# Choice (docs/choices.md): with shared sockets, the dynamic ports the hosts of one range
+# listen on come from at most this many ports of the range, each drawn at random; beyond
+# it a host takes one of them at random. Independent draws would need a socket for nearly
+# every port of a range (3,976 on XP) in a big lab.
+PORTS_PER_RANGE = 512
 
 
 def raise_descriptor_limit(needed: int) -> int:
@@ -136,9 +146,11 @@ class SharedRoute:
 class SharedListeners:
     """One listening socket per port for every host of a lab (see the module's text)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ports_per_range: int = PORTS_PER_RANGE) -> None:
+        self.ports_per_range = ports_per_range
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ports: dict[int, _PortListener] = {}
+        self._pools: dict[tuple[tuple[int, int], ...], list[int]] = {}
         self._free: dict[str, int] = {}  # a port asked as 0 by role: the one picked first
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -152,8 +164,17 @@ class SharedListeners:
         """Listening sockets open now."""
         return len(self._ports)
 
+    def draw(self, ports: PortRange, rng: random.Random) -> int:
+        """A port of the dynamic range ``ports`` for a host's listener: drawn at random
+        while the lab listens on fewer than ``ports_per_range`` ports of that range, else
+        one of those at random."""
+        pool = self._pools.get(ports.spans, [])
+        if len(pool) >= self.ports_per_range:
+            return rng.choice(pool)
+        return ports.pick(rng)
+
     def route(self, address: str, port: int, factory: Callable[[], asyncio.Protocol],
-              role: str = "") -> SharedRoute:
+              role: str = "", pool: PortRange | None = None) -> SharedRoute:
         """Serve connections to ``address:port`` with protocols from ``factory``.
 
         Port 0 means the free port this object picked for ``role`` the first time (so that
@@ -172,6 +193,10 @@ class SharedListeners:
         if address in listener.routes:
             raise OSError(errno.EADDRINUSE, f"{address}:{listener.port} is served already")
         listener.routes[address] = factory
+        if pool is not None:
+            taken = self._pools.setdefault(pool.spans, [])
+            if listener.port not in taken:
+                taken.append(listener.port)
         return SharedRoute(listener, address)
 
     def _bind(self, port: int) -> _PortListener:
@@ -198,6 +223,9 @@ class SharedListeners:
             for role, port in list(self._free.items()):
                 if port == listener.port:
                     del self._free[role]
+            for pool in self._pools.values():
+                if listener.port in pool:
+                    pool.remove(listener.port)
             listener.close()
 
     def adopt(self, conn: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
@@ -219,3 +247,4 @@ class SharedListeners:
             listener.close()
         self._ports.clear()
         self._free.clear()
+        self._pools.clear()

@@ -32,7 +32,7 @@ from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.pinging import GcSettings
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 from wmilab.model.world import World
 from wmilab.wire import ids, rpc
 from wmilab.wire.dcom import RpcFaultReply
@@ -215,8 +215,8 @@ class HostServer:
         return self.port_map.get(model_port, model_port)
 
     async def _listen(self, factory: Callable[[], asyncio.Protocol], port: int, what: str,
-                      shared: SharedListeners | None = None,
-                      role: str = "") -> tuple[_Listening, int]:
+                      shared: SharedListeners | None = None, role: str = "",
+                      pool: PortRange | None = None) -> tuple[_Listening, int]:
         """Listen on this host's address, or HostBindError; returns the listener and the
         port bound. With ``shared``, the address is routed on the lab's listener of that
         port (``role`` names which free port a port 0 stands for).
@@ -228,7 +228,7 @@ class HostServer:
         """
         if shared is not None:
             try:
-                route = shared.route(self.address, port, factory, role)
+                route = shared.route(self.address, port, factory, role, pool)
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE):
                     raise self._out_of_descriptors(e, port, what) from None
@@ -269,9 +269,9 @@ class HostServer:
         ports = self.model.rpc_ports
         last: OSError | None = None
         for _ in range(min(64, len(ports))):
-            port = ports.pick(self.rng)
+            port = ports.pick(self.rng) if shared is None else shared.draw(ports, self.rng)
             try:
-                return await self._listen(factory, port, f"the {what}", shared)
+                return await self._listen(factory, port, f"the {what}", shared, pool=ports)
             except HostBindError:
                 raise
             except OSError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import resource
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Network
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -86,8 +86,11 @@ class LoopbackLab:
         """About how many descriptors the lab's listening sockets take, plus a reserve."""
         if self.shared is None:
             return 2 * len(self.servers) + _RESERVE
-        # Port 135 and at most one port per host (hosts that draw the same port share it).
-        return 1 + len(self.servers) + _RESERVE
+        # Port 135 and one per WMI port: at most one per host, and at most
+        # ports_per_range per dynamic range (host/listeners.py).
+        ranges = {s.model.rpc_ports.spans for s in self.servers.values()}
+        dynamic = min(len(self.servers), self.shared.ports_per_range * len(ranges))
+        return 1 + dynamic + _RESERVE
 
     def resolver_port(self, address: str) -> int:
         """The port of the OXID resolver at a loopback address (135 unless remapped)."""
@@ -111,16 +114,21 @@ class LoopbackLab:
         return cls(scenario.world, client_host=client_host, default_clients=clients,
                    ports=ports, limits=limits, network=network, listeners=listeners)
 
-    async def start(self) -> None:
+    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Start every host; ``progress(done, total)`` is called every 250 hosts and at
+        the end (a readiness signal for whoever waits on a big lab)."""
         raise_descriptor_limit(self.descriptors_needed())
         if self.shared is not None:
             log.info("%d hosts share listening sockets (one per port, on lo)",
                      len(self.servers))
         started: list[str] = []
         try:
+            total = len(self.servers)
             for name, server in self.servers.items():
                 await server.start()
                 started.append(name)
+                if progress is not None and (len(started) % 250 == 0 or len(started) == total):
+                    progress(len(started), total)
         except BaseException:
             for name in started:
                 await self.servers[name].stop()
