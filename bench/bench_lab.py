@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fleet  # noqa: E402  (bench/fleet.py)
+import fleet
 
 QUERY = "SELECT * FROM Win32_OperatingSystem"
 NETWORK = "127.96.0.0/16"  # fleet addresses 10.0.x.y become 127.96.x.y

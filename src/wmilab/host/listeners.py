@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import random
 import resource
 import socket
 import struct
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 

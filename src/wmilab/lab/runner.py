@@ -19,9 +19,9 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.lab import netns, pcap
 from wmilab.lab.daemon import ask, progress, ready_file
-from wmilab.host.loopback_map import LoopbackMap
 from wmilab.lab.state import LabState, ProcessRecord, lab_key, marked_processes, state_root
 
 if TYPE_CHECKING:
