@@ -177,8 +177,13 @@ async def _aiowmi_name(address: str) -> str:
         conn.close()
 
 
+# Two jobs, as on two machines (each its own state directory): shard 0/2 of the hosts in
+# two worker processes, shard 1/2 in one.
+JOBS = (("0/2", 2), ("1/2", 1))
+
+
 @pytest.mark.slow
-def test_workers_serve_every_host_exactly_once(tmp_path: Path) -> None:
+def test_shards_and_workers_serve_every_host_exactly_once(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         needs_root("the workers' hosts listen on port 135")
     second = random.SystemRandom().randrange(100, 250)
@@ -186,49 +191,89 @@ def test_workers_serve_every_host_exactly_once(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True).stdout
     path = tmp_path / "nine.toml"
     path.write_text(text)
-    env = {**os.environ, "WMILAB_STATE_DIR": str(tmp_path / "state")}
+    envs = [{**os.environ, "WMILAB_STATE_DIR": str(tmp_path / f"job{j}")}
+            for j in range(len(JOBS))]
     wmilab = [sys.executable, "-m", "wmilab", "lab"]
-    up = subprocess.run([*wmilab, "up", str(path), "--workers", "3", "--loopback-net",
-                         f"127.{second}.0.0/16"], env=env, capture_output=True, text=True,
-                        timeout=300)
-    assert up.returncode == 0, up.stdout + up.stderr
+    started: list[dict[str, str]] = []
     try:
-        ready = [json.loads(p.read_text())
-                 for p in sorted((tmp_path / "state").glob("*/loopback-*.ready"))]
-        assert len(ready) == 3
-        pids = [r["pid"] for r in ready]
-        assert len(set(pids)) == 3
-        served = [h for r in ready for h in r["hosts"]]
-        every = [f"H{i:05d}" for i in range(9)] + ["CLIENT"]
-        assert sorted(served) == sorted(every)  # each host in exactly one worker
-        state = json.loads(next((tmp_path / "state").glob("*/state.json")).read_text())
-        owner_of = {h: r["pid"] for r in ready for h in r["hosts"]}
-        owners = _listening_owners(pids)
-        for host in every:
-            address = state["hosts"][host]["address"]
-            # One listening socket on the host's 135, in the worker that serves it.
-            assert owners.get((address, 135)) == [owner_of[host]], (host, owners)
-        # Every listening socket of the workers is on one of their own hosts' addresses.
-        mine = {state["hosts"][h]["address"]: pid for h, pid in owner_of.items()}
-        for (address, _port), pids_there in owners.items():
-            assert pids_there == [mine[address]], (address, pids_there)
-        # Every host answers as itself (its closed firewall refuses for every seventh).
-        for i in range(9):
-            host = f"H{i:05d}"
-            address = state["hosts"][host]["address"]
-            if i % 7:
-                assert asyncio.run(_aiowmi_name(address)) == host
-            else:
-                with socket.create_connection((address, 135), timeout=10) as probe, \
-                        pytest.raises(ConnectionResetError):
-                    probe.recv(10)
-        # And to impacket, as wmiquery.py drives it, on one host of each worker.
-        for r in ready:
-            host = next(h for h in r["hosts"] if h != "CLIENT" and int(h[1:]) % 7)
-            assert impacket_query(state["hosts"][host]["address"], "CORP\\admin", "A!",
-                                  "root\\cimv2", "SELECT * FROM Win32_OperatingSystem") \
-                == ("ok", 1)
+        for env, (shard, workers) in zip(envs, JOBS, strict=True):
+            up = subprocess.run([*wmilab, "up", str(path), "--shard", shard, "--workers",
+                                 str(workers), "--loopback-net", f"127.{second}.0.0/16"],
+                                env=env, capture_output=True, text=True, timeout=300)
+            assert up.returncode == 0, up.stdout + up.stderr
+            started.append(env)
+        _check_split(tmp_path, second)
     finally:
-        down = subprocess.run([*wmilab, "down", str(path)], env=env, capture_output=True,
-                              text=True, timeout=120)
-    assert down.returncode == 0 and "stopped 3 processes" in down.stdout, down.stdout
+        for env in started:
+            down = subprocess.run([*wmilab, "down", str(path)], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert down.returncode == 0 and "stopped" in down.stdout, down.stdout
+
+
+def _check_split(tmp_path: Path, second: int) -> None:
+    ready = [json.loads(p.read_text())
+             for p in sorted(tmp_path.glob("job*/*/loopback*.ready"))]
+    assert len(ready) == 3
+    pids = [r["pid"] for r in ready]
+    assert len(set(pids)) == 3
+    served = [h for r in ready for h in r["hosts"]]
+    every = [f"H{i:05d}" for i in range(9)] + ["CLIENT"]
+    assert sorted(served) == sorted(every)  # each host in exactly one process
+    state: dict[str, dict[str, dict[str, str]]] = {"hosts": {}}
+    for job in tmp_path.glob("job*/*/state.json"):
+        state["hosts"].update(json.loads(job.read_text())["hosts"])
+    assert sorted(state["hosts"]) == sorted(every)
+    owner_of = {h: r["pid"] for r in ready for h in r["hosts"]}
+    owners = _listening_owners(pids)
+    for host in every:
+        address = state["hosts"][host]["address"]
+        # One listening socket on the host's 135, in the worker that serves it.
+        assert owners.get((address, 135)) == [owner_of[host]], (host, owners)
+    # Every listening socket of the workers is on one of their own hosts' addresses.
+    mine = {state["hosts"][h]["address"]: pid for h, pid in owner_of.items()}
+    for (address, _port), pids_there in owners.items():
+        assert pids_there == [mine[address]], (address, pids_there)
+    # Every host answers as itself (its closed firewall refuses for every seventh).
+    for i in range(9):
+        host = f"H{i:05d}"
+        address = state["hosts"][host]["address"]
+        if i % 7:
+            assert asyncio.run(_aiowmi_name(address)) == host
+        else:
+            with socket.create_connection((address, 135), timeout=10) as probe, \
+                    pytest.raises(ConnectionResetError):
+                probe.recv(10)
+    # And to impacket, as wmiquery.py drives it, on one host of each worker.
+    for r in ready:
+        host = next(h for h in r["hosts"] if h != "CLIENT" and int(h[1:]) % 7)
+        assert impacket_query(state["hosts"][host]["address"], "CORP\\admin", "A!",
+                              "root\\cimv2", "SELECT * FROM Win32_OperatingSystem") \
+            == ("ok", 1)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--listeners", "wildcard"], "--listeners 'wildcard': give one of auto, per-host, shared"),
+    (["--workers", "2", "--verify"], "--workers and --shard serve the hosts for clients"),
+    (["--shard", "0/2", "--verify"], "--workers and --shard serve the hosts for clients"),
+    (["--shard", "2/2"], "--shard '2/2': expected I/N with 0 <= I < N"),
+    (["--netns", "--shard", "0/2"], "--shard is for the loopback lab"),
+    (["--workers", "2", "--listeners", "shared"], "--listeners shared needs a single process"),
+    (["--netns", "--workers", "2"], "--workers and --listeners are for the loopback lab"),
+])
+def test_bad_workers_or_listeners_exit_2(args: list[str], message: str,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wmilab import examples
+    from wmilab.cli import app
+
+    monkeypatch.setenv("WMILAB_STATE_DIR", str(tmp_path))
+    example = str(examples.directory() / "02-remote-admin.toml")
+    for command in (["lab", example], ["lab", "up", example]):
+        if "--verify" in args and "up" in command:
+            continue
+        res = CliRunner().invoke(app, [*command, *args])
+        assert res.exit_code == 2, (command, args, res.output)
+        assert message in " ".join(res.output.split()), res.output
+    assert not list(tmp_path.iterdir())  # nothing was started

@@ -65,6 +65,10 @@ ListenersOpt = Annotated[str, typer.Option(
     "`shared` (one socket per port for all hosts, on the loopback interface only, each "
     "connection served by the host whose address it was made to; one process only) or "
     "`auto` (per-host while two sockets per host fit in half the descriptor limit).")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", help="Loopback lab: serve only shard I/N of the hosts, every N-th in name "
+    "order from the I-th (0-based), so that N machines or jobs each serve their part. Not "
+    "with --verify.", show_default=False)]
 LoopbackNetOpt = Annotated[str | None, typer.Option(
     "--loopback-net", help="Loopback lab: the loopback network the scenario's addresses map "
     "into (default 127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it "
@@ -95,6 +99,19 @@ def _listeners(text: str, use_netns: bool, workers: int) -> str:
         raise _fail("--workers and --listeners are for the loopback lab; the netns lab runs "
                     "one process per host, on its own address")
     return text
+
+
+def _shard(text: str | None, use_netns: bool) -> tuple[int, int] | None:
+    from wmilab.lab import runner
+
+    if text is None:
+        return None
+    if use_netns:
+        raise _fail("--shard is for the loopback lab")
+    try:
+        return runner.parse_shard(text)
+    except runner.LabError as e:
+        raise _fail(str(e)) from None
 
 
 # A lab of more hosts than this prints the first ones and a count (`lab status` lists all).
@@ -198,6 +215,7 @@ def run(
     loopback_net: LoopbackNetOpt = None,
     workers: WorkersOpt = 1,
     listeners: ListenersOpt = "auto",
+    shard: ShardOpt = None,
 ) -> None:
     import logging
 
@@ -206,9 +224,10 @@ def run(
     scenario = _load(file)
     network = _network(loopback_net, use_netns)
     listeners = _listeners(listeners, use_netns, workers)
-    if workers > 1 and verify:
-        raise _fail("--workers serves the hosts for clients of your own; --verify makes the "
-                    "calls from this process: drop --workers")
+    if (workers > 1 or shard is not None) and verify:
+        raise _fail("--workers and --shard serve the hosts for clients of your own; --verify "
+                    "makes every call from this process: drop them")
+    part = _shard(shard, use_netns)
     passwords = {c.user: scenario.world.password_of(c.user) for c in scenario.calls}
     if not verify:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -227,10 +246,11 @@ def run(
         finally:
             runner.down(state)
     elif workers > 1:
-        _run_workers(file, scenario, pcap_dir, network, workers, listeners)
+        _run_workers(file, scenario, pcap_dir, network, workers, listeners, part)
         return
     else:
-        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords, network, listeners)
+        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords, network, listeners,
+                            part)
         if ran is None:
             return
         checks = ran
@@ -239,13 +259,14 @@ def run(
 
 
 def _run_workers(file: Path, scenario: Scenario, pcap_dir: Path | None,
-                 network: IPv4Network | None, workers: int, listeners: str) -> None:
+                 network: IPv4Network | None, workers: int, listeners: str,
+                 shard: tuple[int, int] | None) -> None:
     """``wmilab lab FILE --workers N``: the background lab's processes, stopped on Ctrl-C."""
     from wmilab.lab import runner
 
     try:
         state = runner.up(file, scenario, use_netns=False, pcap_dir=pcap_dir, network=network,
-                          workers=workers, listeners=listeners)
+                          workers=workers, listeners=listeners, shard=shard)
     except runner.LabError as e:
         raise _fail(str(e)) from None
     try:
@@ -259,7 +280,8 @@ def _run_workers(file: Path, scenario: Scenario, pcap_dir: Path | None,
 
 def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path | None,
                   passwords: dict[str, str | None], network: IPv4Network | None,
-                  listeners: str = "auto") -> list[CallCheck] | None:
+                  listeners: str = "auto",
+                  shard: tuple[int, int] | None = None) -> list[CallCheck] | None:
     from wmilab.host.server import HostBindError
     from wmilab.lab import runner
     from wmilab.lab.state import LabState
@@ -276,9 +298,12 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
             state = runner.loopback_captures(file, scenario, pcap_dir, network)
         except runner.LabError as e:
             raise _fail(str(e)) from None
-    running = ThreadedLab(scenario, network=network, listeners=listeners)
+    hosts = runner.shard_hosts(scenario.world.configs, shard)
+    running = ThreadedLab(scenario, network=network, listeners=listeners,
+                          hosts=hosts if shard is not None else None)
     for target, source in clients.items():
-        running.act_as(target, source)
+        if target in running.lab.servers:
+            running.act_as(target, source)
     try:
         try:
             running.start()
@@ -287,7 +312,7 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         try:
             table = Table("host", "scenario address", "loopback address",
                           "clients from 127.0.0.1 count as")
-            configs = list(scenario.world.configs.items())
+            configs = [(h, scenario.world.configs[h]) for h in running.lab.servers]
             for name, cfg in configs[:_TABLE_ROWS]:
                 table.add_row(name, str(cfg.address.ip), running.address(name),
                               clients.get(name, "-"))
@@ -316,15 +341,16 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
     "--netns without root or a lab of FILE that is up already."))
 def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
            loopback_net: LoopbackNetOpt = None, workers: WorkersOpt = 1,
-           listeners: ListenersOpt = "auto") -> None:
+           listeners: ListenersOpt = "auto", shard: ShardOpt = None) -> None:
     from wmilab.lab import runner
 
     scenario = _load(file)
     network = _network(loopback_net, use_netns)
     listeners = _listeners(listeners, use_netns, workers)
+    part = _shard(shard, use_netns)
     try:
         state = runner.up(file, scenario, use_netns=use_netns, pcap_dir=pcap_dir,
-                          network=network, workers=workers, listeners=listeners)
+                          network=network, workers=workers, listeners=listeners, shard=part)
     except runner.LabError as e:
         raise _fail(str(e)) from None
     _print_status(state)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,11 +48,13 @@ def find(path: Path) -> LabState | None:
 
 def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
        quick: bool = False, network: IPv4Network | None = None,
-       timeout: float = 60.0, workers: int = 1, listeners: str = "auto") -> LabState:
+       timeout: float = 60.0, workers: int = 1, listeners: str = "auto",
+       shard: tuple[int, int] | None = None) -> LabState:
     """Start the lab of ``path`` in the background; return once every host listens.
     ``network`` is the loopback lab's loopback network (``--loopback-net``); ``workers``
     processes share its hosts, each host in exactly one (``worker_of``); ``listeners`` is
-    how they listen (lab/loopback.py LISTENER_MODES). ``timeout`` is how long a starting
+    how they listen (lab/loopback.py LISTENER_MODES); ``shard`` (I, N) serves only the
+    hosts ``shard_hosts`` gives (``--shard I/N``). ``timeout`` is how long a starting
     process may go without reporting progress (a big lab reports every few hundred hosts),
     not a bound on the whole start.
 
@@ -62,12 +65,14 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
     if use_netns and workers != 1:
         raise LabError("--workers is for the loopback lab; the netns lab already runs one "
                        "process per host")
+    if use_netns and shard is not None:
+        raise LabError("--shard is for the loopback lab")
     if workers > 1 and listeners == "shared":
         raise LabError("--listeners shared needs a single process: a shared listening socket "
                        "serves every address on its port, so two workers cannot each have "
                        "one (use --workers 1, or per-host listeners)")
     state = _new_state(path, "netns" if use_netns else "loopback", pcap_dir, network,
-                       workers, listeners)
+                       workers, listeners, shard)
     try:
         if use_netns:
             _up_netns(state, scenario, pcap_dir, quick)
@@ -84,7 +89,7 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
 
 def _new_state(path: Path, mode: str, pcap_dir: Path | None,
                network: IPv4Network | None, workers: int = 1,
-               listeners: str = "auto") -> LabState:
+               listeners: str = "auto", shard: tuple[int, int] | None = None) -> LabState:
     """Check that the lab can start, and write its (empty) state."""
     directory = state_dir(path)
     if LabState.load(directory) is not None:
@@ -107,9 +112,28 @@ def _new_state(path: Path, mode: str, pcap_dir: Path | None,
                      directory=str(directory),
                      pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None,
                      network=str(network) if network is not None else None,
-                     workers=workers, listeners=listeners)
+                     workers=workers, listeners=listeners,
+                     shard=f"{shard[0]}/{shard[1]}" if shard is not None else None)
     state.save()
     return state
+
+
+def shard_hosts(names: Iterable[str], shard: tuple[int, int] | None) -> list[str]:
+    """The hosts of shard (I, N): every N-th host in name order, from the I-th (0-based),
+    as ``doctor --shard`` splits a targets file; all hosts when ``shard`` is None."""
+    ordered = sorted(names)
+    return ordered if shard is None else ordered[shard[0]::shard[1]]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``; LabError when it is not 0 <= I < N."""
+    from wmilab.realhost import options as opt
+    from wmilab.realhost.fleet import parse_shard as parse
+
+    try:
+        return parse(text)
+    except opt.UsageError as e:
+        raise LabError(str(e)) from None
 
 
 def worker_of(index: int, workers: int) -> int:
@@ -174,11 +198,13 @@ def _loopback_hosts(state: LabState, scenario: Scenario) -> None:
     clients: dict[str, str] = {}
     for c in scenario.calls:
         clients.setdefault(c.target, c.source)
-    names = sorted(scenario.world.configs)
+    shard = parse_shard(state.shard) if state.shard else None
+    names = shard_hosts(scenario.world.configs, shard)
     worker = {name: worker_of(i, state.workers) for i, name in enumerate(names)}
     for name, loop in LoopbackMap.for_world(scenario.world, network).items():
-        state.hosts[name] = {"address": str(loop), "client": clients.get(name, ""),
-                             "worker": worker[name]}
+        if name in worker:
+            state.hosts[name] = {"address": str(loop), "client": clients.get(name, ""),
+                                 "worker": worker[name]}
     state.save()
 
 

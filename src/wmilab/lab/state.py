@@ -133,6 +133,7 @@ class LabState:
     network: str | None = None  # the loopback lab's loopback network (--loopback-net)
     workers: int = 1  # loopback lab: processes serving its hosts (--workers)
     listeners: str = "auto"  # loopback lab: per-host or shared listening sockets
+    shard: str | None = None  # loopback lab: "I/N", the part of the hosts served here
     started_at: float = field(default_factory=time.time)
 
     @property
