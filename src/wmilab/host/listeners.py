@@ -204,7 +204,9 @@ class SharedListeners:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Never a wildcard socket without this: it restricts the socket to packets that
-            # arrive on the loopback interface (socket(7) SO_BINDTODEVICE).
+            # arrive on the loopback interface (socket(7) SO_BINDTODEVICE; without
+            # CAP_NET_RAW since Linux 5.7, kernel commit c427bfec18f2). If it fails, the
+            # bind fails: the lab reports it rather than listen on every interface.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, LOOPBACK_INTERFACE)
             sock.bind(("0.0.0.0", port))
             sock.listen(_BACKLOG)

@@ -106,8 +106,9 @@ class HostServer:
     random from the host's dynamic RPC range (``HostModel.rpc_ports``), as the RPC runtime
     assigns one (KB 154596); ``rng`` makes the draw reproducible in tests. ``client_host``
     is the scenario host a connection from an address that is no host's loopback address
-    stands for. With ``listeners`` the host's RPCSS and WMI service are served by the lab's
-    shared listening sockets (host/listeners.py) instead of sockets of their own.
+    stands for. With ``listeners`` the host's WMI service is served by the lab's shared
+    listening sockets (host/listeners.py) instead of a socket of its own; RPCSS keeps its
+    own socket on 135.
     """
 
     def __init__(self, world: World, host: str, *, address: str | None = None,
@@ -166,9 +167,11 @@ class HostServer:
                     srv, port = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"),
                                                          "wmi", self.shared)
                 else:
+                    # Choice (docs/choices.md): 135 keeps a socket per host even in a lab
+                    # of shared sockets; a wildcard on the well-known port would take it
+                    # from every other lab and program on the machine's loopback.
                     srv, port = await self._listen(lambda: _RpcProtocol(self, "rpcss"),
-                                                   self._wanted[kind], "the RPCSS",
-                                                   self.shared, role="rpcss")
+                                                   self._wanted[kind], "the RPCSS")
                 self._servers.append(srv)
                 self.ports[kind] = port
                 self.model_ports[kind] = (RPC_ENDPOINT_MAPPER if kind == "rpcss"
@@ -250,8 +253,8 @@ class HostServer:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         hint = ""
         if why.errno in (errno.EMFILE, errno.ENFILE):
-            need = ("the lab needs a listening socket per port its hosts listen on"
-                    if self.shared is not None
+            need = ("each host needs a listening socket for RPCSS, and the lab one per "
+                    "WMI port its hosts share" if self.shared is not None
                     else "each host needs at least two listening sockets")
             hint = (f"; this process may open {soft} file descriptors (RLIMIT_NOFILE, hard "
                     f"limit {hard}) and {need}: raise the limit (ulimit -n), serve fewer "

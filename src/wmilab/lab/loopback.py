@@ -86,11 +86,11 @@ class LoopbackLab:
         """About how many descriptors the lab's listening sockets take, plus a reserve."""
         if self.shared is None:
             return 2 * len(self.servers) + _RESERVE
-        # Port 135 and one per WMI port: at most one per host, and at most
+        # 135 per host, and one per shared WMI port: at most one per host, and at most
         # ports_per_range per dynamic range (host/listeners.py).
         ranges = {s.model.rpc_ports.spans for s in self.servers.values()}
         dynamic = min(len(self.servers), self.shared.ports_per_range * len(ranges))
-        return 1 + dynamic + _RESERVE
+        return len(self.servers) + dynamic + _RESERVE
 
     def resolver_port(self, address: str) -> int:
         """The port of the OXID resolver at a loopback address (135 unless remapped)."""
@@ -119,8 +119,8 @@ class LoopbackLab:
         the end (a readiness signal for whoever waits on a big lab)."""
         raise_descriptor_limit(self.descriptors_needed())
         if self.shared is not None:
-            log.info("%d hosts share listening sockets (one per port, on lo)",
-                     len(self.servers))
+            log.info("%d hosts share listening sockets for their WMI ports (one per port, "
+                     "on lo); each keeps its own on 135", len(self.servers))
         started: list[str] = []
         try:
             total = len(self.servers)
