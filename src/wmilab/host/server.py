@@ -218,11 +218,11 @@ class HostServer:
         return self.port_map.get(model_port, model_port)
 
     async def _listen(self, factory: Callable[[], asyncio.Protocol], port: int, what: str,
-                      shared: SharedListeners | None = None, role: str = "",
+                      shared: SharedListeners | None = None,
                       pool: PortRange | None = None) -> tuple[_Listening, int]:
         """Listen on this host's address, or HostBindError; returns the listener and the
         port bound. With ``shared``, the address is routed on the lab's listener of that
-        port (``role`` names which free port a port 0 stands for).
+        port (a port of the dynamic range ``pool``).
 
         asyncio skips an address whose socket cannot be created, taking the error for an
         unsupported address family, and returns a server with no socket; out of file
@@ -231,7 +231,7 @@ class HostServer:
         """
         if shared is not None:
             try:
-                route = shared.route(self.address, port, factory, role, pool)
+                route = shared.route(self.address, port, factory, pool=pool)
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE):
                     raise self._out_of_descriptors(e, port, what) from None
@@ -253,13 +253,16 @@ class HostServer:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         hint = ""
         if why.errno in (errno.EMFILE, errno.ENFILE):
-            need = ("each host needs a listening socket for RPCSS, and the lab one per "
-                    "WMI port its hosts share" if self.shared is not None
-                    else "each host needs at least two listening sockets")
+            if self.shared is not None:
+                need = ("each host needs a listening socket for RPCSS, and the lab one per "
+                        "WMI port its hosts share")
+                share = ""
+            else:
+                need = "each host needs at least two listening sockets"
+                share = " or let the hosts share listening sockets (--listeners shared)"
             hint = (f"; this process may open {soft} file descriptors (RLIMIT_NOFILE, hard "
                     f"limit {hard}) and {need}: raise the limit (ulimit -n), serve fewer "
-                    f"hosts per process (--workers) or let the hosts share listening sockets "
-                    f"(--listeners shared)")
+                    f"hosts per process (--workers){share}")
         return HostBindError(why.errno or 0, f"{self.name}: cannot listen on {self.address}:"
                              f"{port} for {what}: {why.strerror or why}{hint}")
 

@@ -295,7 +295,7 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         # Recorded like a background lab, so `lab down FILE` stops the captures even if
         # this process is killed.
         try:
-            state = runner.loopback_captures(file, scenario, pcap_dir, network)
+            state = runner.loopback_captures(file, scenario, pcap_dir, network, shard)
         except runner.LabError as e:
             raise _fail(str(e)) from None
     hosts = runner.shard_hosts(scenario.world.configs, shard)

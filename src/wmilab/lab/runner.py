@@ -149,10 +149,12 @@ def loopback_process(state: LabState, worker: int) -> tuple[str, str, str]:
 
 
 def loopback_captures(path: Path, scenario: Scenario, pcap_dir: Path,
-                      network: IPv4Network | None) -> LabState:
+                      network: IPv4Network | None,
+                      shard: tuple[int, int] | None = None) -> LabState:
     """Captures for a loopback lab that runs in this process (``wmilab lab FILE --pcap``),
-    recorded as a lab of ``path`` so that ``down`` stops them whatever happens."""
-    state = _new_state(path, "loopback", pcap_dir, network)
+    recorded as a lab of ``path`` so that ``down`` stops them whatever happens; one per
+    host of ``shard`` (all hosts without one)."""
+    state = _new_state(path, "loopback", pcap_dir, network, shard=shard)
     try:
         _loopback_hosts(state, scenario)
         start_loopback_captures(state, pcap_dir)
