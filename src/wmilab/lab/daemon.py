@@ -213,8 +213,7 @@ async def _loopback(directory: Path, worker: int) -> None:
 
     await lab.start(progress=on_progress)
     try:
-        sockets = (lab.shared.sockets if lab.shared is not None
-                   else sum(len(s.ports) for s in lab.servers.values()))
+        sockets = lab.listening_sockets()
         ready_file(directory, name).write_text(json.dumps(
             {"pid": os.getpid(), "hosts": hosts, "listening_sockets": sockets}))
         log.info("%d hosts listening (%d listening sockets)", len(hosts), sockets)

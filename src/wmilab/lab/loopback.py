@@ -92,6 +92,13 @@ class LoopbackLab:
         dynamic = min(len(self.servers), self.shared.ports_per_range * len(ranges))
         return len(self.servers) + dynamic + _RESERVE
 
+    def listening_sockets(self) -> int:
+        """Listening sockets open now: the hosts' own and the shared ones."""
+        own = sum(len(s.ports) for s in self.servers.values())
+        if self.shared is None:
+            return own
+        return own - len(self.servers) + self.shared.sockets  # each host's WMI is shared
+
     def resolver_port(self, address: str) -> int:
         """The port of the OXID resolver at a loopback address (135 unless remapped)."""
         host = self.map.host_at(address)
