@@ -164,8 +164,11 @@ class HostServer:
         try:
             for kind in ("wmi", "rpcss"):
                 if kind == "wmi":
+                    # The model says where WMI listens: a port of the dynamic range, or
+                    # the fixed 24158 after winmgmt /standalonehost (HostModel.wmi_ports).
                     srv, port = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"),
-                                                         "wmi", self.shared)
+                                                         "wmi", self.model.wmi_ports,
+                                                         self.shared)
                 else:
                     # Choice (docs/choices.md): 135 keeps a socket per host even in a lab
                     # of shared sockets; a wildcard on the well-known port would take it
@@ -267,12 +270,13 @@ class HostServer:
                              f"{port} for {what}: {why.strerror or why}{hint}")
 
     async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol], what: str,
+                            ports: PortRange | None = None,
                             shared: SharedListeners | None = None
                             ) -> tuple[_Listening, int]:
         """Listen on a port drawn from the host's dynamic RPC range (the model's
-        ``rpc_ports``, the one source of the range); a port in use is skipped, as the RPC
-        runtime takes the next free one."""
-        ports = self.model.rpc_ports
+        ``rpc_ports``, the one source of the range), or from ``ports``; a port in use is
+        skipped, as the RPC runtime takes the next free one."""
+        ports = self.model.rpc_ports if ports is None else ports
         last: OSError | None = None
         for _ in range(min(64, len(ports))):
             port = ports.pick(self.rng) if shared is None else shared.draw(ports, self.rng)
@@ -285,8 +289,8 @@ class HostServer:
                     raise
                 last = e
         raise HostBindError(getattr(last, "errno", 0) or 0,
-                            f"{self.name}: no free port for the {what} in its dynamic RPC "
-                            f"range {ports.describe()} on {self.address}")
+                            f"{self.name}: no free port for the {what} in {ports.source}: "
+                            f"{ports.describe()} on {self.address}")
 
     async def add_listener(self, service: Service, port: int | None) -> int:
         """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic

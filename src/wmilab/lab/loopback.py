@@ -88,7 +88,7 @@ class LoopbackLab:
             return 2 * len(self.servers) + _RESERVE
         # 135 per host, and one per shared WMI port: at most one per host, and at most
         # ports_per_range per dynamic range (host/listeners.py).
-        ranges = {s.model.rpc_ports.spans for s in self.servers.values()}
+        ranges = {s.model.wmi_ports.spans for s in self.servers.values()}
         dynamic = min(len(self.servers), self.shared.ports_per_range * len(ranges))
         return len(self.servers) + dynamic + _RESERVE
 
