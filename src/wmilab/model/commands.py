@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from wmilab.errors import ConfigError
+from wmilab.model import netsecurity
 from wmilab.model.netsh import tokenize
 
 __all__ = ["REGISTRY_KEYS", "Applied", "apply"]
@@ -61,6 +62,12 @@ def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str,
 
 
 def _one(command: str, out: Applied, known: Sequence[str]) -> None:
+    if netsecurity.is_cmdlet(command.split(None, 1)[0] if command.strip() else ""):
+        # PowerShell's *-NetFirewallRule: checked now, run with the netsh list on the WFAS
+        # rule set (model/netsecurity.py; the OS is checked there).
+        netsecurity.parse(command)
+        out.netsh.append(command)
+        return
     words = tokenize(command)
     if not words:
         raise ConfigError("empty command")
@@ -76,7 +83,7 @@ def _one(command: str, out: Applied, known: Sequence[str]) -> None:
         out.services["winmgmt"] = "running" if words[1].lower() == "start" else "stopped"
     else:
         raise ConfigError("not a command wmilab models yet (netsh, reg add|delete, "
-                          "net stop|start winmgmt)")
+                          "net stop|start winmgmt, *-NetFirewallRule)")
 
 
 def _reg(args: list[str], out: Applied, known: Sequence[str]) -> None:
