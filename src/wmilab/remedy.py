@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from wmilab import flow, steps
-from wmilab.model import advfirewall, hardening
+from wmilab.model import advfirewall, gpo_wfas, hardening
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -454,7 +454,37 @@ def _wfas_candidates(
              f"-Action Allow {pshell} -RemoteAddress {src} -Profile {prof.label}") if ps else (cmd,)
     out.append(Change(host, "netsh", f"Add an inbound rule on {host} that lets {src} only reach "
                       f"{'the sink' if purpose == 'sink' else service}", shown, NetshAdd(cmd)))
+    gp_rules = h.policies.wfas
+    if gp_rules is not None and gp_rules.settings(prof)[1] is False:
+        # Group Policy turns local rules off: only a rule in the GPO applies (Learn "Windows
+        # Firewall with Advanced Security", rule merging). The same rule, in the GPO.
+        new_rule = (f'New-NetFirewallRule -DisplayName "{name}" -Direction Inbound -Action Allow '
+                    f"{pshell} -RemoteAddress {src} -Profile {prof.label}")
+        out.append(_gpo_rule(world, host, new_rule, name, src))
     return out
+
+
+def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Change:
+    """Add ``command`` (a New-NetFirewallRule) to the Inbound Rules of the GPO for ``host``."""
+    cfg = world.configs[host]
+    key = f"{gpo_wfas.NODE}/Inbound Rules"
+    found = next(((k, v) for k, v in cfg.policy.items() if isinstance(v, Mapping)
+                  and gpo_wfas.split_key("/".join(p.strip() for p in k.replace("\\", "/")
+                                                  .split("/") if p.strip()).lower())
+                  == "inbound rules"), None)
+    rules: list[str] = []
+    if found is not None:
+        key = found[0]
+        rules = [str(r) for r in found[1].get("rules", [])]
+    value = {**(dict(found[1]) if found else {}), "rules": [*rules, command]}
+    steps_shown = (
+        f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
+        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
+        f'New Rule: allow "{name}" from {src} only (Group Policy turns local rules off)',
+        f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
+    return Change(host, "policy", f'Add the inbound rule "{name}" for {src} only to the Group '
+                  f"Policy of {host}, which turns local firewall rules off", steps_shown,
+                  PolicySet(key, value))
 
 
 def _quote(path: str) -> str:

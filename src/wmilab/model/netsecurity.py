@@ -421,6 +421,8 @@ def _remote(values: Sequence[str]) -> Scope:
                 parts += [str(n) for n in summarize_address_range(a, b)]
                 continue
             parts.append(p)
+    if parts == ["LocalSubnet"]:
+        return Scope.subnet()  # as netsh's remoteip=LocalSubnet
     try:
         return Scope.custom(",".join(parts))
     except ConfigError:
@@ -450,8 +452,8 @@ def _ports(values: Sequence[str], protocol: str) -> wf.PortSpec:
                                        "port numbers, ranges, RPC and RPCEPMap)")
             lo_t, _, hi_t = p.partition("-")
             if not lo_t.strip().isdigit() or (hi_t and not hi_t.strip().isdigit()):
-                raise NetSecurityError(_BAD_PORT_KEYWORD if p.isalpha() else
-                                       f"The port is invalid: '{p}'.")
+                raise NetSecurityError(_BAD_PORT_KEYWORD if any(c.isalpha() for c in p)
+                                       else f"The port is invalid: '{p}'.")
             lo = int(lo_t)
             hi = int(hi_t) if hi_t else lo
             if not 0 < lo <= hi <= 65535:
