@@ -435,6 +435,9 @@ def test_local_rules_off_gets_a_group_policy_fix_that_proves_itself(tmp_path: Pa
     fix = remedy.remedy(s.world, s.calls[0])
     assert fix.proven
     assert {ch.kind for ch in fix.changes} == {"policy"}, fix.changes
+    # One GPO rule per listener, each its own change (DCOM-In for TCP 135, WMI-In for WMI).
+    assert [ch.edit.command.split('"')[1] for ch in fix.changes  # type: ignore[union-attr]
+            ] == ["WMI DCOM-In from 10.77.0.1", "WMI WMI-In from 10.77.0.1"]
     # The proposed GPO (the scenario's policy after the fix) as a scenario file: ok.
     world, call = remedy.apply(s.world, s.calls[0], fix.changes)
     fixed = copy.deepcopy(doc)
@@ -444,3 +447,16 @@ def test_local_rules_off_gets_a_group_policy_fix_that_proves_itself(tmp_path: Pa
     rules = [r for k, t in fixed["hosts"]["B"]["policy"].items() if k.endswith("Inbound Rules")
              for r in t["rules"]]
     assert rules and all(f"-RemoteAddress {A_IP}" in r for r in rules), rules
+
+
+def test_wmilab_fix_writes_the_group_policy_rules(tmp_path: Path) -> None:
+    doc = pair(commands=[GROUP_ON], policy=gp(Domain_Profile={
+        "apply_local_firewall_rules": "No"}))
+    src, out = tmp_path / "in.toml", tmp_path / "out.toml"
+    src.write_text(tomlkit.dumps(doc))
+    r = CliRunner().invoke(app, ["fix", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    fixed = loads(out.read_text())
+    assert flow.evaluate(fixed.world, fixed.calls[0]).ok
+    text = out.read_text()
+    assert text.count("New-NetFirewallRule") == 2 and "wmilab fix:" in text

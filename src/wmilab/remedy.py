@@ -55,6 +55,14 @@ class PolicySet:
 
 
 @dataclass(frozen=True)
+class GpoRuleAdd:
+    """Append ``command`` (a New-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
+
+    key: str  # the policy key of the Inbound Rules node (model/gpo_wfas.py)
+    command: str
+
+
+@dataclass(frozen=True)
 class DcomEnable:
     pass
 
@@ -95,7 +103,7 @@ class CallAuthLevel:
     level: str  # a model/hardening.py LEVELS name
 
 
-Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
+Edit = (NetshAdd | PolicySet | GpoRuleAdd | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
         | CallMode | CallAuthLevel)
 
 
@@ -160,6 +168,11 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         if existing is not None:
             del policy[existing[0]]
         policy[edit.key] = dict(edit.value)
+        return world.with_host(replace(cfg, policy=policy)), call
+    if isinstance(edit, GpoRuleAdd):
+        policy = dict(cfg.policy)
+        key, node = gpo_rules_entry(cfg.policy, edit.key)
+        policy[key] = {**node, "rules": [*node.get("rules", []), edit.command]}
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, DcomEnable):
         return world.with_host(replace(cfg, dcom={**cfg.dcom, "enable_dcom": True})), call
@@ -464,19 +477,19 @@ def _wfas_candidates(
     return out
 
 
+def gpo_rules_entry(policy: Mapping[str, Any], default: str) -> tuple[str, dict[str, Any]]:
+    """The policy key of the GPO's Inbound Rules as the scenario writes it (``default`` when
+    absent) and its table."""
+    for k, v in policy.items():
+        canon = "/".join(p.strip() for p in k.replace("\\", "/").split("/") if p.strip())
+        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == "inbound rules":
+            return k, dict(v)
+    return default, {}
+
+
 def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Change:
     """Add ``command`` (a New-NetFirewallRule) to the Inbound Rules of the GPO for ``host``."""
-    cfg = world.configs[host]
-    key = f"{gpo_wfas.NODE}/Inbound Rules"
-    found = next(((k, v) for k, v in cfg.policy.items() if isinstance(v, Mapping)
-                  and gpo_wfas.split_key("/".join(p.strip() for p in k.replace("\\", "/")
-                                                  .split("/") if p.strip()).lower())
-                  == "inbound rules"), None)
-    rules: list[str] = []
-    if found is not None:
-        key = found[0]
-        rules = [str(r) for r in found[1].get("rules", [])]
-    value = {**(dict(found[1]) if found else {}), "rules": [*rules, command]}
+    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/Inbound Rules")
     steps_shown = (
         f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
         f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
@@ -484,7 +497,7 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
         f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
     return Change(host, "policy", f'Add the inbound rule "{name}" for {src} only to the Group '
                   f"Policy of {host}, which turns local firewall rules off", steps_shown,
-                  PolicySet(key, value))
+                  GpoRuleAdd(key, command))
 
 
 def _quote(path: str) -> str:
