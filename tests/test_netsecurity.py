@@ -17,9 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import CORP
+from conftest import CORP, fresh_net, make, needs_root
 from wmilab import flow, remedy
 from wmilab.cli import app
+from wmilab.host.server import HostBindError
+from wmilab.lab.verify import ThreadedLab, impacket_query
 from wmilab.model import advfirewall, netsecurity
 from wmilab.model import wfas as wf
 from wmilab.model.netsh import NetshEnv
@@ -258,7 +260,7 @@ def test_parameter_prefixes_bind_like_full_names(selector: str, props: list[str]
                  if [p for p in params if p.lower().startswith(n[:k].lower())] == [n])
         cut = data.draw(st.integers(k, len(n)))
         short.append(data.draw(st.sampled_from([n[:cut], n[:cut].lower(), n[:cut].upper()])))
-    line = "sEt-NeTfIrEwAlLrUlE " + " ".join(f"-{s} {values[n]}" for s, n in zip(short, names))
+    line = "sEt-NeTfIrEwAlLrUlE " + " ".join(f"-{s} {values[n]}" for s, n in zip(short, names, strict=True))
     assert netsecurity.parse(line).params == full.params
 
 
@@ -439,7 +441,7 @@ def test_local_rules_off_gets_a_group_policy_fix_that_proves_itself(tmp_path: Pa
     assert [ch.edit.command.split('"')[1] for ch in fix.changes  # type: ignore[union-attr]
             ] == ["WMI DCOM-In from 10.77.0.1", "WMI WMI-In from 10.77.0.1"]
     # The proposed GPO (the scenario's policy after the fix) as a scenario file: ok.
-    world, call = remedy.apply(s.world, s.calls[0], fix.changes)
+    world, _ = remedy.apply(s.world, s.calls[0], fix.changes)
     fixed = copy.deepcopy(doc)
     fixed["hosts"]["B"]["policy"] = {k: dict(v) for k, v in world.configs["B"].policy.items()}
     v = check(tmp_path, fixed)
@@ -460,3 +462,32 @@ def test_wmilab_fix_writes_the_group_policy_rules(tmp_path: Path) -> None:
     assert flow.evaluate(fixed.world, fixed.calls[0]).ok
     text = out.read_text()
     assert text.count("New-NetFirewallRule") == 2 and "wmilab fix:" in text
+
+
+# ---- on the wire: the emulated host's gate reads the same rules ------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("b", "expected"), [
+    (dict(commands=[GROUP_ON]), "ok"),
+    (dict(commands=[GROUP_ON], policy=gp(Domain_Profile={"apply_local_firewall_rules": "No"})),
+     "0x800706BA"),
+])
+def test_impacket_meets_the_cmdlets_and_group_policy(b: dict[str, Any], expected: str) -> None:
+    net = fresh_net()
+    doc = pair(**b)
+    doc["hosts"]["A"]["address"] = f"{net}.1/24"
+    doc["hosts"]["B"]["address"] = f"{net}.2/24"
+    lab = ThreadedLab(make(doc), client_host="A")
+    try:
+        lab.start()
+    except HostBindError as e:
+        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab.act_as("B", "A")
+    try:
+        got, _ = impacket_query(lab.address("B"), "CORP\\admin", "Adm1n!", "root\\cimv2",
+                                "SELECT * FROM Win32_OperatingSystem")
+    finally:
+        lab.close()
+    s = lab.scenario
+    assert got == flow.evaluate(s.world, s.calls[0]).result == expected
