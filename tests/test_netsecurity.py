@@ -163,6 +163,8 @@ def test_vista_to_2008r2_have_no_cmdlets(tmp_path: Path) -> None:
      "Cannot create a file when that file already exists."),
     ("New-NetFirewallRule -DisplayName x -PolicyStore corp.example\\WMI", "Group Policy rules"),
     ("New-NetFirewallRule -DisplayName x -RemoteAddress DNS", "not modelled by wmilab"),
+    ("Enable-NetFirewallRule -Description WMI", "as a filter is not modelled"),
+    ("Remove-NetFirewallRule -DisplayName x -PolicyStore localhost", "Group Policy rules"),
 ])
 def test_bad_cmdlets_exit_2_with_file_line_field(tmp_path: Path, command: str,
                                                  words: str) -> None:

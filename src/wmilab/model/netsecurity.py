@@ -76,17 +76,13 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     DISABLE: (*_SELECT_SET, *_COMMON),
     REMOVE: tuple(p for p in (*_SELECT_SET, *_COMMON) if p != "PassThru"),
 }
-# Parameters wmilab reads; the others are accepted only with a value that changes nothing
-# for a TCP listener reached over the LAN (below), else refused as not modelled.
+# Parameters wmilab does not model are accepted only with the value that changes nothing
+# for a TCP listener reached over the LAN (below), else refused as not modelled; the
+# descriptive and session ones (-Description, -Platform, -Owner, -CimSession, -AsJob, ...)
+# change nothing wmilab decides and are accepted.
 _IGNORED_ANY = {"localaddress": "Any", "remoteport": "Any", "interfacetype": "Any",
                 "edgetraversalpolicy": "Block", "authentication": "NotRequired",
                 "encryption": "NotRequired"}
-_IGNORED = frozenset({"description", "platform", "owner", "cimsession", "throttlelimit",
-                      "asjob", "passthru", "confirm", "verbose", "debug", "errorvariable",
-                      "warningvariable", "outvariable", "outbuffer", "informationaction",
-                      "informationvariable", "pipelinevariable", "warningaction",
-                      "tracepolicystore", "policystoresource", "policystoresourcetype",
-                      "primarystatus", "status", "gposession"})
 
 # The enumerations of the NetSecurity cdxml types (Learn: "Accepted values").
 _ENUMS: dict[str, tuple[str, ...]] = {
@@ -554,6 +550,14 @@ def _select(local: wf.LocalWfas, cmd: Command, quiet: bool) -> list[int]:
     """Indices of the rules a cmdlet's selection parameters pick (Name, DisplayName, or the
     query DisplayGroup / Group / Direction / Action / Enabled; none at all is every rule)."""
     rules = local.rules
+    for key in ("description", "edgetraversalpolicy", "owner", "policystoresource",
+                "policystoresourcetype", "primarystatus", "status", "loosesourcemapping",
+                "localonlymapping"):
+        if key in cmd.params and cmd.cmdlet != SET:
+            # A filter wmilab cannot apply would select every rule: refuse it instead.
+            raise NetSecurityError(f"-{_canon_name(cmd.cmdlet, key)} as a filter is not "
+                                   "modelled by wmilab (use -Name, -DisplayName, "
+                                   "-DisplayGroup, -Direction, -Action, -Enabled)")
     idx = list(range(len(rules)))
     # Choice: -Group (the indirect @FirewallAPI string on Windows) matches the group's
     # name, which is all wmilab keeps.
@@ -586,7 +590,9 @@ def _select(local: wf.LocalWfas, cmd: Command, quiet: bool) -> list[int]:
 
 def _store(cmd: Command) -> None:
     store = cmd.one("policystore")
-    if store is not None and store.lower() not in ("persistentstore", "localhost"):
+    # Learn -PolicyStore: PersistentStore is the local store; a host name (localhost) is the
+    # computer's local GPO, domain\name a domain GPO: both are Group Policy.
+    if store is not None and store.lower() != "persistentstore":
         raise NetSecurityError(
             f"-PolicyStore {store}: wmilab applies host commands to the local store "
             "(PersistentStore); give Group Policy rules under the host's policy table "
