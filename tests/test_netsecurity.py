@@ -493,3 +493,24 @@ def test_impacket_meets_the_cmdlets_and_group_policy(b: dict[str, Any], expected
         lab.close()
     s = lab.scenario
     assert got == flow.evaluate(s.world, s.calls[0]).result == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(netsecurity.CMDLETS),
+       st.lists(st.one_of(
+           st.sampled_from(["-Name", "-DisplayName", "-DisplayGroup", "-Direction", "-Enabled",
+                            "-RemoteAddress", "-LocalPort", "-Protocol", "-Profile", "-Action",
+                            "-Program", "-Service", "-WhatIf", "-D", "-Re", "-E:True", ",",
+                            "'", '"', "`", "Inbound", "True", "RPC", "RPCEPMap", "TCP",
+                            "10.77.0.1", "LocalSubnet", "10.0.0.1-10.0.0.9", "Any",
+                            '"Windows Management Instrumentation (WMI)"', "WMI-*", "*"]),
+           st.text(max_size=8)), max_size=8))
+def test_any_cmdlet_line_runs_or_is_refused_cleanly(cmdlet: str, words: list[str]) -> None:
+    """Whatever follows the cmdlet name, the result is a rule set or a NetSecurityError."""
+    local = wf.LocalWfas.defaults("2022")
+    try:
+        netsecurity.run(local, " ".join([cmdlet, *words]), "2022")
+    except netsecurity.NetSecurityError as e:
+        assert e.message and "\n" not in e.message
+    for r in local.rules:
+        assert r.local_ports.any or r.protocol in ("TCP", "UDP")
