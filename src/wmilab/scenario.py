@@ -205,6 +205,7 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
     netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
+    netsh_origins: tuple[tuple[str, int], ...] = ()
     if "commands" in t:
         # scenario-format.md "Commands": run after the netsh list; the registry values and
         # service states they set count as applied.
@@ -213,6 +214,8 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
                                        services, tuple(REGISTRY_VALUES))
         except ConfigError as e:
             raise e.within(*path, "commands") from None
+        netsh_origins = (*(("netsh", i) for i in range(len(netsh_list))),
+                         *(("commands", j) for j in done.netsh_index))
         netsh_list = (*netsh_list, *done.netsh)
         registry, services = done.registry, done.services
     return HostConfig(
@@ -221,6 +224,7 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
         groups=_groups(t["groups"], (*path, "groups")) if "groups" in t else None,
         netsh=netsh_list,
+        netsh_origins=netsh_origins,
         policy=_table(t.get("policy", {}), (*path, "policy")),
         dcom=_table(t.get("dcom", {}), (*path, "dcom")),
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),

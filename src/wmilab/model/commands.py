@@ -11,7 +11,7 @@ message, never ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wmilab.errors import ConfigError
 from wmilab.model.netsh import tokenize
@@ -45,6 +45,7 @@ class Applied:
     netsh: list[str]
     registry: dict[str, int | str | tuple[str, ...]]
     services: dict[str, str]
+    netsh_index: list[int] = field(default_factory=list)  # each netsh entry's command index
 
 
 def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str, ...]],
@@ -54,7 +55,9 @@ def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str,
     out = Applied([], dict(registry), dict(services))
     for i, command in enumerate(commands):
         try:
+            before = len(out.netsh)
             _one(command, out, known_registry)
+            out.netsh_index += [i] * (len(out.netsh) - before)
         except ConfigError as e:
             raise ConfigError(f"{command!r}: {e.message}", (i,)) from None
     return out

@@ -153,6 +153,7 @@ class Rule:
     group: str = ""
     rule_id: str = ""  # the built-in rule's id (WMI-WINMGMT-In-TCP), "" for added rules
     origin: Literal["local", "policy"] = "local"
+    description: str = ""  # netsh's description=, shown by show rule ... verbose
 
     def matches_identity(self, protocol: str, program: str, service: str) -> bool:
         """Protocol, program and service (a service rule needs a service: "*" any)."""
@@ -209,17 +210,25 @@ def builtin_rules(os: str) -> tuple[Rule, ...]:
 
 
 def _wmi_group(profiles: frozenset[WfProfile], scope: Scope, suffix: str) -> list[Rule]:
+    # The private/public copies of all four, WMI-Out included, carry RA4=LocalSubnet
+    # (FirewallRules registry values, docs/choices.md). Descriptions: the rules' shipped
+    # text ("Inbound rule to allow WMI traffic for remote Windows Management
+    # Instrumentation. [TCP]"), as exported rule lists and GPO scripts quote it.
     def wmi(rid: str, label: str, direction: Literal["in", "out"], program: str,
-            service: str | None, ports: PortSpec) -> Rule:
+            service: str | None, ports: PortSpec, what: str) -> Rule:
+        tag = "TCP 135" if ports.spans else "TCP"
+        text = (f"{'Inbound' if direction == 'in' else 'Outbound'} rule to allow {what} "
+                f"traffic for remote Windows Management Instrumentation. [{tag}]")
         return Rule(f"Windows Management Instrumentation ({label})", direction, "allow",
                     False, profiles, program, _typed(program), service, "TCP", ports,
-                    scope if direction == "in" else Scope.all(), WMI_GROUP, rid + suffix)
+                    scope, WMI_GROUP, rid + suffix, description=text)
     return [
         wmi("WMI-RPCSS-In-TCP", "DCOM-In", "in", SVCHOST, "rpcss",
-            PortSpec(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),))),
-        wmi("WMI-WINMGMT-In-TCP", "WMI-In", "in", SVCHOST, "winmgmt", PortSpec()),
-        wmi("WMI-WINMGMT-Out-TCP", "WMI-Out", "out", SVCHOST, "winmgmt", PortSpec()),
-        wmi("WMI-ASYNC-In-TCP", "ASync-In", "in", UNSECAPP, None, PortSpec()),
+            PortSpec(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),)), "DCOM"),
+        wmi("WMI-WINMGMT-In-TCP", "WMI-In", "in", SVCHOST, "winmgmt", PortSpec(), "WMI"),
+        wmi("WMI-WINMGMT-Out-TCP", "WMI-Out", "out", SVCHOST, "winmgmt", PortSpec(), "WMI"),
+        wmi("WMI-ASYNC-In-TCP", "ASync-In", "in", UNSECAPP, None, PortSpec(),
+            "Asynchronous WMI"),
     ]
 
 

@@ -67,12 +67,22 @@ class HostConfig:
     accounts: Mapping[str, str] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] | None = None
     netsh: tuple[str, ...] = ()
+    # Where each entry of ``netsh`` was written: ("netsh", i), or ("commands", j) for the
+    # netsh commands of ``commands``, which run after the list (scenario-format.md
+    # "Commands"), so that an error names the line the administrator wrote. Empty: all from
+    # the ``netsh`` field.
+    netsh_origins: tuple[tuple[str, int], ...] = ()
     policy: Mapping[str, Any] = field(default_factory=dict)
     dcom: Mapping[str, Any] = field(default_factory=dict)
     wmi: Mapping[str, Any] = field(default_factory=dict)
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
     updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+
+    def netsh_origin(self, i: int) -> tuple[str, int]:
+        """The scenario field and index of ``netsh[i]``: the ``netsh`` list, then the netsh
+        commands of ``commands``."""
+        return self.netsh_origins[i] if i < len(self.netsh_origins) else ("netsh", i)
 
     @property
     def os_spec(self) -> oses.OsSpec:
@@ -234,7 +244,8 @@ class Builds:
                     else:
                         netsh.run(local, command, env)
                 except ConfigError as e:
-                    raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
+                    raise ConfigError(f"{command!r}: {e.message}", config.netsh_origin(i)) \
+                        from None
             effective: fw.EffectiveFirewall | wf.EffectiveWfas
             if local_wfas is not None:
                 effective = wf.effective(local_wfas, wf.WfasPolicy(),
