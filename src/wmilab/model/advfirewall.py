@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from ipaddress import AddressValueError, IPv4Address, summarize_address_range
 
 from wmilab.errors import ConfigError
 from wmilab.model import oses
@@ -131,6 +132,7 @@ def _set_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile], args: list[
                     outbound not in ("allowoutbound", "blockoutbound"):
                 raise _invalid(args[1], "firewallpolicy")
             ps.inbound_block = inbound != "allowinbound"
+            ps.inbound_always = inbound == "blockinboundalways"
             ps.outbound_block = outbound == "blockoutbound"
         else:
             raise NetshError(f"'{args[0]}' is not a valid argument for this command. "
@@ -142,6 +144,12 @@ def _onoff(flag: bool) -> str:
     return "ON" if flag else "OFF"
 
 
+def _inbound_policy(ps: wf.ProfileState) -> str:
+    if ps.inbound_always:
+        return "BlockInboundAlways"
+    return "BlockInbound" if ps.inbound_block else "AllowInbound"
+
+
 def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
     lines: list[str] = []
     for p in profiles:
@@ -149,7 +157,7 @@ def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
         lines += ["", f"{p.label} Profile Settings: ", _SEP,
                   f"{'State':<38}{_onoff(ps.enabled)}",
                   f"{'Firewall Policy':<38}"
-                  f"{'BlockInbound' if ps.inbound_block else 'AllowInbound'},"
+                  f"{_inbound_policy(ps)},"
                   f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}",
                   f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
                   f"{'LocalConSecRules':<38}N/A (GPO-store only)",
@@ -211,8 +219,29 @@ def _remoteip(value: str) -> Scope:
         return Scope.all()
     if v.lower() == "localsubnet":
         return Scope.subnet()
+    parts: list[str] = []
+    for part in v.split(","):
+        p = part.strip()
+        if p.lower() in ("dns", "dhcp", "wins", "defaultgateway"):
+            # Valid on Windows (Learn "Netsh AdvFirewall Firewall Commands", remoteip), but
+            # they name servers a scenario does not describe.
+            raise NetshError(f"wmilab does not model remoteip={p}: a scenario names no "
+                             "DNS, DHCP or WINS servers nor a default gateway")
+        lo, dash, hi = p.partition("-")
+        if dash and "/" not in p:
+            # remoteip takes ranges "a.b.c.d-e.f.g.h" (same page); wmilab holds a range as
+            # the subnets that make it up (docs/choices.md).
+            try:
+                first, last = IPv4Address(lo.strip()), IPv4Address(hi.strip())
+            except AddressValueError:
+                raise _invalid(value, "remoteip", f"{p!r} is not an address range") from None
+            if last < first:
+                raise _invalid(value, "remoteip", f"{p!r} ends before it starts")
+            parts += [str(n) for n in summarize_address_range(first, last)]
+        else:
+            parts.append(p)
     try:
-        return Scope.custom(v)
+        return Scope.custom(",".join(parts))
     except ConfigError as e:
         raise _invalid(value, "remoteip", e.message) from None
 

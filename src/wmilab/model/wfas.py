@@ -271,6 +271,10 @@ class ProfileState:
     # "Windows Firewall with Advanced Security": default behaviour).
     enabled: bool = True
     inbound_block: bool = True
+    # "BlockInboundAlways" (netsh firewallpolicy; "Block all connections" in the snap-in):
+    # inbound connections are blocked even where an allow rule matches (Learn "Netsh
+    # AdvFirewall set ... firewallpolicy").
+    inbound_always: bool = False
     outbound_block: bool = False
     local_rules: bool = True  # "Apply local firewall rules" (only Group Policy turns it off)
 
@@ -325,6 +329,7 @@ class EffectiveWfas:
     local_rules: bool
     rpc: PortRange
     subnet: IPv4Network
+    block_all: bool = False  # firewallpolicy blockinboundalways: allow rules do not apply
     # Per listener (not per source): the matching rules and the no-rule verdicts, so that a
     # decision is a short walk over a few rules (bench/bench_check.py).
     _memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
@@ -386,18 +391,29 @@ class EffectiveWfas:
             return Admission((_FwRule("", Scope.all(), "local", off),), off)
         conn = Inbound(IPv4Address("0.0.0.0"), port, program, protocol)
         cands = self.candidates(conn, service)
-        if not cands:
-            what = f"{protocol} {port} to {program}" + (
-                f" (service {service})" if service else "")
-            return Admission((), self._none_verdict(what, conn, service))
         rules = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
             r.action == "allow",
             f"allowed by {r.describe()}" if r.action == "allow" else
             f"blocked by {r.describe()}: a block rule wins over every allow rule", r.origin))
             for r in cands)
+        if not self.inbound_block:
+            # Default inbound action Allow (firewallpolicy allowinbound): what no block rule
+            # refuses comes in (Learn "Windows Firewall with Advanced Security", default
+            # behaviour). One last rule for every source, so nftables accepts it too.
+            dflt = self._default_allow()
+            return Admission((*rules, _FwRule("", Scope.all(), "local", dflt)), dflt)
+        if not cands:
+            what = f"{protocol} {port} to {program}" + (
+                f" (service {service})" if service else "")
+            return Admission((), self._none_verdict(what, conn, service))
         first = cands[0]
         return Admission(rules, None, f"{first.describe()} admits only "
                          f"{first.remote.describe()}", first.origin)
+
+    def _default_allow(self) -> FirewallDecision:
+        return FirewallDecision(True, f"no block rule matches and the default inbound action "
+                                f"of the {self.profile} profile is Allow (firewallpolicy "
+                                "allowinbound)", "local")
 
     def decide(self, conn: Inbound, local_subnet: IPv4Network | None = None,
                service: str = "") -> FirewallDecision:
@@ -412,7 +428,9 @@ class EffectiveWfas:
                 "the default inbound action is Block")
         if off:
             r = off[0]
-            why = ("Group Policy turns local rules off" if r.origin == "local" and r.enabled
+            why = ("the profile blocks all inbound connections, allowed ones too (firewallpolicy "
+                   "blockinboundalways)" if self.block_all and r.enabled and r.action == "allow"
+                   else "Group Policy turns local rules off" if r.origin == "local" and r.enabled
                    else "it is disabled")
             grp = f" (group \"{r.group}\")" if r.group else ""
             return f"{base}; the rule \"{r.name}\"{grp} would allow it, but {why}"
@@ -431,6 +449,8 @@ class EffectiveWfas:
             if r.action == "block" and r.remote.matches(source, subnet):
                 return FirewallDecision(False, f"blocked by {r.describe()}: a block rule wins over "
                                "every allow rule", r.origin)
+        if not self.inbound_block:
+            return self._default_allow()
         partial: Rule | None = None
         outside: Rule | None = None
         for r in touching:
@@ -478,14 +498,16 @@ def effective(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, rpc: Por
     for r in (*policy.rules, *local.rules):
         if profile not in r.profiles or r.direction != "in":
             continue
-        if not r.enabled or (r.origin == "local" and not local_ok):
+        if not r.enabled or (r.origin == "local" and not local_ok) or (
+                ps.inbound_always and r.action == "allow"):
             ignored.append(r)
         else:
             active.append(r)
     ordered = tuple(r for r in active if r.action == "block") + tuple(
         r for r in active if r.action == "allow")
-    return EffectiveWfas(profile, enabled, enabled_origin, ps.inbound_block, ordered,
-                         tuple(ignored), local_ok, rpc, subnet)
+    return EffectiveWfas(profile, enabled, enabled_origin,
+                         ps.inbound_block or ps.inbound_always, ordered, tuple(ignored),
+                         local_ok, rpc, subnet, ps.inbound_always)
 
 
 def parse_program(text: str) -> str:
