@@ -182,3 +182,25 @@ def test_every_os_tells_its_identity_on_the_wire(os_b: str) -> None:
     assert got == {"Caption": spec.caption, "Version": spec.version, "BuildNumber": spec.build,
                    "WindowsDirectory": "C:\\Windows"}
     assert port in spec.dynamic_ports
+
+
+@pytest.mark.parametrize(("updates", "registry", "expected"), [
+    ("2021-12", {}, "ok"),  # phase 1: installed, off by default (KB 5004442)
+    ("2021-12", {"RequireIntegrityActivationAuthenticationLevel": 1}, "0x80070005"),
+    ("2022-08", {"RequireIntegrityActivationAuthenticationLevel": 0}, "ok"),  # phase 2, off
+])
+def test_the_hardening_on_the_wire_follows_updates_and_appcompat(
+        updates: str, registry: dict[str, int], expected: str) -> None:
+    """impacket at RPC_C_AUTHN_LEVEL_CONNECT against Server 2022 at each stage: the emulated
+    RPCSS asks the model's stage, so the wire and check agree."""
+    doc = server_2022(updates=updates, registry=registry)
+    lab = _lab(doc)
+    try:
+        got, _ = impacket_query(lab.address("B"), "CORP\\admin", "Adm1n!", "root\\cimv2",
+                                "SELECT * FROM Win32_OperatingSystem", auth_level=2)
+    finally:
+        lab.close()
+    assert got == expected
+    doc["hosts"]["A"]["os"] = "xp-sp2"  # a client that activates at CONNECT
+    s = make(doc)
+    assert flow.evaluate(s.world, s.calls[0]).result == expected
