@@ -478,6 +478,30 @@ def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
             program=wf.parse_program(a["program"]), program_text=a["program"],
             remote=_scope(a, None)))
         return _OK
+    if verb == "set" and obj in ("portopening", "allowedprogram"):
+        # KB 947709 maps set as it maps add: the rules that add made, changed in place
+        # (mode, scope and name given; the rest kept). Absent: netsh's "cannot find" error.
+        if obj == "portopening":
+            a = _bind(_Spec(("protocol", "port", "name", "mode", "scope", "addresses",
+                             "profile"), ("protocol", "port")), args, "set portopening")
+            port = _port(a["port"])
+            protos = _protocols(a["protocol"])
+            idx = [i for i, r in enumerate(local.rules) if not r.group and r.protocol in protos
+                   and r.local_ports.spans == ((port, port),)]
+        else:
+            a = _bind(_Spec(("program", "name", "mode", "scope", "addresses", "profile"),
+                            ("program",)), args, "set allowedprogram")
+            prog = wf.parse_program(a["program"])
+            idx = [i for i, r in enumerate(local.rules) if not r.group and r.program == prog]
+        if not idx:
+            raise NetshError("The system cannot find the file specified.")
+        for i in idx:
+            r = local.rules[i]
+            local.rules[i] = replace(
+                r, name=a.get("name", r.name),
+                enabled=_legacy_enabled(a) if "mode" in a else r.enabled,
+                remote=_scope(a, r.remote))
+        return _OK
     if verb == "delete" and obj in ("portopening", "allowedprogram"):
         key = "port" if obj == "portopening" else "program"
         a = _bind(_Spec(("protocol", "port", "profile") if key == "port"
@@ -505,7 +529,8 @@ def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
         return _legacy_remote_admin(local, a, current, env)
     raise NetshError(f"wmilab does not map 'netsh firewall {verb} {obj}' onto Windows "
                      "Firewall with Advanced Security (set opmode, set service "
-                     "type=REMOTEADMIN, add/delete portopening and allowedprogram are mapped)")
+                     "type=REMOTEADMIN, add/set/delete portopening and allowedprogram are "
+                     "mapped)")
 
 
 def _legacy_remote_admin(local: wf.LocalWfas, a: dict[str, str], current: wf.WfProfile,
