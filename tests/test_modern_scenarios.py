@@ -315,3 +315,17 @@ def test_remoteip_ranges_protocol_numbers_and_keywords(tmp_path: Path) -> None:
                    "action=allow remoteip=10.9.0.9-10.9.0.1")
     code, out = run("check", str(bad))
     assert code == 2 and "ends before it starts" in out, out
+
+
+def test_a_command_that_matches_no_rule_is_a_warning_naming_its_line(tmp_path: Path) -> None:
+    # netsh prints "No rules match the specified criteria." and changes nothing: a mistyped
+    # group name would otherwise leave the WMI group disabled without a word.
+    path = scenario(tmp_path, "2022", 'netsh advfirewall firewall set rule group="Windows '
+                    'Managment Instrumentation (WMI)" new enable=yes',
+                    extra='commands = ["netsh advfirewall firewall delete rule name=Nope"]\n')
+    data = check_json(path)
+    assert [w.split(" '")[0] for w in data["warnings"]] == ["B: netsh[0]", "B: commands[0]"]
+    assert all("No rules match the specified criteria." in w for w in data["warnings"])
+    ok = scenario(tmp_path, "2022", 'netsh advfirewall firewall set rule group="Windows '
+                  'Management Instrumentation (WMI)" new enable=yes')
+    assert check_json(ok)["warnings"] == []

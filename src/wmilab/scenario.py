@@ -95,8 +95,8 @@ class Scenario:
 
     def warnings(self) -> list[str]:
         out: list[str] = []
-        for cfg in self.world.configs.values():
-            out.extend(cfg.warnings())
+        for name in self.world.configs:
+            out.extend(self.world.host(name).warnings())
         return out
 
 

@@ -30,11 +30,11 @@ from wmilab.model.netsh import (
     tokenize,
 )
 
-__all__ = ["DEPRECATION", "check_context", "remote_text", "run"]
+__all__ = ["DEPRECATION", "NO_MATCH", "check_context", "remote_text", "run"]
 
 _OK = "Ok."
 _SEP = "-" * 70
-_NO_MATCH = "No rules match the specified criteria."
+NO_MATCH = _NO_MATCH = "No rules match the specified criteria."
 
 # Printed before the output of every ``netsh firewall`` command on Windows 7 and later
 # (KB 947709; wording from captures of Windows 7 to 11, docs/netsh.md).

@@ -182,6 +182,9 @@ class _Firewall(NamedTuple):
     policies: Policies
     effective: fw.EffectiveFirewall | wf.EffectiveWfas
     wfas: wf.LocalWfas | None  # Vista and later (read-only likewise)
+    # Commands that changed nothing because no rule matched (netsh prints "No rules match
+    # the specified criteria."): a mistyped rule or group name, shown as a warning.
+    unmatched: tuple[str, ...] = ()
 
 
 class Builds:
@@ -235,12 +238,16 @@ class Builds:
             # both netsh contexts edit (KB 947709); None on XP SP2 / 2003 SP1.
             local_wfas = wf.LocalWfas.defaults(config.os) if spec.firewall == "wfas" else None
             env = netsh.NetshEnv(os=config.os, host=config.name)
+            unmatched: list[str] = []
             for i, command in enumerate(config.netsh):
                 try:
                     advfirewall.check_context(config.os, command)
                     if local_wfas is not None:
-                        advfirewall.run(local_wfas, command, env,
-                                        wf.WfProfile(config.profile_name))
+                        printed = advfirewall.run(local_wfas, command, env,
+                                                  wf.WfProfile(config.profile_name))
+                        if advfirewall.NO_MATCH in printed:
+                            where, j = config.netsh_origin(i)
+                            unmatched.append(f"{where}[{j}] {command!r}: {advfirewall.NO_MATCH}")
                     else:
                         netsh.run(local, command, env)
                 except ConfigError as e:
@@ -252,7 +259,7 @@ class Builds:
                                          wf.WfProfile(config.profile_name), rpc, subnet)
             else:
                 effective = fw.effective(local, policies.firewall, config.current_profile)
-            found = _Firewall(local, policies, effective, local_wfas)
+            found = _Firewall(local, policies, effective, local_wfas, tuple(unmatched))
             if remember:
                 self.firewalls[key] = found
         return found
@@ -305,6 +312,7 @@ class HostModel:
         self.local_firewall = built.local
         self.local_wfas: wf.LocalWfas | None = built.wfas
         self.firewall: fw.EffectiveFirewall | wf.EffectiveWfas = built.effective
+        self.unmatched = built.unmatched
         policies = self.policies
         try:
             self.dcom = builds.dcom_defaults(config.os, directory)
@@ -445,7 +453,8 @@ class HostModel:
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
-        return self.config.warnings()
+        return [*self.config.warnings(), *(f"{self.name}: {u} (it changed nothing)"
+                                           for u in self.unmatched)]
 
 
 class _Layered(Mapping[str, HostConfig]):
