@@ -9,7 +9,7 @@ import tomlkit
 from tomlkit.items import AoT, Array, InlineTable, Table
 
 from wmilab import flow
-from wmilab.model import commands as host_commands
+from wmilab.model.commands import REGISTRY_KEYS
 from wmilab.model.world import World
 from wmilab.remedy import (
     CallAuthLevel,
@@ -69,29 +69,15 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
     assert ch.host is not None
     host = doc["hosts"][ch.host]
     comment = f"wmilab fix: {reason}"
-    # A host's ``commands`` run after its ``netsh`` list and over its ``registry`` and
-    # ``services`` tables (scenario-format.md "Commands"), and the model proved the fix on
-    # top of them: where they exist, the fix goes after them, as commands too, or a command
-    # typed there (an advfirewall reset, a reg add) would undo it in the written file.
-    typed = host.get("commands")
-    typed_text = " ".join(str(c).lower() for c in typed) if isinstance(typed, Array) else ""
-    if isinstance(typed, Array) and (
-            isinstance(e, NetshAdd)
-            or (isinstance(e, RegistrySet) and e.name.lower() in typed_text)
-            or (isinstance(e, ServiceState) and e.name in typed_text
-                and e.state in ("running", "stopped"))):
-        if isinstance(e, NetshAdd):
-            lines = list(e.commands)
-        elif isinstance(e, RegistrySet):
-            where, kind = host_commands.REGISTRY_KEYS[e.name]
-            lines = [f'reg add "{where}" /v {e.name} /t {kind} /d {e.value} /f']
-        else:
-            assert isinstance(e, ServiceState)
-            lines = [f"net {'start' if e.state == 'running' else 'stop'} {e.name}"]
-        typed.multiline(True)
-        for command in lines:
-            typed.add_line(command, comment=comment)
-        typed.add_line(indent="")
+    commands = host.get("commands")
+    if isinstance(commands, Array) and isinstance(e, NetshAdd | RegistrySet):
+        # The host's ``commands`` run after its ``netsh`` list and ``registry`` table
+        # (scenario-format.md "Commands"): a fix goes last, where nothing typed undoes it.
+        lines = list(e.commands) if isinstance(e, NetshAdd) else [_reg_add(e)]
+        commands.multiline(True)
+        for line in lines:
+            commands.add_line(line, comment=comment)
+        commands.add_line(indent="")
         return
     if isinstance(e, NetshAdd):
         arr = host.get("netsh")
@@ -143,6 +129,12 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
         _set_commented(_sub(host, "services"), e.name, e.state, comment)
         return
     raise TypeError(e)
+
+
+def _reg_add(e: RegistrySet) -> str:
+    """The ``reg add`` that sets ``e`` (its key and type: model/commands.py)."""
+    where, kind = REGISTRY_KEYS[e.name]
+    return f'reg add "{where}" /v {e.name} /t {kind} /d {e.value} /f'
 
 
 def fix(scenario: Scenario, prefer_semisync: bool = False) -> FixOutcome:
