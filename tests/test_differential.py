@@ -319,3 +319,85 @@ def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[
             f"{chk.call.mode} {chk.call.user} {chk.call.namespace}: check predicts "
             f"{chk.predicted.result} at {failed.id if failed else '-'} "
             f"({failed.detail if failed else ''}); the wire gave {chk.wire} {chk.note}")
+
+
+# ---- Vista to Server 2025: WFAS, remote UAC and the DCOM hardening, on the wire -----------
+
+MODERN = [n for n in oses.NAMES if oses.get(n).modern]
+WMI_GROUP_ON = ('netsh advfirewall firewall set rule group="Windows Management Instrumentation '
+                '(WMI)" new enable=yes')
+
+
+@st.composite
+def modern_scenario(draw: st.DrawFn) -> dict[str, Any]:
+    """A Vista-or-later B whose WFAS, remote UAC and DCOM hardening vary as administrators
+    set them (Learn "Connecting to WMI Remotely Starting with Windows Vista", KB 951016,
+    KB 5004442), called by a Windows or XP client at its default or an explicit level."""
+    net = fresh_net()
+    os_b = draw(st.sampled_from(MODERN))
+    spec = oses.get(os_b)
+    a_ip = f"{net}.1"
+    netsh = draw(st.sampled_from([
+        [], [WMI_GROUP_ON], [WMI_GROUP_ON.replace("enable=yes", f"enable=yes remoteip={a_ip}")],
+        [WMI_GROUP_ON.replace("enable=yes", "enable=yes remoteip=10.254.0.0/16")],
+        [WMI_GROUP_ON, "netsh advfirewall firewall add rule name=NoA dir=in action=block "
+         f"protocol=TCP localport=135 remoteip={a_ip}"],
+        [WMI_GROUP_ON, "netsh advfirewall firewall add rule name=NoDyn dir=in action=block "
+         "protocol=TCP localport=49152-65535 remoteip=localsubnet"],
+        ["netsh advfirewall firewall add rule name=EPM dir=in action=allow protocol=TCP "
+         "localport=RPC-EPMap", "netsh advfirewall firewall add rule name=RPC dir=in "
+         "action=allow protocol=TCP localport=RPC"],
+        ["netsh advfirewall firewall add rule name=EPM dir=in action=allow protocol=TCP "
+         "localport=135", "netsh advfirewall firewall add rule name=Guess dir=in "
+         "action=allow protocol=TCP localport=49152-49200"],
+        ["netsh advfirewall set currentprofile firewallpolicy allowinbound,allowoutbound"],
+        ["netsh firewall set service type=REMOTEADMIN mode=ENABLE"],
+    ]))
+    registry: dict[str, Any] = {}
+    if draw(st.booleans()):
+        registry["LocalAccountTokenFilterPolicy"] = 1
+    if draw(st.booleans()):
+        registry["FilterAdministratorToken"] = 1
+    require = draw(st.sampled_from([None, 0, 1]))
+    if require is not None:
+        registry["RequireIntegrityActivationAuthenticationLevel"] = require
+    months = [m for m in ("2021-05", "2021-09", "2022-08", "2023-04", spec.last_update)
+              if spec.released <= m <= spec.last_update]
+    b: dict[str, Any] = {"os": os_b, "domain": "CORP", "address": f"{net}.2/24",
+                         "netsh": netsh, "registry": registry,
+                         "updates": draw(st.sampled_from(months)),
+                         "accounts": {"local": "L0cal!", "Administrator": "Adm1n!"},
+                         "groups": {"Administrators": ["B\\local", "B\\Administrator",
+                                                       "CORP\\Domain Admins"]}}
+    os_a = draw(st.sampled_from(["xp-sp2", "10", "11", "7-sp1"]))
+    call: dict[str, Any] = {"from": "A", "to": "B", "mode": draw(st.sampled_from(
+        ["sync", "semisync"])), "user": draw(st.sampled_from(
+            ["CORP\\admin", "B\\local", "B\\Administrator"]))}
+    level = draw(st.sampled_from([None, None, "connect", "pkt", "integrity", "privacy"]))
+    if level is not None:
+        call["auth_level"] = level
+    return {"domains": {"CORP": copy.deepcopy(CORP)},
+            "hosts": {"A": {"os": os_a, "domain": "CORP", "address": f"{a_ip}/24"}, "B": b},
+            "calls": [call]}
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(modern_scenario())
+def test_modern_hosts_agree_with_check_on_the_wire(doc: dict[str, Any]) -> None:
+    s = make(doc)
+    running = ThreadedLab(s, client_host="A")
+    try:
+        running.start()
+    except HostBindError as e:
+        needs_root(f"the emulated hosts need port 135: {e.strerror}")
+    try:
+        checks = verify_calls(running, {c.user: s.world.password_of(c.user) for c in s.calls})
+    finally:
+        running.close()
+    for chk in checks:
+        failed = chk.predicted.failed
+        assert chk.agrees, (
+            f"{doc['hosts']['B']} {chk.call.user} {chk.call.auth_level}: check predicts "
+            f"{chk.predicted.result} at {failed.id if failed else '-'} "
+            f"({failed.detail if failed else ''}); the wire gave {chk.wire} {chk.note}")

@@ -192,3 +192,110 @@ def test_a_wfas_block_rule_narrower_than_the_allow_rule_is_dropped_first() -> No
     assert kernel_admits(rules, model, other, 135)
     assert "ip saddr { 192.168.10.1/32 } tcp dport 135 drop" in nft.ruleset(model, wmi)
     _check(model, fw.UNSECAPP, wmi, sink)
+
+
+WFAS_GROUP = ('netsh advfirewall firewall set rule group="Windows Management Instrumentation '
+              '(WMI)" new enable=yes')
+
+
+def _wfas_world(tmp_path: Path) -> Any:
+    """Server 2022 hosts whose WFAS rules include block rules narrower than the allow rules
+    (Learn "Windows Firewall with Advanced Security": a block rule wins over an allow rule),
+    one with the default inbound action Allow, and three callers."""
+    import tomlkit
+
+    from conftest import CORP
+
+    hosts: dict[str, Any] = {
+        "B": {"os": "2022", "domain": "CORP", "address": "10.61.0.2/24", "netsh": [
+            WFAS_GROUP,
+            "netsh advfirewall firewall add rule name=NoS1 dir=in action=block protocol=TCP "
+            "localport=135 remoteip=10.61.0.11",
+            "netsh advfirewall firewall add rule name=NoS2 dir=in action=block protocol=TCP "
+            "localport=49152-65535 remoteip=10.61.0.12"]},
+        "C": {"os": "2019", "domain": "CORP", "address": "10.61.0.3/24", "netsh": [
+            "netsh advfirewall set currentprofile firewallpolicy allowinbound,allowoutbound",
+            "netsh advfirewall firewall add rule name=NoS3 dir=in action=block protocol=TCP "
+            "localport=135 remoteip=10.61.0.13"]},
+    }
+    for i in (11, 12, 13):
+        hosts[f"S{i - 10}"] = {"os": "11", "domain": "CORP", "address": f"10.61.0.{i}/24"}
+    path = tmp_path / "wfas.toml"
+    path.write_text(tomlkit.dumps({"domains": {"CORP": dict(CORP)}, "hosts": hosts,
+                                   "calls": []}))
+    return load(path).world
+
+
+def test_wfas_block_rules_and_default_allow_compile_in_the_model_s_order(
+        tmp_path: Path) -> None:
+    world = _wfas_world(tmp_path)
+    rnd = random.Random(5)
+    for name in ("B", "C"):
+        model = world.host(name)
+        wmi, sink = _ports(model, rnd)
+        rules = nft.compile_rules(model, wmi, (sink, fw.UNSECAPP))
+        for src in ("S1", "S2", "S3"):
+            ip = world.configs[src].address.ip
+            for port, program in model.listeners(wmi, (sink, fw.UNSECAPP)):
+                assert kernel_admits(rules, model, ip, port) is \
+                    model.inbound(ip, port, program).allowed, (name, src, port)
+    b, c = world.host("B"), world.host("C")
+    s1, s2, s3 = (world.configs[s].address.ip for s in ("S1", "S2", "S3"))
+    assert not b.rpcss_inbound(s1).allowed and b.rpcss_inbound(s2).allowed
+    assert not b.wmi_inbound(s2).allowed and b.wmi_inbound(s1).allowed
+    assert c.rpcss_inbound(s1).allowed and not c.rpcss_inbound(s3).allowed
+    assert "ip saddr { 10.61.0.13/32 } tcp dport 135 drop" in nft.ruleset(c)
+
+
+def test_the_kernel_enforces_wfas_block_rules_before_allow_rules(tmp_path: Path) -> None:
+    """In network namespaces (root): a SYN from each caller to B's and C's listeners is
+    dropped by nftables exactly when the model refuses it, block rules first."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from test_lab_netns import KERNEL_PROBE
+    from wmilab.lab import netns
+    from wmilab.lab.state import LabState, lab_key
+
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root: {netns.root_problem()}")
+    world = _wfas_world(tmp_path)
+    rnd = random.Random(9)
+    listeners: dict[str, list[tuple[int, str]]] = {}
+    for name in ("B", "C"):
+        model = world.host(name)
+        wmi, sink = _ports(model, rnd)
+        listeners[name] = list(model.listeners(wmi, (sink, fw.UNSECAPP)))
+    path = tmp_path / "wfas.toml"
+    state = LabState(scenario=str(path), key=lab_key(path), mode="netns",
+                     directory=str(tmp_path))
+    try:
+        netns.create_network(state, world)
+        for name, ls in listeners.items():
+            (_rpcss, wmi_l, sink_l) = ls
+            nft.apply(nft.ruleset(world.host(name), wmi_l[0], sink_l),
+                      state.hosts[name]["namespace"])
+        results = {}
+        for src in ("S1", "S2", "S3"):
+            targets = [[str(world.configs[dst].address.ip), port]
+                       for dst, ls in listeners.items() for port, _prog in ls]
+            done = subprocess.run(
+                ["ip", "netns", "exec", state.hosts[src]["namespace"], sys.executable, "-c",
+                 KERNEL_PROBE, json.dumps(targets)], capture_output=True, text=True,
+                timeout=60, check=True)
+            results[src] = json.loads(done.stdout)
+    finally:
+        netns.remove_namespaces(state)
+    by_ip = {str(cfg.address.ip): name for name, cfg in world.configs.items()}
+    seen = set()
+    for src, rows in results.items():
+        source = world.configs[src].address.ip
+        for addr, port, got in rows:
+            dst = world.host(by_ip[addr])
+            verdict = dst.inbound(source, port, dict(listeners[dst.name])[port])
+            seen.add(verdict.allowed)
+            assert (got != "dropped") is verdict.allowed, (src, dst.name, port, got,
+                                                          verdict.rule)
+    assert seen == {True, False}

@@ -14,6 +14,7 @@ from wmilab import flow
 from wmilab.host import client_errors
 from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query
+from wmilab.model import oses
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +137,70 @@ def test_aiowmi_against_server_2022() -> None:
         lab.close()
     assert rows and rows[0]["Caption"] == "Microsoft Windows Server 2022 Standard"
     assert rows[0]["Version"] == "10.0.20348"
+
+
+def _impacket_identity(address: str) -> dict[str, Any]:
+    """Caption, Version and BuildNumber of Win32_OperatingSystem as impacket reads them off
+    the wire (wmiquery.py's calls: ExecQuery, Next, getProperties)."""
+    from impacket.dcerpc.v5.dcom import wmi
+    from impacket.dcerpc.v5.dcomrt import DCOMConnection
+    from impacket.dcerpc.v5.dtypes import NULL
+
+    dcom = DCOMConnection(address, "admin", "Adm1n!", "CORP", "", "", None, oxidResolver=True,
+                          doKerberos=False)
+    try:
+        iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
+        login = wmi.IWbemLevel1Login(iface)
+        services = login.NTLMLogin("//./root/cimv2", NULL, NULL)
+        login.RemRelease()
+        enum = services.ExecQuery("SELECT Caption, Version, BuildNumber, WindowsDirectory "
+                                  "FROM Win32_OperatingSystem")
+        props = enum.Next(0xFFFFFFFF, 1)[0].getProperties()
+        return {k: props[k]["value"] for k in ("Caption", "Version", "BuildNumber",
+                                               "WindowsDirectory")}
+    finally:
+        dcom.disconnect()
+
+
+MODERN = [n for n in oses.NAMES if oses.get(n).modern]
+
+
+@pytest.mark.parametrize("os_b", MODERN)
+def test_every_os_tells_its_identity_on_the_wire(os_b: str) -> None:
+    """Issue 7, item 9: each emulated OS answers Win32_OperatingSystem with its own Caption,
+    Version and BuildNumber (the OS catalogue; Learn sysinfo/operating-system-version), and
+    WMI listens on a port of the OS's dynamic range (KB 929851)."""
+    doc = server_2022()
+    doc["hosts"]["B"]["os"] = os_b
+    lab = _lab(doc)
+    try:
+        got = _impacket_identity(lab.address("B"))
+        port = lab.lab.servers["B"].model_ports["wmi"]
+    finally:
+        lab.close()
+    spec = oses.get(os_b)
+    assert got == {"Caption": spec.caption, "Version": spec.version, "BuildNumber": spec.build,
+                   "WindowsDirectory": "C:\\Windows"}
+    assert port in spec.dynamic_ports
+
+
+@pytest.mark.parametrize(("updates", "registry", "expected"), [
+    ("2021-12", {}, "ok"),  # phase 1: installed, off by default (KB 5004442)
+    ("2021-12", {"RequireIntegrityActivationAuthenticationLevel": 1}, "0x80070005"),
+    ("2022-08", {"RequireIntegrityActivationAuthenticationLevel": 0}, "ok"),  # phase 2, off
+])
+def test_the_hardening_on_the_wire_follows_updates_and_appcompat(
+        updates: str, registry: dict[str, int], expected: str) -> None:
+    """impacket at RPC_C_AUTHN_LEVEL_CONNECT against Server 2022 at each stage: the emulated
+    RPCSS asks the model's stage, so the wire and check agree."""
+    doc = server_2022(updates=updates, registry=registry)
+    lab = _lab(doc)
+    try:
+        got, _ = impacket_query(lab.address("B"), "CORP\\admin", "Adm1n!", "root\\cimv2",
+                                "SELECT * FROM Win32_OperatingSystem", auth_level=2)
+    finally:
+        lab.close()
+    assert got == expected
+    doc["hosts"]["A"]["os"] = "xp-sp2"  # a client that activates at CONNECT
+    s = make(doc)
+    assert flow.evaluate(s.world, s.calls[0]).result == expected

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from wmilab import flow, steps
@@ -430,7 +430,7 @@ def _wfas_candidates(
     src = str(source)
     service = _WFAS_SERVICE[purpose]
     ps = h.spec.netsecurity_cmdlets
-    out: list[Change] = []
+    out: list[Change] = _wfas_unblock(world, host, source, port, program, service)
     for r in h.local_wfas.rules:
         if not r.rule_id or r.direction != "in" or prof not in r.profiles:
             continue
@@ -502,6 +502,46 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
     return Change(host, "policy", f'Add the inbound rule "{name}" for {src} only to the Group '
                   f"Policy of {host}, which turns local firewall rules off", steps_shown,
                   GpoRuleAdd(key, command))
+
+
+def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None,
+                  program: str, service: str) -> list[Change]:
+    """A local block rule that refuses ``source`` wins over every allow rule (Learn "Windows
+    Firewall with Advanced Security", rule precedence), so no allow rule can help: take
+    ``source`` out of its remote addresses (the rule keeps blocking the others), or delete
+    the rule when it names no other computer or blocks whole networks by keyword."""
+    h = world.host(host)
+    assert h.local_wfas is not None
+    prof = h.wfas_profile
+    ps = h.spec.netsecurity_cmdlets
+    out: list[Change] = []
+    for r in h.local_wfas.rules:
+        if r.action != "block" or not r.enabled or r.direction != "in" or (
+                prof not in r.profiles) or not r.matches_identity("TCP", program, service):
+            continue
+        hits = (r.local_ports.matches(port, h.rpc_ports) if port is not None
+                else r.local_ports.intersects(h.rpc_ports, h.rpc_ports))
+        if not hits or not r.remote.matches(source, h.subnet):
+            continue
+        rest: list[str] = []
+        if r.remote.kind == "CUSTOM":
+            me = IPv4Network(f"{source}/32")
+            for net in r.remote.networks(h.subnet):
+                rest += ([str(n) for n in sorted(net.address_exclude(me))] if me.subnet_of(net)
+                         else [str(net)])
+        if rest:
+            cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in '
+                   f"new remoteip={','.join(rest)}")
+            summary = f'Take {source} out of the block rule "{r.name}" on {host}'
+            pshell = f"Set-NetFirewallRule -DisplayName \"{r.name}\" -RemoteAddress {','.join(rest)}"
+        else:
+            cmd = f'netsh advfirewall firewall delete rule name="{r.name}" dir=in'
+            summary = (f'Delete the block rule "{r.name}" on {host}: it refuses {source} '
+                       f"({r.remote.describe()}) and a block rule wins over every allow rule")
+            pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
+        shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
+        out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
+    return out
 
 
 def _quote(path: str) -> str:

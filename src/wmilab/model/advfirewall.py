@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from ipaddress import AddressValueError, IPv4Address, summarize_address_range
 
 from wmilab.errors import ConfigError
 from wmilab.model import oses
@@ -20,7 +21,6 @@ from wmilab.model.addresses import Scope
 from wmilab.model.netsh import (
     NetshEnv,
     NetshError,
-    _bad_value,
     _bind,
     _enum,
     _port,
@@ -30,11 +30,11 @@ from wmilab.model.netsh import (
     tokenize,
 )
 
-__all__ = ["DEPRECATION", "check_context", "remote_text", "run"]
+__all__ = ["DEPRECATION", "NO_MATCH", "check_context", "remote_text", "run"]
 
 _OK = "Ok."
 _SEP = "-" * 70
-_NO_MATCH = "No rules match the specified criteria."
+NO_MATCH = _NO_MATCH = "No rules match the specified criteria."
 
 # Printed before the output of every ``netsh firewall`` command on Windows 7 and later
 # (KB 947709; wording from captures of Windows 7 to 11, docs/netsh.md).
@@ -125,13 +125,14 @@ def _set_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile], args: list[
     for p in profiles:
         ps = local.profiles[p]
         if key == "state":
-            ps.enabled = _enum(value, "state", ("ON", "OFF", "NOTCONFIGURED")) == "ON"
+            ps.enabled = _choice(value, "state", ("ON", "OFF", "NOTCONFIGURED")) == "ON"
         elif key == "firewallpolicy":
             inbound, _, outbound = value.partition(",")
             if inbound not in ("blockinbound", "blockinboundalways", "allowinbound") or \
                     outbound not in ("allowoutbound", "blockoutbound"):
-                raise _bad_value(args[1], "firewallpolicy")
+                raise _invalid(args[1], "firewallpolicy")
             ps.inbound_block = inbound != "allowinbound"
+            ps.inbound_always = inbound == "blockinboundalways"
             ps.outbound_block = outbound == "blockoutbound"
         else:
             raise NetshError(f"'{args[0]}' is not a valid argument for this command. "
@@ -143,6 +144,12 @@ def _onoff(flag: bool) -> str:
     return "ON" if flag else "OFF"
 
 
+def _inbound_policy(ps: wf.ProfileState) -> str:
+    if ps.inbound_always:
+        return "BlockInboundAlways"
+    return "BlockInbound" if ps.inbound_block else "AllowInbound"
+
+
 def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
     lines: list[str] = []
     for p in profiles:
@@ -150,7 +157,7 @@ def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
         lines += ["", f"{p.label} Profile Settings: ", _SEP,
                   f"{'State':<38}{_onoff(ps.enabled)}",
                   f"{'Firewall Policy':<38}"
-                  f"{'BlockInbound' if ps.inbound_block else 'AllowInbound'},"
+                  f"{_inbound_policy(ps)},"
                   f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}",
                   f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
                   f"{'LocalConSecRules':<38}N/A (GPO-store only)",
@@ -168,8 +175,30 @@ def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
 # ---- rule parameters -------------------------------------------------------------------------
 
 
+# netsh advfirewall's own words for a value it cannot use, by parameter (captures of
+# Windows 7 to 11; docs/netsh.md): the port, protocol and address messages, else the
+# general one. wmilab adds what was wrong in parentheses.
+_INVALID = {"localport": "A specified port value is not valid.",
+            "remoteport": "A specified port value is not valid.",
+            "protocol": "A specified protocol value is not valid.",
+            "remoteip": "A specified IP address or address keyword is not valid.",
+            "localip": "A specified IP address or address keyword is not valid."}
+
+
+def _invalid(value: str, param: str, detail: str = "") -> NetshError:
+    why = f"{param}={value}" + (f": {detail}" if detail else "")
+    return NetshError(f"{_INVALID.get(param, 'A specified value is not valid.')} ({why})")
+
+
+def _choice(value: str, param: str, allowed: Sequence[str]) -> str:
+    v = value.strip().upper()
+    if v not in allowed:
+        raise _invalid(value, param, f"use {'|'.join(a.lower() for a in allowed)}")
+    return v
+
+
 def _yesno(value: str, param: str) -> bool:
-    return _enum(value, param, ("YES", "NO")) == "YES"
+    return _choice(value, param, ("YES", "NO")) == "YES"
 
 
 def _rule_profiles(value: str) -> frozenset[wf.WfProfile]:
@@ -179,7 +208,7 @@ def _rule_profiles(value: str) -> frozenset[wf.WfProfile]:
         if v == "any":
             return wf.ALL_PROFILES
         if v not in ("domain", "private", "public"):
-            raise _bad_value(value, "profile", "use public|private|domain|any")
+            raise _invalid(value, "profile", "use public|private|domain|any")
         out.add(wf.WfProfile(v))
     return frozenset(out)
 
@@ -190,10 +219,31 @@ def _remoteip(value: str) -> Scope:
         return Scope.all()
     if v.lower() == "localsubnet":
         return Scope.subnet()
+    parts: list[str] = []
+    for part in v.split(","):
+        p = part.strip()
+        if p.lower() in ("dns", "dhcp", "wins", "defaultgateway"):
+            # Valid on Windows (Learn "Netsh AdvFirewall Firewall Commands", remoteip), but
+            # they name servers a scenario does not describe.
+            raise NetshError(f"wmilab does not model remoteip={p}: a scenario names no "
+                             "DNS, DHCP or WINS servers nor a default gateway")
+        lo, dash, hi = p.partition("-")
+        if dash and "/" not in p:
+            # remoteip takes ranges "a.b.c.d-e.f.g.h" (same page); wmilab holds a range as
+            # the subnets that make it up (docs/choices.md).
+            try:
+                first, last = IPv4Address(lo.strip()), IPv4Address(hi.strip())
+            except AddressValueError:
+                raise _invalid(value, "remoteip", f"{p!r} is not an address range") from None
+            if last < first:
+                raise _invalid(value, "remoteip", f"{p!r} ends before it starts")
+            parts += [str(n) for n in summarize_address_range(first, last)]
+        else:
+            parts.append(p)
     try:
-        return Scope.custom(v)
+        return Scope.custom(",".join(parts))
     except ConfigError as e:
-        raise _bad_value(value, "remoteip", e.message) from None
+        raise _invalid(value, "remoteip", e.message) from None
 
 
 def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
@@ -201,11 +251,13 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
     rule = base
     if "name" in args:
         rule = replace(rule, name=args["name"])
+    if "description" in args:
+        rule = replace(rule, description=args["description"])
     if "dir" in args:
-        rule = replace(rule, direction="in" if _enum(args["dir"], "dir", ("IN", "OUT")) == "IN"
-                       else "out")
+        d = _choice(args["dir"], "dir", ("IN", "OUT"))
+        rule = replace(rule, direction="in" if d == "IN" else "out")
     if "action" in args:
-        act = _enum(args["action"], "action", ("ALLOW", "BLOCK", "BYPASS"))
+        act = _choice(args["action"], "action", ("ALLOW", "BLOCK", "BYPASS"))
         if act == "BYPASS":
             raise NetshError("action=bypass needs IPsec security settings, which wmilab does "
                              "not model")
@@ -222,9 +274,17 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
         s = args["service"].strip().lower()
         rule = replace(rule, service=None if s == "any" else s)
     if "protocol" in args:
+        # protocol = any | tcp | udp | an IP protocol number (Learn "Netsh AdvFirewall
+        # Firewall Commands", add rule): 6 is TCP and 17 UDP (IANA protocol numbers).
         proto = args["protocol"].strip().upper()
+        proto = {"6": "TCP", "17": "UDP"}.get(proto, proto)
         if proto not in ("TCP", "UDP", "ANY"):
-            raise _bad_value(args["protocol"], "protocol", "wmilab models tcp|udp|any")
+            valid = proto.startswith(("ICMPV4", "ICMPV6")) or (
+                proto.isdigit() and 0 <= int(proto) <= 255)
+            if valid:  # Windows takes it; WMI's traffic is TCP, which such a rule never matches
+                raise NetshError(f"wmilab does not model protocol={args['protocol']} rules "
+                                 "(tcp, udp and any)")
+            raise _invalid(args["protocol"], "protocol", "use tcp, udp, any or 0-255")
         rule = replace(rule, protocol=proto)  # type: ignore[arg-type]
     if "remoteip" in args:
         rule = replace(rule, remote=_remoteip(args["remoteip"]))
@@ -232,7 +292,7 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
         try:
             rule = replace(rule, local_ports=wf.PortSpec.parse(args["localport"]))
         except ConfigError as e:
-            raise _bad_value(args["localport"], "localport", e.message) from None
+            raise _invalid(args["localport"], "localport", e.message) from None
     for unsupported in ("localip", "remoteport", "interfacetype", "edge"):
         v = args.get(unsupported)
         if v is not None and v.strip().lower() not in ("any", "no"):
@@ -250,7 +310,7 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
 def _add_rule(local: wf.LocalWfas, args: list[str]) -> str:
     a = _bind(_Spec(_RULE_PARAMS, ("name", "dir", "action")), args, "add rule")
     if a["name"].strip().lower() == "all":
-        raise _bad_value(a["name"], "name", "'all' is reserved")
+        raise _invalid(a["name"], "name", "'all' is reserved")
     local.rules.append(_rule_from(a, wf.Rule(name=a["name"])))
     return _OK
 
@@ -266,7 +326,7 @@ def _select(local: wf.LocalWfas, a: dict[str, str]) -> list[int]:
     else:
         raise NetshError("One or more essential parameters were not entered. (name= or group=)")
     if "dir" in a:
-        d = "in" if _enum(a["dir"], "dir", ("IN", "OUT")) == "IN" else "out"
+        d = "in" if _choice(a["dir"], "dir", ("IN", "OUT")) == "IN" else "out"
         idx = [i for i in idx if local.rules[i].direction == d]
     if "profile" in a:
         want = _rule_profiles(a["profile"])
@@ -323,6 +383,17 @@ def _profiles_text(profiles: frozenset[wf.WfProfile]) -> str:
     return ",".join(p.label for p in wf.WfProfile if p in profiles)
 
 
+_FOLDERS = {"%systemroot%": "C:\\Windows", "%windir%": "C:\\Windows",
+            "%programfiles%": "C:\\Program Files",
+            "%programfiles(x86)%": "C:\\Program Files (x86)"}
+
+
+def _expanded(program: str) -> str:
+    """A rule's program as show rule prints it: a leading folder variable expanded."""
+    head, sep, rest = program.partition("\\")
+    return _FOLDERS.get(head.lower(), head) + sep + rest
+
+
 def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
     a = _bind(_Spec(("name", "group", "dir", "profile", "type", "verbose"), ()),
               [x for x in args if x.lower() != "verbose"], "show rule")
@@ -336,8 +407,10 @@ def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
     lines: list[str] = []
     for i in idx:
         r = shown.rules[i]
-        lines += ["", f"{'Rule Name:':<38}{r.name}", _SEP,
-                  f"{'Enabled:':<38}{'Yes' if r.enabled else 'No'}",
+        lines += ["", f"{'Rule Name:':<38}{r.name}", _SEP]
+        if verbose and r.description:
+            lines.append(f"{'Description:':<38}{r.description}")
+        lines += [f"{'Enabled:':<38}{'Yes' if r.enabled else 'No'}",
                   f"{'Direction:':<38}{'In' if r.direction == 'in' else 'Out'}",
                   f"{'Profiles:':<38}{_profiles_text(r.profiles)}",
                   f"{'Grouping:':<38}{r.group}",
@@ -349,8 +422,16 @@ def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
                       f"{'RemotePort:':<38}Any"]
         lines.append(f"{'Edge traversal:':<38}No")
         if verbose:
-            lines += [f"{'Program:':<38}{r.program_text or 'Any'}",
-                      f"{'Service:':<38}{'Any' if r.service is None else r.service}"]
+            # Verbose adds Program and Service only when the rule names them, then the
+            # interface types, security and rule source (captures of Windows 10/11 show rule
+            # ... verbose; the program with its environment variables expanded).
+            if r.program_text is not None:
+                lines.append(f"{'Program:':<38}{_expanded(r.program_text)}")
+            if r.service is not None:
+                lines.append(f"{'Service:':<38}{'Any' if r.service == '*' else r.service}")
+            lines += [f"{'InterfaceTypes:':<38}Any", f"{'Security:':<38}NotRequired",
+                      f"{'Rule source:':<38}"
+                      f"{'Local Setting' if r.origin == 'local' else 'Group Policy'}"]
         lines.append(f"{'Action:':<38}{r.action.capitalize()}")
     return "\n".join([*lines, _OK])
 
@@ -400,6 +481,30 @@ def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
             program=wf.parse_program(a["program"]), program_text=a["program"],
             remote=_scope(a, None)))
         return _OK
+    if verb == "set" and obj in ("portopening", "allowedprogram"):
+        # KB 947709 maps set as it maps add: the rules that add made, changed in place
+        # (mode, scope and name given; the rest kept). Absent: netsh's "cannot find" error.
+        if obj == "portopening":
+            a = _bind(_Spec(("protocol", "port", "name", "mode", "scope", "addresses",
+                             "profile"), ("protocol", "port")), args, "set portopening")
+            port = _port(a["port"])
+            protos = _protocols(a["protocol"])
+            idx = [i for i, r in enumerate(local.rules) if not r.group and r.protocol in protos
+                   and r.local_ports.spans == ((port, port),)]
+        else:
+            a = _bind(_Spec(("program", "name", "mode", "scope", "addresses", "profile"),
+                            ("program",)), args, "set allowedprogram")
+            prog = wf.parse_program(a["program"])
+            idx = [i for i, r in enumerate(local.rules) if not r.group and r.program == prog]
+        if not idx:
+            raise NetshError("The system cannot find the file specified.")
+        for i in idx:
+            r = local.rules[i]
+            local.rules[i] = replace(
+                r, name=a.get("name", r.name),
+                enabled=_legacy_enabled(a) if "mode" in a else r.enabled,
+                remote=_scope(a, r.remote))
+        return _OK
     if verb == "delete" and obj in ("portopening", "allowedprogram"):
         key = "port" if obj == "portopening" else "program"
         a = _bind(_Spec(("protocol", "port", "profile") if key == "port"
@@ -427,7 +532,8 @@ def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
         return _legacy_remote_admin(local, a, current, env)
     raise NetshError(f"wmilab does not map 'netsh firewall {verb} {obj}' onto Windows "
                      "Firewall with Advanced Security (set opmode, set service "
-                     "type=REMOTEADMIN, add/delete portopening and allowedprogram are mapped)")
+                     "type=REMOTEADMIN, add/set/delete portopening and allowedprogram are "
+                     "mapped)")
 
 
 def _legacy_remote_admin(local: wf.LocalWfas, a: dict[str, str], current: wf.WfProfile,

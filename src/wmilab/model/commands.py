@@ -54,6 +54,7 @@ class Applied:
     netsh: list[str]
     registry: dict[str, int | str | tuple[str, ...]]
     services: dict[str, str]
+    netsh_index: list[int] = field(default_factory=list)  # each netsh entry's command index
     dynamic_ports: dict[str, dynamicport.DynamicPorts] = field(default_factory=dict)
     wmi_host: wmihost.WmiHost | None = None
     group_edits: list[localgroup.GroupEdit] = field(default_factory=list)
@@ -69,7 +70,9 @@ def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str,
     out = Applied([], dict(registry), dict(services), os=os)
     for i, command in enumerate(commands):
         try:
+            before = len(out.netsh)
             _one(command, out, known_registry, i)
+            out.netsh_index += [i] * (len(out.netsh) - before)
         except ConfigError as e:
             raise ConfigError(f"{command!r}: {e.message}", (i,)) from None
     return out

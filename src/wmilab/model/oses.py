@@ -205,17 +205,21 @@ CATALOGUE: dict[str, OsSpec] = {s.name: s for s in (
     # info): 6002 = SP2 of 6.0, 7601 = SP1 of 6.1, 9600 = 8.1/2012 R2, 19045 = Windows 10
     # 22H2, 14393 = 2016, 17763 = 2019, 20348 = 2022, 26100 = Windows 11 24H2 and 2025.
     # Servicing ends (``last_update``, without paid extended updates): Learn lifecycle pages.
-    _modern("vista-sp2", "Windows Vista Business SP2", "Microsoft Windows Vista Business",
+    # Captions as Win32_OperatingSystem gives them, trademark signs and the trailing space
+    # of Vista, 7 and 2008 R2 included (scripts that compare Caption exactly, e.g.
+    # "Microsoft Windows 7 Professional ", "Microsoft® Windows Vista™ Business |C:\Windows|"
+    # as Name; docs/choices.md).
+    _modern("vista-sp2", "Windows Vista Business SP2", "Microsoft® Windows Vista™ Business ",
             "6.0.6002", "Service Pack 2", 2, server=False, released="2009-05",
             last_update="2017-04", remote_admin_group=True),
     _modern("2008-sp2", "Windows Server 2008 Standard SP2",
             "Microsoft® Windows Server® 2008 Standard", "6.0.6002", "Service Pack 2", 2,
             server=True, released="2009-05", last_update="2020-01", remote_admin_group=True),
-    _modern("7-sp1", "Windows 7 Professional SP1", "Microsoft Windows 7 Professional",
+    _modern("7-sp1", "Windows 7 Professional SP1", "Microsoft Windows 7 Professional ",
             "6.1.7601", "Service Pack 1", 1, server=False, released="2011-02",
             last_update="2020-01", remote_admin_group=True),
     _modern("2008r2-sp1", "Windows Server 2008 R2 Standard SP1",
-            "Microsoft Windows Server 2008 R2 Standard", "6.1.7601", "Service Pack 1", 1,
+            "Microsoft Windows Server 2008 R2 Standard ", "6.1.7601", "Service Pack 1", 1,
             server=True, released="2011-02", last_update="2020-01", remote_admin_group=True),
     _modern("8.1", "Windows 8.1 Pro", "Microsoft Windows 8.1 Pro", "6.3.9600", "", 0,
             server=False, released="2013-10", last_update="2023-01"),

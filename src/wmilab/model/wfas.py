@@ -153,6 +153,7 @@ class Rule:
     group: str = ""
     rule_id: str = ""  # the built-in rule's id (WMI-WINMGMT-In-TCP), "" for added rules
     origin: Literal["local", "policy"] = "local"
+    description: str = ""  # netsh's description=, shown by show rule ... verbose
 
     def matches_identity(self, protocol: str, program: str, service: str) -> bool:
         """Protocol, program and service (a service rule needs a service: "*" any)."""
@@ -209,17 +210,25 @@ def builtin_rules(os: str) -> tuple[Rule, ...]:
 
 
 def _wmi_group(profiles: frozenset[WfProfile], scope: Scope, suffix: str) -> list[Rule]:
+    # The private/public copies of all four, WMI-Out included, carry RA4=LocalSubnet
+    # (FirewallRules registry values, docs/choices.md). Descriptions: the rules' shipped
+    # text ("Inbound rule to allow WMI traffic for remote Windows Management
+    # Instrumentation. [TCP]"), as exported rule lists and GPO scripts quote it.
     def wmi(rid: str, label: str, direction: Literal["in", "out"], program: str,
-            service: str | None, ports: PortSpec) -> Rule:
+            service: str | None, ports: PortSpec, what: str) -> Rule:
+        tag = "TCP 135" if ports.spans else "TCP"
+        text = (f"{'Inbound' if direction == 'in' else 'Outbound'} rule to allow {what} "
+                f"traffic for remote Windows Management Instrumentation. [{tag}]")
         return Rule(f"Windows Management Instrumentation ({label})", direction, "allow",
                     False, profiles, program, _typed(program), service, "TCP", ports,
-                    scope if direction == "in" else Scope.all(), WMI_GROUP, rid + suffix)
+                    scope, WMI_GROUP, rid + suffix, description=text)
     return [
         wmi("WMI-RPCSS-In-TCP", "DCOM-In", "in", SVCHOST, "rpcss",
-            PortSpec(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),))),
-        wmi("WMI-WINMGMT-In-TCP", "WMI-In", "in", SVCHOST, "winmgmt", PortSpec()),
-        wmi("WMI-WINMGMT-Out-TCP", "WMI-Out", "out", SVCHOST, "winmgmt", PortSpec()),
-        wmi("WMI-ASYNC-In-TCP", "ASync-In", "in", UNSECAPP, None, PortSpec()),
+            PortSpec(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),)), "DCOM"),
+        wmi("WMI-WINMGMT-In-TCP", "WMI-In", "in", SVCHOST, "winmgmt", PortSpec(), "WMI"),
+        wmi("WMI-WINMGMT-Out-TCP", "WMI-Out", "out", SVCHOST, "winmgmt", PortSpec(), "WMI"),
+        wmi("WMI-ASYNC-In-TCP", "ASync-In", "in", UNSECAPP, None, PortSpec(),
+            "Asynchronous WMI"),
     ]
 
 
@@ -262,6 +271,10 @@ class ProfileState:
     # "Windows Firewall with Advanced Security": default behaviour).
     enabled: bool = True
     inbound_block: bool = True
+    # "BlockInboundAlways" (netsh firewallpolicy; "Block all connections" in the snap-in):
+    # inbound connections are blocked even where an allow rule matches (Learn "Netsh
+    # AdvFirewall set ... firewallpolicy").
+    inbound_always: bool = False
     outbound_block: bool = False
     local_rules: bool = True  # "Apply local firewall rules" (only Group Policy turns it off)
 
@@ -331,6 +344,7 @@ class EffectiveWfas:
     local_rules: bool
     rpc: PortRange
     subnet: IPv4Network
+    block_all: bool = False  # firewallpolicy blockinboundalways: allow rules do not apply
     # Per listener (not per source): the matching rules and the no-rule verdicts, so that a
     # decision is a short walk over a few rules (bench/bench_check.py).
     _memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
@@ -392,18 +406,29 @@ class EffectiveWfas:
             return Admission((_FwRule("", Scope.all(), "local", off),), off)
         conn = Inbound(IPv4Address("0.0.0.0"), port, program, protocol)
         cands = self.candidates(conn, service)
-        if not cands:
-            what = f"{protocol} {port} to {program}" + (
-                f" (service {service})" if service else "")
-            return Admission((), self._none_verdict(what, conn, service))
         rules = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
             r.action == "allow",
             f"allowed by {r.describe()}" if r.action == "allow" else
             f"blocked by {r.describe()}: a block rule wins over every allow rule", r.origin))
             for r in cands)
+        if not self.inbound_block:
+            # Default inbound action Allow (firewallpolicy allowinbound): what no block rule
+            # refuses comes in (Learn "Windows Firewall with Advanced Security", default
+            # behaviour). One last rule for every source, so nftables accepts it too.
+            dflt = self._default_allow()
+            return Admission((*rules, _FwRule("", Scope.all(), "local", dflt)), dflt)
+        if not cands:
+            what = f"{protocol} {port} to {program}" + (
+                f" (service {service})" if service else "")
+            return Admission((), self._none_verdict(what, conn, service))
         first = cands[0]
         return Admission(rules, None, f"{first.describe()} admits only "
                          f"{first.remote.describe()}", first.origin)
+
+    def _default_allow(self) -> FirewallDecision:
+        return FirewallDecision(True, f"no block rule matches and the default inbound action "
+                                f"of the {self.profile} profile is Allow (firewallpolicy "
+                                "allowinbound)", "local")
 
     def decide(self, conn: Inbound, local_subnet: IPv4Network | None = None,
                service: str = "") -> FirewallDecision:
@@ -418,7 +443,9 @@ class EffectiveWfas:
                 "the default inbound action is Block")
         if off:
             r = off[0]
-            why = ("Group Policy turns local rules off" if r.origin == "local" and r.enabled
+            why = ("the profile blocks all inbound connections, allowed ones too (firewallpolicy "
+                   "blockinboundalways)" if self.block_all and r.enabled and r.action == "allow"
+                   else "Group Policy turns local rules off" if r.origin == "local" and r.enabled
                    else "it is disabled")
             grp = f" (group \"{r.group}\")" if r.group else ""
             return f"{base}; the rule \"{r.name}\"{grp} would allow it, but {why}"
@@ -437,6 +464,8 @@ class EffectiveWfas:
             if r.action == "block" and r.remote.matches(source, subnet):
                 return FirewallDecision(False, f"blocked by {r.describe()}: a block rule wins over "
                                "every allow rule", r.origin)
+        if not self.inbound_block:
+            return self._default_allow()
         partial: Rule | None = None
         outside: Rule | None = None
         for r in touching:
@@ -485,14 +514,16 @@ def effective(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, rpc: Por
     for r in (*policy.rules, *local.rules):
         if profile not in r.profiles or r.direction != "in":
             continue
-        if not r.enabled or (r.origin == "local" and not local_ok):
+        if not r.enabled or (r.origin == "local" and not local_ok) or (
+                ps.inbound_always and r.action == "allow"):
             ignored.append(r)
         else:
             active.append(r)
     ordered = tuple(r for r in active if r.action == "block") + tuple(
         r for r in active if r.action == "allow")
-    return EffectiveWfas(profile, enabled, enabled_origin, ps.inbound_block, ordered,
-                         tuple(ignored), local_ok, rpc, subnet)
+    return EffectiveWfas(profile, enabled, enabled_origin,
+                         ps.inbound_block or ps.inbound_always, ordered, tuple(ignored),
+                         local_ok, rpc, subnet, ps.inbound_always)
 
 
 def parse_program(text: str) -> str:

@@ -85,6 +85,11 @@ class HostConfig:
     accounts: Mapping[str, str] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] | None = None
     netsh: tuple[str, ...] = ()
+    # Where each entry of ``netsh`` was written: ("netsh", i), or ("commands", j) for the
+    # netsh commands of ``commands``, which run after the list (scenario-format.md
+    # "Commands"), so that an error names the line the administrator wrote. Empty: all from
+    # the ``netsh`` field.
+    netsh_origins: tuple[tuple[str, int], ...] = ()
     policy: Mapping[str, Any] = field(default_factory=dict)
     dcom: Mapping[str, Any] = field(default_factory=dict)
     wmi: Mapping[str, Any] = field(default_factory=dict)
@@ -98,9 +103,11 @@ class HostConfig:
     wmi_host: wmihost.WmiHost | None = None
     # ``net localgroup`` edits, applied by the directory after ``groups``.
     group_edits: tuple[GroupEdit, ...] = ()
-    # Where each netsh entry came from in the scenario file, ("netsh", i) or ("commands", j),
-    # so an error names the line the user wrote; missing entries are ("netsh", i).
-    netsh_at: tuple[tuple[str, int], ...] = ()
+
+    def netsh_origin(self, i: int) -> tuple[str, int]:
+        """The scenario field and index of ``netsh[i]``: the ``netsh`` list, then the netsh
+        commands of ``commands``."""
+        return self.netsh_origins[i] if i < len(self.netsh_origins) else ("netsh", i)
 
     @property
     def os_spec(self) -> oses.OsSpec:
@@ -187,7 +194,7 @@ def freeze(value: object) -> Hashable:
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
                            "groups", "dcom", "wmi", "registry", "services", "updates",
-                           "dynamic_ports", "wmi_host", "group_edits", "netsh_at"})
+                           "dynamic_ports", "wmi_host", "group_edits"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
@@ -195,7 +202,7 @@ _FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
 # Fields whose errors only building the host's model finds (any field not known to be safe).
 _MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
     "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh",
-    "dynamic_ports", "wmi_host", "group_edits", "netsh_at"})
+    "dynamic_ports", "wmi_host", "group_edits"})
 
 
 class _Firewall(NamedTuple):
@@ -203,6 +210,9 @@ class _Firewall(NamedTuple):
     policies: Policies
     effective: fw.EffectiveFirewall | wf.EffectiveWfas
     wfas: wf.LocalWfas | None  # Vista and later (read-only likewise)
+    # Commands that changed nothing because no rule matched (netsh prints "No rules match
+    # the specified criteria."): a mistyped rule or group name, shown as a warning.
+    unmatched: tuple[str, ...] = ()
 
 
 class Builds:
@@ -256,6 +266,7 @@ class Builds:
             # both netsh contexts edit (KB 947709); None on XP SP2 / 2003 SP1.
             local_wfas = wf.LocalWfas.defaults(config.os) if spec.firewall == "wfas" else None
             env = netsh.NetshEnv(os=config.os, host=config.name)
+            unmatched: list[str] = []
             for i, command in enumerate(config.netsh):
                 try:
                     head = command.split(None, 1)[0] if command.strip() else ""
@@ -267,13 +278,16 @@ class Builds:
                         continue
                     advfirewall.check_context(config.os, command)
                     if local_wfas is not None:
-                        advfirewall.run(local_wfas, command, env,
-                                        wf.WfProfile(config.profile_name))
+                        printed = advfirewall.run(local_wfas, command, env,
+                                                  wf.WfProfile(config.profile_name))
+                        if advfirewall.NO_MATCH in printed:
+                            where, j = config.netsh_origin(i)
+                            unmatched.append(f"{where}[{j}] {command!r}: {advfirewall.NO_MATCH}")
                     else:
                         netsh.run(local, command, env)
                 except ConfigError as e:
-                    at = config.netsh_at[i] if i < len(config.netsh_at) else ("netsh", i)
-                    raise ConfigError(f"{command!r}: {e.message}", at) from None
+                    raise ConfigError(f"{command!r}: {e.message}", config.netsh_origin(i)) \
+                        from None
             if policies.wfas is not None and local_wfas is None:
                 raise ConfigError(f"{spec.title} has no Windows Firewall with Advanced "
                                   "Security; its firewall policy is under Administrative "
@@ -285,7 +299,7 @@ class Builds:
                                          wf.WfProfile(config.profile_name), rpc, subnet)
             else:
                 effective = fw.effective(local, policies.firewall, config.current_profile)
-            found = _Firewall(local, policies, effective, local_wfas)
+            found = _Firewall(local, policies, effective, local_wfas, tuple(unmatched))
             if remember:
                 self.firewalls[key] = found
         return found
@@ -340,6 +354,7 @@ class HostModel:
         self.local_firewall = built.local
         self.local_wfas: wf.LocalWfas | None = built.wfas
         self.firewall: fw.EffectiveFirewall | wf.EffectiveWfas = built.effective
+        self.unmatched = built.unmatched
         policies = self.policies
         try:
             self.dcom = builds.dcom_defaults(config.os, directory)
@@ -567,7 +582,8 @@ class HostModel:
         return netsh.run(copy, command, env, self.policies.firewall)
 
     def warnings(self) -> list[str]:
-        return self.config.warnings()
+        return [*self.config.warnings(), *(f"{self.name}: {u} (it changed nothing)"
+                                           for u in self.unmatched)]
 
 
 class _Layered(Mapping[str, HostConfig]):

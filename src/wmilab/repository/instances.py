@@ -282,8 +282,10 @@ def values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
             "Status": "OK", "SystemType": "X86-based PC",
             "TotalPhysicalMemory": 536330240, "UserName": f"{name}\\Administrator"}]
     if low == "win32_operatingsystem":
+        # Vista and later install to C:\Windows (XP and 2003: C:\WINDOWS).
+        windir = "C:\\Windows" if prof.modern else "C:\\WINDOWS"
         return [{
-            "Caption": prof.caption, "Name": f"{prof.caption}|C:\\WINDOWS|\\Device\\Harddisk0"
+            "Caption": prof.caption, "Name": f"{prof.caption}|{windir}|\\Device\\Harddisk0"
             "\\Partition1", "BootDevice": "\\Device\\HarddiskVolume1",
             "BuildNumber": prof.build, "BuildType": "Uniprocessor Free", "CodeSet": "1252",
             "CountryCode": "1", "CreationClassName": "Win32_OperatingSystem",
@@ -299,9 +301,9 @@ def values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
             "RegisteredUser": "Administrator", "SerialNumber": "76487-OEM-0011903-00101",
             "ServicePackMajorVersion": prof.sp_major, "ServicePackMinorVersion": 0,
             "Status": "OK", "SystemDevice": "\\Device\\HarddiskVolume1",
-            "SystemDirectory": "C:\\WINDOWS\\system32", "SystemDrive": "C:",
+            "SystemDirectory": f"{windir}\\system32", "SystemDrive": "C:",
             "TotalVirtualMemorySize": 2097024, "TotalVisibleMemorySize": 523760,
-            "Version": prof.version, "WindowsDirectory": "C:\\WINDOWS"}]
+            "Version": prof.version, "WindowsDirectory": windir}]
     if low == "win32_process":
         out: list[dict[str, Value]] = []
         for p in state.processes:
