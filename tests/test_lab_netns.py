@@ -77,6 +77,11 @@ def _verify_example(tmp_path: Path, name: str, pcap: Path | None) -> list[tuple[
     try:
         passwords = {c.user: s.world.password_of(c.user) for c in s.calls}
         checks = runner.verify_netns(state, s, passwords)
+        if any(str(c.wire) == "0x800706BA" and c.predicted.result != "0x800706BA"
+               for c in checks):
+            # A connect that timed out (2 s) on a loaded machine looks like a dropped SYN;
+            # ask once more with a patient timeout. A real drop still gives 0x800706BA.
+            checks = runner.verify_netns(state, s, passwords, connect_timeout=15.0)
     finally:
         runner.down(state)
     return [(c.call.name, str(c.wire), c.predicted.result) for c in checks]
