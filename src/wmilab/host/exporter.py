@@ -23,7 +23,6 @@ from wmilab.host.objects import (
     SUPPORTED,
     CallResult,
     ClassFactory,
-    EncodedObject,
     Entry,
     Enumerator,
     EventEnumerator,
@@ -35,8 +34,8 @@ from wmilab.host.objects import (
 )
 from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, HostRuntime, Reply
 from wmilab.model.wmi import WriteTarget
-from wmilab.repository import CimClass, WmiError
-from wmilab.repository.cim import CimObject, PathError, parse_path
+from wmilab.repository import EncodedRow, WmiError
+from wmilab.repository.cim import PathError, parse_path
 from wmilab.wire import dcom, iactivation, ids, rpc, wmi, wmio
 from wmilab.wire.dcom import RpcFaultReply, StubError
 
@@ -83,7 +82,7 @@ class Outcome:
     """What one IWbemServices operation produced."""
 
     encoded: list[bytes] = field(default_factory=list)
-    rows: Sequence[CimObject] = ()
+    rows: Sequence[EncodedRow] = ()  # what an enumerator serves (class name, EncodingUnit)
     text: str | None = None
 
 
@@ -346,14 +345,14 @@ class WmiExporter:
         if base == Op.CREATE_CLASS_ENUM:
             classes = repo.create_class_enum(ns, req.path or "",
                                              deep=not req.flags & WBEM_FLAG_SHALLOW)
-            return Outcome(rows=classes)
+            return Outcome(rows=[EncodedRow(c.name, repo.encode(c, ns)) for c in classes])
+        # Instance results come encoded from the repository, kept until its state changes.
         if base == Op.CREATE_INSTANCE_ENUM:
-            insts = repo.create_instance_enum(ns, req.path or "",
-                                              deep=not req.flags & WBEM_FLAG_SHALLOW)
-            return Outcome(rows=insts)
+            return Outcome(rows=repo.query_encoded(ns, req.path or "", kind="instances",
+                                                   deep=not req.flags & WBEM_FLAG_SHALLOW))
         if base == Op.EXEC_QUERY:
-            rows = repo.exec_query(ns, req.query or "", req.query_language or "")
-            return Outcome(rows=rows)
+            return Outcome(rows=repo.query_encoded(ns, req.query or "",
+                                                   req.query_language or ""))
         if base == Op.EXEC_METHOD:
             if not self._may_execute(svc, ctx):
                 raise Refused(hr.WBEM_E_ACCESS_DENIED, "no Execute Methods")
@@ -384,13 +383,9 @@ class WmiExporter:
         assert reply is not None
         return reply
 
-    def _enumerator(self, namespace: str, rows: Sequence[CimObject], forward_only: bool,
+    def _enumerator(self, namespace: str, rows: Sequence[EncodedRow], forward_only: bool,
                     ctx: CallContext) -> bytes:
-        objects = []
-        for row in rows:
-            cls_name = row.name if isinstance(row, CimClass) else row.cls.name
-            objects.append(EncodedObject(cls_name, self.rt.repository.encode(row, namespace)))
-        enum = Enumerator(namespace, objects, forward_only)
+        enum = Enumerator(namespace, rows, forward_only)
         entry = self.rt.table.export(enum, ids.IID_IENUMWBEMCLASSOBJECT)
         return wmi.build_interface_reply(self._ref(entry, ctx))
 
@@ -433,8 +428,7 @@ class WmiExporter:
         status = wmi.WBEM_S_NO_ERROR
         try:
             outcome = self._outcome(svc, req, ctx)
-            repo = self.rt.repository
-            objects = outcome.encoded or [repo.encode(r, svc.namespace) for r in outcome.rows]
+            objects = outcome.encoded or [r.encoded for r in outcome.rows]
         except Refused as e:
             # MS-WMI 3.1.1.1.3: if starting the operation fails, the error is the return value
             # and the sink is never called.

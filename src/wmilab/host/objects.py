@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from wmilab.model.identity import Token
+from wmilab.repository import EncodedRow
 from wmilab.wire import ids
 from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
 
@@ -58,10 +59,9 @@ class Services:
     token: Token
 
 
-@dataclass(frozen=True)
-class EncodedObject:
-    class_name: str
-    encoded: bytes  # MS-WMIO EncodingUnit
+# One object an enumerator serves: (class name, MS-WMIO EncodingUnit). Query results are
+# shared, unchanged, between enumerators (Repository.query_encoded keeps them).
+EncodedObject = EncodedRow
 
 
 @dataclass
@@ -69,12 +69,12 @@ class Enumerator:
     """IEnumWbemClassObject over a query result (MS-WMI 3.1.4.4)."""
 
     namespace: str
-    objects: list[EncodedObject]
+    objects: Sequence[EncodedObject]  # never mutated: a cached result may be shared
     forward_only: bool = False
     position: int = 0
     class_ids: dict[str, uuid.UUID] = field(default_factory=dict)
 
-    def take(self, count: int) -> list[EncodedObject]:
+    def take(self, count: int) -> Sequence[EncodedObject]:
         out = self.objects[self.position:self.position + count]
         self.position += len(out)
         return out
