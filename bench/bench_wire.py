@@ -5,6 +5,11 @@ Prints figures; asserts nothing (machines are noisy). The emulator runs in a chi
 run in this process. Usage:
     .venv/bin/python bench/bench_wire.py [--runs 30] [--clients 50] [--duration 20]
                                          [--idle 1000] [--scenario FILE] [--host B]
+                                         [--loop uvloop|asyncio] [--compare-loops N]
+
+The client's own cap is the rate one aiowmi process reaches when its CPU is the only limit:
+1 / (its CPU time per query), measured in the same run as the throughput. Throughput at
+80 % of that cap means the client process was busy 80 % of the time: the emulator kept up.
 
 impacket's DCOMConnection always dials port 135, so the impacket figures need root (or
 net.ipv4.ip_unprivileged_port_start <= 135); without it they are skipped.
@@ -70,7 +75,9 @@ def serve(scenario: Path, host: str, free_ports: bool, max_connections: int,
         await done.wait()
         await server.stop()
 
-    asyncio.run(main())
+    from wmilab.host import eventloop
+
+    eventloop.run(main())  # uvloop's loop unless WMILAB_EVENT_LOOP=asyncio
 
 
 def trim() -> None:
@@ -92,14 +99,15 @@ class Emulator:
 
     @classmethod
     def start(cls, scenario: Path, host: str, max_connections: int, max_objects: int,
-              verbose: bool) -> Emulator:
+              verbose: bool, loop: str = "uvloop", free_ports: bool = False) -> Emulator:
         base = [sys.executable, __file__, "--serve", "--scenario", str(scenario), "--host",
                 host, "--max-connections", str(max_connections),
                 "--max-objects", str(max_objects)] + (
                     ["--verbose"] if verbose else [])
-        for extra in ([], ["--free-ports"]):
+        env = dict(os.environ, WMILAB_EVENT_LOOP=loop)
+        for extra in ([["--free-ports"]] if free_ports else [[], ["--free-ports"]]):
             proc = subprocess.Popen(base + extra, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, text=True, env=env)
             assert proc.stdout is not None
             line = proc.stdout.readline().split()
             if line and line[0] == "READY":
@@ -254,6 +262,19 @@ class Throughput:
     latencies: list[float]
     first_error: str
 
+    @property
+    def rate(self) -> float:
+        return self.queries / self.seconds
+
+    @property
+    def cap(self) -> float:
+        """The client's own cap: queries/s at one query per client CPU time per query."""
+        return self.queries / self.client_cpu if self.client_cpu else float("nan")
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.emulator_cpu / self.client_cpu if self.client_cpu else float("nan")
+
 
 async def throughput(emu: Emulator, clients: int, duration: float) -> Throughput:
     sessions = await asyncio.gather(*(aiowmi_login(emu.address, emu.rpcss)
@@ -358,6 +379,49 @@ def quiet() -> Iterator[None]:
         root.setLevel(old)
 
 
+def report_load(t: Throughput) -> None:
+    lat = sorted(t.latencies) or [0.0]
+    print(f"   {t.rate:.1f} queries/s ({t.queries} in {t.seconds:.1f} s, "
+          f"{t.failures} failed); per query median {ms(statistics.median(lat))}, "
+          f"p95 {ms(lat[round(0.95 * (len(lat) - 1))])}")
+    if t.failures:
+        print(f"   first failure: {t.first_error} (after {t.queries} queries)")
+    per_q = max(t.queries, 1)
+    print(f"   CPU per query: client {ms(t.client_cpu / per_q)}, emulator "
+          f"{ms(t.emulator_cpu / per_q)}; emulator/client = {t.cpu_ratio:.2f} (target <= 0.5)")
+    print(f"   client's own cap (1 / client CPU per query): {t.cap:.0f} queries/s; "
+          f"throughput = {t.rate / t.cap:.0%} of it (target >= 80 %)")
+
+
+def compare_loops(args: argparse.Namespace, rounds: int) -> None:
+    """Alternate emulators on uvloop and asyncio under the same load, ``rounds`` times."""
+    print(f"\nEvent loops: {rounds} alternating rounds of {args.duration:.0f} s, "
+          f"{args.clients} aiowmi clients")
+    per: dict[str, list[Throughput]] = {"asyncio": [], "uvloop": []}
+    loop = asyncio.new_event_loop()
+    for _ in range(rounds):
+        for kind in per:
+            emu = Emulator.start(args.scenario, args.host, max(256, 2 * args.clients + 64),
+                                 args.max_objects, False, loop=kind, free_ports=True)
+            try:
+                loop.run_until_complete(throughput(emu, args.clients, 2.0))  # warm up
+                t = loop.run_until_complete(throughput(emu, args.clients, args.duration))
+            finally:
+                emu.stop()
+            per[kind].append(t)
+            print(f"   {kind:<8} {t.rate:7.1f} q/s, {t.failures} failed, client "
+                  f"{ms(t.client_cpu / max(t.queries, 1))}, emulator "
+                  f"{ms(t.emulator_cpu / max(t.queries, 1))} per query: ratio {t.cpu_ratio:.2f}")
+    loop.close()
+    emu_cpu = {k: sum(t.emulator_cpu for t in v) / max(sum(t.queries for t in v), 1)
+               for k, v in per.items()}
+    ratio = {k: sum(t.emulator_cpu for t in v) / sum(t.client_cpu for t in v)
+             for k, v in per.items()}
+    print(f"   emulator CPU per query: asyncio {ms(emu_cpu['asyncio'])}, uvloop "
+          f"{ms(emu_cpu['uvloop'])} ({1 - emu_cpu['uvloop'] / emu_cpu['asyncio']:.0%} less); "
+          f"emulator/client: asyncio {ratio['asyncio']:.2f}, uvloop {ratio['uvloop']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", type=Path, default=SCENARIO)
@@ -368,6 +432,10 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000, help="idle connections (memory)")
     ap.add_argument("--verbose", action="store_true",
                     help="the emulator logs each call at INFO (as `wmilab host` does)")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the emulator's event loop (WMILAB_EVENT_LOOP)")
+    ap.add_argument("--compare-loops", type=int, default=0, metavar="N",
+                    help="only compare the two event loops under load, N alternating rounds")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--free-ports", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-connections", type=int, default=0, help=argparse.SUPPRESS)
@@ -383,9 +451,13 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"scenario: {args.scenario.name} host {args.host}; query: {QUERY}")
+    if args.compare_loops:
+        compare_loops(args, args.compare_loops)
+        return
     # The idle test needs the cap above 2 x --idle; the default cap is Limits.max_connections.
     cap = max(256, args.idle + 2 * args.clients + 64)
-    emu = Emulator.start(args.scenario, args.host, cap, args.max_objects, args.verbose)
+    emu = Emulator.start(args.scenario, args.host, cap, args.max_objects, args.verbose,
+                         loop=args.loop)
     try:
         rss0 = emu.rss()
         print(f"emulator: pid {emu.proc.pid} on {emu.address} (RPCSS {emu.rpcss}, "
@@ -423,18 +495,9 @@ def main() -> None:
                 print(f"   wmiquery.py failed: {e}")
 
         print(f"\n2. Sustained load: {args.clients} aiowmi clients, one connection each "
-              f"(logged in once), querying for {args.duration:.0f} s")
+              f"(logged in once), querying for {args.duration:.0f} s; emulator loop: {args.loop}")
         t = loop.run_until_complete(throughput(emu, args.clients, args.duration))
-        lat = sorted(t.latencies) or [0.0]
-        print(f"   {t.queries / t.seconds:.1f} queries/s ({t.queries} in {t.seconds:.1f} s, "
-              f"{t.failures} failed); per query median {ms(statistics.median(lat))}, "
-              f"p95 {ms(lat[round(0.95 * (len(lat) - 1))])}")
-        if t.failures:
-            print(f"   first failure: {t.first_error} (after {t.queries} queries)")
-        per_q = max(t.queries, 1)
-        print(f"   CPU per query: client {ms(t.client_cpu / per_q)}, emulator "
-              f"{ms(t.emulator_cpu / per_q)}; emulator/client = "
-              f"{t.emulator_cpu / t.client_cpu:.2f} (target < 0.5)")
+        report_load(t)
         loop.close()
 
         print(f"\n3. Memory per idle connection ({args.idle} connections to the WMI port)")

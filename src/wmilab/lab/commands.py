@@ -201,6 +201,7 @@ def run(
 def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path | None,
                   passwords: dict[str, str | None],
                   network: IPv4Network | None) -> list[CallCheck] | None:
+    from wmilab.errors import ConfigError
     from wmilab.host.server import HostBindError
     from wmilab.lab import runner
     from wmilab.lab.state import LabState
@@ -217,7 +218,10 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
             state = runner.loopback_captures(file, scenario, pcap_dir, network)
         except runner.LabError as e:
             raise _fail(str(e)) from None
-    running = ThreadedLab(scenario, network=network)
+    try:
+        running = ThreadedLab(scenario, network=network)
+    except ConfigError as e:  # a bad WMILAB_EVENT_LOOP
+        raise _fail(str(e)) from None
     for target, source in clients.items():
         running.act_as(target, source)
     try:
