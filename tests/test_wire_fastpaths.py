@@ -129,7 +129,8 @@ def test_response_fragment_too_big_is_refused_like_the_dataclass() -> None:
         rpc.encode_response_fragment(1, bytes(0xFFFF), 0, 0, 3)
 
 
-# -- ServerConnection._fast_request against the general request path -----------------------
+# -- ServerConnection's fast path (_fast_request, one-fragment replies) against the general
+# one: same events, same octets queued (replies included), same state after every PDU.
 
 _ECHO = rpc.SyntaxId(uuid.UUID("6b5df4d4-3d4b-4a2f-9a0e-0c1f2e3d4c5b"), 1, 0)
 _NAMES = NtlmServerNames("HOSTB", "HOSTB", "hostb", "hostb")
@@ -145,7 +146,7 @@ def _servers(level: int) -> tuple[ClientConnection, list[ServerConnection]]:
     path for requests and one not."""
     servers = [ServerConnection([_ECHO], _Alice(), ntlm_names=_NAMES, filetime=lambda: 7,
                                 random_bytes=lambda n: b"\x5a" * n) for _ in range(2)]
-    servers[1].fast_requests = False
+    servers[1].fast_path = False
     cli = ClientConnection(credentials=ClientCredentials("alice", "pw", "HOSTB"),
                            auth_level=level)
     cli.bind(_ECHO)

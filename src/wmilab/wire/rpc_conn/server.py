@@ -57,6 +57,11 @@ from wmilab.wire.rpc_conn.state import AuthState, Connection, ConnState, RpcStat
 _REQ_FIXED = struct.Struct("<BBBBBBxxHHIIHH")
 _TRAILER = struct.Struct("<BBBBI")  # sec_trailer (MS-RPCE 2.2.2.11)
 _REQUEST = rpc.PType.REQUEST
+# A response's common header (data representation little-endian ASCII IEEE, C706 14.1) and
+# its alloc_hint, p_cont_id (cancel_count and reserved zero).
+_RESP_FIXED = struct.Struct("<BBBBBxxxHHIIHxx")
+_RESPONSE = rpc.PType.RESPONSE
+_PADS = tuple(b"\x00" * n for n in range(4))
 _FIRST_LAST = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
 
 
@@ -153,9 +158,10 @@ class ServerConnection(Connection):
         self._partial: dict[int, _Partial] = {}
         self._discard: set[int] = set()
         self._calls: dict[int, _CallInfo] = {}
-        # Single-fragment signed or sealed requests take _fast_request (tests turn it off to
-        # compare it with the general path).
-        self.fast_requests = True
+        # Single-fragment signed or sealed requests take _fast_request, and their replies a
+        # one-fragment shortcut in send_response (tests turn both off to compare them with
+        # the general path).
+        self.fast_path = True
 
     # -- public API -------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class ServerConnection(Connection):
                 return False
             frag = bytes(self._buf[:n])
             del self._buf[:n]
-            if not (self.fast_requests and self._fast_request(frag, events)):
+            if not (self.fast_path and self._fast_request(frag, events)):
                 self._handle(frag, events)
         except _Violation as v:
             self._violate(v, events)
@@ -207,6 +213,24 @@ class ServerConnection(Connection):
         level = sec.auth_level if sec is not None else AuthLevel.NONE
         protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
         room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
+        if protect and len(stub) <= room and self.fast_path:
+            assert sec is not None and sec.session is not None
+            # One signed or sealed fragment (the common reply): its octets in one go, as
+            # the loop below makes them (tests/test_wire_fastpaths.py compares the two).
+            pad = -(RESP_HDR + len(stub)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
+            head = _RESP_FIXED.pack(5, 0, _RESPONSE, _FIRST_LAST, 0x10, RESP_HDR + len(stub) + pad
+                                    + rpc.SEC_TRAILER_SIZE + SIG_LEN, SIG_LEN, call_id,
+                                    len(stub), info.context_id)
+            trailer = _PADS[pad] + _TRAILER.pack(rpc.AUTHN_WINNT, level, pad, 0,
+                                                 sec.auth_context_id)
+            if level == AuthLevel.PKT_PRIVACY:
+                sealed, sig = sec.session.seal(stub + _PADS[pad],
+                                               lambda plain: head + plain + trailer[pad:])
+                self._queue(b"".join((head, sealed, trailer[pad:], sig)))
+            else:
+                msg = b"".join((head, stub, trailer))
+                self._queue(msg + sec.session.sign(msg))
+            return
         chunks = [stub] if len(stub) <= room else split_stub(stub, room)
         remaining = len(stub)
         last = len(chunks) - 1
