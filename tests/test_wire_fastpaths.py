@@ -247,3 +247,11 @@ def test_orpcthis_read_in_one_unpack_equals_the_long_way(data: bytes, skip: int)
         except StubError as e:
             results.append((str(e), -1))
     assert results[0] == results[1]
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_orpc_hresult_reply_equals_the_ndr_writer(hresult: int) -> None:
+    w = NdrWriter()
+    dcom.write_orpcthat(w)
+    w.u32(hresult)
+    assert dcom.build_orpc_hresult_reply(hresult) == w.getvalue()

@@ -127,9 +127,9 @@ class RpcFaultReply:
 
 
 
+_ORPCTHAT_HRESULT = struct.Struct("<III")  # ORPCTHAT flags 0, extensions NULL; HRESULT
+
+
 def build_orpc_hresult_reply(hresult: int) -> bytes:
     """ORPCTHAT + HRESULT: the reply of every ORPC method without out-parameters."""
-    w = NdrWriter()
-    write_orpcthat(w)
-    w.u32(hresult)
-    return w.getvalue()
+    return _ORPCTHAT_HRESULT.pack(0, 0, hresult & 0xFFFFFFFF)
