@@ -99,6 +99,7 @@ class WmiExporter:
         self.rt = runtime
         self.callbacks = callbacks
         self.events: EventHub | None = EventHub(runtime, callbacks)
+        self._access: dict[int, tuple[CallContext, bool]] = {}
 
     def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
                ctx: CallContext) -> tuple[str, Reply]:
@@ -107,7 +108,7 @@ class WmiExporter:
         name = self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not steps.access(self.rt.model, ctx.token, "wmi", ctx.auth_level).ok:
+        if not self._allowed(ctx):
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
@@ -117,6 +118,17 @@ class WmiExporter:
             return name, self._dispatch(entry, opnum, stub, ctx)
         except StubError:
             return name, BAD_STUB
+
+    def _allowed(self, ctx: CallContext) -> bool:
+        """steps.access for the caller, asked once per call context (the server keeps one per
+        security context of a connection; the host's model does not change while it runs)."""
+        known = self._access.get(id(ctx))
+        if known is None or known[0] is not ctx:
+            if len(self._access) >= 4096:
+                self._access.clear()
+            ok = steps.access(self.rt.model, ctx.token, "wmi", ctx.auth_level).ok
+            known = self._access[id(ctx)] = (ctx, ok)  # holding ctx keeps its id unique
+        return known[1]
 
     @staticmethod
     def _name(entry: Entry | None, opnum: int) -> str:
