@@ -6,6 +6,7 @@ run in this process. Usage:
     .venv/bin/python bench/bench_wire.py [--runs 30] [--clients 50] [--duration 20]
                                          [--idle 1000] [--scenario FILE] [--host B]
                                          [--loop uvloop|asyncio] [--compare-loops N]
+                                         [--baseline CHECKOUT]
 
 The client's own cap is the rate one aiowmi process reaches when its CPU is the only limit:
 1 / (its CPU time per query), measured in the same run as the throughput. Throughput at
@@ -99,12 +100,17 @@ class Emulator:
 
     @classmethod
     def start(cls, scenario: Path, host: str, max_connections: int, max_objects: int,
-              verbose: bool, loop: str = "uvloop", free_ports: bool = False) -> Emulator:
-        base = [sys.executable, __file__, "--serve", "--scenario", str(scenario), "--host",
+              verbose: bool, loop: str = "uvloop", free_ports: bool = False,
+              checkout: Path | None = None) -> Emulator:
+        """``checkout``: serve another checkout's code (its bench_wire.py and src/)."""
+        script = str(checkout / "bench" / "bench_wire.py") if checkout else __file__
+        base = [sys.executable, script, "--serve", "--scenario", str(scenario), "--host",
                 host, "--max-connections", str(max_connections),
                 "--max-objects", str(max_objects)] + (
                     ["--verbose"] if verbose else [])
         env = dict(os.environ, WMILAB_EVENT_LOOP=loop)
+        if checkout is not None:
+            env["PYTHONPATH"] = str(checkout / "src")
         for extra in ([["--free-ports"]] if free_ports else [[], ["--free-ports"]]):
             proc = subprocess.Popen(base + extra, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True, env=env)
@@ -394,15 +400,19 @@ def report_load(t: Throughput) -> None:
 
 
 def compare_loops(args: argparse.Namespace, rounds: int) -> None:
-    """Alternate emulators on uvloop and asyncio under the same load, ``rounds`` times."""
+    """Alternate emulators on uvloop and asyncio (and ``--baseline``'s code, on its own
+    loop) under the same load, ``rounds`` times."""
     print(f"\nEvent loops: {rounds} alternating rounds of {args.duration:.0f} s, "
           f"{args.clients} aiowmi clients")
     per: dict[str, list[Throughput]] = {"asyncio": [], "uvloop": []}
+    if args.baseline is not None:
+        per = {"baseline": [], **per}
     loop = asyncio.new_event_loop()
     for _ in range(rounds):
         for kind in per:
             emu = Emulator.start(args.scenario, args.host, max(256, 2 * args.clients + 64),
-                                 args.max_objects, False, loop=kind, free_ports=True)
+                                 args.max_objects, False, loop=kind, free_ports=True,
+                                 checkout=args.baseline if kind == "baseline" else None)
             try:
                 loop.run_until_complete(throughput(emu, args.clients, 2.0))  # warm up
                 t = loop.run_until_complete(throughput(emu, args.clients, args.duration))
@@ -413,13 +423,16 @@ def compare_loops(args: argparse.Namespace, rounds: int) -> None:
                   f"{ms(t.client_cpu / max(t.queries, 1))}, emulator "
                   f"{ms(t.emulator_cpu / max(t.queries, 1))} per query: ratio {t.cpu_ratio:.2f}")
     loop.close()
-    emu_cpu = {k: sum(t.emulator_cpu for t in v) / max(sum(t.queries for t in v), 1)
-               for k, v in per.items()}
-    ratio = {k: sum(t.emulator_cpu for t in v) / sum(t.client_cpu for t in v)
-             for k, v in per.items()}
-    print(f"   emulator CPU per query: asyncio {ms(emu_cpu['asyncio'])}, uvloop "
-          f"{ms(emu_cpu['uvloop'])} ({1 - emu_cpu['uvloop'] / emu_cpu['asyncio']:.0%} less); "
-          f"emulator/client: asyncio {ratio['asyncio']:.2f}, uvloop {ratio['uvloop']:.2f}")
+    print("   all rounds together:")
+    for kind, runs in per.items():
+        queries = sum(t.queries for t in runs)
+        client, emulator = sum(t.client_cpu for t in runs), sum(t.emulator_cpu for t in runs)
+        rate = queries / sum(t.seconds for t in runs)
+        cap = queries / client if client else float("nan")
+        print(f"   {kind:<8} {rate:7.1f} q/s, {sum(t.failures for t in runs)} failed; CPU per "
+              f"query client {ms(client / max(queries, 1))}, emulator "
+              f"{ms(emulator / max(queries, 1))}; emulator/client {emulator / client:.2f}; "
+              f"throughput {rate / cap:.0%} of the client's own cap ({cap:.0f} q/s)")
 
 
 def main() -> None:
@@ -436,6 +449,9 @@ def main() -> None:
                     help="the emulator's event loop (WMILAB_EVENT_LOOP)")
     ap.add_argument("--compare-loops", type=int, default=0, metavar="N",
                     help="only compare the two event loops under load, N alternating rounds")
+    ap.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                    help="with --compare-loops: also serve another checkout's code (e.g. a "
+                    "`git worktree` of an older commit) in the same rounds")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--free-ports", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-connections", type=int, default=0, help=argparse.SUPPRESS)
