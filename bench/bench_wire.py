@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import platform
@@ -40,6 +41,7 @@ SCENARIO = ROOT / "src" / "wmilab" / "examples" / "02-remote-admin.toml"
 QUERY = "SELECT * FROM Win32_OperatingSystem"
 USER, PASSWORD, DOMAIN = "admin", "Adm1n!", "CORP"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 # ------------------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ class Emulator:
 
     @classmethod
     def start(cls, scenario: Path, host: str, max_connections: int, max_objects: int,
-              verbose: bool, loop: str = "uvloop", free_ports: bool = False,
+              verbose: bool, loop: str = DEFAULT_LOOP, free_ports: bool = False,
               checkout: Path | None = None) -> Emulator:
         """``checkout``: serve another checkout's code (its bench_wire.py and src/)."""
         script = str(checkout / "bench" / "bench_wire.py") if checkout else __file__
@@ -404,7 +406,9 @@ def compare_loops(args: argparse.Namespace, rounds: int) -> None:
     loop) under the same load, ``rounds`` times."""
     print(f"\nEvent loops: {rounds} alternating rounds of {args.duration:.0f} s, "
           f"{args.clients} aiowmi clients")
-    per: dict[str, list[Throughput]] = {"asyncio": [], "uvloop": []}
+    per: dict[str, list[Throughput]] = {"asyncio": []}
+    if DEFAULT_LOOP == "uvloop":
+        per["uvloop"] = []
     if args.baseline is not None:
         per = {"baseline": [], **per}
     loop = asyncio.new_event_loop()
@@ -445,7 +449,7 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000, help="idle connections (memory)")
     ap.add_argument("--verbose", action="store_true",
                     help="the emulator logs each call at INFO (as `wmilab host` does)")
-    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default=DEFAULT_LOOP,
                     help="the emulator's event loop (WMILAB_EVENT_LOOP)")
     ap.add_argument("--compare-loops", type=int, default=0, metavar="N",
                     help="only compare the two event loops under load, N alternating rounds")
