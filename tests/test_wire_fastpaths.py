@@ -12,7 +12,7 @@ import struct
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmilab.wire import dcom, rpc
@@ -167,6 +167,7 @@ _STEP = st.tuples(
               st.integers(0, 255)), st.integers(0, 40), st.booleans())
 
 
+@settings(deadline=None)  # NTLM over up to 9000-octet stubs: slow on a loaded machine
 @given(st.sampled_from([AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY]),
        st.lists(_STEP, min_size=1, max_size=8))
 def test_fast_request_path_equals_the_general_one(level: int,
