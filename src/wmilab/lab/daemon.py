@@ -245,14 +245,11 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python -m wmilab.lab.daemon netns STATE_DIR HOST | "
                          "loopback STATE_DIR [WORKER]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from wmilab.errors import ConfigError
-    from wmilab.host import eventloop
-
     try:
-        eventloop.run(run())  # uvloop's loop when installed (host/eventloop.py)
-    except (HostBindError, ConfigError) as e:
+        asyncio.run(run())
+    except HostBindError as e:
         # `lab up` shows this line (the last one naming an error) and exits 2.
-        print(f"error: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        print(f"error: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
