@@ -5,6 +5,12 @@ Prints figures; asserts nothing (machines are noisy). The emulator runs in a chi
 run in this process. Usage:
     .venv/bin/python bench/bench_wire.py [--runs 30] [--clients 50] [--duration 20]
                                          [--idle 1000] [--scenario FILE] [--host B]
+                                         [--loop uvloop|asyncio] [--compare-loops N]
+                                         [--baseline CHECKOUT]
+
+The client's own cap is the rate one aiowmi process reaches when its CPU is the only limit:
+1 / (its CPU time per query), measured in the same run as the throughput. Throughput at
+80 % of that cap means the client process was busy 80 % of the time: the emulator kept up.
 
 impacket's DCOMConnection always dials port 135, so the impacket figures need root (or
 net.ipv4.ip_unprivileged_port_start <= 135); without it they are skipped.
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import platform
@@ -34,6 +41,7 @@ SCENARIO = ROOT / "src" / "wmilab" / "examples" / "02-remote-admin.toml"
 QUERY = "SELECT * FROM Win32_OperatingSystem"
 USER, PASSWORD, DOMAIN = "admin", "Adm1n!", "CORP"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+DEFAULT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 # ------------------------------------------------------------------------------------------
@@ -70,7 +78,9 @@ def serve(scenario: Path, host: str, free_ports: bool, max_connections: int,
         await done.wait()
         await server.stop()
 
-    asyncio.run(main())
+    from wmilab.host import eventloop
+
+    eventloop.run(main())  # uvloop's loop unless WMILAB_EVENT_LOOP=asyncio
 
 
 def trim() -> None:
@@ -92,14 +102,20 @@ class Emulator:
 
     @classmethod
     def start(cls, scenario: Path, host: str, max_connections: int, max_objects: int,
-              verbose: bool) -> Emulator:
-        base = [sys.executable, __file__, "--serve", "--scenario", str(scenario), "--host",
+              verbose: bool, loop: str = DEFAULT_LOOP, free_ports: bool = False,
+              checkout: Path | None = None) -> Emulator:
+        """``checkout``: serve another checkout's code (its bench_wire.py and src/)."""
+        script = str(checkout / "bench" / "bench_wire.py") if checkout else __file__
+        base = [sys.executable, script, "--serve", "--scenario", str(scenario), "--host",
                 host, "--max-connections", str(max_connections),
                 "--max-objects", str(max_objects)] + (
                     ["--verbose"] if verbose else [])
-        for extra in ([], ["--free-ports"]):
+        env = dict(os.environ, WMILAB_EVENT_LOOP=loop)
+        if checkout is not None:
+            env["PYTHONPATH"] = str(checkout / "src")
+        for extra in ([["--free-ports"]] if free_ports else [[], ["--free-ports"]]):
             proc = subprocess.Popen(base + extra, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, text=True, env=env)
             assert proc.stdout is not None
             line = proc.stdout.readline().split()
             if line and line[0] == "READY":
@@ -254,6 +270,19 @@ class Throughput:
     latencies: list[float]
     first_error: str
 
+    @property
+    def rate(self) -> float:
+        return self.queries / self.seconds
+
+    @property
+    def cap(self) -> float:
+        """The client's own cap: queries/s at one query per client CPU time per query."""
+        return self.queries / self.client_cpu if self.client_cpu else float("nan")
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.emulator_cpu / self.client_cpu if self.client_cpu else float("nan")
+
 
 async def throughput(emu: Emulator, clients: int, duration: float) -> Throughput:
     sessions = await asyncio.gather(*(aiowmi_login(emu.address, emu.rpcss)
@@ -358,6 +387,58 @@ def quiet() -> Iterator[None]:
         root.setLevel(old)
 
 
+def report_load(t: Throughput) -> None:
+    lat = sorted(t.latencies) or [0.0]
+    print(f"   {t.rate:.1f} queries/s ({t.queries} in {t.seconds:.1f} s, "
+          f"{t.failures} failed); per query median {ms(statistics.median(lat))}, "
+          f"p95 {ms(lat[round(0.95 * (len(lat) - 1))])}")
+    if t.failures:
+        print(f"   first failure: {t.first_error} (after {t.queries} queries)")
+    per_q = max(t.queries, 1)
+    print(f"   CPU per query: client {ms(t.client_cpu / per_q)}, emulator "
+          f"{ms(t.emulator_cpu / per_q)}; emulator/client = {t.cpu_ratio:.2f} (target <= 0.5)")
+    print(f"   client's own cap (1 / client CPU per query): {t.cap:.0f} queries/s; "
+          f"throughput = {t.rate / t.cap:.0%} of it (target >= 80 %)")
+
+
+def compare_loops(args: argparse.Namespace, rounds: int) -> None:
+    """Alternate emulators on uvloop and asyncio (and ``--baseline``'s code, on its own
+    loop) under the same load, ``rounds`` times."""
+    print(f"\nEvent loops: {rounds} alternating rounds of {args.duration:.0f} s, "
+          f"{args.clients} aiowmi clients")
+    per: dict[str, list[Throughput]] = {"asyncio": []}
+    if DEFAULT_LOOP == "uvloop":
+        per["uvloop"] = []
+    if args.baseline is not None:
+        per = {"baseline": [], **per}
+    loop = asyncio.new_event_loop()
+    for _ in range(rounds):
+        for kind in per:
+            emu = Emulator.start(args.scenario, args.host, max(256, 2 * args.clients + 64),
+                                 args.max_objects, False, loop=kind, free_ports=True,
+                                 checkout=args.baseline if kind == "baseline" else None)
+            try:
+                loop.run_until_complete(throughput(emu, args.clients, 2.0))  # warm up
+                t = loop.run_until_complete(throughput(emu, args.clients, args.duration))
+            finally:
+                emu.stop()
+            per[kind].append(t)
+            print(f"   {kind:<8} {t.rate:7.1f} q/s, {t.failures} failed, client "
+                  f"{ms(t.client_cpu / max(t.queries, 1))}, emulator "
+                  f"{ms(t.emulator_cpu / max(t.queries, 1))} per query: ratio {t.cpu_ratio:.2f}")
+    loop.close()
+    print("   all rounds together:")
+    for kind, runs in per.items():
+        queries = sum(t.queries for t in runs)
+        client, emulator = sum(t.client_cpu for t in runs), sum(t.emulator_cpu for t in runs)
+        rate = queries / sum(t.seconds for t in runs)
+        cap = queries / client if client else float("nan")
+        print(f"   {kind:<8} {rate:7.1f} q/s, {sum(t.failures for t in runs)} failed; CPU per "
+              f"query client {ms(client / max(queries, 1))}, emulator "
+              f"{ms(emulator / max(queries, 1))}; emulator/client {emulator / client:.2f}; "
+              f"throughput {rate / cap:.0%} of the client's own cap ({cap:.0f} q/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", type=Path, default=SCENARIO)
@@ -368,6 +449,13 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000, help="idle connections (memory)")
     ap.add_argument("--verbose", action="store_true",
                     help="the emulator logs each call at INFO (as `wmilab host` does)")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default=DEFAULT_LOOP,
+                    help="the emulator's event loop (WMILAB_EVENT_LOOP)")
+    ap.add_argument("--compare-loops", type=int, default=0, metavar="N",
+                    help="only compare the two event loops under load, N alternating rounds")
+    ap.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                    help="with --compare-loops: also serve another checkout's code (e.g. a "
+                    "`git worktree` of an older commit) in the same rounds")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--free-ports", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-connections", type=int, default=0, help=argparse.SUPPRESS)
@@ -383,9 +471,13 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"scenario: {args.scenario.name} host {args.host}; query: {QUERY}")
+    if args.compare_loops:
+        compare_loops(args, args.compare_loops)
+        return
     # The idle test needs the cap above 2 x --idle; the default cap is Limits.max_connections.
     cap = max(256, args.idle + 2 * args.clients + 64)
-    emu = Emulator.start(args.scenario, args.host, cap, args.max_objects, args.verbose)
+    emu = Emulator.start(args.scenario, args.host, cap, args.max_objects, args.verbose,
+                         loop=args.loop)
     try:
         rss0 = emu.rss()
         print(f"emulator: pid {emu.proc.pid} on {emu.address} (RPCSS {emu.rpcss}, "
@@ -423,18 +515,9 @@ def main() -> None:
                 print(f"   wmiquery.py failed: {e}")
 
         print(f"\n2. Sustained load: {args.clients} aiowmi clients, one connection each "
-              f"(logged in once), querying for {args.duration:.0f} s")
+              f"(logged in once), querying for {args.duration:.0f} s; emulator loop: {args.loop}")
         t = loop.run_until_complete(throughput(emu, args.clients, args.duration))
-        lat = sorted(t.latencies) or [0.0]
-        print(f"   {t.queries / t.seconds:.1f} queries/s ({t.queries} in {t.seconds:.1f} s, "
-              f"{t.failures} failed); per query median {ms(statistics.median(lat))}, "
-              f"p95 {ms(lat[round(0.95 * (len(lat) - 1))])}")
-        if t.failures:
-            print(f"   first failure: {t.first_error} (after {t.queries} queries)")
-        per_q = max(t.queries, 1)
-        print(f"   CPU per query: client {ms(t.client_cpu / per_q)}, emulator "
-              f"{ms(t.emulator_cpu / per_q)}; emulator/client = "
-              f"{t.emulator_cpu / t.client_cpu:.2f} (target < 0.5)")
+        report_load(t)
         loop.close()
 
         print(f"\n3. Memory per idle connection ({args.idle} connections to the WMI port)")

@@ -12,12 +12,14 @@ import struct
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wmilab.wire import rpc
+from wmilab.wire import dcom, rpc
 from wmilab.wire.dcom import NdrReader, NdrWriter, StubError
-from wmilab.wire.ntlm import _HmacMd5
+from wmilab.wire.ntlm import LogonAttempt, NtlmServerNames, _HmacMd5
+from wmilab.wire.rpc import AuthLevel
+from wmilab.wire.rpc_conn import CallReceived, ClientConnection, ClientCredentials, ServerConnection
 
 _FORMATS = {"u16": ("<H", 2), "u32": ("<I", 4), "i32": ("<i", 4), "u64": ("<Q", 8)}
 
@@ -125,3 +127,132 @@ def test_response_fragment_octets_equal_the_dataclass_encoding(
 def test_response_fragment_too_big_is_refused_like_the_dataclass() -> None:
     with pytest.raises(rpc.RpcProtocolError, match="does not fit in one fragment"):
         rpc.encode_response_fragment(1, bytes(0xFFFF), 0, 0, 3)
+
+
+# -- ServerConnection's fast path (_fast_request, one-fragment replies) against the general
+# one: same events, same octets queued (replies included), same state after every PDU.
+
+_ECHO = rpc.SyntaxId(uuid.UUID("6b5df4d4-3d4b-4a2f-9a0e-0c1f2e3d4c5b"), 1, 0)
+_NAMES = NtlmServerNames("HOSTB", "HOSTB", "hostb", "hostb")
+
+
+class _Alice:
+    def logon(self, attempt: LogonAttempt) -> object | None:
+        return "alice" if attempt.user == "alice" and attempt.check_password("pw") else None
+
+
+def _servers(level: int) -> tuple[ClientConnection, list[ServerConnection]]:
+    """One client and two servers in the same state (same randomness), one taking the fast
+    path for requests and one not."""
+    servers = [ServerConnection([_ECHO], _Alice(), ntlm_names=_NAMES, filetime=lambda: 7,
+                                random_bytes=lambda n: b"\x5a" * n) for _ in range(2)]
+    servers[1].fast_path = False
+    cli = ClientConnection(credentials=ClientCredentials("alice", "pw", "HOSTB"),
+                           auth_level=level)
+    cli.bind(_ECHO)
+    bind = cli.data_to_send()
+    acks = [srv.receive_data(bind) and srv.data_to_send() for srv in servers]
+    assert acks[0] == acks[1]
+    cli.receive_data(acks[0])
+    auth3 = cli.data_to_send()
+    for srv in servers:
+        srv.receive_data(auth3)
+    return cli, servers
+
+
+_SIZES = st.one_of(st.integers(0, 40), st.integers(80, 300), st.just(9000))  # 9000: fragments
+_STEP = st.tuples(
+    st.sampled_from(["call", "call", "flip", "cut", "again", "unsigned-ctx", "big"]),
+    st.builds(lambda n, b: bytes((i * 7 + b) & 0xFF for i in range(n)), _SIZES,
+              st.integers(0, 255)), st.integers(0, 40), st.booleans())
+
+
+@settings(deadline=None)  # NTLM over up to 9000-octet stubs: slow on a loaded machine
+@given(st.sampled_from([AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY]),
+       st.lists(_STEP, min_size=1, max_size=8))
+def test_fast_request_path_equals_the_general_one(level: int,
+                                                  steps: list[tuple[str, bytes, int, bool]]
+                                                  ) -> None:
+    cli, (fast, slow) = _servers(level)
+    last = b""
+    for kind, stub, where, with_object in steps:
+        cli.request(3, stub, object_uuid=uuid.UUID(int=where) if with_object else None)
+        pdu = cli.data_to_send()
+        if kind == "flip":  # one octet changed anywhere: header, stub, trailer or signature
+            at = where * 7 % len(pdu)
+            pdu = pdu[:at] + bytes([pdu[at] ^ 0x41]) + pdu[at + 1:]
+        elif kind == "cut":
+            pdu = pdu[: max(1, len(pdu) - 1 - where)]
+        elif kind == "again" and last:
+            pdu = last  # a replay: same call id and sequence number
+        elif kind == "unsigned-ctx":
+            pdu = pdu[:20] + bytes([9]) + pdu[21:]  # an unknown presentation context id
+        elif kind == "big":
+            fast.max_request_size = slow.max_request_size = len(stub) // 2
+        last = pdu
+        got = [srv.receive_data(pdu) for srv in (fast, slow)]
+        assert repr(got[0]) == repr(got[1])
+        for srv, events in zip((fast, slow), got, strict=True):
+            for ev in events:
+                if isinstance(ev, CallReceived):
+                    srv.send_response(ev.call_id, ev.stub[::-1])
+        assert fast.data_to_send() == slow.data_to_send()
+        assert _state(fast) == _state(slow)
+    # Both still agree on the next signature (the NTLM sequence numbers moved alike).
+    if not fast.closed:
+        sec_f, sec_s = fast.security[cli_ctx(fast)], slow.security[cli_ctx(slow)]
+        assert sec_f.session is not None and sec_s.session is not None
+        assert (sec_f.session.in_seq, sec_f.session.out_seq) == (
+            sec_s.session.in_seq, sec_s.session.out_seq)
+
+
+def _state(srv: ServerConnection) -> tuple[object, ...]:
+    partial = {cid: (p.opnum, p.context_id, p.object_uuid, p.size, p.chunks)
+               for cid, p in srv._partial.items()}
+    return srv.state, srv.pending_calls(), partial, sorted(srv._discard), bytes(srv._buf)
+
+
+def cli_ctx(srv: ServerConnection) -> int:
+    return next(iter(srv.security))
+
+
+def test_fast_request_path_is_taken_for_a_signed_call() -> None:
+    cli, (fast, _slow) = _servers(AuthLevel.PKT_PRIVACY)
+    cli.request(3, b"hello", object_uuid=uuid.UUID(int=5))
+    pdu = cli.data_to_send()
+    events: list[object] = []
+    assert fast._fast_request(pdu, events)  # type: ignore[arg-type]
+    assert [type(e) for e in events] == [CallReceived]
+    assert events[0].stub.startswith(b"hello")  # type: ignore[attr-defined]
+
+
+def _orpcthis_long_way(r: NdrReader) -> tuple[object, ...]:
+    """ORPCTHIS read field by field (MS-DCOM 2.2.13.3), as read_orpcthis did before."""
+    major, minor, flags = r.u16(), r.u16(), r.u32()
+    r.u32()
+    cid = r.guid()
+    ext = r.ptr()
+    return (major, minor), flags, cid, bool(ext)
+
+
+@given(st.binary(max_size=48), st.integers(0, 3))
+def test_orpcthis_read_in_one_unpack_equals_the_long_way(data: bytes, skip: int) -> None:
+    data = data if len(data) < 28 else data[:28] + b"\x00\x00\x00\x00" + data[32:]  # no extents
+    results = []
+    for read in (lambda r: (lambda t: (t.version, t.flags, t.cid, t.has_extensions))(
+            dcom.read_orpcthis(r)), _orpcthis_long_way):
+        r = NdrReader(data, "test")
+        r.pos = skip  # not at the start of the stub: the field-by-field reading serves
+        try:
+            results.append((read(r), r.pos))
+        except StubError as e:
+            results.append((str(e), -1))
+    assert results[0] == results[1]
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_orpc_hresult_reply_equals_the_ndr_writer(hresult: int) -> None:
+    w = NdrWriter()
+    dcom.write_orpcthat(w)
+    w.u32(hresult)
+    assert dcom.build_orpc_hresult_reply(hresult) == w.getvalue()

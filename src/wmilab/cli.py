@@ -368,8 +368,14 @@ def host(
         finally:
             await server.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    from wmilab.host import eventloop
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            eventloop.run(serve())  # uvloop's loop when installed (host/eventloop.py)
+    except ConfigError as e:  # a bad WMILAB_EVENT_LOOP
+        error(str(e))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     out.print("stopped")
 
 

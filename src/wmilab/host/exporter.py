@@ -23,7 +23,6 @@ from wmilab.host.objects import (
     SUPPORTED,
     CallResult,
     ClassFactory,
-    EncodedObject,
     Entry,
     Enumerator,
     EventEnumerator,
@@ -35,8 +34,8 @@ from wmilab.host.objects import (
 )
 from wmilab.host.runtime import BAD_STUB, OP_RANGE, RPC_E_DISCONNECTED, CallContext, HostRuntime, Reply
 from wmilab.model.wmi import WriteTarget
-from wmilab.repository import CimClass, WmiError
-from wmilab.repository.cim import CimObject, PathError, parse_path
+from wmilab.repository import EncodedRow, WmiError
+from wmilab.repository.cim import PathError, parse_path
 from wmilab.wire import dcom, iactivation, ids, rpc, wmi, wmio
 from wmilab.wire.dcom import RpcFaultReply, StubError
 
@@ -83,7 +82,7 @@ class Outcome:
     """What one IWbemServices operation produced."""
 
     encoded: list[bytes] = field(default_factory=list)
-    rows: Sequence[CimObject] = ()
+    rows: Sequence[EncodedRow] = ()  # what an enumerator serves (class name, EncodingUnit)
     text: str | None = None
 
 
@@ -100,6 +99,7 @@ class WmiExporter:
         self.rt = runtime
         self.callbacks = callbacks
         self.events: EventHub | None = EventHub(runtime, callbacks)
+        self._access: dict[int, tuple[CallContext, bool]] = {}
 
     def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
                ctx: CallContext) -> tuple[str, Reply]:
@@ -108,7 +108,7 @@ class WmiExporter:
         name = self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not steps.access(self.rt.model, ctx.token, "wmi", ctx.auth_level).ok:
+        if not self._allowed(ctx):
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
@@ -118,6 +118,17 @@ class WmiExporter:
             return name, self._dispatch(entry, opnum, stub, ctx)
         except StubError:
             return name, BAD_STUB
+
+    def _allowed(self, ctx: CallContext) -> bool:
+        """steps.access for the caller, asked once per call context (the server keeps one per
+        security context of a connection; the host's model does not change while it runs)."""
+        known = self._access.get(id(ctx))
+        if known is None or known[0] is not ctx:
+            if len(self._access) >= 4096:
+                self._access.clear()
+            ok = steps.access(self.rt.model, ctx.token, "wmi", ctx.auth_level).ok
+            known = self._access[id(ctx)] = (ctx, ok)  # holding ctx keeps its id unique
+        return known[1]
 
     @staticmethod
     def _name(entry: Entry | None, opnum: int) -> str:
@@ -357,14 +368,14 @@ class WmiExporter:
         if base == Op.CREATE_CLASS_ENUM:
             classes = repo.create_class_enum(ns, req.path or "",
                                              deep=not req.flags & WBEM_FLAG_SHALLOW)
-            return Outcome(rows=classes)
+            return Outcome(rows=[EncodedRow(c.name, repo.encode(c, ns)) for c in classes])
+        # Instance results come encoded from the repository, kept until its state changes.
         if base == Op.CREATE_INSTANCE_ENUM:
-            insts = repo.create_instance_enum(ns, req.path or "",
-                                              deep=not req.flags & WBEM_FLAG_SHALLOW)
-            return Outcome(rows=insts)
+            return Outcome(rows=repo.query_encoded(ns, req.path or "", kind="instances",
+                                                   deep=not req.flags & WBEM_FLAG_SHALLOW))
         if base == Op.EXEC_QUERY:
-            rows = repo.exec_query(ns, req.query or "", req.query_language or "")
-            return Outcome(rows=rows)
+            return Outcome(rows=repo.query_encoded(ns, req.query or "",
+                                                   req.query_language or ""))
         if base == Op.EXEC_METHOD:
             if not self._may_execute(svc, ctx):
                 raise Refused(hr.WBEM_E_ACCESS_DENIED, "no Execute Methods")
@@ -395,13 +406,9 @@ class WmiExporter:
         assert reply is not None
         return reply
 
-    def _enumerator(self, namespace: str, rows: Sequence[CimObject], forward_only: bool,
+    def _enumerator(self, namespace: str, rows: Sequence[EncodedRow], forward_only: bool,
                     ctx: CallContext) -> bytes:
-        objects = []
-        for row in rows:
-            cls_name = row.name if isinstance(row, CimClass) else row.cls.name
-            objects.append(EncodedObject(cls_name, self.rt.repository.encode(row, namespace)))
-        enum = Enumerator(namespace, objects, forward_only)
+        enum = Enumerator(namespace, rows, forward_only)
         entry = self.rt.table.export(enum, ids.IID_IENUMWBEMCLASSOBJECT)
         return wmi.build_interface_reply(self._ref(entry, ctx))
 
@@ -444,8 +451,7 @@ class WmiExporter:
         status = wmi.WBEM_S_NO_ERROR
         try:
             outcome = self._outcome(svc, req, ctx)
-            repo = self.rt.repository
-            objects = outcome.encoded or [repo.encode(r, svc.namespace) for r in outcome.rows]
+            objects = outcome.encoded or [r.encoded for r in outcome.rows]
         except Refused as e:
             # MS-WMI 3.1.1.1.3: if starting the operation fails, the error is the return value
             # and the sink is never called.

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wmilab import hresult as hr
 from wmilab.errors import ConfigError
@@ -386,11 +386,14 @@ class _RpcProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop.time() at which the connection is closed (see _arm)
         self._sock: Any = None
+        self._ctx: CallContext | None = None  # of the last call, and the identity it was for
+        self._ctx_identity: object = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         srv = self.server
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -492,12 +495,17 @@ class _RpcProtocol(asyncio.Protocol):
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
-        token = token_of(ev.identity)
-        if token is None:
-            # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
-            # security context means no client identity).
-            token = srv.world.directory.anonymous_token(srv.name)
-        ctx = CallContext(token, self.local, self.peer, ev.auth_level)
+        ctx = self._ctx
+        if ctx is None or ev.identity is not self._ctx_identity or ev.auth_level != ctx.auth_level:
+            # One context per security context of the connection, not one per call.
+            token = token_of(ev.identity)
+            if token is None:
+                # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
+                # security context means no client identity).
+                token = srv.world.directory.anonymous_token(srv.name)
+            ctx = self._ctx = CallContext(token, self.local, self.peer, ev.auth_level)
+            self._ctx_identity = ev.identity
+        token = ctx.token
         reply: Reply
         try:
             if self.service is not None:

@@ -282,6 +282,7 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
                   passwords: dict[str, str | None], network: IPv4Network | None,
                   listeners: str = "auto",
                   shard: tuple[int, int] | None = None) -> list[CallCheck] | None:
+    from wmilab.errors import ConfigError
     from wmilab.host.server import HostBindError
     from wmilab.lab import runner
     from wmilab.lab.state import LabState
@@ -299,8 +300,11 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         except runner.LabError as e:
             raise _fail(str(e)) from None
     hosts = runner.shard_hosts(scenario.world.configs, shard)
-    running = ThreadedLab(scenario, network=network, listeners=listeners,
-                          hosts=hosts if shard is not None else None)
+    try:
+        running = ThreadedLab(scenario, network=network, listeners=listeners,
+                              hosts=hosts if shard is not None else None)
+    except ConfigError as e:  # a bad WMILAB_EVENT_LOOP
+        raise _fail(str(e)) from None
     for target, source in clients.items():
         if target in running.lab.servers:
             running.act_as(target, source)

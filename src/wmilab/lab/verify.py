@@ -20,6 +20,7 @@ from ipaddress import IPv4Network
 from typing import Any, TypeVar
 
 from wmilab import flow, steps
+from wmilab.host import eventloop
 from wmilab.host.client_errors import from_exception
 from wmilab.host.server import HostServer, Limits
 from wmilab.lab.loopback import LoopbackLab
@@ -45,7 +46,7 @@ class ThreadedLab:
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
                                limits=limits, network=network, rng=rng, listeners=listeners,
                                hosts=hosts)
-        self.loop = asyncio.new_event_loop()
+        self.loop = eventloop.new_event_loop()  # uvloop's when installed (host/eventloop.py)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
         self.thread.start()

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..hresult import (
     WBEM_E_ACCESS_DENIED,
@@ -65,6 +65,7 @@ __all__ = [
     "CimClass",
     "CimInstance",
     "CimObject",
+    "EncodedRow",
     "HostState",
     "MachineFacts",
     "Namespace",
@@ -74,6 +75,18 @@ __all__ = [
     "format_path",
     "parse_path",
 ]
+
+# Choice: at most this many distinct queries' encoded results are kept per host (bounded
+# memory); when full the cache starts afresh.
+MAX_CACHED_RESULTS = 256
+
+
+class EncodedRow(NamedTuple):
+    """One object of a result, encoded: its class name and its MS-WMIO EncodingUnit."""
+
+    class_name: str
+    encoded: bytes
+
 
 # MS-WMI 2.2.3 / MSDocs WmiSdk/iwbemservices-putclass, -putinstance: lFlags.
 WBEM_FLAG_UPDATE_ONLY = 0x1
@@ -168,6 +181,13 @@ class Repository:
         # Called with every Change (the event machinery of the host subscribes here).
         self.listeners: list[Callable[[Change], None]] = []
         self.namespaces: dict[str, Namespace] = {}
+        # Encoded results of queries, valid for one state of the repository (see _state_key):
+        # query results are pure functions of that state, so a repeated query is answered
+        # from here; any change (a Change emitted, a class written, a process created or
+        # ended) makes a new key and the next query is computed and encoded afresh.
+        self._changes = 0
+        self._results: dict[tuple[str, str, str, str, bool], tuple[EncodedRow, ...]] = {}
+        self._results_key: tuple[int, int] = (0, 0)
         for spec in namespaces.for_os(state.spec.os):
             ns = Namespace(spec.key, spec.path)
             for mof_name in (SYSTEM_MOF, *spec.mof):
@@ -568,6 +588,7 @@ class Repository:
         # Choice: methods of a class written over the wire are not kept (no provider runs them).
         cls = CimClass(name, parent, quals, own, ())
         ns.put(cls)
+        self._changes += 1
         return cls
 
     def delete_class(self, namespace: str, name: str) -> None:
@@ -586,6 +607,7 @@ class Repository:
             for inst in list(store.pop(sub.name.lower(), {}).values()):
                 self._emit(Change("deletion", ns.name, inst))
             ns.remove(sub.name)
+        self._changes += 1
 
     def create_class_enum(self, namespace: str, superclass: str, deep: bool) -> list[CimClass]:
         """CreateClassEnum (MS-WMI 3.1.4.3.10): subclasses of ``superclass`` (every class when
@@ -680,17 +702,52 @@ class Repository:
         raise WmiError(WBEM_E_NOT_FOUND, f"no process {pid}")
 
     def _emit(self, change: Change) -> None:
+        self._changes += 1
         for listener in list(self.listeners):
             listener(change)
 
     # -- wire --------------------------------------------------------------------------
+    def _state_key(self) -> tuple[int, int]:
+        """Changes so far: the repository's own (writes, classes) and the host state's."""
+        return (self._changes, self.state.version)
+
+    def query_encoded(self, namespace: str, query: str, language: str = "WQL",
+                      *, kind: Literal["query", "instances"] = "query",
+                      deep: bool = True) -> tuple[EncodedRow, ...]:
+        """``exec_query`` (kind ``query``) or ``create_instance_enum`` (kind ``instances``,
+        ``query`` the class name) with every row encoded, as the enumerator serves them.
+
+        Kept until the repository or the host state changes, so that a client polling the
+        same query costs one dictionary lookup; errors (WmiError) are not kept.
+        """
+        key = self._state_key()
+        if key != self._results_key:
+            self._results.clear()
+            self._results_key = key
+        cache_key = (kind, namespace, query, language, deep)
+        found = self._results.get(cache_key)
+        if found is not None:
+            return found
+        rows: list[CimObject] | list[CimInstance]
+        if kind == "query":
+            rows = self.exec_query(namespace, query, language)
+        else:
+            rows = self.create_instance_enum(namespace, query, deep)
+        encoded = tuple(EncodedRow(row.name if isinstance(row, CimClass) else row.cls.name,
+                                   self.encode(row, namespace)) for row in rows)
+        if len(self._results) >= MAX_CACHED_RESULTS:
+            self._results.clear()
+        self._results[cache_key] = encoded
+        return encoded
+
     def encode(self, obj: CimObject | wmio.Instance | wmio.ClassDef, namespace: str,
                decorate: bool = True) -> bytes:
         """The MS-WMIO EncodingUnit of ``obj``, decorated with this host and ``namespace``."""
         ns = _normalized(namespace)
         if isinstance(obj, CimClass):
             return obj.encode(self.server, ns, decorate)  # kept per class: classes never change
-        # Instances are encoded afresh each time: the host's state (and so their values) change.
+        # Instances are encoded afresh here: the host's state (and so their values) change;
+        # query_encoded keeps whole results per state.
         wire = obj.to_wire() if isinstance(obj, CimInstance) else obj
         return wmio.encode_encoding_unit(wire, self.server, ns, decorate)
 

@@ -106,6 +106,9 @@ class HostState:
     processes: list[Process] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     next_pid_seed: int = 0
+    # Bumped by every change of the state after it is built (create_process, terminate):
+    # what the repository's encoded-result cache is keyed on.
+    version: int = 0
 
     @classmethod
     def build(cls, spec: MachineFacts) -> HostState:
@@ -181,6 +184,7 @@ class HostState:
         proc = Process(self._pid(rng), exe.rsplit("\\", 1)[-1], wmiprvse.pid if wmiprvse else 4,
                        command_line, exe if "\\" in exe else None, 1, 20, 1024 * 1024)
         self.processes.append(proc)
+        self.version += 1
         return proc
 
     def terminate(self, pid: int) -> bool:
@@ -188,6 +192,7 @@ class HostState:
         if proc is None or pid in (0, 4):
             return False
         self.processes.remove(proc)
+        self.version += 1
         return True
 
     # -- services ----------------------------------------------------------------------

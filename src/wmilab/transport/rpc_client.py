@@ -91,7 +91,9 @@ class RpcClient:
         try:
             self.writer.write(data)
             await self.writer.drain()
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
+            # uvloop (host/eventloop.py) raises RuntimeError where asyncio raises OSError: a
+            # write on a connection the peer has already reset.
             raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {e}") from None
 
     async def _next_event(self) -> Event:

@@ -99,10 +99,10 @@ class NdrReader:
         pos = self._at(16, 4)
         return guid_from_bytes_le(self.data[pos:pos + 16])
 
-    def fresh_guid(self) -> uuid.UUID:
-        """A GUID that is new on every call (a causality id): not worth remembering."""
-        pos = self._at(16, 4)
-        return uuid.UUID(bytes_le=bytes(self.data[pos:pos + 16]))
+    def raw_at(self, size: int, alignment: int) -> bytes:
+        """``size`` octets after aligning to ``alignment``."""
+        pos = self._at(size, alignment)
+        return bytes(self.data[pos:pos + size])
 
     def ptr(self) -> int:
         """A unique/full pointer's referent id (0 means NULL)."""

@@ -39,9 +39,14 @@ def protect_pdu(encoded: bytes, stub_start: int, enc_len: int, level: int,
 def unprotect_fragment(frag: bytes, stub_start: int, auth: AuthVerifier, level: int,
                session: NtlmSession) -> bytes | None:
     """Verify (and for privacy decrypt) one fragment; the plaintext stub, or None."""
-    sig = auth.credentials
+    return unprotect_stub(frag, stub_start, auth.credentials, auth.auth_pad_length, level,
+                          session)
+
+
+def unprotect_stub(frag: bytes, stub_start: int, sig: bytes, pad: int, level: int,
+                   session: NtlmSession) -> bytes | None:
+    """unprotect_fragment from the verifier's signature and auth_pad_length alone."""
     trailer_at = len(frag) - len(sig) - rpc.SEC_TRAILER_SIZE
-    pad = auth.auth_pad_length
     if level == AuthLevel.PKT_PRIVACY:
         sealed = frag[stub_start:trailer_at]
         head, tail = frag[:stub_start], frag[trailer_at : len(frag) - len(sig)]

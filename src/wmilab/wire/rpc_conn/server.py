@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -40,13 +41,28 @@ from wmilab.wire.rpc_conn.framing import (
     REQ_HDR,
     REQUEST_TOO_LARGE_STATUS,
     RESP_HDR,
+    SIG_LEN,
     frag_room,
     protect_pdu,
     split_stub,
     trailer_padding,
     unprotect_fragment,
+    unprotect_stub,
 )
 from wmilab.wire.rpc_conn.state import AuthState, Connection, ConnState, RpcStateError
+
+# The fixed part of a request (C706 12.6.3.1 common header, then alloc_hint, p_cont_id,
+# opnum): version, minor version, type, flags, two data representation octets (two skipped),
+# frag_length, auth_length, call_id, alloc_hint, context id, opnum.
+_REQ_FIXED = struct.Struct("<BBBBBBxxHHIIHH")
+_TRAILER = struct.Struct("<BBBBI")  # sec_trailer (MS-RPCE 2.2.2.11)
+_REQUEST = rpc.PType.REQUEST
+# A response's common header (data representation little-endian ASCII IEEE, C706 14.1) and
+# its alloc_hint, p_cont_id (cancel_count and reserved zero).
+_RESP_FIXED = struct.Struct("<BBBBBxxxHHIIHxx")
+_RESPONSE = rpc.PType.RESPONSE
+_PADS = tuple(b"\x00" * n for n in range(4))
+_FIRST_LAST = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
 
 
 @dataclass
@@ -142,6 +158,10 @@ class ServerConnection(Connection):
         self._partial: dict[int, _Partial] = {}
         self._discard: set[int] = set()
         self._calls: dict[int, _CallInfo] = {}
+        # Single-fragment signed or sealed requests take _fast_request, and their replies a
+        # one-fragment shortcut in send_response (tests turn both off to compare them with
+        # the general path).
+        self.fast_path = True
 
     # -- public API -------------------------------------------------------------------
 
@@ -164,7 +184,8 @@ class ServerConnection(Connection):
                 return False
             frag = bytes(self._buf[:n])
             del self._buf[:n]
-            self._handle(frag, events)
+            if not (self.fast_path and self._fast_request(frag, events)):
+                self._handle(frag, events)
         except _Violation as v:
             self._violate(v, events)
         return True
@@ -192,6 +213,24 @@ class ServerConnection(Connection):
         level = sec.auth_level if sec is not None else AuthLevel.NONE
         protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
         room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
+        if protect and len(stub) <= room and self.fast_path:
+            assert sec is not None and sec.session is not None
+            # One signed or sealed fragment (the common reply): its octets in one go, as
+            # the loop below makes them (tests/test_wire_fastpaths.py compares the two).
+            pad = -(RESP_HDR + len(stub)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
+            head = _RESP_FIXED.pack(5, 0, _RESPONSE, _FIRST_LAST, 0x10, RESP_HDR + len(stub) + pad
+                                    + rpc.SEC_TRAILER_SIZE + SIG_LEN, SIG_LEN, call_id,
+                                    len(stub), info.context_id)
+            trailer = _PADS[pad] + _TRAILER.pack(rpc.AUTHN_WINNT, level, pad, 0,
+                                                 sec.auth_context_id)
+            if level == AuthLevel.PKT_PRIVACY:
+                sealed, sig = sec.session.seal(stub + _PADS[pad],
+                                               lambda plain: head + plain + trailer[pad:])
+                self._queue(b"".join((head, sealed, trailer[pad:], sig)))
+            else:
+                msg = b"".join((head, stub, trailer))
+                self._queue(msg + sec.session.sign(msg))
+            return
         chunks = [stub] if len(stub) <= room else split_stub(stub, room)
         remaining = len(stub)
         last = len(chunks) - 1
@@ -556,6 +595,53 @@ class ServerConnection(Connection):
             auth_context_id=sec.auth_context_id if sec is not None else None,
             identity=sec.identity if sec is not None else None,
         ))
+
+    def _fast_request(self, frag: bytes, events: list[Event]) -> bool:
+        """The common request, handled without the PDU and verifier objects; False to leave
+        it to the general path (``_handle``), which then does exactly what it always does.
+
+        Taken only for a whole (first and last) fragment of a bound connection, with an NTLM
+        verifier naming an established signing or sealing context at its level, a known
+        presentation context and a fresh call id, and only when the signature verifies:
+        every other case, including every error, goes the general way, so the events, the
+        octets queued and the state after each PDU are the same either way
+        (tests/test_wire_fastpaths.py feeds both the same PDUs).
+        """
+        if len(frag) < _REQ_FIXED.size or not self.bound:
+            return False
+        (vers, minor, ptype, flags, drep0, drep1, frag_len, auth_len, cid, alloc_hint, ctx_id,
+         opnum) = _REQ_FIXED.unpack_from(frag)
+        if (ptype != _REQUEST or flags & _FIRST_LAST != _FIRST_LAST or vers != 5
+                or minor > 1 or drep0 != 0x10 or drep1 != 0 or frag_len != len(frag)
+                or auth_len != SIG_LEN):
+            return False
+        start = REQ_HDR + 16 if flags & rpc.PFC_OBJECT_UUID else REQ_HDR
+        trailer_at = frag_len - SIG_LEN - rpc.SEC_TRAILER_SIZE
+        if trailer_at < start:
+            return False
+        a_type, a_level, pad, _reserved, a_ctx = _TRAILER.unpack_from(frag, trailer_at)
+        sec = self.security.get(a_ctx)
+        if (sec is None or sec.state is not AuthState.ESTABLISHED or sec.session is None
+                or a_type != sec.auth_type or a_level != sec.auth_level
+                or a_level < AuthLevel.CALL or trailer_at - pad < start
+                or cid in self._partial or cid in self._calls
+                or ctx_id not in self.contexts or alloc_hint > self.max_request_size
+                or len(self._partial) >= self.max_pending_calls):
+            return False
+        try:
+            stub = unprotect_stub(frag, start, frag[trailer_at + rpc.SEC_TRAILER_SIZE:], pad,
+                                  a_level, sec.session)
+        except NtlmError:
+            return False
+        if stub is None or len(stub) > self.max_request_size:
+            return False  # the general path verifies again and refuses (state unchanged)
+        self._discard.discard(cid)
+        self._calls[cid] = _CallInfo(ctx_id, sec)
+        events.append(CallReceived(
+            cid, ctx_id, opnum,
+            rpc.guid_from_bytes_le(frag[REQ_HDR:REQ_HDR + 16]) if start != REQ_HDR else None,
+            stub, self.contexts[ctx_id].interface, a_level, a_ctx, sec.identity))
+        return True
 
     def _unprotect_request(self, pdu: rpc.Request, frag: bytes, sec: _SecCtx | None) -> bytes:
         level = sec.auth_level if sec is not None else AuthLevel.NONE
