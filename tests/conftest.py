@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 import tomlkit
+from hypothesis import settings
 
 from wmilab.scenario import Scenario, loads
+
+# Speed is measured by bench/, never asserted: hypothesis's default 200 ms deadline per
+# example only fails on a loaded machine. Tests that need a bound (the fuzzers' hang
+# guard) set their own.
+settings.register_profile("wmilab", deadline=None)
+settings.load_profile("wmilab")
 
 CORP: dict[str, Any] = {
     "dns": "corp.example",
