@@ -17,13 +17,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-import tomlkit
-
 from wmilab import hresult as hr
 from wmilab import remedy, steps
+from wmilab.errors import ConfigError
 from wmilab.flow import evaluate
 from wmilab.model import oses
-from wmilab.scenario import ScenarioError, loads
+from wmilab.scenario import build
 
 __all__ = ["ASSUMPTIONS", "ModelFix", "os_of_version", "reconstruct_fix"]
 
@@ -150,16 +149,18 @@ def reconstruct_fix(step: str, hresult: int, *, user: str, namespace: str, mode:
     if doc is None:
         return ModelFix([], assumption, False, f"the model has no fix for step {step}")
     try:
-        s = loads(tomlkit.dumps(doc), "<doctor>")
-    except ScenarioError as e:
-        return ModelFix([], assumption, False, f"could not model this target: {e}")
-    call = s.calls[0]
-    verdict = evaluate(s.world, call)
+        # The document as a parsed scenario (no TOML text in between: nothing reads it).
+        _title, world, calls = build(doc)
+    except ConfigError as e:
+        return ModelFix([], assumption, False,
+                        f"could not model this target: {e}")
+    call = calls[0]
+    verdict = evaluate(world, call)
     failed = verdict.failed
     if failed is None or failed.id != step or verdict.hresult.code != hresult:
         return ModelFix([], assumption, False,
                         f"the model does not reproduce {step} 0x{hresult:08X} "
                         f"(it gives {verdict.result} at {failed.id if failed else '-'})")
-    r = remedy.remedy(s.world, call)
+    r = remedy.remedy(world, call)
     fixes = [c.as_json() for c in r.all_changes()]
     return ModelFix(fixes, assumption, r.proven, r.unfixable or "")
