@@ -355,7 +355,10 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     # Choice: the port from the bindings on the address we dialled (as impacket does), so
     # that a name in the bindings is never resolved.
     async with log.step(steps.C1_WMI_PORT) as note:
-        cli = await _bound(opts, ports[0], ids.IID_IWBEMLEVEL1LOGIN)
+        # IWbemServices and IEnumWbemClassObject, which the calls after NTLMLogin use on this
+        # connection, are proposed in the same bind: no alter_context round trip for each.
+        cli = await _bound(opts, ports[0], ids.IID_IWBEMLEVEL1LOGIN,
+                           more=(ids.IID_IWBEMSERVICES, ids.IID_IENUMWBEMCLASSOBJECT))
         note.append(f"TCP {ports[0]} on {opts.address} answered the bind")
     try:
         async with log.step(steps.C1_ACCESS) as note:
