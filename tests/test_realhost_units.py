@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmilab import steps
+from wmilab.realhost import model_fix
 from wmilab.realhost import options as opt
 from wmilab.realhost.fleet import parse_shard, read_targets
-from wmilab.realhost import model_fix
 from wmilab.realhost.model_fix import ASSUMPTIONS, os_of_version, reconstruct_fix
 
 HRESULTS = {steps.C1_RPCSS: 0x800706BA, steps.C1_LOGON: 0x80070005,
