@@ -263,8 +263,8 @@ def netsh(
     command: Annotated[str, typer.Argument(help='For example "firewall show config".',
                                            show_default=False)],
 ) -> None:
-    """Run a netsh firewall or advfirewall command on a host's configuration and print what
-    netsh prints.
+    """Run a netsh firewall or advfirewall command (or "int ipv4 show dynamicport tcp") on a
+    host's configuration and print what netsh prints.
 
     The command runs on the firewall that the scenario gives the host (its Windows
     defaults, then its netsh lines, then Group Policy). A command that changes something
@@ -282,7 +282,8 @@ def netsh(
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     text = command.strip()
-    if not text.lower().startswith(("netsh ", "firewall", "advfirewall")):
+    if not text.lower().startswith(("netsh ", "firewall", "advfirewall", "int ",
+                                    "interface ")):
         text = "firewall " + text
     try:
         result = scenario.world.host(match).netsh_show(text)

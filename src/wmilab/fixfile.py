@@ -9,6 +9,7 @@ import tomlkit
 from tomlkit.items import AoT, Array, InlineTable, Table
 
 from wmilab import flow
+from wmilab.model.commands import REGISTRY_KEYS
 from wmilab.model.world import World
 from wmilab.remedy import (
     CallAuthLevel,
@@ -68,6 +69,16 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
     assert ch.host is not None
     host = doc["hosts"][ch.host]
     comment = f"wmilab fix: {reason}"
+    commands = host.get("commands")
+    if isinstance(commands, Array) and isinstance(e, NetshAdd | RegistrySet):
+        # The host's ``commands`` run after its ``netsh`` list and ``registry`` table
+        # (scenario-format.md "Commands"): a fix goes last, where nothing typed undoes it.
+        lines = list(e.commands) if isinstance(e, NetshAdd) else [_reg_add(e)]
+        commands.multiline(True)
+        for line in lines:
+            commands.add_line(line, comment=comment)
+        commands.add_line(indent="")
+        return
     if isinstance(e, NetshAdd):
         arr = host.get("netsh")
         if not isinstance(arr, Array):
@@ -118,6 +129,12 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
         _set_commented(_sub(host, "services"), e.name, e.state, comment)
         return
     raise TypeError(e)
+
+
+def _reg_add(e: RegistrySet) -> str:
+    """The ``reg add`` that sets ``e`` (its key and type: model/commands.py)."""
+    where, kind = REGISTRY_KEYS[e.name]
+    return f'reg add "{where}" /v {e.name} /t {kind} /d {e.value} /f'
 
 
 def fix(scenario: Scenario, prefer_semisync: bool = False) -> FixOutcome:

@@ -87,16 +87,23 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
     # only to the event text of a refusal.
     level, _how = world.host(call.source).activation_level(call.auth_level_value)
     refused = b.hardening.enforced and level < PKT_INTEGRITY
+    # The level of the ORPC calls on WMI matters only to a standalone WMI host (winmgmt
+    # /standalonehost level), and only when the program sets it (CoSetProxyBlanket: not
+    # negotiated); otherwise COM's negotiation takes the higher of the client's level and the
+    # server's (Learn "Security Blanket Negotiation"), which the server's level never refuses.
+    call_level = call.auth_level_value
     key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
-           level if b.hardening.enforced else None, call.source if refused else None)
+           level if b.hardening.enforced else None, call.source if refused else None,
+           call_level if b.wmi_host.standalone else None)
     found = world.memo.get(key)
     if found is None:
-        found = _security_c1_eval(world, b, call, level)
+        found = _security_c1_eval(world, b, call, level, call_level)
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
 
-def _security_c1_eval(world: World, b: HostModel, call: Call, level: int) -> tuple[Step, ...]:
+def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
+                      call_level: int | None) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)
@@ -112,7 +119,7 @@ def _security_c1_eval(world: World, b: HostModel, call: Call, level: int) -> tup
                                                         str(world.host(call.source).ip))))
     if not out[-1].ok:
         return tuple(out)
-    out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi")))
+    out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi", call_level)))
     if not out[-1].ok:
         return tuple(out)
     out.append(_step(steps.C1_NAMESPACE, b, steps.namespace_login(b, token, call.namespace)))

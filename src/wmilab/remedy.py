@@ -443,7 +443,10 @@ def _wfas_candidates(
         what = f"program={_quote(typed)}"
         pshell = f'-Program "{typed}"'
     else:
-        svc_port = "localport=135" if purpose in ("rpcss", "resolver") else "localport=RPC"
+        # A standalone WMI service listens on its fixed port (``port``: 24158), which
+        # localport=RPC does not cover (docs/choices.md).
+        svc_port = ("localport=135" if purpose in ("rpcss", "resolver") else
+                    f"localport={port}" if port is not None else "localport=RPC")
         what = (rf"protocol=TCP {svc_port} program=%SystemRoot%\system32\svchost.exe "
                 f"service={service}")
         pshell = (f"-Protocol TCP -LocalPort {svc_port.split('=')[1]} "
@@ -655,6 +658,10 @@ def _access(world: World, call: Call, step: flow.Step) -> Candidates:
     host = call.target if step.id == steps.C1_ACCESS else call.source
     if step.where == "enable_dcom":
         return [_enable_dcom(host)], None
+    if step.where == "standalone-level":
+        return [_standalone_level(world, call)], None
+    if step.where == "restrict-remote-clients":
+        return [_restrict_remote_clients(call.source)], None
     if step.where != "access_limits":
         return [], step.detail
     if step.id == steps.C1_ACCESS:
@@ -667,6 +674,32 @@ def _access(world: World, call: Call, step: flow.Step) -> Candidates:
                "callback reaches the sink (seed: Connection 2, step 3)")
     return _dcom_rights_change(world, host, "access_limits", principal, _ACCESS_NEEDED,
                                why), None
+
+
+def _standalone_level(world: World, call: Call) -> Change:
+    """A standalone WMI host (winmgmt /standalonehost level) fails calls below its level:
+    the program asks for that level; lowering B's level is never offered."""
+    floor = world.host(call.target).wmi_host.level
+    name = next(n for n, v in hardening.LEVELS.items() if v == floor)
+    return Change(None, "call", f"Have the program on {call.source} ask for "
+                  f"{hardening.level_name(floor)} or more, the level of {call.target}'s "
+                  "standalone WMI host (winmgmt /standalonehost)",
+                  (f'auth_level = "{name}"  (CoSetProxyBlanket: {hardening.level_name(floor)})',),
+                  CallAuthLevel(name))
+
+
+def _restrict_remote_clients(host: str) -> Change:
+    """RestrictRemoteClients = 2 rejects the anonymous callback; 1 ("Authenticated", the
+    client editions' default) still rejects anonymous calls to every interface that does not
+    check access itself, while DCOM's do (Learn "RPC Interface Restriction"). Offered after
+    the semisynchronous call, which needs no callback at all."""
+    return Change(host, "registry",
+                  f"{host} rejects every anonymous RPC call (RestrictRemoteClients = 2), so "
+                  "the anonymous callback cannot reach the sink; set it to 1 "
+                  "(\"Authenticated\"), under which DCOM checks the callback itself",
+                  (r'reg add "HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Rpc" /v '
+                   "RestrictRemoteClients /t REG_DWORD /d 1 /f", "then restart the computer"),
+                  RegistrySet("RestrictRemoteClients", 1))
 
 
 @_generates(steps.C1_NAMESPACE)

@@ -205,12 +205,13 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
     netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
+    done: host_commands.Applied | None = None
     if "commands" in t:
         # scenario-format.md "Commands": run after the netsh list; the registry values and
         # service states they set count as applied.
         try:
             done = host_commands.apply(_str_list(t["commands"], (*path, "commands")), registry,
-                                       services, tuple(REGISTRY_VALUES))
+                                       services, tuple(REGISTRY_VALUES), os_name)
         except ConfigError as e:
             raise e.within(*path, "commands") from None
         netsh_list = (*netsh_list, *done.netsh)
@@ -227,6 +228,9 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         registry=registry,
         services=services,
         updates=updates,
+        dynamic_ports={} if done is None else done.dynamic_ports,
+        wmi_host=None if done is None else done.wmi_host,
+        group_edits=() if done is None else tuple(done.group_edits),
     )
 
 

@@ -63,9 +63,14 @@ class FirewallHop:
     purpose: Literal["rpcss", "wmi", "sink"]
 
     def port(self, listener: HostModel) -> int | None:
-        """TCP 135, or None for a dynamic RPC port: any of ``listener.rpc_ports``, picked
-        when the program starts listening (KB 154596)."""
-        return RPC_ENDPOINT_MAPPER if self.purpose == "rpcss" else None
+        """TCP 135, the fixed 24158 of a standalone WMI service (winmgmt /standalonehost,
+        Learn "winmgmt"), or None for a dynamic RPC port: any of ``listener.rpc_ports``,
+        picked when the program starts listening (KB 154596)."""
+        if self.purpose == "rpcss":
+            return RPC_ENDPOINT_MAPPER
+        if self.purpose == "wmi" and listener.wmi_host.standalone:
+            return listener.wmi_ports.spans[0][0]
+        return None
 
 
 def _always(code: hr.HResult) -> Callable[[Check], hr.HResult]:
@@ -213,8 +218,18 @@ def activation(b: HostModel, token: Token, level: int | None = None,
     return b.check_wmi_activation(token)
 
 
-def access(host: HostModel, token: Token, server: Literal["wmi", "sink"]) -> Check:
-    """c1.access (B, the WMI object) and c2.access (A, the sink): DCOM Remote Access."""
+def access(host: HostModel, token: Token, server: Literal["wmi", "sink"],
+           level: int | None = None) -> Check:
+    """c1.access (B, the WMI object) and c2.access (A, the sink): DCOM Remote Access, after
+    the RPC runtime's RestrictRemoteClients (which rejects an anonymous call first) and, for
+    WMI at a known call ``level``, the standalone host's authentication level."""
+    refused = host.check_anonymous_rpc(token)
+    if refused is not None:
+        return refused
+    if server == "wmi" and level is not None and host.wmi_host.standalone:
+        floor = host.check_wmi_call_level(level)
+        if not floor.ok:
+            return floor
     # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every ORPC.
     return host.dcom.check_remote_access(token, server)
 

@@ -108,7 +108,7 @@ class WmiExporter:
         name = self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not steps.access(self.rt.model, ctx.token, "wmi").ok:
+        if not steps.access(self.rt.model, ctx.token, "wmi", ctx.auth_level).ok:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)

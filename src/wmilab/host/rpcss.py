@@ -87,8 +87,9 @@ class Rpcss:
         reply = dcom.ScmReply(
             oxid=self.rt.table.oxid, ipid_rem_unknown=self.rt.table.rem_unknown.ipid,
             bindings=self.rt.exporter_bindings(ctx.local_address),
-            # wire-notes / MS-DCOM 2.2.22.2.8: authnHint 5 (PKT_INTEGRITY) suits both clients.
-            authn_hint=dcom.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
+            # wire-notes / MS-DCOM 2.2.22.2.8: authnHint 5 (PKT_INTEGRITY) suits both clients;
+            # a standalone WMI host's higher level instead (HostModel.wmi_authn_hint).
+            authn_hint=self.rt.model.wmi_authn_hint,
         )
         return dcom.build_activation_reply(results, reply)
 
@@ -111,7 +112,7 @@ class Rpcss:
                                                      v2=v2, status=dcom.OR_INVALID_OXID)
             return dcom.build_resolve_oxid_reply(
                 self.rt.exporter_bindings(ctx.local_address), self.rt.table.rem_unknown.ipid,
-                authn_hint=dcom.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, v2=v2)
+                authn_hint=self.rt.model.wmi_authn_hint, v2=v2)
         if opnum == op.SIMPLE_PING:
             # MS-DCOM 3.1.2.5.1.2 (host/pinging.py): reset the set's timer, or OR_INVALID_SET.
             return dcom.build_status_reply(self.rt.pings.simple_ping(dcom.parse_simple_ping(stub)))

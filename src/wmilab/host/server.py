@@ -31,7 +31,7 @@ from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.pinging import GcSettings
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
 from wmilab.host.runtime import CallContext, HostRuntime, Reply
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 from wmilab.model.world import World
 from wmilab.wire import ids, rpc
 from wmilab.wire.dcom import RpcFaultReply
@@ -151,7 +151,10 @@ class HostServer:
         try:
             for kind in ("wmi", "rpcss"):
                 if kind == "wmi":
-                    srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi")
+                    # The model says where WMI listens: a port of the dynamic range, or
+                    # the fixed 24158 after winmgmt /standalonehost (HostModel.wmi_ports).
+                    srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi",
+                                                   self.model.wmi_ports)
                 else:
                     srv = await self._listen(lambda: _RpcProtocol(self, "rpcss"),
                                              self._wanted[kind], "the RPCSS")
@@ -229,11 +232,11 @@ class HostServer:
                             f"{port} for {what}: {why.strerror or why}{hint}")
 
     async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol],
-                            what: str) -> asyncio.Server:
+                            what: str, ports: PortRange | None = None) -> asyncio.Server:
         """Listen on a port drawn from the host's dynamic RPC range (the model's
-        ``rpc_ports``, the one source of the range); a port in use is skipped, as the RPC
-        runtime takes the next free one."""
-        ports = self.model.rpc_ports
+        ``rpc_ports``, the one source of the range), or from ``ports``; a port in use is
+        skipped, as the RPC runtime takes the next free one."""
+        ports = self.model.rpc_ports if ports is None else ports
         last: OSError | None = None
         for _ in range(min(64, len(ports))):
             port = ports.pick(self.rng)
@@ -246,8 +249,8 @@ class HostServer:
                     raise
                 last = e
         raise HostBindError(getattr(last, "errno", 0) or 0,
-                            f"{self.name}: no free port for the {what} in its dynamic RPC "
-                            f"range {ports.describe()} on {self.address}")
+                            f"{self.name}: no free port for the {what} in {ports.source}: "
+                            f"{ports.describe()} on {self.address}")
 
     async def add_listener(self, service: Service, port: int | None) -> int:
         """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic

@@ -2,7 +2,10 @@
 
 :func:`apply` folds them into the host's configuration: ``netsh`` commands join the netsh
 list (run in order, both contexts), ``reg add`` / ``reg delete`` set or remove the registry
-values the model reads, ``net stop|start winmgmt`` set the service state. A scenario
+values the model reads, ``net stop|start winmgmt`` set the service state, ``netsh int ipv4
+set dynamicport`` the TCP dynamic port range (model/dynamicport.py), ``winmgmt
+/standalonehost|/sharedhost`` where WMI runs (model/wmihost.py) and ``net localgroup`` the
+group edits the directory applies (model/localgroup.py). A scenario
 describes the computer after everything has taken effect, so a value read at a restart or a
 reboot counts as applied. Commands wmilab does not model yet are refused with a clear
 message, never ignored.
@@ -11,9 +14,10 @@ message, never ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wmilab.errors import ConfigError
+from wmilab.model import dynamicport, localgroup, wmihost
 from wmilab.model.netsh import tokenize
 
 __all__ = ["REGISTRY_KEYS", "Applied", "apply"]
@@ -25,6 +29,9 @@ _POLICIES = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System"
 _APPCOMPAT = r"HKLM\SOFTWARE\Microsoft\Ole\AppCompat"
 _CIMOM = r"HKLM\SOFTWARE\Microsoft\WBEM\CIMOM"
 _RPC = r"HKLM\SOFTWARE\Microsoft\Rpc\Internet"
+# Learn "RPC Interface Restriction": the two values behind "Restrictions for Unauthenticated
+# RPC Clients" and "Enable RPC Endpoint Mapper Client Authentication".
+_RPC_POLICY = r"HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Rpc"
 REGISTRY_KEYS: dict[str, tuple[str, str]] = {
     "ForceGuest": (r"HKLM\SYSTEM\CurrentControlSet\Control\Lsa", "REG_DWORD"),
     "LocalAccountTokenFilterPolicy": (_POLICIES, "REG_DWORD"),
@@ -36,6 +43,8 @@ REGISTRY_KEYS: dict[str, tuple[str, str]] = {
     "Ports": (_RPC, "REG_MULTI_SZ"),
     "PortsInternetAvailable": (_RPC, "REG_SZ"),
     "UseInternetPorts": (_RPC, "REG_SZ"),
+    "RestrictRemoteClients": (_RPC_POLICY, "REG_DWORD"),
+    "EnableAuthEpResolution": (_RPC_POLICY, "REG_DWORD"),
 }
 _HIVES = {"hklm": "HKLM", "hkey_local_machine": "HKLM"}
 
@@ -45,28 +54,40 @@ class Applied:
     netsh: list[str]
     registry: dict[str, int | str | tuple[str, ...]]
     services: dict[str, str]
+    dynamic_ports: dict[str, dynamicport.DynamicPorts] = field(default_factory=dict)
+    wmi_host: wmihost.WmiHost | None = None
+    group_edits: list[localgroup.GroupEdit] = field(default_factory=list)
+    os: str = "xp-sp2"
 
 
 def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str, ...]],
-          services: Mapping[str, str], known_registry: Sequence[str]) -> Applied:
-    """Fold ``commands`` into the netsh list, registry and services; ConfigError naming the
-    command's index otherwise."""
-    out = Applied([], dict(registry), dict(services))
+          services: Mapping[str, str], known_registry: Sequence[str],
+          os: str = "xp-sp2") -> Applied:
+    """Fold ``commands`` into the netsh list, registry and services (and the other settings of
+    :class:`Applied`) of a host running ``os``; ConfigError naming the command's index
+    otherwise."""
+    out = Applied([], dict(registry), dict(services), os=os)
     for i, command in enumerate(commands):
         try:
-            _one(command, out, known_registry)
+            _one(command, out, known_registry, i)
         except ConfigError as e:
             raise ConfigError(f"{command!r}: {e.message}", (i,)) from None
     return out
 
 
-def _one(command: str, out: Applied, known: Sequence[str]) -> None:
+def _one(command: str, out: Applied, known: Sequence[str], index: int) -> None:
     words = tokenize(command)
     if not words:
         raise ConfigError("empty command")
     head = words[0].lower().removesuffix(".exe")
-    if head == "netsh":
+    if head == "netsh" and dynamicport.is_dynamicport(words):
+        _dynamicport(words, out)
+    elif head == "netsh":
         out.netsh.append(command)
+    elif head == "winmgmt":
+        out.wmi_host = wmihost.parse(words, out.os)
+    elif head == "net" and len(words) > 1 and words[1].lower() == "localgroup":
+        out.group_edits.append(localgroup.parse(words[1:], index, command))
     elif head == "reg":
         _reg(words[1:], out, known)
     elif head == "net" and len(words) == 3 and words[1].lower() in ("stop", "start"):
@@ -76,7 +97,15 @@ def _one(command: str, out: Applied, known: Sequence[str]) -> None:
         out.services["winmgmt"] = "running" if words[1].lower() == "start" else "stopped"
     else:
         raise ConfigError("not a command wmilab models yet (netsh, reg add|delete, "
-                          "net stop|start winmgmt)")
+                          "net stop|start winmgmt, net localgroup, winmgmt)")
+
+
+def _dynamicport(words: list[str], out: Applied) -> None:
+    cmd = dynamicport.parse(words, out.os)
+    if cmd.verb == "show":
+        return  # prints the range, changes nothing
+    assert cmd.ports is not None
+    out.dynamic_ports[cmd.protocol] = cmd.ports
 
 
 def _reg(args: list[str], out: Applied, known: Sequence[str]) -> None:

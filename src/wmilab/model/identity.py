@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from wmilab.errors import ConfigError, PathPart
-from wmilab.model import oses, sids
+from wmilab.model import localgroup, oses, sids
 
 Proof = Callable[[str], bool]
 
@@ -88,6 +88,8 @@ class HostSpec:
     # the built-in Administrator (RID 500) too.
     token_filter_off: bool = False
     filter_builtin_admin: bool = False
+    # ``net localgroup`` commands, applied in order after ``groups`` (model/localgroup.py).
+    group_edits: tuple[localgroup.GroupEdit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,45 @@ class Directory:
                     )
                 out.add(msid)
             groups[gsid] = out
+        for edit in spec.group_edits:
+            self._edit_group(h, key, edit, groups)
         h.groups.update({g: m if m is _NOBODY else frozenset(m) for g, m in groups.items()})
+
+    def _edit_group(self, h: _Host, key: str, edit: localgroup.GroupEdit,
+                    groups: dict[str, set[str] | frozenset[str]]) -> None:
+        """One ``net localgroup GROUP MEMBER... /add|/delete``, with net.exe's errors."""
+        path: tuple[PathPart, ...] = ("hosts", key, "commands", edit.index)
+
+        def fail(message: str) -> ConfigError:
+            return ConfigError(f"{edit.command!r}: {message}", path)
+
+        n = edit.group.lower().removeprefix("builtin\\")
+        if n in sids.BUILTIN_GROUPS:
+            gsid = sids.BUILTIN_GROUPS[n][0]
+            if not self._builtin_exists(h.spec.os, gsid):
+                raise fail(localgroup.no_such_group())
+        elif n in h.rids and sids.with_rid(h.sid, h.rids[n]) in h.group_names:
+            gsid = sids.with_rid(h.sid, h.rids[n])
+        else:
+            raise fail(localgroup.no_such_group())
+        members = set(groups.get(gsid, ()))
+        for m in edit.members:
+            try:
+                msid = self.resolve(m, key)
+            except ConfigError:
+                raise fail(localgroup.no_such_member(m)) from None
+            if msid in h.group_names:
+                # Local groups do not nest (NetLocalGroupAddMembers: ERROR_INVALID_MEMBER).
+                raise fail(localgroup.wrong_type())
+            if edit.add and msid in members:
+                raise fail(localgroup.already_member())
+            if not edit.add and msid not in members:
+                raise fail(localgroup.not_member())
+            if edit.add:
+                members.add(msid)
+            else:
+                members.discard(msid)
+        groups[gsid] = members
 
     def _local_group_sid(self, h: _Host, name: str, path: tuple[PathPart, ...]) -> str:
         n = name.lower()

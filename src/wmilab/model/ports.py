@@ -97,11 +97,16 @@ def parse_ports(value: Sequence[str]) -> list[tuple[int, int]]:
     return out
 
 
-def dynamic_range(os: str, registry: Mapping[str, object]) -> PortRange:
+def dynamic_range(os: str, registry: Mapping[str, object],
+                  tcp: tuple[int, int] | None = None) -> PortRange:
     """The ports the RPC runtime of ``os`` may give a dynamic endpoint (WMI, the sink).
 
-    Without ``Rpc\\Internet\\Ports``: the OS's range (model/oses.py ``dynamic_ports``; 1025-5000
-    on XP SP2 and Server 2003 SP1, KB 154596, KB 929851). With it, the
+    Without ``Rpc\\Internet\\Ports``: the TCP dynamic port range, which is ``tcp`` (first
+    port, number of ports) when ``netsh int ipv4 set dynamicport tcp`` changed it on Vista and
+    later (KB 929851: the RPC runtime takes its dynamic ports from it), else the OS's range
+    (model/oses.py ``dynamic_ports``; 1025-5000 on XP SP2 and Server 2003 SP1, KB 154596, KB
+    929851). With it (it wins over the TCP range: the runtime then restricts itself to the
+    listed ports; docs/choices.md), the
     listed ports are the Internet-available ones when PortsInternetAvailable is Y, the
     intranet-only ones when N; UseInternetPorts Y gives a server that asks for no particular
     pool Internet-available ports, N intranet-only ones (Learn: "Configuring the Registry for
@@ -109,6 +114,10 @@ def dynamic_range(os: str, registry: Mapping[str, object]) -> PortRange:
     for no pool, so they use the listed ports exactly when the two values agree.
     """
     ports = registry.get(PORTS)
+    if ports is None and tcp is not None:
+        lo, hi = tcp[0], tcp[0] + tcp[1] - 1
+        return PortRange.of([(lo, hi)], f"the dynamic port range {lo}-{hi} set with netsh int "
+                            f"ipv4 set dynamicport tcp start={tcp[0]} num={tcp[1]} (KB 929851)")
     if ports is None:
         spec = oses.get(os)
         lo, hi = spec.dynamic_ports.start, spec.dynamic_ports.stop - 1

@@ -443,7 +443,7 @@ class EffectiveWfas:
             return FirewallDecision(False, f"{outside.describe()} admits only "
                            f"{outside.remote.describe()}; {source} is outside it", outside.origin)
         what = f"TCP to {program} on its dynamic RPC port" + (
-            f" (service {service})" if service else "")
+            f" (service {service})" if service else "") + f", a port of {ports.describe()}"
         return self._none_verdict(what, Inbound(source, ports.spans[0][0], program), service)
 
 

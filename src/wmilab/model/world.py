@@ -13,12 +13,13 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
-from wmilab.model import advfirewall, hardening, netsh, oses
+from wmilab.model import advfirewall, dynamicport, hardening, netsh, oses, rpcpolicy, wmihost
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
 from wmilab.model.decision import Check
 from wmilab.model.identity import Directory, DomainSpec, HostSpec, Token
+from wmilab.model.localgroup import GroupEdit
 from wmilab.model.policy import Policies, parse_policies
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER, RPC_INTERNET_VALUES, PortRange, dynamic_range
 from wmilab.model.wmi import NamespaceSecurity
@@ -48,6 +49,11 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     "Ports": OSES,
     "PortsInternetAvailable": OSES,
     "UseInternetPorts": OSES,
+    # HKLM\SOFTWARE\Policies\Microsoft\Windows NT\Rpc, from XP SP2 / 2003 SP1 (Learn "RPC
+    # Interface Restriction"; TechNet cc781010): what the RPC runtime does with anonymous
+    # calls, and whether RPC clients authenticate to the endpoint mapper.
+    "RestrictRemoteClients": OSES,
+    "EnableAuthEpResolution": OSES,
 }
 
 # Service states a scenario may give (scenario-format.md "services"); only winmgmt matters.
@@ -73,6 +79,13 @@ class HostConfig:
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
     updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+    # From ``commands`` (scenario-format.md "Commands"), Vista and later: the TCP/UDP dynamic
+    # port ranges set with netsh int ipv4 set dynamicport, and where WMI runs (winmgmt
+    # /standalonehost | /sharedhost; None: the shared svchost.exe, as installed).
+    dynamic_ports: Mapping[str, dynamicport.DynamicPorts] = field(default_factory=dict)
+    wmi_host: wmihost.WmiHost | None = None
+    # ``net localgroup`` edits, applied by the directory after ``groups``.
+    group_edits: tuple[GroupEdit, ...] = ()
 
     @property
     def os_spec(self) -> oses.OsSpec:
@@ -130,6 +143,7 @@ class HostConfig:
             accounts=dict(self.accounts), groups=self.groups, force_guest=force_guest,
             token_filter_off=self.registry.get("LocalAccountTokenFilterPolicy") == 1,
             filter_builtin_admin=self.registry.get("FilterAdministratorToken") == 1,
+            group_edits=self.group_edits,
         )
 
 
@@ -157,14 +171,16 @@ def freeze(value: object) -> Hashable:
 # field added later counts for the firewall until it is listed here, so two hosts never
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
-                           "groups", "dcom", "wmi", "registry", "services", "updates"})
+                           "groups", "dcom", "wmi", "registry", "services", "updates",
+                           "dynamic_ports", "wmi_host", "group_edits"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
 _FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
 # Fields whose errors only building the host's model finds (any field not known to be safe).
 _MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
-    "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh"})
+    "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh",
+    "dynamic_ports", "wmi_host", "group_edits"})
 
 
 class _Firewall(NamedTuple):
@@ -248,8 +264,10 @@ class Builds:
 
     def rpc_ports(self, config: HostConfig) -> PortRange:
         values = {k: v for k, v in config.registry.items() if k in RPC_INTERNET_VALUES}
-        if values:
-            return dynamic_range(config.os, values)
+        tcp = config.dynamic_ports.get("tcp")
+        if values or tcp is not None:
+            return dynamic_range(config.os, values,
+                                 None if tcp is None else (tcp.start, tcp.num))
         found = self.ports.get(config.os)
         if found is None:
             found = self.ports[config.os] = dynamic_range(config.os, values)
@@ -324,6 +342,20 @@ class HostModel:
         # Service Control Manager state of the WMI service (scenario "services"); running
         # unless the scenario says otherwise (winmgmt starts automatically: KB 875605).
         self.winmgmt: str = config.services.get("winmgmt", "running")
+        # Where WMI runs and listens: the shared svchost.exe on a dynamic port of rpc_ports,
+        # or its own svchost.exe on TCP 24158 (Learn "winmgmt" /standalonehost).
+        self.wmi_host: wmihost.WmiHost = config.wmi_host or wmihost.SHARED
+        self.wmi_ports: PortRange = (
+            PortRange.of([(wmihost.FIXED_PORT, wmihost.FIXED_PORT)],
+                         f"the fixed port {wmihost.FIXED_PORT} of winmgmt /standalonehost "
+                         "(Learn \"winmgmt\")")
+            if self.wmi_host.standalone else self.rpc_ports)
+        try:
+            self.restrict_remote_clients = rpcpolicy.restrict_remote_clients(
+                config.os, config.registry)
+            rpcpolicy.check_enable_auth_ep_resolution(config.registry)
+        except ConfigError as e:
+            raise e.within("registry") from None
 
     def activation_level(self, requested: int | None) -> tuple[int, str]:
         """As a client: the level this host's activation requests reach the server with."""
@@ -365,14 +397,57 @@ class HostModel:
         return wf.WfProfile(self.config.profile_name)
 
     def wmi_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
-        """Would the firewall let ``source`` reach the WMI service on its dynamic port?
+        """Would the firewall let ``source`` reach the WMI service on its port?
 
         winmgmt runs in a shared svchost.exe (TechNet cc737332, Remote Administration
         exception), on a port of :attr:`rpc_ports`; WFAS rules may name the service
         (service=winmgmt: Learn "Connecting to WMI Remotely Starting with Windows Vista").
+        After ``winmgmt /standalonehost`` it runs in an svchost.exe of its own, still the
+        service winmgmt, on the fixed TCP 24158 (Learn "winmgmt"): the WMI-In rule still
+        admits it (Learn "Connecting to WMI Remotely Starting with Windows Vista": the WMI
+        exception also works with the fixed port), and so does a rule for that one port;
+        localport=RPC does not, unless 24158 lies in the dynamic range (docs/choices.md).
         """
+        if self.wmi_host.standalone:
+            return self.inbound(source, wmihost.FIXED_PORT, fw.SVCHOST, WINMGMT)
         return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
                                             WINMGMT)
+
+    @property
+    def wmi_authn_hint(self) -> int:
+        """The authnHint the activation and OXID resolution replies give for WMI's object
+        exporter (MS-DCOM 2.2.22.2.8 ScmReplyInfoData, 3.1.2.5.1.1 ResolveOxid): packet
+        integrity (wire-notes), or the standalone host's level when higher, so that clients
+        that follow the hint (impacket, aiowmi, COM's negotiation) call at its level."""
+        level = self.wmi_host.level if self.wmi_host.standalone else 0
+        return max(hardening.PKT_INTEGRITY, level)
+
+    def check_wmi_call_level(self, level: int) -> Check:
+        """Does the process WMI runs in accept an ORPC call at ``level``?
+
+        Only the standalone host has a level of its own: ``winmgmt /standalonehost [level]``
+        sets the authentication level of its svchost.exe, 4 by default (Learn "winmgmt"), and
+        COM fails calls that arrive below a server's level (Learn "CoInitializeSecurity",
+        dwAuthnLevel). The shared svchost.exe: Choice (docs/choices.md), no floor.
+        """
+        floor = self.wmi_host.level
+        if not self.wmi_host.standalone or level >= floor:
+            return Check(True, f"the call arrives at {hardening.level_name(level)}")
+        return Check(False, f"WMI on {self.name} runs in its own svchost.exe (winmgmt "
+                     f"/standalonehost {floor}), which fails calls below "
+                     f"{hardening.level_name(floor)}; the call arrives at "
+                     f"{hardening.level_name(level)}", "standalone-level")
+
+    def check_anonymous_rpc(self, token: Token) -> Check | None:
+        """RestrictRemoteClients = 2 ("Authenticated without exceptions"): the RPC runtime of
+        this computer rejects every remote anonymous call, DCOM's included (Learn "RPC
+        Interface Restriction"). None when the call is not refused for it."""
+        if not token.anonymous or self.restrict_remote_clients != rpcpolicy.HIGH:
+            return None
+        return Check(False, f"{self.name} has RestrictRemoteClients = 2 (Restrictions for "
+                     "Unauthenticated RPC Clients: \"Authenticated without exceptions\"), so "
+                     "its RPC runtime rejects the anonymous call before DCOM sees it",
+                     "restrict-remote-clients")
 
     def sink_inbound(self, source: IPv4Address, program: str) -> fw.FirewallDecision:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
@@ -391,7 +466,7 @@ class HostModel:
             service = ""
             if program == fw.SVCHOST:
                 service = RPCSS if port == RPC_ENDPOINT_MAPPER else (
-                    WINMGMT if port in self.rpc_ports else "")
+                    WINMGMT if port in self.wmi_ports else "")
         return self.firewall.admission(port, program, protocol, service)
 
     def inbound(self, source: IPv4Address, port: int, program: str,
@@ -425,7 +500,17 @@ class HostModel:
         return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
 
     def netsh_show(self, command: str) -> str:
-        """Run a netsh command on a copy of this host's firewall and return its output."""
+        """Run a netsh command on a copy of this host's firewall and return its output.
+
+        ``int ipv4 show|set dynamicport`` reads (or, on nothing that persists, sets) the TCP/UDP
+        dynamic port range instead (model/dynamicport.py)."""
+        words = netsh.tokenize(command)
+        if dynamicport.is_dynamicport(words):
+            cmd = dynamicport.parse(words, self.os)
+            if cmd.verb == "set":
+                return "Ok.\n"
+            shown = self.config.dynamic_ports.get(cmd.protocol, dynamicport.default(self.os))
+            return dynamicport.show(cmd.protocol, shown)
         env = netsh.NetshEnv(os=self.os, host=self.name)
         advfirewall.check_context(self.os, command)
         if self.local_wfas is not None:
