@@ -60,7 +60,7 @@ class EventHub:
         self.callbacks = callbacks
         self.subscriptions: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
-        runtime.repository.listeners.append(self.on_change)
+        runtime.on_change(self.on_change)
 
     def _check_room(self) -> None:
         self._prune()

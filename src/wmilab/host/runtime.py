@@ -12,7 +12,7 @@ from wmilab.host.objects import ObjectTable
 from wmilab.host.pinging import GcSettings, PingSets
 from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
-from wmilab.repository import MachineFacts, Repository
+from wmilab.repository import Change, MachineFacts, Repository
 from wmilab.wire import rpc
 from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
 
@@ -67,7 +67,10 @@ class HostRuntime:
         self.world = world
         self.name = host
         self.model: HostModel = world.host(host)
-        self.repository = repository_for(world, host)
+        # Choice (docs/host.md "Many hosts"): the repository is built on its first use, so
+        # an idle host of a big lab costs no classes or instances.
+        self._repository: Repository | None = None
+        self._change_listeners: list[Callable[[Change], None]] = []
         self.table = ObjectTable(max_entries=max_objects, clock=clock)
         # The OXID resolver's ping sets for this exporter's OIDs (MS-DCOM 3.1.2.5.1).
         self.pings = PingSets(self.table, gc)
@@ -77,6 +80,26 @@ class HostRuntime:
         self.exporters: dict[int, ResolverEntry] = {}
         # Bindings per dialled address (a handful of addresses; DualStringArray is frozen).
         self._bindings: dict[tuple[str, int | None], DualStringArray] = {}
+
+    @property
+    def repository(self) -> Repository:
+        """The host's WMI repository, built from its configuration on first use."""
+        repo = self._repository
+        if repo is None:
+            repo = self._repository = repository_for(self.world, self.name)
+            repo.listeners.extend(self._change_listeners)
+        return repo
+
+    @property
+    def repository_built(self) -> bool:
+        return self._repository is not None
+
+    def on_change(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener`` with every change of the repository (once it exists: a
+        repository not yet built has had no change)."""
+        self._change_listeners.append(listener)
+        if self._repository is not None:
+            self._repository.listeners.append(listener)
 
     def register_exporter(self, oxid: int, entry: ResolverEntry) -> None:
         self.exporters[oxid] = entry

@@ -27,6 +27,7 @@ from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
 from wmilab.host.exporter import EXPORTER_INTERFACES, WmiExporter
 from wmilab.host.gate import Gate, GateDecision
+from wmilab.host.listeners import SharedListeners
 from wmilab.host.loopback_map import LoopbackMap
 from wmilab.host.pinging import GcSettings
 from wmilab.host.rpcss import RPCSS_INTERFACES, Rpcss
@@ -72,6 +73,14 @@ class HostBindError(OSError):
     """A listening socket could not be bound; the message says what to do."""
 
 
+class _Listening(Protocol):
+    """A listening socket of a host: an asyncio server, or a route on a shared listener."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class Service(Protocol):
     """What an extra listener of a host (the sink exporter, host/sink.py) provides."""
 
@@ -97,13 +106,16 @@ class HostServer:
     random from the host's dynamic RPC range (``HostModel.rpc_ports``), as the RPC runtime
     assigns one (KB 154596); ``rng`` makes the draw reproducible in tests. ``client_host``
     is the scenario host a connection from an address that is no host's loopback address
-    stands for.
+    stands for. With ``listeners`` the host's WMI service is served by the lab's shared
+    listening sockets (host/listeners.py) instead of a socket of its own; RPCSS keeps its
+    own socket on 135.
     """
 
     def __init__(self, world: World, host: str, *, address: str | None = None,
                  addresses: LoopbackMap | None = None, client_host: str | None = None,
                  ports: Mapping[int, int] | None = None, limits: Limits | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 listeners: SharedListeners | None = None) -> None:
         if host not in world.configs:
             raise ConfigError(f"no host {host!r} in the scenario (hosts: "
                               f"{', '.join(world.configs)})", ("hosts", host))
@@ -129,8 +141,9 @@ class HostServer:
         self.runtime: HostRuntime | None = None
         self.rpcss: Rpcss | None = None
         self.exporter: WmiExporter | None = None
-        self._servers: list[asyncio.AbstractServer] = []
-        self._extra: dict[str, asyncio.AbstractServer] = {}
+        self.shared = listeners
+        self._servers: list[_Listening] = []
+        self._extra: dict[str, _Listening] = {}
         self._connections: dict[_RpcProtocol, None] = {}  # insertion order: oldest first
         self.names = ntlm_names(world, host)
         self._gc_timer: asyncio.TimerHandle | None = None
@@ -153,13 +166,17 @@ class HostServer:
                 if kind == "wmi":
                     # The model says where WMI listens: a port of the dynamic range, or
                     # the fixed 24158 after winmgmt /standalonehost (HostModel.wmi_ports).
-                    srv = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"), "wmi",
-                                                   self.model.wmi_ports)
+                    srv, port = await self._bind_dynamic(lambda: _RpcProtocol(self, "wmi"),
+                                                         "wmi", self.model.wmi_ports,
+                                                         self.shared)
                 else:
-                    srv = await self._listen(lambda: _RpcProtocol(self, "rpcss"),
-                                             self._wanted[kind], "the RPCSS")
+                    # Choice (docs/choices.md): 135 keeps a socket per host even in a lab
+                    # of shared sockets; a wildcard on the well-known port would take it
+                    # from every other lab and program on the machine's loopback.
+                    srv, port = await self._listen(lambda: _RpcProtocol(self, "rpcss"),
+                                                   self._wanted[kind], "the RPCSS")
                 self._servers.append(srv)
-                self.ports[kind] = srv.sockets[0].getsockname()[1]
+                self.ports[kind] = port
                 self.model_ports[kind] = (RPC_ENDPOINT_MAPPER if kind == "rpcss"
                                           else self.ports[kind])
                 if kind == "wmi":
@@ -203,45 +220,68 @@ class HostServer:
         """The port to bind for a model port (``ports`` maps it, e.g. to 0 for a free one)."""
         return self.port_map.get(model_port, model_port)
 
-    async def _listen(self, factory: Callable[[], asyncio.Protocol], port: int,
-                      what: str) -> asyncio.Server:
-        """``loop.create_server`` on this host's address, or HostBindError.
+    async def _listen(self, factory: Callable[[], asyncio.Protocol], port: int, what: str,
+                      shared: SharedListeners | None = None,
+                      pool: PortRange | None = None) -> tuple[_Listening, int]:
+        """Listen on this host's address, or HostBindError; returns the listener and the
+        port bound. With ``shared``, the address is routed on the lab's listener of that
+        port (a port of the dynamic range ``pool``).
 
         asyncio skips an address whose socket cannot be created, taking the error for an
         unsupported address family, and returns a server with no socket; out of file
         descriptors, that is what happens. So an empty server is turned into an error that
         names the limit.
         """
+        if shared is not None:
+            try:
+                route = shared.route(self.address, port, factory, pool=pool)
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    raise self._out_of_descriptors(e, port, what) from None
+                raise
+            return route, route.port
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(factory, self.address, port, reuse_address=True)
         if srv.sockets:
-            return srv
+            return srv, srv.sockets[0].getsockname()[1]
         srv.close()
         try:
             socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
             why: OSError = OSError(0, "no socket could be created")
         except OSError as e:
             why = e
+        raise self._out_of_descriptors(why, port, what)
+
+    def _out_of_descriptors(self, why: OSError, port: int, what: str) -> HostBindError:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         hint = ""
         if why.errno in (errno.EMFILE, errno.ENFILE):
+            if self.shared is not None:
+                need = ("each host needs a listening socket for RPCSS, and the lab one per "
+                        "WMI port its hosts share")
+                share = ""
+            else:
+                need = "each host needs at least two listening sockets"
+                share = " or let the hosts share listening sockets (--listeners shared)"
             hint = (f"; this process may open {soft} file descriptors (RLIMIT_NOFILE, hard "
-                    f"limit {hard}) and each host needs at least two listening sockets: "
-                    f"raise the limit (ulimit -n) or serve fewer hosts per process")
-        raise HostBindError(why.errno or 0, f"{self.name}: cannot listen on {self.address}:"
-                            f"{port} for {what}: {why.strerror or why}{hint}")
+                    f"limit {hard}) and {need}: raise the limit (ulimit -n), serve fewer "
+                    f"hosts per process (--workers){share}")
+        return HostBindError(why.errno or 0, f"{self.name}: cannot listen on {self.address}:"
+                             f"{port} for {what}: {why.strerror or why}{hint}")
 
-    async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol],
-                            what: str, ports: PortRange | None = None) -> asyncio.Server:
+    async def _bind_dynamic(self, factory: Callable[[], asyncio.Protocol], what: str,
+                            ports: PortRange | None = None,
+                            shared: SharedListeners | None = None
+                            ) -> tuple[_Listening, int]:
         """Listen on a port drawn from the host's dynamic RPC range (the model's
         ``rpc_ports``, the one source of the range), or from ``ports``; a port in use is
         skipped, as the RPC runtime takes the next free one."""
         ports = self.model.rpc_ports if ports is None else ports
         last: OSError | None = None
         for _ in range(min(64, len(ports))):
-            port = ports.pick(self.rng)
+            port = ports.pick(self.rng) if shared is None else shared.draw(ports, self.rng)
             try:
-                return await self._listen(factory, port, f"the {what}")
+                return await self._listen(factory, port, f"the {what}", shared, pool=ports)
             except HostBindError:
                 raise
             except OSError as e:
@@ -257,11 +297,12 @@ class HostServer:
         RPC range when ``port`` is None; returns the bound port."""
         try:
             if port is None:
-                srv = await self._bind_dynamic(
+                srv, bound = await self._bind_dynamic(
                     lambda: _RpcProtocol(self, service.kind, service), service.kind)
             else:
-                srv = await self._listen(lambda: _RpcProtocol(self, service.kind, service),
-                                         port, f"the {service.kind}")
+                srv, bound = await self._listen(
+                    lambda: _RpcProtocol(self, service.kind, service), port,
+                    f"the {service.kind}")
         except HostBindError:
             raise
         except OSError as e:
@@ -269,7 +310,7 @@ class HostServer:
                                 f"{port} for the {service.kind}: {e.strerror or e}") from None
         self._servers.append(srv)
         self._extra[service.kind] = srv
-        self.ports[service.kind] = srv.sockets[0].getsockname()[1]
+        self.ports[service.kind] = bound
         log.info("%s listening on %s:%d (%s)", self.name, self.address, self.ports[service.kind],
                  service.kind)
         return self.ports[service.kind]

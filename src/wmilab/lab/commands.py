@@ -57,6 +57,18 @@ NetnsOpt = Annotated[bool, typer.Option(
 PcapOpt = Annotated[Path | None, typer.Option(
     "--pcap", help="Write one capture per host, DIR/HOST.pcapng (needs dumpcap).",
     show_default=False)]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", min=1, help="Loopback lab: spread the hosts over N processes (each host in "
+    "exactly one), so that every core serves. Not with --verify or --netns.")]
+ListenersOpt = Annotated[str, typer.Option(
+    "--listeners", help="Loopback lab: `per-host` (each host its own listening sockets), "
+    "`shared` (one socket per port for all hosts, on the loopback interface only, each "
+    "connection served by the host whose address it was made to; one process only) or "
+    "`auto` (per-host while two sockets per host fit in half the descriptor limit).")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", help="Loopback lab: serve only shard I/N of the hosts, every N-th in name "
+    "order from the I-th (0-based), so that N machines or jobs each serve their part. Not "
+    "with --verify.", show_default=False)]
 LoopbackNetOpt = Annotated[str | None, typer.Option(
     "--loopback-net", help="Loopback lab: the loopback network the scenario's addresses map "
     "into (default 127.0.0.0/8: 192.168.10.2 becomes 127.168.10.2; with 127.77.0.0/16 it "
@@ -76,6 +88,34 @@ def _network(text: str | None, use_netns: bool) -> IPv4Network | None:
         return loopback_network(text)
     except ConfigError as e:
         raise _fail(f"--loopback-net: {e}") from None
+
+
+def _listeners(text: str, use_netns: bool, workers: int) -> str:
+    from wmilab.lab.loopback import LISTENER_MODES
+
+    if text not in LISTENER_MODES:
+        raise _fail(f"--listeners {text!r}: give one of {', '.join(LISTENER_MODES)}")
+    if use_netns and (workers != 1 or text != "auto"):
+        raise _fail("--workers and --listeners are for the loopback lab; the netns lab runs "
+                    "one process per host, on its own address")
+    return text
+
+
+def _shard(text: str | None, use_netns: bool) -> tuple[int, int] | None:
+    from wmilab.lab import runner
+
+    if text is None:
+        return None
+    if use_netns:
+        raise _fail("--shard is for the loopback lab")
+    try:
+        return runner.parse_shard(text)
+    except runner.LabError as e:
+        raise _fail(str(e)) from None
+
+
+# A lab of more hosts than this prints the first ones and a count (`lab status` lists all).
+_TABLE_ROWS = 50
 
 
 def _fail(message: str) -> typer.Exit:
@@ -118,14 +158,22 @@ def _print_checks(checks: list[CallCheck]) -> int:
     return disagree
 
 
-def _print_status(state: Any) -> None:
+def _print_status(state: Any, summary: bool = True) -> None:
     from wmilab.lab import runner
 
     table = Table("host", "address", "namespace", "state", "pid", "capture")
-    for row in runner.status(state):
+    rows = runner.status(state)
+    for row in rows[:_TABLE_ROWS] if len(rows) > _TABLE_ROWS and summary else rows:
         table.add_row(row["host"], row["address"], row["namespace"], row["state"],
                       str(row["pid"] or "-"), row["capture"])
     out.print(table)
+    if summary and len(rows) > _TABLE_ROWS:
+        states: dict[str, int] = {}
+        for row in rows:
+            states[row["state"]] = states.get(row["state"], 0) + 1
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(states.items()))
+        out.print(f"... and {len(rows) - _TABLE_ROWS} more hosts ({counts} in all; "
+                  f"`wmilab lab status FILE` lists every one)")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -165,6 +213,9 @@ def run(
     use_netns: NetnsOpt = False,
     pcap_dir: PcapOpt = None,
     loopback_net: LoopbackNetOpt = None,
+    workers: WorkersOpt = 1,
+    listeners: ListenersOpt = "auto",
+    shard: ShardOpt = None,
 ) -> None:
     import logging
 
@@ -172,6 +223,11 @@ def run(
 
     scenario = _load(file)
     network = _network(loopback_net, use_netns)
+    listeners = _listeners(listeners, use_netns, workers)
+    if (workers > 1 or shard is not None) and verify:
+        raise _fail("--workers and --shard serve the hosts for clients of your own; --verify "
+                    "makes every call from this process: drop them")
+    part = _shard(shard, use_netns)
     passwords = {c.user: scenario.world.password_of(c.user) for c in scenario.calls}
     if not verify:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -189,8 +245,12 @@ def run(
             checks = runner.verify_netns(state, scenario, passwords)
         finally:
             runner.down(state)
+    elif workers > 1:
+        _run_workers(file, scenario, pcap_dir, network, workers, listeners, part)
+        return
     else:
-        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords, network)
+        ran = _run_loopback(file, scenario, verify, pcap_dir, passwords, network, listeners,
+                            part)
         if ran is None:
             return
         checks = ran
@@ -198,9 +258,30 @@ def run(
         raise typer.Exit(EXIT_MISMATCH)
 
 
+def _run_workers(file: Path, scenario: Scenario, pcap_dir: Path | None,
+                 network: IPv4Network | None, workers: int, listeners: str,
+                 shard: tuple[int, int] | None) -> None:
+    """``wmilab lab FILE --workers N``: the background lab's processes, stopped on Ctrl-C."""
+    from wmilab.lab import runner
+
+    try:
+        state = runner.up(file, scenario, use_netns=False, pcap_dir=pcap_dir, network=network,
+                          workers=workers, listeners=listeners, shard=shard)
+    except runner.LabError as e:
+        raise _fail(str(e)) from None
+    try:
+        _print_status(state)
+        out.print(f"{len(state.hosts)} hosts in {workers} processes; each logs to "
+                  f"{state.directory}/loopback-N.log.")
+        _wait_for_interrupt()
+    finally:
+        runner.down(state)
+
+
 def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path | None,
-                  passwords: dict[str, str | None],
-                  network: IPv4Network | None) -> list[CallCheck] | None:
+                  passwords: dict[str, str | None], network: IPv4Network | None,
+                  listeners: str = "auto",
+                  shard: tuple[int, int] | None = None) -> list[CallCheck] | None:
     from wmilab.host.server import HostBindError
     from wmilab.lab import runner
     from wmilab.lab.state import LabState
@@ -214,12 +295,15 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         # Recorded like a background lab, so `lab down FILE` stops the captures even if
         # this process is killed.
         try:
-            state = runner.loopback_captures(file, scenario, pcap_dir, network)
+            state = runner.loopback_captures(file, scenario, pcap_dir, network, shard)
         except runner.LabError as e:
             raise _fail(str(e)) from None
-    running = ThreadedLab(scenario, network=network)
+    hosts = runner.shard_hosts(scenario.world.configs, shard)
+    running = ThreadedLab(scenario, network=network, listeners=listeners,
+                          hosts=hosts if shard is not None else None)
     for target, source in clients.items():
-        running.act_as(target, source)
+        if target in running.lab.servers:
+            running.act_as(target, source)
     try:
         try:
             running.start()
@@ -228,10 +312,16 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
         try:
             table = Table("host", "scenario address", "loopback address",
                           "clients from 127.0.0.1 count as")
-            for name, cfg in scenario.world.configs.items():
+            configs = [(h, scenario.world.configs[h]) for h in running.lab.servers]
+            for name, cfg in configs[:_TABLE_ROWS]:
                 table.add_row(name, str(cfg.address.ip), running.address(name),
                               clients.get(name, "-"))
             out.print(table)
+            if len(configs) > _TABLE_ROWS:
+                out.print(f"... and {len(configs) - _TABLE_ROWS} more hosts")
+            if running.lab.shared is not None:
+                out.print(f"{len(configs)} hosts share {running.lab.shared.sockets} listening "
+                          "sockets (one per port, on the loopback interface only)")
             if not verify:
                 _wait_for_interrupt()
                 return None
@@ -250,14 +340,17 @@ def _run_loopback(file: Path, scenario: Scenario, verify: bool, pcap_dir: Path |
     "Exit codes: 0 when every host listens, 2 for a bad file, a port that cannot be bound, "
     "--netns without root or a lab of FILE that is up already."))
 def lab_up(file: FileArg, use_netns: NetnsOpt = False, pcap_dir: PcapOpt = None,
-           loopback_net: LoopbackNetOpt = None) -> None:
+           loopback_net: LoopbackNetOpt = None, workers: WorkersOpt = 1,
+           listeners: ListenersOpt = "auto", shard: ShardOpt = None) -> None:
     from wmilab.lab import runner
 
     scenario = _load(file)
     network = _network(loopback_net, use_netns)
+    listeners = _listeners(listeners, use_netns, workers)
+    part = _shard(shard, use_netns)
     try:
         state = runner.up(file, scenario, use_netns=use_netns, pcap_dir=pcap_dir,
-                          network=network)
+                          network=network, workers=workers, listeners=listeners, shard=part)
     except runner.LabError as e:
         raise _fail(str(e)) from None
     _print_status(state)
@@ -320,7 +413,7 @@ def lab_status(file: FileArg) -> None:
         out.print(f"no lab of {file} is up")
         raise typer.Exit(EXIT_MISMATCH)
     out.print(f"{state.mode} lab of {state.scenario} (state in {state.directory})")
-    _print_status(state)
+    _print_status(state, summary=False)
     if state.mode == "loopback":
         for name, info in sorted(state.hosts.items()):
             if info.get("client"):

@@ -5,10 +5,13 @@ the emulated host on its scenario address, and a control socket ``STATE_DIR/HOST
 through which ``lab --netns --verify`` makes calls *from* this host (so every packet leaves
 from the caller's namespace) and reads the outcome of this host's callbacks.
 
-``python -m wmilab.lab.daemon loopback STATE_DIR`` runs every host of the scenario on its
-loopback address, as ``wmilab lab FILE`` does in the foreground.
+``python -m wmilab.lab.daemon loopback STATE_DIR [WORKER]`` runs every host of the scenario
+on its loopback address, as ``wmilab lab FILE`` does in the foreground; with ``--workers``
+the lab starts one per worker, and each serves the hosts the state gives that worker.
 
-Each writes ``STATE_DIR/NAME.ready`` once it listens and stops cleanly on SIGTERM.
+Each writes ``STATE_DIR/NAME.ready`` once it listens (for the loopback lab: which hosts it
+serves, its process id and its listening sockets, as JSON), ``STATE_DIR/NAME.progress``
+while a big lab starts, and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ CONTROL_LIMIT = 64 * 1024  # bytes of one control request
 
 def ready_file(directory: Path, name: str) -> Path:
     return directory / f"{name}.ready"
+
+
+def progress(directory: Path, name: str) -> str:
+    """What process ``name`` last reported while starting ("" if nothing)."""
+    try:
+        return (directory / f"{name}.progress").read_text()
+    except OSError:
+        return ""
 
 
 def control_socket(directory: Path, host: str) -> Path:
@@ -173,18 +184,42 @@ class HostDaemon:
             nft.apply(nft.ruleset(model, wmi))
 
 
-async def _loopback(directory: Path) -> None:
+async def _loopback(directory: Path, worker: int) -> None:
+    import os
+
     from wmilab.lab.loopback import LoopbackLab
+    from wmilab.lab.runner import loopback_process
     from wmilab.scenario import load
 
     state = LabState.load(directory)
     if state is None:
         raise SystemExit(f"no lab state in {directory}")
     network = IPv4Network(state.network) if state.network else None
-    lab = LoopbackLab.for_scenario(load(Path(state.scenario)), network=network)
-    async with lab:
-        ready_file(directory, "loopback").write_text("")
+    scenario = load(Path(state.scenario))
+    clients: dict[str, str] = {}
+    for c in scenario.calls:
+        clients.setdefault(c.target, c.source)
+    hosts = [name for name, info in state.hosts.items() if int(info.get("worker", 0)) == worker]
+    # A shared listening socket serves its port for every address: it cannot be split
+    # between processes, so workers listen per host.
+    listeners = state.listeners if state.workers == 1 else "per-host"
+    lab = LoopbackLab(scenario.world, default_clients=clients, hosts=hosts, network=network,
+                      listeners=listeners)
+    _role, name, _log = loopback_process(state, worker)
+    report = directory / f"{name}.progress"
+
+    def on_progress(done: int, total: int) -> None:
+        report.write_text(f"{done}/{total}")
+
+    await lab.start(progress=on_progress)
+    try:
+        sockets = lab.listening_sockets()
+        ready_file(directory, name).write_text(json.dumps(
+            {"pid": os.getpid(), "hosts": hosts, "listening_sockets": sockets}))
+        log.info("%d hosts listening (%d listening sockets)", len(hosts), sockets)
         await _until_terminated()
+    finally:
+        await lab.stop()
 
 
 def main(argv: list[str]) -> None:
@@ -192,14 +227,15 @@ def main(argv: list[str]) -> None:
 
     if len(argv) == 3 and argv[0] == "netns":
         run = HostDaemon(Path(argv[1]), argv[2]).run
-    elif len(argv) == 2 and argv[0] == "loopback":
+    elif len(argv) in (2, 3) and argv[0] == "loopback":
         directory = Path(argv[1])
+        worker = int(argv[2]) if len(argv) == 3 else 0
 
         async def run() -> None:
-            await _loopback(directory)
+            await _loopback(directory, worker)
     else:
         raise SystemExit("usage: python -m wmilab.lab.daemon netns STATE_DIR HOST | "
-                         "loopback STATE_DIR")
+                         "loopback STATE_DIR [WORKER]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         asyncio.run(run())

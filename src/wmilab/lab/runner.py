@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wmilab.host.loopback_map import LoopbackMap
 from wmilab.lab import netns, pcap
-from wmilab.lab.daemon import ask, ready_file
-from wmilab.lab.loopback import LoopbackMap
+from wmilab.lab.daemon import ask, progress, ready_file
 from wmilab.lab.state import LabState, ProcessRecord, lab_key, marked_processes, state_root
 
 if TYPE_CHECKING:
@@ -47,13 +48,31 @@ def find(path: Path) -> LabState | None:
 
 def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None = None,
        quick: bool = False, network: IPv4Network | None = None,
-       timeout: float = 60.0) -> LabState:
+       timeout: float = 60.0, workers: int = 1, listeners: str = "auto",
+       shard: tuple[int, int] | None = None) -> LabState:
     """Start the lab of ``path`` in the background; return once every host listens.
-    ``network`` is the loopback lab's loopback network (``--loopback-net``).
+    ``network`` is the loopback lab's loopback network (``--loopback-net``); ``workers``
+    processes share its hosts, each host in exactly one (``worker_of``); ``listeners`` is
+    how they listen (lab/loopback.py LISTENER_MODES); ``shard`` (I, N) serves only the
+    hosts ``shard_hosts`` gives (``--shard I/N``). ``timeout`` is how long a starting
+    process may go without reporting progress (a big lab reports every few hundred hosts),
+    not a bound on the whole start.
 
     On any failure, everything made so far is removed again before the error is raised.
     """
-    state = _new_state(path, "netns" if use_netns else "loopback", pcap_dir, network)
+    if workers < 1:
+        raise LabError(f"--workers {workers}: give 1 or more processes")
+    if use_netns and workers != 1:
+        raise LabError("--workers is for the loopback lab; the netns lab already runs one "
+                       "process per host")
+    if use_netns and shard is not None:
+        raise LabError("--shard is for the loopback lab")
+    if workers > 1 and listeners == "shared":
+        raise LabError("--listeners shared needs a single process: a shared listening socket "
+                       "serves every address on its port, so two workers cannot each have "
+                       "one (use --workers 1, or per-host listeners)")
+    state = _new_state(path, "netns" if use_netns else "loopback", pcap_dir, network,
+                       workers, listeners, shard)
     try:
         if use_netns:
             _up_netns(state, scenario, pcap_dir, quick)
@@ -69,7 +88,8 @@ def up(path: Path, scenario: Scenario, *, use_netns: bool, pcap_dir: Path | None
 
 
 def _new_state(path: Path, mode: str, pcap_dir: Path | None,
-               network: IPv4Network | None) -> LabState:
+               network: IPv4Network | None, workers: int = 1,
+               listeners: str = "auto", shard: tuple[int, int] | None = None) -> LabState:
     """Check that the lab can start, and write its (empty) state."""
     directory = state_dir(path)
     if LabState.load(directory) is not None:
@@ -91,16 +111,50 @@ def _new_state(path: Path, mode: str, pcap_dir: Path | None,
     state = LabState(scenario=str(path.resolve()), key=lab_key(path), mode=mode,
                      directory=str(directory),
                      pcap=str(pcap_dir.resolve()) if pcap_dir is not None else None,
-                     network=str(network) if network is not None else None)
+                     network=str(network) if network is not None else None,
+                     workers=workers, listeners=listeners,
+                     shard=f"{shard[0]}/{shard[1]}" if shard is not None else None)
     state.save()
     return state
 
 
+def shard_hosts(names: Iterable[str], shard: tuple[int, int] | None) -> list[str]:
+    """The hosts of shard (I, N): every N-th host in name order, from the I-th (0-based),
+    as ``doctor --shard`` splits a targets file; all hosts when ``shard`` is None."""
+    ordered = sorted(names)
+    return ordered if shard is None else ordered[shard[0]::shard[1]]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``; LabError when it is not 0 <= I < N."""
+    from wmilab.realhost import options as opt
+    from wmilab.realhost.fleet import parse_shard as parse
+
+    try:
+        return parse(text)
+    except opt.UsageError as e:
+        raise LabError(str(e)) from None
+
+
+def worker_of(index: int, workers: int) -> int:
+    """The worker that serves the ``index``-th host in name order (round robin)."""
+    return index % workers
+
+
+def loopback_process(state: LabState, worker: int) -> tuple[str, str, str]:
+    """(role, ready-file name, log file) of a loopback lab's process ``worker``."""
+    if state.workers == 1:
+        return "loopback lab", "loopback", "loopback.log"
+    return f"loopback worker {worker}", f"loopback-{worker}", f"loopback-{worker}.log"
+
+
 def loopback_captures(path: Path, scenario: Scenario, pcap_dir: Path,
-                      network: IPv4Network | None) -> LabState:
+                      network: IPv4Network | None,
+                      shard: tuple[int, int] | None = None) -> LabState:
     """Captures for a loopback lab that runs in this process (``wmilab lab FILE --pcap``),
-    recorded as a lab of ``path`` so that ``down`` stops them whatever happens."""
-    state = _new_state(path, "loopback", pcap_dir, network)
+    recorded as a lab of ``path`` so that ``down`` stops them whatever happens; one per
+    host of ``shard`` (all hosts without one)."""
+    state = _new_state(path, "loopback", pcap_dir, network, shard=shard)
     try:
         _loopback_hosts(state, scenario)
         start_loopback_captures(state, pcap_dir)
@@ -146,8 +200,13 @@ def _loopback_hosts(state: LabState, scenario: Scenario) -> None:
     clients: dict[str, str] = {}
     for c in scenario.calls:
         clients.setdefault(c.target, c.source)
+    shard = parse_shard(state.shard) if state.shard else None
+    names = shard_hosts(scenario.world.configs, shard)
+    worker = {name: worker_of(i, state.workers) for i, name in enumerate(names)}
     for name, loop in LoopbackMap.for_world(scenario.world, network).items():
-        state.hosts[name] = {"address": str(loop), "client": clients.get(name, "")}
+        if name in worker:
+            state.hosts[name] = {"address": str(loop), "client": clients.get(name, ""),
+                                 "worker": worker[name]}
     state.save()
 
 
@@ -155,7 +214,9 @@ def _up_loopback(state: LabState, scenario: Scenario, pcap_dir: Path | None) -> 
     _loopback_hosts(state, scenario)
     if pcap_dir is not None:
         start_loopback_captures(state, pcap_dir)
-    _spawn(state, "loopback lab", [*_daemon(), "loopback", state.directory], "loopback.log")
+    for worker in range(state.workers):
+        role, _ready, log_name = loopback_process(state, worker)
+        _spawn(state, role, [*_daemon(), "loopback", state.directory, str(worker)], log_name)
 
 
 def start_loopback_captures(state: LabState, pcap_dir: Path) -> None:
@@ -166,25 +227,36 @@ def start_loopback_captures(state: LabState, pcap_dir: Path) -> None:
 
 
 def _wait_ready(state: LabState, timeout: float) -> None:
+    """Wait for every process's ready file; fail when one stops, or when none has reported
+    progress (its progress file) for ``timeout`` seconds."""
     directory = Path(state.directory)
-    names = list(state.hosts) if state.mode == "netns" else ["loopback"]
+    logs = {loopback_process(state, w)[0]: loopback_process(state, w)[2]
+            for w in range(state.workers)}
+    names = (list(state.hosts) if state.mode == "netns"
+             else [loopback_process(state, w)[1] for w in range(state.workers)])
     deadline = time.monotonic() + timeout
     pending = set(names)
+    seen: dict[str, str] = {}
     while pending:
         for name in list(pending):
             if ready_file(directory, name).exists():
                 pending.discard(name)
+            report = progress(directory, name)
+            if report != seen.get(name, ""):
+                seen[name] = report
+                deadline = time.monotonic() + timeout
         dead = [p for p in state.processes if not p.alive()]
         if dead:
             rec = dead[0]
-            log_name = "loopback.log" if rec.role == "loopback lab" else (
+            log_name = logs.get(rec.role) or (
                 f"host-{rec.role.removeprefix('host ')}.log" if rec.role.startswith("host ")
                 else f"capture-{rec.role.removeprefix('capture ')}.log")
             tail = _tail(directory / log_name)
             raise LabError(f"{rec.role} stopped while starting: {tail}")
         if pending and time.monotonic() > deadline:
-            raise LabError(f"hosts {', '.join(sorted(pending))} did not listen within "
-                           f"{timeout:g} s")
+            what = "hosts" if state.mode == "netns" else "loopback lab processes"
+            raise LabError(f"{what} {', '.join(sorted(pending))} did not listen, nor report "
+                           f"progress, within {timeout:g} s")
         if pending:
             time.sleep(0.05)
 
@@ -238,8 +310,9 @@ def status(state: LabState) -> list[dict[str, Any]]:
             ns = info["namespace"]
             ns_ok = netns.namespace_exists(ns)
         else:
-            procs = [p for p in state.processes if p.role == "loopback lab"]
-            ready = ready_file(directory, "loopback").exists()
+            role, ready_name, _log = loopback_process(state, int(info.get("worker", 0)))
+            procs = [p for p in state.processes if p.role == role]
+            ready = ready_file(directory, ready_name).exists()
             ns, ns_ok = "-", True
         running = bool(procs) and all(p.alive() for p in procs)
         captures = [p for p in state.processes if p.role == f"capture {name}"]

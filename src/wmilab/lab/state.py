@@ -76,7 +76,7 @@ def marked_processes(directory: str) -> list[int]:
 @dataclass
 class ProcessRecord:
     pid: int
-    role: str  # "host B", "capture B", "loopback lab"
+    role: str  # "host B", "capture B", "loopback lab", "loopback worker 2"
     started: int | None  # /proc start time, to tell our process from a recycled pid
 
     @classmethod
@@ -131,6 +131,9 @@ class LabState:
     processes: list[ProcessRecord] = field(default_factory=list)
     pcap: str | None = None
     network: str | None = None  # the loopback lab's loopback network (--loopback-net)
+    workers: int = 1  # loopback lab: processes serving its hosts (--workers)
+    listeners: str = "auto"  # loopback lab: per-host or shared listening sockets
+    shard: str | None = None  # loopback lab: "I/N", the part of the hosts served here
     started_at: float = field(default_factory=time.time)
 
     @property

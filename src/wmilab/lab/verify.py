@@ -38,10 +38,12 @@ class ThreadedLab:
     def __init__(self, scenario: Scenario, *, client_host: str | None = None,
                  ports: dict[int, int] | None = None, limits: Limits | None = None,
                  network: IPv4Network | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, listeners: str = "auto",
+                 hosts: list[str] | None = None) -> None:
         self.scenario = scenario
         self.lab = LoopbackLab(scenario.world, client_host=client_host, ports=ports,
-                               limits=limits, network=network, rng=rng)
+                               limits=limits, network=network, rng=rng, listeners=listeners,
+                               hosts=hosts)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="wmilab-lab")
@@ -75,7 +77,7 @@ class ThreadedLab:
     def close(self) -> None:
         if self.loop.is_closed():
             return
-        self.run(self.lab.stop())
+        self.run(self.lab.stop(), None)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
