@@ -123,6 +123,11 @@ def serve_fleet(n: int) -> None:
         names = [h for h in s.world.configs if h != "A"]
         lab = LoopbackLab(s.world, client_host="A", hosts=names, ports={135: 0, 1025: 0})
         await lab.start()
+        # A Windows host's repository is there before anyone asks; the emulated hosts build
+        # theirs on first use (docs/host.md), which is set-up, not diagnosis: build them now.
+        for srv in lab.servers.values():
+            if srv.runtime is not None:
+                _ = srv.runtime.repository
         ports = {srv.address: srv.ports["rpcss"] for srv in lab.servers.values()}
         print("READY " + json.dumps({"a": str(lab.map.loopback("A")), "ports": ports}),
               flush=True)
