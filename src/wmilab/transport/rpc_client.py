@@ -13,7 +13,7 @@ import collections
 import contextlib
 import uuid
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from wmilab import hresult as hr
 from wmilab.wire import dcom, ids, rpc
@@ -61,8 +61,8 @@ class _RpcProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport subclass.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.error is not None:
