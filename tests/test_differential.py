@@ -155,6 +155,19 @@ _A_CONN2 = {
         f"netsh firewall add allowedprogram program={_UNSECAPP} name=UNSECAPP"],
 }
 _NAMESPACE_NAMES = sorted({ns.path for ns in namespaces.CATALOGUE})
+# Vista and later: the WMI rule group (its DCOM-In and ASync-In rules let Connection 2 in),
+# or only the ASync-In rule with TCP 135 (Learn "Connecting to WMI Remotely Starting with
+# Windows Vista").
+_WFAS_CONN2 = {
+    "WMI group": ['netsh advfirewall firewall set rule group="Windows Management '
+                  'Instrumentation (WMI)" new enable=yes'],
+    "DCOM-In and ASync-In": [
+        'netsh advfirewall firewall set rule name="Windows Management Instrumentation '
+        '(DCOM-In)" new enable=yes',
+        'netsh advfirewall firewall set rule name="Windows Management Instrumentation '
+        '(ASync-In)" new enable=yes'],
+}
+_ENCRYPTED = [ns.path for ns in namespaces.CATALOGUE if ns.requires_encryption]
 
 
 def _spelling(draw: st.DrawFn, name: str) -> str:
@@ -182,6 +195,15 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
         b["groups"] = {"Administrators": ["B\\local"]}
     else:
         b["domain"] = b_home
+    modern_b = oses.get(os_b).modern
+    if modern_b:
+        # Vista and later: B calls back anonymously only with AllowAnonymousCallback = 1, and
+        # may mark a namespace RequiresEncryption; the built-in Administrator (RID 500) is the
+        # local account remote UAC leaves unfiltered.
+        if draw(st.booleans()):
+            b.setdefault("registry", {})["AllowAnonymousCallback"] = 1
+        b["accounts"]["Administrator"] = "Adm!n500"
+        b["groups"]["Administrators"] = [*b["groups"]["Administrators"], "B\\Administrator"]
     # bob may log on to exactly one namespace (rights there, and by inheritance below it).
     bob_ns = draw(st.sampled_from([ns.path for ns in namespaces.for_os(os_b) if ns.key != "root"]))
     bob_launch = draw(st.booleans())
@@ -189,8 +211,9 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
         b["wmi"] = {bob_ns: {"CORP\\bob": ["enable account", "remote enable"]}}
         if bob_launch:
             b["dcom"] = {"launch_limits": {"CORP\\bob": LAUNCH}}
+    conn2 = {**_A_CONN2, **(_WFAS_CONN2 if oses.get(os_a).modern else {})}
     a: dict[str, Any] = {"os": os_a, "domain": "CORP", "address": f"{net}.1/24",
-                         "netsh": list(_A_CONN2[draw(st.sampled_from(sorted(_A_CONN2)))])}
+                         "netsh": list(conn2[draw(st.sampled_from(sorted(conn2)))])}
     if os_a == "2003-sp1":
         a["netsh"].insert(0, "netsh firewall set opmode mode=ENABLE")
     # A's Access Permissions limits decide which rung of B's callback ladder gets in: the
@@ -203,12 +226,25 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                                    "anonymous only": {**local_only, **anonymous},
                                    "nobody": local_only}[a_limits]}
     users = ["B\\local"] + (["CORP\\admin", "CORP\\bob"] if b_home == "CORP" else [])
+    if modern_b:
+        # Weighted: the account that reaches Connection 2 from any membership of B.
+        users += ["B\\Administrator", "B\\Administrator"]
+        if draw(st.booleans()):
+            # A namespace the scenario marks RequiresEncryption (docs/scenario.md).
+            marked = draw(st.sampled_from(["root\\default", "root\\subscription"]))
+            b.setdefault("wmi", {}).setdefault(marked, {})["requires_encryption"] = True
     calls = []
     for _ in range(draw(st.integers(1, 3))):
-        ns = draw(st.sampled_from([*_NAMESPACE_NAMES, bob_ns, "root\\nosuch", "root\\cimv2\\x"]))
-        calls.append({"from": "A", "to": "B", "user": draw(st.sampled_from(users)),
-                      "mode": draw(st.sampled_from(["sync", "semisync", "async", "async"])),
-                      "namespace": _spelling(draw, ns)})
+        ns = draw(st.sampled_from([*_NAMESPACE_NAMES, *_ENCRYPTED, bob_ns, "root\\nosuch",
+                                   "root\\cimv2\\x"]))
+        call: dict[str, Any] = {
+            "from": "A", "to": "B", "user": draw(st.sampled_from(users)),
+            "mode": draw(st.sampled_from(["sync", "semisync", "async", "async"])),
+            "namespace": _spelling(draw, ns)}
+        level = draw(st.sampled_from([None, None, "integrity", "privacy"]))
+        if level is not None:
+            call["auth_level"] = level
+        calls.append(call)
     domains = {"CORP": copy.deepcopy(CORP)}
     if b_home == "OTHER":
         domains["OTHER"] = {"dns": "other.example", "accounts": {}}
@@ -231,6 +267,41 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
           "calls": [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async"},
                     {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
                      "namespace": "ROOT/SUBSCRIPTION"}]})
+# Vista and later, Connection 2: a workgroup B calls back anonymously only with
+# AllowAnonymousCallback = 1; an encrypted namespace is called back at privacy as B's machine
+# account, and refused below privacy (issue 7).
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.250.251.1/24",
+                          "netsh": _WFAS_CONN2["WMI group"],
+                          "dcom": {"access_limits": {
+                              "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                    "B": {"os": "2022", "workgroup": "WORKGROUP",
+                          "address": "10.250.251.2/24", "netsh": _WFAS_CONN2["WMI group"],
+                          "accounts": {"Administrator": "Adm!n500"}}},
+          "calls": [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async"}]})
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "10", "domain": "CORP", "address": "10.250.252.1/24",
+                          "netsh": _WFAS_CONN2["DCOM-In and ASync-In"],
+                          "dcom": {"access_limits": {
+                              "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                    "B": {"os": "2019", "workgroup": "WORKGROUP",
+                          "address": "10.250.252.2/24", "netsh": _WFAS_CONN2["WMI group"],
+                          "registry": {"AllowAnonymousCallback": 1},
+                          "accounts": {"Administrator": "Adm!n500"}}},
+          "calls": [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async"},
+                    {"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async",
+                     "namespace": "root\\CIMV2\\TerminalServices", "auth_level": "privacy"}]})
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "2016", "domain": "CORP", "address": "10.250.253.1/24",
+                          "netsh": _WFAS_CONN2["WMI group"]},
+                    "B": {"os": "2025", "domain": "CORP", "address": "10.250.253.2/24",
+                          "netsh": _WFAS_CONN2["WMI group"]}},
+          "calls": [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
+                     "namespace": "root\\CIMV2\\TerminalServices", "auth_level": "privacy"},
+                    {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "semisync",
+                     "namespace": "root/cimv2/terminalservices"},
+                    {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "sync",
+                     "namespace": "root\\CIMV2\\TerminalServices", "auth_level": "privacy"}]})
 def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[str, Any]) -> None:
     s = make(doc)
     running = ThreadedLab(s, client_host="A")

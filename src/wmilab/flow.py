@@ -85,25 +85,29 @@ def _security_c1(world: World, b: HostModel, call: Call) -> tuple[Step, ...]:
     """
     # The activation level A sends (KB 5004442) matters only to a hardened B, and A's address
     # only to the event text of a refusal.
-    level, _how = world.host(call.source).activation_level(call.auth_level_value)
+    a = world.host(call.source)
+    level, _how = a.activation_level(call.auth_level_value)
     refused = b.hardening.enforced and level < PKT_INTEGRITY
     # The level of the ORPC calls on WMI matters only to a standalone WMI host (winmgmt
     # /standalonehost level), and only when the program sets it (CoSetProxyBlanket: not
     # negotiated); otherwise COM's negotiation takes the higher of the client's level and the
     # server's (Learn "Security Blanket Negotiation"), which the server's level never refuses.
     call_level = call.auth_level_value
+    # The level of the requests in the namespace matters only when it requires encryption.
+    encrypted = b.wmi.requires_encryption(call.namespace)
+    request_level = b.wmi_call_level(a, call.auth_level_value)[0] if encrypted else None
     key = ("c1", b.name, call.user.upper(), call.password, call.namespace.lower(),
            level if b.hardening.enforced else None, call.source if refused else None,
-           call_level if b.wmi_host.standalone else None)
+           call_level if b.wmi_host.standalone else None, request_level)
     found = world.memo.get(key)
     if found is None:
-        found = _security_c1_eval(world, b, call, level, call_level)
+        found = _security_c1_eval(world, b, call, level, call_level, request_level)
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
 
 def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
-                      call_level: int | None) -> tuple[Step, ...]:
+                      call_level: int | None, request_level: int | None) -> tuple[Step, ...]:
     password = call.password
     if password is None:
         password = world.password_of(call.user)
@@ -122,17 +126,32 @@ def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
     out.append(_step(steps.C1_ACCESS, b, steps.access(b, token, "wmi", call_level)))
     if not out[-1].ok:
         return tuple(out)
-    out.append(_step(steps.C1_NAMESPACE, b, steps.namespace_login(b, token, call.namespace)))
+    # ``request_level``: what the requests in the namespace reach B with (the program's
+    # auth_level, else COM's negotiation; KB 5004442 raises activations only), known when the
+    # namespace requires encryption.
+    check = steps.namespace_login(b, token, call.namespace, request_level)
+    if not check.ok and check.where == "encryption" and request_level is not None:
+        how = b.wmi_call_level(world.host(call.source), call.auth_level_value)[1]
+        check = Check(False, f"{check.reason} ({how})", check.where)
+    out.append(_step(steps.C1_NAMESPACE, b, check))
     return tuple(out)
 
 
-def _callback(world: World, a: HostModel, b: HostModel) -> tuple[Step, Check]:
+def _callback(world: World, a: HostModel, b: HostModel,
+              namespace: str) -> tuple[Step, Check | None]:
     """c2.identity and c2.access: they depend on B and on A (whom it trusts, its Guest
-    account), so a world remembers them."""
-    key = ("cb", b.name, a.name)
+    account) and on whether the namespace requires encryption, so a world remembers them.
+    The access check is None when B does not call back at all."""
+    encrypted = b.wmi.requires_encryption(namespace)
+    key = ("cb", b.name, a.name, encrypted)
     found = world.memo.get(key)
     if found is None:
-        rungs = steps.callback_ladder(world, b.name, a.name)
+        rungs = steps.callback_ladder(world, b.name, a.name, namespace)
+        refusal = steps.callback_identity(world, b.name, a.name, namespace, rungs)
+        if not refusal.ok:
+            found = (_step(steps.C2_IDENTITY, b, refusal), None)
+            world.memo[key] = found
+            return found
         token = rungs[0].token
         if token.guest:
             # An unknown machine account maps to an enabled Guest on A (KB 103390).
@@ -186,8 +205,10 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, tuple(out))
 
     # Connection 2: B calls back the sink on A.
-    identity, access = _callback(world, a, b)
+    identity, access = _callback(world, a, b, call.namespace)
     add(identity)
+    if access is None:
+        return Verdict(call, tuple(out))
     s = _step(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip))
     add(s)
     if not s.ok:

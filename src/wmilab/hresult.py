@@ -64,7 +64,8 @@ WBEM_E_FAILED = _h(0x80041001, "WBEM_E_FAILED", "Generic failure.")
 WBEM_E_NOT_FOUND = _h(0x80041002, "WBEM_E_NOT_FOUND", "Object cannot be found.")
 WBEM_E_ACCESS_DENIED = _h(
     0x80041003, "WBEM_E_ACCESS_DENIED",
-    "The namespace denies access: the account lacks Enable Account or Remote Enable.")
+    "The namespace denies access: the account lacks Enable Account or Remote Enable, or "
+    "the namespace requires an encrypted (packet privacy) connection.")
 WBEM_E_INVALID_PARAMETER = _h(0x80041008, "WBEM_E_INVALID_PARAMETER", "A parameter was not valid.")
 WBEM_E_INVALID_NAMESPACE = _h(0x8004100E, "WBEM_E_INVALID_NAMESPACE", "The namespace does not exist.")
 WBEM_E_INVALID_CLASS = _h(0x80041010, "WBEM_E_INVALID_CLASS", "The class does not exist.")

@@ -23,6 +23,7 @@ from typing import Any
 
 from wmilab import flow, steps
 from wmilab.model import advfirewall, hardening
+from wmilab.model import callback as cb
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
@@ -706,6 +707,17 @@ def _restrict_remote_clients(host: str) -> Change:
 def _namespace(world: World, call: Call, step: flow.Step) -> Candidates:
     if step.where == "namespace":
         return [], step.detail
+    if step.where == "encryption":
+        # Raise the client to packet privacy; removing RequiresEncryption is never offered
+        # (Learn WmiSdk/wmi-troubleshooting, 0x80041003: "Connect using a client that
+        # supports encryption").
+        return [Change(None, "call", f"Have the program on {call.source} ask for packet "
+                       f"privacy: {call.namespace} on {call.target} requires encryption "
+                       "(RequiresEncryption)",
+                       ('auth_level = "privacy"  (CoInitializeSecurity / CoSetProxyBlanket: '
+                        "RPC_C_AUTHN_LEVEL_PKT_PRIVACY; VBScript: {authenticationLevel="
+                        "pktPrivacy}; impacket: -rpc-auth-level privacy)",),
+                       CallAuthLevel("privacy"))], None
     b = world.host(call.target)
     principal = _principal(world, call)
     ns = call.namespace
@@ -724,8 +736,22 @@ def _namespace(world: World, call: Call, step: flow.Step) -> Candidates:
 
 @_generates(steps.C2_IDENTITY)
 def _identity(world: World, call: Call, step: flow.Step) -> Candidates:
-    # c2.identity never refuses by itself: who B is on A is settled by the domains.
-    return [], step.detail
+    # Who B is on A is settled by the domains. B refuses to call back only when every identity
+    # it has for A is anonymous: then AllowAnonymousCallback = 1 on B, which the page allows
+    # only "between computers that do not have a trust relationship" (Learn WmiSdk/connecting-
+    # to-wmi-remotely-starting-with-vista, CIMOM Settings); remedy() offers the
+    # semisynchronous call first when it needs less. An encrypted namespace's callback needs
+    # a trust that no setting of A or B creates.
+    if step.where != "anonymous-callback":
+        return [], step.detail
+    b = call.target
+    return [Change(b, "registry",
+                   f"Let WMI on {b} call {call.source}'s sink back anonymously "
+                   f"(AllowAnonymousCallback = 1): {call.source} cannot recognize {b}'s "
+                   "identity, as no trust joins them",
+                   (f"On {b}: reg add HKLM\\SOFTWARE\\Microsoft\\WBEM\\CIMOM /v "
+                    "AllowAnonymousCallback /t REG_DWORD /d 1 /f",),
+                   RegistrySet(cb.ALLOW_ANONYMOUS_CALLBACK, 1))], None
 
 
 assert set(GENERATORS) == set(steps.TABLE), "every step has a remedy generator"

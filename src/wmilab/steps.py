@@ -23,6 +23,7 @@ from typing import Literal
 from wmilab import hresult as hr
 from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
+from wmilab.model import wmi as wmi_events
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER
@@ -32,8 +33,8 @@ __all__ = [
     "C1_ACCESS", "C1_ACTIVATION", "C1_CLIENT_DCOM", "C1_LOGON", "C1_NAMESPACE", "C1_RPCSS",
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
-    "callback_ladder", "client_dcom", "logon", "namespace_login", "rpcss_port", "sink_port",
-    "wmi_port",
+    "callback_identity", "callback_ladder", "client_dcom", "logon", "namespace_login",
+    "namespace_request", "rpcss_port", "sink_port", "wmi_port",
 ]
 
 # Step ids, in the order Windows meets them.
@@ -133,8 +134,12 @@ TABLE: dict[str, StepSpec] = {s.id: s for s in (
              _DENIED, "MS-DCOM 3.1.1.5.4"),
     StepSpec(C1_NAMESPACE, 1, "B", "WMI on B accepts the login to the namespace (NTLMLogin)",
              _namespace_failure, "MS-WMI 3.1.4.1.4; MS-WMI 2.2.11"),
+    # B does not call back at all (no anonymous callback on Vista and later without
+    # AllowAnonymousCallback; an encrypted namespace and no trusted machine account). Choice
+    # (docs/choices.md): E_ACCESSDENIED, as the seed's refused anonymous callback.
     StepSpec(C2_IDENTITY, 2, "B", "B picks the identity it calls the sink with",
-             _DENIED, "MS-WMI 3.1.1.1.3; seed, Connection 2 step 3"),
+             _DENIED, "MS-WMI 3.1.1.1.3; seed, Connection 2 step 3; Learn \"Setting up a "
+             "Remote WMI Connection\" (CIMOM Settings)"),
     # Seed: "open the DCOM port TCP 135 on Computer A. If this port is not open, the error
     # 0x800706ba will occur."
     StepSpec(C2_RESOLVER_PORT, 2, "A", "B reaches the OXID resolver on A (TCP 135)", _UNAVAILABLE,
@@ -234,14 +239,50 @@ def access(host: HostModel, token: Token, server: Literal["wmi", "sink"],
     return host.dcom.check_remote_access(token, server)
 
 
-def namespace_login(b: HostModel, token: Token, namespace: str) -> Check:
-    """c1.namespace: NTLMLogin to the namespace (Enable Account + Remote Enable, or unknown)."""
-    return b.wmi.check_login(token, namespace)
+def namespace_login(b: HostModel, token: Token, namespace: str,
+                    level: int | None = None) -> Check:
+    """c1.namespace: NTLMLogin to the namespace (Enable Account + Remote Enable, or unknown),
+    then, with ``level`` (flow), :func:`namespace_request` for the requests that follow."""
+    return b.wmi.check_login(token, namespace, level)
 
 
-def callback_ladder(world: World, b: str, a: str | None) -> tuple[cb.Rung, ...]:
-    """c2.identity: every (identity, level) B tries when it calls the sink on A."""
-    return cb.ladder(world.directory, b, a)
+def namespace_request(b: HostModel, namespace: str, level: int | None) -> Check:
+    """c1.namespace, on the wire: a request (IWbemServices::ExecQuery and the rest) in a
+    RequiresEncryption namespace below packet privacy is refused; NTLMLogin itself is not
+    judged by level (MS-WMI 2.2.30.3; Learn WmiSdk/requiring-an-encrypted-connection-to-a-
+    namespace: WMI rejects "incoming data requests")."""
+    return b.wmi.check_encryption(namespace, level)
+
+
+def callback_ladder(world: World, b: str, a: str | None,
+                    namespace: str | None = None) -> tuple[cb.Rung, ...]:
+    """c2.identity: every (identity, level) B tries when it calls the sink on A, for an
+    asynchronous call in ``namespace`` (empty: B does not call back at all)."""
+    bm = world.host(b)
+    return cb.ladder(world.directory, b, a, anonymous=bm.anonymous_callback.ok,
+                     privacy_only=namespace is not None
+                     and bm.wmi.requires_encryption(namespace))
+
+
+def callback_identity(world: World, b: str, a: str | None, namespace: str,
+                      rungs: tuple[cb.Rung, ...]) -> Check:
+    """c2.identity: does B call the sink back at all? Not when every identity it has for A is
+    anonymous and it may not call anonymously (AllowAnonymousCallback, Vista and later), or
+    when the namespace requires encryption and A does not know B's machine account."""
+    if rungs:
+        return Check(True, "B calls the sink back", "callback")
+    bm = world.host(b)
+    if bm.wmi.requires_encryption(namespace):
+        # "Both incoming data requests and asynchronous callbacks must be encrypted" (Learn
+        # WmiSdk/securing-wmi-namespaces): only an authenticated callback can be; B logs
+        # WBEM_MC_WBEM_REQUIRES_ENCRYPTION_ASYNC_DENIED (Learn WmiSdk WMI Event Messages).
+        return Check(False, f"{namespace} requires encryption, so {b} may call the sink back "
+                     f"only at RPC_C_AUTHN_LEVEL_PKT_PRIVACY as its machine account, which "
+                     f"{a or 'A'} does not recognize. "
+                     + wmi_events.encryption_async_denied_event(namespace),
+                     "encryption-callback")
+    return Check(False, f"{bm.anonymous_callback.reason}, and every identity {b} has for "
+                 f"{a or 'A'} is anonymous", "anonymous-callback")
 
 
 def callback_access(a: HostModel, rungs: tuple[cb.Rung, ...]) -> Check:

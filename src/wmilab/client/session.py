@@ -495,8 +495,18 @@ def connection2_steps(log: StepLog, listener: CallbackListener, sink: SinkState,
 
     where = f"{listener.address}:{listener.resolver_port}"
     if not resolved:
+        # Nothing reached A: its firewall dropped B, or B made no callback at all. From Vista
+        # (NTLM version 6) on, WMI makes no anonymous callback without AllowAnonymousCallback
+        # = 1 on B (Learn "Setting up a Remote WMI Connection", CIMOM Settings; step
+        # c2.identity); A cannot tell the two apart, so the firewall, the common cause, is
+        # named and the other said.
+        version = log.server_version
+        also = ("; or B made no callback at all: from Windows Vista on, WMI calls back "
+                "anonymously (B in a workgroup, or in a domain A does not trust) only with "
+                "AllowAnonymousCallback = 1 on B (c2.identity)"
+                if version is not None and version[0] >= 6 else "")
         fail(steps.C2_RESOLVER_PORT, RPC_S_SERVER_UNAVAILABLE, KIND_CALLBACK,
-             f"B never asked A's OXID resolver at {where} in {wait:g} s")
+             f"B never asked A's OXID resolver at {where} in {wait:g} s{also}")
     log.add(StepRecord(steps.C2_RESOLVER_PORT, True,
                        f"B ({resolved[0].peer}) resolved the sink's OXID at {where}", 0.0))
     if not reached:

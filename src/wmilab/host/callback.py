@@ -147,13 +147,14 @@ class CallbackRunner:
         return len(self._tasks) < self.max_in_flight
 
     def start(self, operation: str, sink: wmi.SinkRef, objects: Sequence[bytes],
-              status: int | None) -> None:
+              status: int | None, namespace: str | None = None) -> None:
         """Run the callback in the background (the caller has replied WBEM_S_NO_ERROR).
 
         ``status`` None: Indicate only, no SetStatus (an event of a notification query that
-        goes on, MS-WMI 3.1.4.3.21)."""
+        goes on, MS-WMI 3.1.4.3.21). ``namespace``: the call's, which decides whether the
+        callback must be encrypted (model/callback.py)."""
         task = asyncio.get_running_loop().create_task(
-            self._run(operation, sink, list(objects), status))
+            self._run(operation, sink, list(objects), status, namespace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -176,20 +177,28 @@ class CallbackRunner:
         # host stands for the configured client host, as for inbound connections (gate.py).
         return self.server.addresses.host_at(address) or self.server.client_host
 
-    def _attempts(self, client: str | None) -> tuple[Rung, ...]:
+    def _attempts(self, client: str | None, namespace: str | None) -> tuple[Rung, ...]:
         # The ladder flow evaluates at c2.identity / c2.access (wmilab.steps, model/callback.py).
-        return steps.callback_ladder(self.server.world, self.server.name, client)
+        return steps.callback_ladder(self.server.world, self.server.name, client, namespace)
 
     async def _run(self, operation: str, sink: wmi.SinkRef, objects: list[bytes],
-                   status: int | None) -> None:
+                   status: int | None, namespace: str | None = None) -> None:
         endpoints = sink.resolver_endpoints()
         resolver = endpoints[0][0] if endpoints else ""
         client = self._client_host(resolver) if resolver else None
-        attempts = self._attempts(client)
+        attempts = self._attempts(client, namespace)
         final = 0 if status is None else status
         outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE,
                                   RPC_S_SERVER_UNAVAILABLE, 0, final, 0,
                                   "the sink's OBJREF names no TCP resolver address")
+        if resolver and not attempts:
+            # c2.identity: B does not call the sink back at all (no anonymous callback, or an
+            # encrypted namespace A cannot be reached for); the step table's HRESULT.
+            refusal = steps.callback_identity(self.server.world, self.server.name, client,
+                                              namespace or "", attempts)
+            code = steps.TABLE[steps.C2_IDENTITY].failure(refusal).code
+            outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE, code,
+                                      0, final, 0, refusal.reason)
         for n, (token, level) in enumerate(attempts, 1):
             if not resolver:
                 break

@@ -99,7 +99,8 @@ class EventHub:
         for sub in found:
             del self.subscriptions[sub.id]
         if found and self.callbacks is not None and found[0].sink is not None:
-            self.callbacks.start(OPERATION, found[0].sink, [], hr.WBEM_E_CALL_CANCELLED.code)
+            self.callbacks.start(OPERATION, found[0].sink, [], hr.WBEM_E_CALL_CANCELLED.code,
+                                 found[0].namespace)
         return bool(found)
 
     def _prune(self) -> None:
@@ -130,6 +131,6 @@ class EventHub:
                 queue.append(EncodedObject(cls.name, encoded))
                 del queue[:-MAX_QUEUED]
             elif sub.sink is not None and self.callbacks is not None:
-                self.callbacks.start(OPERATION, sub.sink, [encoded], None)
+                self.callbacks.start(OPERATION, sub.sink, [encoded], None, sub.namespace)
             log.info("%s event %s of %s for subscription %d", self.rt.name, cls.name,
                      change.target.relpath, sub.id)

@@ -210,6 +210,8 @@ class WmiExporter:
         return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)
 
     def _open(self, namespace: str, ctx: CallContext) -> tuple[dcom.ObjRefStandard | None, int]:
+        # NTLMLogin is judged by rights alone; the level counts for the requests that follow
+        # (steps.namespace_request, in _services).
         check = steps.namespace_login(self.rt.model, ctx.token, namespace)
         if not check.ok:
             # The step table's HRESULT for c1.namespace, as flow reports it.
@@ -227,6 +229,15 @@ class WmiExporter:
     # -- IWbemServices (MS-WMI 3.1.4.3) --------------------------------------------------
 
     def _services(self, svc: Services, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
+        # A RequiresEncryption namespace refuses every request below packet privacy with
+        # WBEM_E_ACCESS_DENIED (c1.namespace; MS-WMI 2.2.30.3), at this very call's level.
+        encryption = steps.namespace_request(self.rt.model, svc.namespace, ctx.auth_level)
+        if not encryption.ok:
+            log.info("%s %s as %s: %s", self.rt.name, _op_name(ids.IID_IWBEMSERVICES, opnum),
+                     ctx.token.name, encryption.reason)
+            code = steps.TABLE[steps.C1_NAMESPACE].failure(encryption).code
+            reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, code)
+            return OP_RANGE if reply is None else reply
         req = wmi.parse_wbem_services(opnum, stub)
         if isinstance(req, wmi.Unsupported):
             reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, hr.WBEM_E_NOT_SUPPORTED.code)
@@ -445,7 +456,8 @@ class WmiExporter:
             objects, status = [], e.hresult.code
         # MS-WMI 3.1.1.1.3: "the server MUST return WBEM_S_NO_ERROR" once the operation began,
         # then call IWbemObjectSink::Indicate and SetStatus (Connection 2).
-        callbacks.start(ids.op_name(ids.IID_IWBEMSERVICES, op), sink, objects, status)
+        callbacks.start(ids.op_name(ids.IID_IWBEMSERVICES, op), sink, objects, status,
+                        svc.namespace)
         return self._error(op, wmi.WBEM_S_NO_ERROR)
 
     # -- Events (MS-WMI 3.1.4.3.20, 3.1.4.3.21; host/events.py) ------------------------------
@@ -589,5 +601,5 @@ class WmiExporter:
         got = enum.take(count)
         status = wmi.WBEM_S_NO_ERROR if len(got) == count else wmi.WBEM_S_FALSE
         callbacks.start(ids.op_name(ids.IID_IENUMWBEMCLASSOBJECT, E.NEXT_ASYNC), sink,
-                        [o.encoded for o in got], status)
+                        [o.encoded for o in got], status, enum.namespace)
         return dcom.build_orpc_hresult_reply(wmi.WBEM_S_NO_ERROR)

@@ -149,7 +149,13 @@ class HostDaemon:
 
     async def _call(self, index: int, password: str, connect_timeout: float) -> tuple[str, int]:
         from wmilab.lab import nft
-        from wmilab.lab.verify import activation_level_for, async_call, impacket_query
+        from wmilab.lab.verify import (
+            activation_level_for,
+            async_call,
+            call_level_for,
+            impacket_level_for,
+            impacket_query,
+        )
 
         call = self.scenario.calls[index]
         target = self.state.hosts[call.target]["address"]
@@ -159,7 +165,8 @@ class HostDaemon:
             # impacket, as wmiquery.py uses it, from this namespace.
             return await asyncio.to_thread(impacket_query, target, call.user, password,
                                            call.namespace, call.query, call.mode,
-                                           connect_timeout, level)
+                                           connect_timeout,
+                                           impacket_level_for(self.scenario.world, call))
 
         async def outcome() -> int | None:
             answer = await ask(self.directory, call.target, {"op": "callbacks"})
@@ -179,7 +186,8 @@ class HostDaemon:
                                     local_address=self.address,
                                     # wmilab's client bounds connects and calls alike.
                                     timeout=max(connect_timeout, 5.0), on_sink=open_sink,
-                                    activation_level=level)
+                                    activation_level=level,
+                                    auth_level=call_level_for(self.scenario.world, call))
         finally:
             nft.apply(nft.ruleset(model, wmi))
 

@@ -27,6 +27,7 @@ from wmilab.model.world import World
 from wmilab.scenario import Call, Scenario
 
 T = TypeVar("T")
+PKT_PRIVACY = 6  # RPC_C_AUTHN_LEVEL_PKT_PRIVACY (MS-RPCE 2.2.1.1.8)
 
 __all__ = ["CallCheck", "ThreadedLab", "async_call", "impacket_query", "refused_by_caller",
            "verify_calls"]
@@ -115,6 +116,11 @@ def impacket_query(address: str, user: str, password: str, namespace: str,
         dcom = DCOMConnection(address, name, password, domain, "", "", None,
                               oxidResolver=True, doKerberos=False, **extra)
         iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
+        if auth_level is not None and auth_level >= PKT_PRIVACY:
+            # impacket binds the WMI port at the activation reply's authnHint (integrity for
+            # NTLM below privacy); a program asking for packet privacy gets it there too, set
+            # on impacket's own class instance before the first call connects.
+            iface.get_cinstance().set_auth_level(auth_level)
         login = wmi.IWbemLevel1Login(iface)
         services = login.NTLMLogin("//./" + namespace.replace("\\", "/"), NULL, NULL)
         login.RemRelease()
@@ -175,7 +181,8 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
                      password: str, callback_outcome: Callable[[], Awaitable[int | None]], *,
                      local_address: str | None, timeout: float = 30.0,
                      on_sink: Callable[[int, str], None] | None = None,
-                     activation_level: int | None = None) -> tuple[str, int]:
+                     activation_level: int | None = None,
+                     auth_level: int | None = None) -> tuple[str, int]:
     """Make an asynchronous call with wmilab's own client from host ``a`` (its running
     server exports the sink, the unsecapp role) to the host at ``address``, which runs the
     query and calls the sink back over Connection 2.
@@ -200,7 +207,9 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
             cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,
                                         namespace=call.namespace,
-                                        timeout=timeout, activation_level=activation_level)
+                                        timeout=timeout, activation_level=activation_level,
+                                        **({} if auth_level is None
+                                           else {"auth_level": auth_level}))
         except RpcCallError as e:
             return f"0x{e.hresult:08X}", 0
         except OSError:
@@ -235,7 +244,32 @@ async def async_query(lab: LoopbackLab, call: Call, password: str,
     return await async_call(lab.servers[call.source], b.address, b.ports["rpcss"], call,
                             password, outcome,
                             local_address=str(lab.map.loopback(call.source)),
-                            activation_level=activation_level_for(lab.world, call))
+                            activation_level=activation_level_for(lab.world, call),
+                            auth_level=call_level_for(lab.world, call))
+
+
+def call_level_for(world: World, call: Call) -> int | None:
+    """The level of A's calls into WMI (NTLMLogin and later) where the model's verdict depends
+    on it: a namespace that requires encryption on B. Elsewhere None (the client keeps its
+    own, packet privacy)."""
+    b = world.host(call.target)
+    if not b.wmi.requires_encryption(call.namespace):
+        return None
+    return b.wmi_call_level(world.host(call.source), call.auth_level_value)[0]
+
+
+def impacket_level_for(world: World, call: Call) -> int | None:
+    """The level to give impacket: the activation level on a hardened B; else, on an
+    encrypted namespace, packet privacy when the model's call level is privacy, and otherwise
+    impacket's own default (it then calls the WMI port at the activation reply's authnHint,
+    integrity, below privacy as the model's level is). One level serves both questions:
+    KB 5004442 raises an activation to packet integrity at most, so the call level is below
+    privacy exactly when the activation level is."""
+    level = activation_level_for(world, call)
+    if level is not None:
+        return level
+    call_level = call_level_for(world, call)
+    return PKT_PRIVACY if call_level is not None and call_level >= PKT_PRIVACY else None
 
 
 def activation_level_for(world: World, call: Call) -> int | None:
@@ -283,6 +317,6 @@ def verify_calls(lab: ThreadedLab, passwords: dict[str, str | None]) -> list[Cal
         lab.act_as(call.target, call.source)
         wire, rows = impacket_query(lab.address(call.target), call.user, password or "",
                                     call.namespace, call.query, call.mode,
-                                    auth_level=activation_level_for(s.world, call))
+                                    auth_level=impacket_level_for(s.world, call))
         out.append(CallCheck(call, predicted, wire, rows))
     return out

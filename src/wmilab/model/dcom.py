@@ -107,11 +107,13 @@ class DcomSecurity:
 
     @classmethod
     def defaults(cls, os: str, directory: Directory, host: str) -> DcomSecurity:
-        """The documented defaults of ``os`` (``xp-sp2`` or ``2003-sp1``)."""
+        """The documented defaults of ``os``: XP SP2 / 2003 SP1, and Vista and later with the
+        groups the OS catalogue adds to the machine-wide limits."""
         spec = oses.get(os)
         full = COM_RIGHTS_ALL
         # XP SP2 MachineLaunchRestriction: Administrators LL LA RL RA, Everyone LL LA;
-        # MachineAccessRestriction: Everyone LC RC, ANONYMOUS LOGON LC. Server 2003 SP1 adds
+        # MachineAccessRestriction: Everyone LC RC, ANONYMOUS LOGON LC (and so from Vista on:
+        # Learn com/machinelaunchrestriction, com/machineaccessrestriction). Server 2003 SP1 adds
         # Distributed COM Users (LL LA RL RA; LC RC) and gives Anonymous LC RC
         # (MSDocs com/dcom-security-enhancements-in-windows-xp-service-pack-2-...).
         launch: list[tuple[str, int]] = [(sids.EVERYONE, _LOCAL_LAUNCH),
@@ -123,6 +125,18 @@ class DcomSecurity:
         if spec.distributed_com_users:
             launch.append((sids.DISTRIBUTED_COM_USERS, full))
             access.append((sids.DISTRIBUTED_COM_USERS, _LOCAL_REMOTE_ACCESS))
+        if spec.dcom_perf_log_users:
+            # Vista and later: Performance Log Users as Distributed COM Users (the OS
+            # catalogue's dcom_perf_log_users; default SDDL ...(A;;CCDCLCSWRP;;;LU) and
+            # (A;;CCDCLC;;;LU), docs/dcom.md; Choice, docs/choices.md).
+            launch.append((sids.PERFORMANCE_LOG_USERS, full))
+            access.append((sids.PERFORMANCE_LOG_USERS, _LOCAL_REMOTE_ACCESS))
+        if spec.dcom_app_packages:
+            # Windows 8 and later: RPCSS appends ALL APPLICATION PACKAGES to the COM
+            # restrictions (Learn com/donotaddallapplicationpackagestorestrictions), with local
+            # rights only: (A;;CCDCSW;;;AC) and (A;;CCDC;;;AC) (Choice, docs/choices.md).
+            launch.append((sids.ALL_APP_PACKAGES, _LOCAL_LAUNCH))
+            access.append((sids.ALL_APP_PACKAGES, _LOCAL_ACCESS))
         launch_limits = _sd(*launch)
         access_limits = _sd(*access)
         # DefaultLaunchPermission: Administrators, SYSTEM, INTERACTIVE (MSDocs

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from wmilab.errors import ConfigError
 from wmilab.model import oses
 
-__all__ = ["LEVELS", "PKT_INTEGRITY", "Hardening", "client_level", "event_10036", "level_name",
+__all__ = ["LEVELS", "PKT_INTEGRITY", "Hardening", "call_level", "client_level", "event_10036",
+           "level_name",
            "parse_level", "server_hardening"]
 
 # RPC_C_AUTHN_LEVEL_* (Learn com/com-authentication-level-constants): the scenario's names.
@@ -105,6 +106,21 @@ def client_level(os: str, month: str, registry: dict[str, object],
         return PKT_INTEGRITY, (f"{how}; A raises it to RPC_C_AUTHN_LEVEL_PKT_INTEGRITY "
                                f"({RAISE} = {raise_value}, KB 5004442)")
     return level, f"{how}; A does not raise an explicit level ({RAISE} = {raise_value})"
+
+
+def call_level(os: str, requested: int | None) -> tuple[int, str]:
+    """The level A's calls into WMI (NTLMLogin and every later call) are made at, and why.
+
+    The program's level, else the WMI client default of A's OS (OsSpec
+    ``activation_auth_level``: "remote connections default to RPC_C_AUTHN_LEVEL_PKT" from
+    Vista on, MSDocs WmiSdk/securing-a-remote-wmi-connection). KB 5004442's raise acts on
+    activation requests only ("all non-anonymous activation requests"), so it is not applied.
+    """
+    spec = oses.get(os)
+    if requested is not None:
+        return requested, f"the program asks for {level_name(requested)}"
+    level = spec.activation_auth_level
+    return level, f"the WMI client of {spec.title} calls at {level_name(level)} by default"
 
 
 def event_10036(domain: str, user: str, sid: str, address: str) -> str:

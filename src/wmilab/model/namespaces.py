@@ -20,6 +20,8 @@ _ALL = frozenset(oses.NAMES)
 # Windows 8 / Server 2012 and later (in the catalogue: 8.1, 2012 R2 and every newer OS).
 # Windows 8 is build 9200 (MSDocs sysinfo/operating-system-version: 6.2).
 _FROM_8 = frozenset(n for n, s in oses.CATALOGUE.items() if int(s.build) >= 9200)
+# Windows Vista / Server 2008 and later (Windows Firewall with Advanced Security in the catalogue).
+_FROM_VISTA = frozenset(n for n, s in oses.CATALOGUE.items() if s.modern)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class NamespaceSpec:
     oses: frozenset[str]  # the OSes that have it on a fresh installation
     mof: tuple[str, ...]  # package MOF files loaded into it besides the system classes
     source: str  # the public source of its existence
+    # Shipped with RequiresEncryption on its __SystemSecurity instance: WMI refuses every
+    # request below RPC_C_AUTHN_LEVEL_PKT_PRIVACY (MS-WMI 2.2.30.3; model/wmi.py).
+    requires_encryption: bool = False
 
     @property
     def key(self) -> str:
@@ -72,6 +77,12 @@ CATALOGUE: tuple[NamespaceSpec, ...] = (
                   "parent of root\\Microsoft\\Windows\\Storage"),
     NamespaceSpec("root\\Microsoft\\Windows\\Storage", _FROM_8, (),
                   "Learn stormgmt/msft-disk (Windows 8 / Server 2012)"),
+    # The Remote Desktop configuration provider (Win32_TerminalServiceSetting): Windows Vista /
+    # Server 2008 on, and "the authentication level must include packet privacy" (Learn
+    # termserv/win32-terminalservicesetting); marked RequiresEncryption (KB 2590230).
+    NamespaceSpec("root\\CIMV2\\TerminalServices", _FROM_VISTA, (),
+                  "Learn termserv/win32-terminalservicesetting; KB 2590230",
+                  requires_encryption=True),
 )
 BY_KEY: dict[str, NamespaceSpec] = {ns.key: ns for ns in CATALOGUE}
 

@@ -78,6 +78,22 @@ class OsSpec:
     # product behavior note 81); PKT (4) from Vista on (MSDocs WmiSdk/securing-a-remote-wmi-
     # connection: remote connections default to RPC_C_AUTHN_LEVEL_PKT).
     activation_auth_level: int = 2
+    # -- Vista and later: WMI's own security settings --------------------------------------
+    # WMI honours the RequiresEncryption qualifier of a namespace (Learn WmiSdk/pragma-namespace
+    # and requiring-an-encrypted-connection-to-a-namespace: Windows Vista / Server 2008 on).
+    namespace_encryption: bool = False
+    # WMI makes an anonymous callback only when HKLM\SOFTWARE\Microsoft\WBEM\CIMOM
+    # AllowAnonymousCallback = 1 (Learn WmiSdk/connecting-to-wmi-remotely-starting-with-vista,
+    # "CIMOM Settings"); before Vista the callback falls back to anonymous unasked (MS-WMI
+    # 3.1.1.1.3 product behavior note: down to RPC_C_AUTHN_LEVEL_NONE).
+    anonymous_callback_opt_in: bool = False
+    # -- DCOM's machine-wide limits beyond XP SP2 / 2003 SP1's --------------------------------
+    # Performance Log Users gets launch/activation and access in both limits (Vista on), and
+    # ALL APPLICATION PACKAGES local rights (Windows 8 / Server 2012 on: RPCSS appends it to the
+    # COM restrictions, Learn com/donotaddallapplicationpackagestorestrictions). Rights: the
+    # default SDDL in docs/dcom.md (Choice, docs/choices.md).
+    dcom_perf_log_users: bool = False
+    dcom_app_packages: bool = False
 
     @property
     def modern(self) -> bool:
@@ -133,6 +149,9 @@ def _modern(name: str, title: str, caption: str, version: str, csd: str, sp: int
         namespace_users=_AUTHENTICATED_USERS,
         released=released, last_update=last_update, remote_uac=True,
         activation_auth_level=4,
+        namespace_encryption=True, anonymous_callback_opt_in=True, dcom_perf_log_users=True,
+        # Windows 8 is build 9200 (MSDocs sysinfo/operating-system-version: 6.2).
+        dcom_app_packages=int(version.rsplit(".", 1)[1]) >= 9200,
     )
 
 

@@ -46,6 +46,9 @@ PERFORMANCE_MONITOR_USERS = "S-1-5-32-558"
 PERFORMANCE_LOG_USERS = "S-1-5-32-559"
 # New built-in group in Windows Server 2003 SP1 (MSDocs com/dcom-security-enhancements-...).
 DISTRIBUTED_COM_USERS = "S-1-5-32-562"
+# ALL APPLICATION PACKAGES (every AppContainer), Windows 8 on (MSDocs secauthz/well-known-sids:
+# SECURITY_BUILTIN_PACKAGE_ANY_PACKAGE, S-1-15-2-1; SDDL "AC", MSDocs secauthz/sid-strings).
+ALL_APP_PACKAGES = "S-1-15-2-1"
 
 # Relative identifiers (MS-DTYP 2.4.2.4: DOMAIN_USER_RID_ADMIN etc.).
 RID_ADMINISTRATOR = 500
@@ -88,6 +91,7 @@ SDDL_ALIASES: dict[str, str] = {
     "NO": NETWORK_CONFIGURATION_OPERATORS,
     "MU": PERFORMANCE_MONITOR_USERS,
     "LU": PERFORMANCE_LOG_USERS,
+    "AC": ALL_APP_PACKAGES,
 }
 # SDDL SID strings relative to the domain SID (MSDocs secauthz/sid-strings).
 SDDL_DOMAIN_ALIASES: dict[str, int] = {
@@ -120,6 +124,8 @@ WELL_KNOWN: dict[str, tuple[str, str]] = {
     "local system": (SYSTEM, "NT AUTHORITY\\SYSTEM"),
     "local service": (LOCAL_SERVICE, "NT AUTHORITY\\LOCAL SERVICE"),
     "network service": (NETWORK_SERVICE, "NT AUTHORITY\\NETWORK SERVICE"),
+    "all application packages": (ALL_APP_PACKAGES,
+                                 "APPLICATION PACKAGE AUTHORITY\\ALL APPLICATION PACKAGES"),
 }
 NT_AUTHORITY_NAMES = frozenset(k for k, (s, _) in WELL_KNOWN.items() if s.startswith("S-1-5-"))
 

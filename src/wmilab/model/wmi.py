@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 from wmilab.errors import ConfigError, PathPart
@@ -43,6 +44,36 @@ RIGHTS: dict[str, int] = {
     "edit security": WRITE_DAC,
 }
 
+# MS-WMI 2.2.30.3: a RequiresEncryption namespace rejects "authentication levels that are not
+# equal to RPC_C_AUTHN_LEVEL_PKT_PRIVACY" (MS-RPCE 2.2.1.1.8: 6).
+PKT_PRIVACY = 6
+# The scenario key of a namespace table that sets or clears the qualifier (docs/scenario.md).
+REQUIRES_ENCRYPTION = "requires_encryption"
+
+
+def encryption_denied_event(namespace: str) -> str:
+    """The WMI event B logs when it refuses a request below privacy (Learn WmiSdk WMI Event
+    Messages: WBEM_MC_WBEM_REQUIRES_ENCRYPTION_DENIED, 0xC00015E5)."""
+    return (f"WMI event 0xC00015E5 (WBEM_MC_WBEM_REQUIRES_ENCRYPTION_DENIED): Access to the "
+            f"{namespace} namespace was denied because the namespace is marked with "
+            "RequiresEncryption but the script or application attempted to connect to this "
+            "namespace with an authentication level below Pkt_Privacy. Change the "
+            "authentication level to Pkt_Privacy and run the script or application again.")
+
+
+def encryption_async_denied_event(namespace: str) -> str:
+    """The WMI event B logs when it cannot call an encrypted namespace's sink back at privacy
+    (Learn WmiSdk WMI Event Messages: WBEM_MC_WBEM_REQUIRES_ENCRYPTION_ASYNC_DENIED)."""
+    return (f"WMI event 0xC00015E6 (WBEM_MC_WBEM_REQUIRES_ENCRYPTION_ASYNC_DENIED): Windows "
+            f"Management Instrumentation Service could not deliver results asynchronously for "
+            f"{namespace} namespace. The namespace is marked with RequiresEncryption but "
+            "WinMgmt could not establish a secure connection back to the client computer. "
+            "Ensure there is a trust relationship between the client and server computers so "
+            "that the client recognizes the server computer account.")
+
+
+_NOT_REQUIRED = Check(True, "the namespace does not require encryption", "encryption")
+
 # Namespace ACEs are container-inherit so children receive them (WMI Control "This
 # namespace and subnamespaces"; MSDocs WmiSdk/access-to-wmi-namespaces).
 _CI = "CI"
@@ -66,6 +97,10 @@ class NamespaceSecurity:
     entries: tuple[tuple[str, SecurityDescriptor], ...]
     known: frozenset[str]
     host: str = ""
+    # Namespaces marked RequiresEncryption (keys), and whether this OS's WMI honours the
+    # qualifier at all (OsSpec.namespace_encryption: Vista and later).
+    encrypted: frozenset[str] = frozenset()
+    honours_encryption: bool = False
 
     @classmethod
     def defaults(
@@ -96,7 +131,9 @@ class NamespaceSecurity:
         # The namespaces this OS has: the one catalogue the emulated repository serves too.
         known = frozenset(ns.key for ns in namespaces.for_os(os))
         known |= {normalize_namespace(n) for n in extra}
-        return cls((("root", root),), known, host)
+        # The namespaces the OS ships with RequiresEncryption (the namespace catalogue).
+        encrypted = frozenset(ns.key for ns in namespaces.for_os(os) if ns.requires_encryption)
+        return cls((("root", root),), known, host, encrypted, spec.namespace_encryption)
 
     # ------------------------------------------------------------------ lookup
     def is_known(self, namespace: str) -> bool:
@@ -132,7 +169,34 @@ class NamespaceSecurity:
     def _set(self, ns: str, sd: SecurityDescriptor) -> NamespaceSecurity:
         table = dict(self.entries)
         table[ns] = sd
-        return NamespaceSecurity(tuple(sorted(table.items())), self.known, self.host)
+        return replace(self, entries=tuple(sorted(table.items())))
+
+    def requires_encryption(self, namespace: str) -> bool:
+        """Is ``namespace`` marked RequiresEncryption (and does this OS's WMI honour it)?
+
+        Choice (docs/choices.md): the qualifier marks one namespace, not its children
+        (MS-WMI 2.2.30.3: "the RequiresEncryption flag for the containing CIM namespace").
+        """
+        if not self.honours_encryption or not self.encrypted:
+            return False
+        memo = self._encryption_memo
+        found = memo.get(namespace)
+        if found is None:
+            found = normalize_namespace(namespace) in self.encrypted
+            if len(memo) < 1024:
+                memo[namespace] = found
+        return found
+
+    @cached_property
+    def _encryption_memo(self) -> dict[str, bool]:
+        # Asked on every call the flow evaluates and every request the emulator serves.
+        return {}
+
+    def with_encryption(self, namespace: str, required: bool) -> NamespaceSecurity:
+        """Set or clear RequiresEncryption on ``namespace``."""
+        ns = normalize_namespace(namespace)
+        return replace(self, encrypted=self.encrypted | {ns} if required
+                       else self.encrypted - {ns})
 
     def _unknown(self, namespace: str) -> str:
         return (f"unknown WMI namespace {namespace!r}; known: "
@@ -147,7 +211,7 @@ class NamespaceSecurity:
         also be an SDDL string. Parents are applied before children, so a change on
         ``root`` reaches every namespace that does not have its own entry.
         """
-        out = NamespaceSecurity(self.entries, self.known, host)
+        out = replace(self, host=host)
         items = sorted(table.items(), key=lambda kv: normalize_namespace(kv[0]).count("\\"))
         for namespace, value in items:
             ns = normalize_namespace(namespace)
@@ -165,14 +229,52 @@ class NamespaceSecurity:
             sd = out.descriptor(ns)
             for principal, rights in value.items():
                 path: tuple[PathPart, ...] = (namespace, principal)
+                if principal == REQUIRES_ENCRYPTION:
+                    out = out._encryption_override(ns, rights, path)
+                    continue
                 sid = directory.resolve(str(principal), host, _path=path)
                 sd = sd.with_entry(sid, mask_of(rights, path), _CI)
             out = out._set(ns, sd)
         return out
 
+    def _encryption_override(self, ns: str, value: object,
+                             path: tuple[PathPart, ...]) -> NamespaceSecurity:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{REQUIRES_ENCRYPTION} must be true or false", path)
+        if value and not self.honours_encryption:
+            # RequiresEncryption arrived with Windows Vista (Learn WmiSdk/pragma-namespace,
+            # Requirements); WMI before it does not know the qualifier.
+            raise ConfigError(f"{REQUIRES_ENCRYPTION} applies to Windows Vista and later; "
+                              "WMI before Vista ignores the RequiresEncryption qualifier", path)
+        return self.with_encryption(ns, value)
+
     # ------------------------------------------------------------------ checks
-    def check_login(self, token: Token, namespace: str) -> Check:
-        """IWbemLevel1Login::NTLMLogin needs Enable Account and Remote Enable (MS-WMI 3.1.4.1.4)."""
+    def check_encryption(self, namespace: str, level: int | None) -> Check:
+        """A request to a RequiresEncryption namespace below RPC_C_AUTHN_LEVEL_PKT_PRIVACY is
+        rejected (MS-WMI 2.2.30.3) with WBEM_E_ACCESS_DENIED (Learn WmiSdk/wmi-troubleshooting:
+        0x80041003 for an encrypted namespace); B logs event 0xC00015E5. ``level`` None: not
+        known, nothing to check.
+
+        Choice (docs/choices.md): NTLMLogin itself passes below privacy and the requests that
+        follow are refused ("reject any incoming data requests", Learn WmiSdk/requiring-an-
+        encrypted-connection-to-a-namespace; aiowmi issue 38 fails at ExecQuery after the
+        login, at RPC_C_AUTHN_LEVEL_PKT_INTEGRITY)."""
+        if level is None or not self.requires_encryption(namespace):
+            return _NOT_REQUIRED
+        ns = normalize_namespace(namespace)
+        if level >= PKT_PRIVACY:
+            return Check(True, f"{ns} requires encryption and the call is encrypted "
+                         "(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)", "encryption")
+        where = self.host or "the server"
+        return Check(False, f"{ns} on {where} is marked RequiresEncryption: WMI accepts the "
+                     f"login but refuses every request in it (ExecQuery and the rest) at "
+                     f"authentication level {level}, below RPC_C_AUTHN_LEVEL_PKT_PRIVACY (6). "
+                     f"{encryption_denied_event(ns)}", "encryption")
+
+    def check_login(self, token: Token, namespace: str, level: int | None = None) -> Check:
+        """IWbemLevel1Login::NTLMLogin needs Enable Account and Remote Enable (MS-WMI 3.1.4.1.4),
+        and, on a RequiresEncryption namespace, packet privacy (:meth:`check_encryption`;
+        Choice, docs/choices.md: checked after the rights)."""
         ns = normalize_namespace(namespace)
         where = self.host or "the server"
         if ns not in self.known:
@@ -186,6 +288,9 @@ class NamespaceSecurity:
             got = sd.effective_rights(token.sids)
             return Check(False, f"{token.name} has no Remote Enable on {ns} on {where} "
                          f"(has: {rights_names(got)})", "remote_enable")
+        encryption = self.check_encryption(ns, level)
+        if not encryption.ok:
+            return encryption
         return Check(True, f"{token.name} may log on to {ns} remotely", "remote_enable")
 
     def check_method(self, token: Token, namespace: str) -> Check:

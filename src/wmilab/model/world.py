@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, dynamicport, hardening, netsh, oses, rpcpolicy, wmihost
+from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
 from wmilab.model.dcom import DcomSecurity
@@ -44,7 +45,9 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     "RaiseActivationAuthenticationLevel": MODERN,
     # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
     "UnsecAppAccessControlDefault": (),
-    "AllowAnonymousCallback": (),
+    # Read by the WMI service that calls back (Learn WmiSdk/connecting-to-wmi-remotely-starting-
+    # with-vista, "CIMOM Settings"; model/callback.py).
+    "AllowAnonymousCallback": MODERN,
     # HKLM\Software\Microsoft\Rpc\Internet: the dynamic RPC port range (KB 154596).
     "Ports": OSES,
     "PortsInternetAvailable": OSES,
@@ -356,6 +359,23 @@ class HostModel:
             rpcpolicy.check_enable_auth_ep_resolution(config.registry)
         except ConfigError as e:
             raise e.within("registry") from None
+        # As the server of an asynchronous call: may WMI call a sink back anonymously?
+        self.anonymous_callback: Check = cb.anonymous_fallback(
+            config.os, config.registry, config.name)
+
+    def wmi_call_level(self, client: HostModel, requested: int | None) -> tuple[int, str]:
+        """The level of ``client``'s calls into this host's WMI (the requests after NTLMLogin):
+        the program's, else COM's negotiation, the higher of the client's default and the WMI
+        process's level (Learn "Security Blanket Negotiation"; "WMI rejects a client that uses
+        the default authentication level because DCOM negotiates security to the level
+        required by the SVCHOST process", Learn WmiSdk/requiring-an-encrypted-connection-to-a-
+        namespace). That process's level is winmgmt /standalonehost's, else the shared
+        svchost.exe's, PKT (Choice, docs/choices.md: the standalone default, Learn "winmgmt")."""
+        level, how = hardening.call_level(client.os, requested)
+        if requested is not None or level >= self.wmi_host.level:
+            return level, how
+        return self.wmi_host.level, (f"{how}, negotiated up to the level of the WMI process on "
+                                     f"{self.name}, {hardening.level_name(self.wmi_host.level)}")
 
     def activation_level(self, requested: int | None) -> tuple[int, str]:
         """As a client: the level this host's activation requests reach the server with."""
