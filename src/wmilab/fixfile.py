@@ -17,6 +17,7 @@ from wmilab.remedy import (
     Change,
     DcomEnable,
     DcomRights,
+    GpoRuleAdd,
     NetshAdd,
     PolicySet,
     RegistrySet,
@@ -101,6 +102,18 @@ def _edit_doc(doc: Any, world: World, call: Call, ch: Change, reason: str) -> No
             pol[e.key] = value
         else:
             _set_commented(pol, e.key, value, comment)
+        return
+    if isinstance(e, GpoRuleAdd):
+        pol = _sub(host, "policy")
+        key = next((str(k) for k in pol if str(k).replace("\\", "/").lower()
+                    == e.key.replace("\\", "/").lower()), e.key)
+        node = _sub(pol, key)
+        arr = node.get("rules")
+        if not isinstance(arr, Array):
+            node["rules"] = tomlkit.array()
+            arr = node["rules"]
+            arr.multiline(True)
+        arr.add_line(e.command, comment=comment)
         return
     if isinstance(e, DcomEnable):
         _set_commented(_sub(host, "dcom"), "enable_dcom", True, comment)

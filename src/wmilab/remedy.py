@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from wmilab import flow, steps
-from wmilab.model import advfirewall, hardening
+from wmilab.model import advfirewall, gpo_wfas, hardening
 from wmilab.model import callback as cb
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
@@ -53,6 +53,14 @@ class NetshAdd:
 class PolicySet:
     key: str
     value: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GpoRuleAdd:
+    """Append ``command`` (a New-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
+
+    key: str  # the policy key of the Inbound Rules node (model/gpo_wfas.py)
+    command: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class CallAuthLevel:
     level: str  # a model/hardening.py LEVELS name
 
 
-Edit = (NetshAdd | PolicySet | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
+Edit = (NetshAdd | PolicySet | GpoRuleAdd | DcomEnable | DcomRights | WmiRights | RegistrySet | ServiceState
         | CallMode | CallAuthLevel)
 
 
@@ -161,6 +169,11 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         if existing is not None:
             del policy[existing[0]]
         policy[edit.key] = dict(edit.value)
+        return world.with_host(replace(cfg, policy=policy)), call
+    if isinstance(edit, GpoRuleAdd):
+        policy = dict(cfg.policy)
+        key, node = gpo_rules_entry(cfg.policy, edit.key)
+        policy[key] = {**node, "rules": [*node.get("rules", []), edit.command]}
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, DcomEnable):
         return world.with_host(replace(cfg, dcom={**cfg.dcom, "enable_dcom": True})), call
@@ -458,7 +471,37 @@ def _wfas_candidates(
              f"-Action Allow {pshell} -RemoteAddress {src} -Profile {prof.label}") if ps else (cmd,)
     out.append(Change(host, "netsh", f"Add an inbound rule on {host} that lets {src} only reach "
                       f"{'the sink' if purpose == 'sink' else service}", shown, NetshAdd(cmd)))
+    gp_rules = h.policies.wfas
+    if gp_rules is not None and gp_rules.settings(prof)[1] is False:
+        # Group Policy turns local rules off: only a rule in the GPO applies (Learn "Windows
+        # Firewall with Advanced Security", rule merging). The same rule, in the GPO.
+        new_rule = (f'New-NetFirewallRule -DisplayName "{name}" -Direction Inbound -Action Allow '
+                    f"{pshell} -RemoteAddress {src} -Profile {prof.label}")
+        out.append(_gpo_rule(world, host, new_rule, name, src))
     return out
+
+
+def gpo_rules_entry(policy: Mapping[str, Any], default: str) -> tuple[str, dict[str, Any]]:
+    """The policy key of the GPO's Inbound Rules as the scenario writes it (``default`` when
+    absent) and its table."""
+    for k, v in policy.items():
+        canon = "/".join(p.strip() for p in k.replace("\\", "/").split("/") if p.strip())
+        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == "inbound rules":
+            return k, dict(v)
+    return default, {}
+
+
+def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Change:
+    """Add ``command`` (a New-NetFirewallRule) to the Inbound Rules of the GPO for ``host``."""
+    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/Inbound Rules")
+    steps_shown = (
+        f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
+        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
+        f'New Rule: allow "{name}" from {src} only (Group Policy turns local rules off)',
+        f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
+    return Change(host, "policy", f'Add the inbound rule "{name}" for {src} only to the Group '
+                  f"Policy of {host}, which turns local firewall rules off", steps_shown,
+                  GpoRuleAdd(key, command))
 
 
 def _quote(path: str) -> str:

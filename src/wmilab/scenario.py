@@ -205,15 +205,24 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
     netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
+    netsh_at: list[tuple[str, int]] = []
     done: host_commands.Applied | None = None
     if "commands" in t:
         # scenario-format.md "Commands": run after the netsh list; the registry values and
         # service states they set count as applied.
         try:
-            done = host_commands.apply(_str_list(t["commands"], (*path, "commands")), registry,
-                                       services, tuple(REGISTRY_VALUES), os_name)
+            cmds = _str_list(t["commands"], (*path, "commands"))
+            done = host_commands.apply(cmds, registry, services, tuple(REGISTRY_VALUES), os_name)
         except ConfigError as e:
             raise e.within(*path, "commands") from None
+        netsh_at = [("netsh", i) for i in range(len(netsh_list))]
+        j = 0
+        for entry in done.netsh:
+            # Each netsh-list entry from `commands` is one of them, in order: find its index.
+            while j < len(cmds) and cmds[j] != entry:
+                j += 1
+            netsh_at.append(("commands", j))
+            j += 1
         netsh_list = (*netsh_list, *done.netsh)
         registry, services = done.registry, done.services
     return HostConfig(
@@ -222,6 +231,7 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         accounts=_passwords(t.get("accounts", {}), (*path, "accounts")),
         groups=_groups(t["groups"], (*path, "groups")) if "groups" in t else None,
         netsh=netsh_list,
+        netsh_at=tuple(netsh_at),
         policy=_table(t.get("policy", {}), (*path, "policy")),
         dcom=_table(t.get("dcom", {}), (*path, "dcom")),
         wmi=_table(t.get("wmi", {}), (*path, "wmi")),

@@ -327,12 +327,15 @@ def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
     a = _bind(_Spec(("name", "group", "dir", "profile", "type", "verbose"), ()),
               [x for x in args if x.lower() != "verbose"], "show rule")
     verbose = any(x.lower() == "verbose" for x in args)
-    idx = _select(local, a)
+    # Choice (docs/choices.md): show rule lists the rules in force, those of Group Policy
+    # first, then the local ones; netsh prints no line that tells them apart.
+    shown = wf.LocalWfas(local.os, local.profiles, [*local.policy_rules, *local.rules])
+    idx = _select(shown, a)
     if not idx:
         return "\n" + _NO_MATCH
     lines: list[str] = []
     for i in idx:
-        r = local.rules[i]
+        r = shown.rules[i]
         lines += ["", f"{'Rule Name:':<38}{r.name}", _SEP,
                   f"{'Enabled:':<38}{'Yes' if r.enabled else 'No'}",
                   f"{'Direction:':<38}{'In' if r.direction == 'in' else 'Out'}",

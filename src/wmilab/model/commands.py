@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wmilab.errors import ConfigError
-from wmilab.model import dynamicport, localgroup, wmihost
+from wmilab.model import dynamicport, localgroup, netsecurity, wmihost
 from wmilab.model.netsh import tokenize
 
 __all__ = ["REGISTRY_KEYS", "Applied", "apply"]
@@ -76,6 +76,12 @@ def apply(commands: Sequence[str], registry: Mapping[str, int | str | tuple[str,
 
 
 def _one(command: str, out: Applied, known: Sequence[str], index: int) -> None:
+    if netsecurity.is_cmdlet(command.split(None, 1)[0] if command.strip() else ""):
+        # PowerShell's *-NetFirewallRule: checked now, run with the netsh list on the WFAS
+        # rule set (model/netsecurity.py; the OS is checked there).
+        netsecurity.parse(command)
+        out.netsh.append(command)
+        return
     words = tokenize(command)
     if not words:
         raise ConfigError("empty command")
@@ -97,7 +103,7 @@ def _one(command: str, out: Applied, known: Sequence[str], index: int) -> None:
         out.services["winmgmt"] = "running" if words[1].lower() == "start" else "stopped"
     else:
         raise ConfigError("not a command wmilab models yet (netsh, reg add|delete, "
-                          "net stop|start winmgmt, net localgroup, winmgmt)")
+                          "net stop|start winmgmt, net localgroup, winmgmt, *-NetFirewallRule)")
 
 
 def _dynamicport(words: list[str], out: Applied) -> None:

@@ -20,6 +20,7 @@ from typing import Literal
 from wmilab.errors import ConfigError
 from wmilab.model.addresses import Scope
 from wmilab.model.firewall import Profile, Service, normalize_program
+from wmilab.model.wfas import WfasPolicy
 
 Tri = bool | None
 
@@ -197,6 +198,8 @@ class Policies:
     dcom_access_sddl: str | None = None
     dcom_launch_sddl: str | None = None
     sharing_model: Literal["classic", "guest"] | None = None
+    # Vista and later: Windows Defender Firewall with Advanced Security (model/gpo_wfas.py).
+    wfas: WfasPolicy | None = None
 
 
 # ---- parsing ------------------------------------------------------------------------
@@ -424,8 +427,24 @@ def parse_policies(table: Mapping[str, object]) -> Policies:
     launch: str | None = None
     sharing: Literal["classic", "guest"] | None = None
     seen: dict[str, str] = {}
+    # Imported here: gpo_wfas runs the firewall commands (advfirewall, netsh), which import
+    # this module.
+    from wmilab.model import gpo_wfas
+    wfas_parts: dict[str, tuple[str, Mapping[str, object]]] = {}
     for key, value in table.items():
         canon = _canon(key)
+        part = gpo_wfas.split_key(canon)
+        if part is not None:
+            if canon in seen:
+                raise ConfigError(f"the same setting is also given as {seen[canon]!r}", (key,))
+            seen[canon] = key
+            if not isinstance(value, Mapping):
+                raise ConfigError("must be a table", (key,))
+            if part in wfas_parts:
+                raise ConfigError(f"the same setting is also given as "
+                                  f"{wfas_parts[part][0]!r}", (key,))
+            wfas_parts[part] = (key, value)
+            continue
         known = _KNOWN.get(canon)
         if known is None:
             raise _unknown_key(key)
@@ -469,5 +488,6 @@ def parse_policies(table: Mapping[str, object]) -> Policies:
             else:
                 raise ConfigError(f"model must be \"Classic\" or \"Guest only\", not {model!r}",
                                   (key, "model"))
-    return Policies(fw, access, launch, sharing)
+    wfas = gpo_wfas.parse(wfas_parts) if wfas_parts else None
+    return Policies(fw, access, launch, sharing, wfas)
 

@@ -40,7 +40,7 @@ from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 
 __all__ = [
     "RA_GROUP", "WMI_GROUP", "EffectiveWfas", "LocalWfas", "PortSpec", "ProfileState",
-    "Rule", "WfProfile", "builtin_rules", "builtin_rules_remote_admin", "effective",
+    "Rule", "WfProfile", "WfasPolicy", "builtin_rules", "builtin_rules_remote_admin", "effective",
 ]
 
 
@@ -268,11 +268,15 @@ class ProfileState:
 
 @dataclass
 class LocalWfas:
-    """The local WFAS configuration of one host (what netsh advfirewall edits)."""
+    """The local WFAS configuration of one host (what netsh advfirewall edits).
+
+    ``policy_rules`` are the Group Policy rules in force, for display only (``show rule``
+    lists them; no local command edits them)."""
 
     os: str
     profiles: dict[WfProfile, ProfileState]
     rules: list[Rule]
+    policy_rules: tuple[Rule, ...] = ()
 
     @classmethod
     def defaults(cls, os: str) -> LocalWfas:
@@ -282,7 +286,7 @@ class LocalWfas:
 
     def copy(self) -> LocalWfas:
         return LocalWfas(self.os, {p: replace(s) for p, s in self.profiles.items()},
-                         list(self.rules))
+                         list(self.rules), self.policy_rules)
 
     def reset(self) -> None:
         """``netsh advfirewall reset``: the factory rules and profile settings."""
@@ -298,6 +302,17 @@ class WfasPolicy:
     rules: tuple[Rule, ...] = ()
     enabled: bool | None = None
     local_rules: bool | None = None  # "Apply local firewall rules": No ignores local rules
+    # Per profile (the GPO's Domain / Private / Public Profile tabs): (firewall state,
+    # apply local firewall rules); a profile listed here overrides the two fields above.
+    per_profile: tuple[tuple[WfProfile, bool | None, bool | None], ...] = ()
+
+    def settings(self, profile: WfProfile) -> tuple[bool | None, bool | None]:
+        """(firewall state, apply local firewall rules) that Group Policy sets for
+        ``profile``; None where it leaves the local setting."""
+        for p, state, local in self.per_profile:
+            if p is profile:
+                return state, local
+        return self.enabled, self.local_rules
 
 
 # ---- the effective, ordered rule set -------------------------------------------------------
@@ -461,9 +476,10 @@ def effective(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, rpc: Por
     Security" Group Policy: "Rule merging"; docs/firewall.md).
     """
     ps = local.profiles[profile]
-    enabled = ps.enabled if policy.enabled is None else policy.enabled
-    enabled_origin: Literal["local", "policy"] = "local" if policy.enabled is None else "policy"
-    local_ok = ps.local_rules if policy.local_rules is None else policy.local_rules
+    gp_state, gp_local = policy.settings(profile)
+    enabled = ps.enabled if gp_state is None else gp_state
+    enabled_origin: Literal["local", "policy"] = "local" if gp_state is None else "policy"
+    local_ok = ps.local_rules if gp_local is None else gp_local
     active: list[Rule] = []
     ignored: list[Rule] = []
     for r in (*policy.rules, *local.rules):

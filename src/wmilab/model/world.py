@@ -13,7 +13,16 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, NamedTuple
 
 from wmilab.errors import ConfigError
-from wmilab.model import advfirewall, dynamicport, hardening, netsh, oses, rpcpolicy, wmihost
+from wmilab.model import (
+    advfirewall,
+    dynamicport,
+    hardening,
+    netsecurity,
+    netsh,
+    oses,
+    rpcpolicy,
+    wmihost,
+)
 from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
 from wmilab.model import wfas as wf
@@ -89,6 +98,9 @@ class HostConfig:
     wmi_host: wmihost.WmiHost | None = None
     # ``net localgroup`` edits, applied by the directory after ``groups``.
     group_edits: tuple[GroupEdit, ...] = ()
+    # Where each netsh entry came from in the scenario file, ("netsh", i) or ("commands", j),
+    # so an error names the line the user wrote; missing entries are ("netsh", i).
+    netsh_at: tuple[tuple[str, int], ...] = ()
 
     @property
     def os_spec(self) -> oses.OsSpec:
@@ -175,7 +187,7 @@ def freeze(value: object) -> Hashable:
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
                            "groups", "dcom", "wmi", "registry", "services", "updates",
-                           "dynamic_ports", "wmi_host", "group_edits"})
+                           "dynamic_ports", "wmi_host", "group_edits", "netsh_at"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
@@ -183,7 +195,7 @@ _FIREWALL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in _NOT_FIREWALL)
 # Fields whose errors only building the host's model finds (any field not known to be safe).
 _MAY_FAIL_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in {
     "name", "os", "address", "domain", "workgroup", "profile", "accounts", "groups", "netsh",
-    "dynamic_ports", "wmi_host", "group_edits"})
+    "dynamic_ports", "wmi_host", "group_edits", "netsh_at"})
 
 
 class _Firewall(NamedTuple):
@@ -246,6 +258,13 @@ class Builds:
             env = netsh.NetshEnv(os=config.os, host=config.name)
             for i, command in enumerate(config.netsh):
                 try:
+                    head = command.split(None, 1)[0] if command.strip() else ""
+                    if netsecurity.is_cmdlet(head):
+                        # PowerShell's *-NetFirewallRule edit the same WFAS rule set.
+                        if local_wfas is None:
+                            raise netsecurity.not_recognized(head)
+                        netsecurity.run(local_wfas, command, config.os)
+                        continue
                     advfirewall.check_context(config.os, command)
                     if local_wfas is not None:
                         advfirewall.run(local_wfas, command, env,
@@ -253,10 +272,16 @@ class Builds:
                     else:
                         netsh.run(local, command, env)
                 except ConfigError as e:
-                    raise ConfigError(f"{command!r}: {e.message}", ("netsh", i)) from None
+                    at = config.netsh_at[i] if i < len(config.netsh_at) else ("netsh", i)
+                    raise ConfigError(f"{command!r}: {e.message}", at) from None
+            if policies.wfas is not None and local_wfas is None:
+                raise ConfigError(f"{spec.title} has no Windows Firewall with Advanced "
+                                  "Security; its firewall policy is under Administrative "
+                                  "Templates/Network/Network Connections/Windows Firewall",
+                                  ("policy",))
             effective: fw.EffectiveFirewall | wf.EffectiveWfas
             if local_wfas is not None:
-                effective = wf.effective(local_wfas, wf.WfasPolicy(),
+                effective = wf.effective(local_wfas, policies.wfas or wf.WfasPolicy(),
                                          wf.WfProfile(config.profile_name), rpc, subnet)
             else:
                 effective = fw.effective(local, policies.firewall, config.current_profile)
@@ -534,7 +559,10 @@ class HostModel:
         env = netsh.NetshEnv(os=self.os, host=self.name)
         advfirewall.check_context(self.os, command)
         if self.local_wfas is not None:
-            return advfirewall.run(self.local_wfas.copy(), command, env, self.wfas_profile)
+            store = self.local_wfas.copy()
+            if self.policies.wfas is not None:
+                store.policy_rules = self.policies.wfas.rules
+            return advfirewall.run(store, command, env, self.wfas_profile)
         copy = self.local_firewall.copy()
         return netsh.run(copy, command, env, self.policies.firewall)
 
