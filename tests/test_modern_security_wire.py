@@ -5,7 +5,11 @@ a real sink, each as the model predicts."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+import uuid
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +173,104 @@ def test_aiowmi_logs_in_and_is_refused_at_the_query_as_in_its_issue_38() -> None
     # aiowmi calls the WMI port at max(authnHint, integrity): below privacy.
     assert got == flow.evaluate(s.world, s.calls[0]).result == "0x80041003"
     assert plain == "ok"
+
+
+def _wmiquery(address: str, namespace: str, query: str, level: str, tmp: Path) -> str:
+    """Unmodified impacket wmiquery.py (its default DCOMConnection level, then
+    ``-rpc-auth-level`` set on the IWbemServices connection after NTLMLogin)."""
+    qfile = tmp / "q.wql"
+    qfile.write_text(query + "\n", encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, str(Path(sys.executable).parent / "wmiquery.py"), "-file", str(qfile),
+         "-namespace", "//./" + namespace.replace("\\", "/"), "-rpc-auth-level", level,
+         f"CORP/admin:Adm1n!@{address}"],
+        capture_output=True, text=True, timeout=120, check=False)
+    return res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("level", ["default", "privacy"])
+def test_wmiquery_rpc_auth_level_privacy_reads_an_encrypted_namespace(
+        level: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # wmiquery.py binds the WMI port at the authnHint (integrity) and NTLMLogin runs there;
+    # -rpc-auth-level privacy raises the level of impacket's DCE object, and its next call on
+    # another interface (RemRelease, ExecQuery, Next) opens a new security context with
+    # alter_context at privacy, so the query meets RequiresEncryption at privacy.
+    doc = pair()
+    doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "namespace": TS,
+                     "auth_level": "privacy" if level == "privacy" else "integrity"}]
+    from wmilab.wire import ids
+    from wmilab.wire.rpc_conn import Authenticated, CallReceived, server
+
+    bound: dict[tuple[int, int], int] = {}  # (connection, auth_context_id) -> level
+    calls: list[tuple[int, int, int, uuid.UUID]] = []
+    original = server.ServerConnection.receive_data
+
+    def spy(self: server.ServerConnection, data: bytes) -> Any:
+        events = original(self, data)
+        for e in events:
+            if isinstance(e, Authenticated):
+                bound[(id(self), e.auth_context_id)] = e.auth_level
+            elif isinstance(e, CallReceived) and e.auth_context_id is not None:
+                calls.append((id(self), e.auth_context_id, e.auth_level, e.interface.uuid))
+        return events
+
+    monkeypatch.setattr(server.ServerConnection, "receive_data", spy)
+    lab = _lab(doc)
+    lab.act_as("B", "A")
+    try:
+        out = _wmiquery(lab.address("B"), TS, "SELECT * FROM meta_class", level, tmp_path)
+    finally:
+        lab.close()
+    s = lab.scenario
+    predicted = flow.evaluate(s.world, s.calls[0]).result
+    rows = [line for line in out.splitlines() if line.startswith("|")]
+    # Every call ran at the level its own security context was bound at.
+    assert calls and all(bound[(conn, ctx)] == lvl for conn, ctx, lvl, _ in calls)
+    levels = {iid: {lvl for _, _, lvl, i in calls if i == iid}
+              for iid in (ids.IID_IWBEMLEVEL1LOGIN, ids.IID_IWBEMSERVICES)}
+    # NTLMLogin at the authnHint's integrity; with the option, the query at privacy on a
+    # security context opened for it.
+    assert levels[ids.IID_IWBEMLEVEL1LOGIN] == {5}
+    assert levels[ids.IID_IWBEMSERVICES] == ({6} if level == "privacy" else {5})
+    if level == "privacy":
+        assert predicted == "ok" and "Error" not in out and len(rows) > 5, out
+    else:
+        assert predicted == "0x80041003" and "WBEM_E_ACCESS_DENIED" in out and not rows, out
+
+
+def test_impacket_at_pkt_level_is_refused_by_its_own_unsigned_requests(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A non-hardened B (Server 2022 before KB 5004442 phase 2, 2022-06) takes a call at
+    # RPC_C_AUTHN_LEVEL_PKT: the model says ok. impacket at authLevel=4 binds and
+    # authenticates at level 4 but sends its requests without a sec_trailer (it signs only at
+    # integrity and privacy), which the RPC runtime refuses with rpc_s_access_denied.
+    from impacket.dcerpc.v5 import transport
+
+    from wmilab.wire import rpc
+
+    doc = pair()
+    doc["hosts"]["B"]["updates"] = "2021-09"
+    doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "auth_level": "pkt"}]
+    sent: list[bytes] = []
+    original = transport.TCPTransport.send
+
+    def spy(self: Any, data: bytes, *args: Any, **kwargs: Any) -> Any:
+        sent.append(bytes(data))
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(transport.TCPTransport, "send", spy)
+    lab = _lab(doc)
+    lab.act_as("B", "A")
+    try:
+        got, _ = impacket_query(lab.address("B"), "CORP\\admin", "Adm1n!", "root\\cimv2",
+                                "SELECT * FROM Win32_OperatingSystem", auth_level=4)
+    finally:
+        lab.close()
+    s = lab.scenario
+    assert flow.evaluate(s.world, s.calls[0]).result == "ok"
+    assert got == "0x80070005"
+    pdus = [rpc.parse_pdu(d) for d in sent]
+    (bind,) = [p for p in pdus if isinstance(p, rpc.Bind)]
+    assert bind.auth is not None and bind.auth.auth_level == 4
+    (request,) = [p for p in pdus if isinstance(p, rpc.Request)]
+    assert request.auth is None  # impacket's, not the host's: no verifier at level 4

@@ -419,7 +419,7 @@ def test_oversized_request_gets_fault_5_and_close() -> None:
     assert srv.closed
 
 
-@pytest.mark.parametrize("level", [2, 5, 6])
+@pytest.mark.parametrize("level", [2, 4, 5, 6])
 def test_client_and_server_round_trip_with_fragments(level: int) -> None:
     cli, srv, events = _pair(level)
     assert any(isinstance(e, Authenticated) and e.identity == "alice" for e in events)
@@ -515,6 +515,34 @@ def test_unsigned_request_on_integrity_connection_is_refused() -> None:
     srv.receive_data(rpc.Request(call_id=77, opnum=0, stub=b"x").encode())
     fault = _only(srv.data_to_send())
     assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
+
+
+@pytest.mark.parametrize(("bound", "sent"), [(5, 6), (6, 5), (4, 5), (5, 4)])
+def test_request_at_another_level_than_its_context_is_refused(bound: int, sent: int) -> None:
+    # What impacket's set_auth_level() would do if the next call stayed on the same context:
+    # the sec_trailer names the bound context at another level. Refused either way (Samba's
+    # dcerpc_ncacn_pull_pkt_auth; docs/wire-rpc.md), before any stub reaches the host.
+    cli, srv, _ = _pair(bound)
+    (sec,) = cli.security.values()
+    sec.auth_level = sent
+    cli.request(0, b"payload!")
+    events = srv.receive_data(cli.data_to_send())
+    assert not any(isinstance(e, CallReceived) for e in events)
+    (violation,) = [e for e in events if isinstance(e, ProtocolViolation)]
+    assert violation.reason == "call at another auth level than bound"
+    fault = _only(srv.data_to_send())
+    assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
+    assert srv.closed
+
+
+def test_unsigned_request_on_a_pkt_level_context_is_refused() -> None:
+    # impacket at RPC_C_AUTHN_LEVEL_PKT binds and sends AUTH3 at level 4 but then sends its
+    # requests with no sec_trailer (it signs only at integrity and privacy): refused.
+    _cli, srv, _ = _pair(4)
+    srv.receive_data(rpc.Request(call_id=78, opnum=0, stub=b"x").encode())
+    fault = _only(srv.data_to_send())
+    assert isinstance(fault, rpc.Fault) and fault.status == rpc.STATUS_ACCESS_DENIED
+    assert srv.closed
 
 
 @pytest.mark.parametrize("level", [2, 5, 6])

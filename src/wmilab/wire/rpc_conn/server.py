@@ -468,7 +468,10 @@ class ServerConnection(Connection):
                 raise _Violation("call on a connection whose logon failed", status=deny,
                                  call_id=pdu.call_id)
             if last.auth_level >= AuthLevel.CALL:
-                # Choice: unsigned calls are refused once a signing context exists.
+                # Unsigned calls are refused once a signing context exists: PKT "authenticates
+                # that all data received is from the expected client" (Learn rpc/
+                # authentication-level-constants); Samba faults a PACKET-level PDU without
+                # auth_length. impacket at level 4 sends none (docs/wire-rpc.md).
                 raise _Violation("unsigned call on a signed connection", status=deny,
                                  call_id=pdu.call_id)
             return last
@@ -480,6 +483,9 @@ class ServerConnection(Connection):
             raise _Violation("call with another auth type", status=rpc.STATUS_SEC_PKG_ERROR,
                              call_id=pdu.call_id)
         if sec.auth_level != pdu.auth.auth_level:
+            # Choice (docs/wire-rpc.md): a context keeps the level it was bound at, higher or
+            # lower, as Samba's dcerpc_ncacn_pull_pkt_auth; clients that change level
+            # (impacket's set_auth_level) open a new context with alter_context instead.
             raise _Violation("call at another auth level than bound", status=deny,
                              call_id=pdu.call_id)
         return sec
