@@ -25,7 +25,7 @@ from wmilab.client.session import (
     connect,
     query_async,
 )
-from wmilab.client.transport import KIND_PROTOCOL, KIND_REFUSED, KIND_TIMEOUT
+from wmilab.client.transport import KIND_PROTOCOL, KIND_REFUSED, KIND_TIMEOUT, CallFailed
 from wmilab.lab.loopback import LoopbackLab
 from wmilab.lab.sink_policy import ModelSinkPolicy
 from wmilab.scenario import Scenario
@@ -231,3 +231,29 @@ def test_the_client_s_listener_survives_garbage_and_still_resolves() -> None:
             return cb.sink_port, bindings.tcp_endpoints()
     port, endpoints = asyncio.run(go())
     assert ("127.0.0.1", port) in endpoints
+
+
+def test_an_interface_refused_in_the_bind_is_no_interface_at_its_call() -> None:
+    import uuid
+
+    from wmilab.client.session import WmiRpc, _bound
+    from wmilab.wire import ids
+
+    bogus = uuid.UUID("0badc0de-0000-0000-0000-000000000002")
+
+    async def fn(lab: LoopbackLab, s: Scenario) -> tuple[dict[uuid.UUID, int], CallFailed]:
+        o = options(lab, s)
+        cli: WmiRpc = await _bound(o, o.rpcss_port, ids.IID_IOBJECTEXPORTER,
+                                   more=(bogus, ids.IID_IREMOTESCMACTIVATOR))
+        try:
+            contexts = dict(cli.contexts)
+            with pytest.raises(CallFailed) as info:
+                await cli.call_on(bogus, 0, b"")
+            # The activator, proposed after the refused one, works on its own context.
+            assert await cli.context_for(ids.IID_IREMOTESCMACTIVATOR) == 2
+            return contexts, info.value
+        finally:
+            await cli.close()
+    contexts, err = run_in_lab(remote_admin_pair(), fn)
+    assert bogus not in contexts and contexts[ids.IID_IREMOTESCMACTIVATOR] == 2
+    assert (err.hresult, err.kind) == (0x80004002, "rpc fault")  # E_NOINTERFACE

@@ -239,6 +239,31 @@ def test_doctor_bad_usage(args: list[str], words: list[str]) -> None:
         assert w in res.output
 
 
+@pytest.mark.parametrize("targets", [False, True])
+def test_doctor_without_a_password_is_bad_usage(tmp_path: Path, targets: bool) -> None:
+    f = tmp_path / "targets.txt"
+    f.write_text("127.0.0.1\n", encoding="utf-8")
+    where = ["--targets", str(f)] if targets else ["127.0.0.1"]
+    res = runner.invoke(app, ["doctor", *where, "-u", "CORP\\a"],
+                        env={"WMILAB_PASSWORD": ""})
+    assert res.exit_code == 2, res.output
+    assert [x for x in res.output.splitlines() if x.strip()] == [
+        x for x in res.output.splitlines() if "no password" in x]
+
+
+def test_a_name_that_does_not_resolve_is_bad_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_such_name(*_a: object, **_k: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    # No lookup leaves the machine: the resolver's answer is what is emulated.
+    monkeypatch.setattr("wmilab.realhost.options.socket.getaddrinfo", no_such_name)
+    res = runner.invoke(app, ["doctor", "srv42.corp.example", "-u", "CORP\\a", "-p", "x"])
+    assert res.exit_code == 2, res.output
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "srv42.corp.example" in lines[0] and "resolve" in lines[0]
+
+
 @pytest.mark.parametrize(("content", "shard", "words"), [
     ("127.0.0.1\nbad..name\n", None, [":2:", "bad..name"]),
     ("127.0.0.1,CORP\\a,extra\n", None, [":1:"]),
@@ -368,6 +393,30 @@ def test_a_host_that_answers_garbage_gets_a_protocol_verdict() -> None:
     assert rep.failed.kind == "protocol error", rep.failed
     assert rep.as_json()["result"] == f"0x{rep.failed.hresult:08X}"
     assert rep.fix is not None and not rep.fix.fixes  # no firewall fix for a broken peer
+
+
+# A well-formed, properly sealed response whose stub is junk, from the emulated host's part
+# that answers the call; the doctor must stop at the step that reads it.
+JUNK_AT = {
+    "activation": ("wmilab.host.rpcss.Rpcss._activator", steps.C1_ACTIVATION),
+    "ntlm-login": ("wmilab.host.exporter.WmiExporter._login", steps.C1_NAMESPACE),
+    "exec-query": ("wmilab.host.exporter.WmiExporter._services", "c1.query"),
+    "next": ("wmilab.host.exporter.WmiExporter._enum", "c1.query"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(JUNK_AT))
+def test_a_host_that_answers_garbage_later_gets_a_protocol_verdict_at_that_step(
+        monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    target, step = JUNK_AT[where]
+    monkeypatch.setattr(target, lambda *_a, **_k: b"\x00\x00\x02\x00" + b"\xee" * 37)
+    _s, rep = doctor_in_lab(case_doc("ok", "xp-sp2"))
+    assert rep.failed is not None, rep.as_json()
+    assert (rep.failed.step, rep.failed.kind) == (step, "protocol error"), rep.as_json()
+    assert [r.step for r in rep.steps if not r.ok] == [step]  # earlier steps passed
+    out = rep.as_json()
+    assert out["result"] == f"0x{rep.failed.hresult:08X}" and out["step"] == step
+    assert rep.fix is not None and not rep.fix.fixes  # no configuration fixes a broken peer
 
 
 def test_async_fleet_shares_one_resolver_and_tells_hosts_apart() -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmilab import steps
+from wmilab.realhost import model_fix
 from wmilab.realhost import options as opt
 from wmilab.realhost.fleet import parse_shard, read_targets
 from wmilab.realhost.model_fix import ASSUMPTIONS, os_of_version, reconstruct_fix
@@ -38,6 +39,31 @@ def test_every_reconstruction_reproduces_its_step_and_is_fixed_least_privilege(
         assert "10.1.2.3" in text  # scoped to A's address
     if step.startswith("c2."):
         assert fix.fixes[0]["kind"] == "call"  # semisynchronous first, as the seed prefers
+
+
+# Addresses around A's 10.1.2.3: the same address, its /24, other /24s, not IPv4 at all.
+_B_ADDRESSES = st.one_of(
+    st.sampled_from(["10.1.2.3", "10.1.2.4", "10.1.2.255", "10.1.3.3", "srv42", ""]),
+    st.builds(lambda o: f"10.1.2.{o}", st.integers(0, 255)),
+    st.builds(lambda a, b: f"10.{a}.{b}.7", st.integers(0, 255), st.integers(0, 255)),
+    st.ip_addresses(v=4).map(str))
+
+
+@settings(max_examples=60, deadline=None)
+@given(step=st.sampled_from(sorted(ASSUMPTIONS)), os_name=st.sampled_from(["xp-sp2", "2003-sp1"]),
+       b_ip=_B_ADDRESSES)
+def test_a_fix_shared_by_a_fleet_is_the_one_the_target_would_get_alone(
+        step: str, os_name: str, b_ip: str) -> None:
+    # The fleet shares one reconstruction between targets that differ only in B's address
+    # (model_fix._SHARED); warm it with another target, then compare with a fresh one.
+    mode = "async" if step.startswith("c2.") else "semisync"
+    kw = {"user": "CORP\\bob", "namespace": "root\\cimv2", "mode": mode, "os_b": os_name,
+          "a_ip": "10.1.2.3"}
+    for warm in ("10.1.2.40", "10.9.9.9", "10.1.2.3"):
+        reconstruct_fix(step, HRESULTS[step], b_ip=warm, **kw)
+    shared = reconstruct_fix(step, HRESULTS[step], b_ip=b_ip, **kw)
+    alone = model_fix._reconstruct(step, HRESULTS[step], b_ip=b_ip, **kw)
+    assert shared == alone
 
 
 def test_a_probe_the_model_cannot_reproduce_gets_no_fix() -> None:

@@ -12,7 +12,7 @@ from aiowmi.exceptions import ServerNotOptimized
 from aiowmi.ndr.rem_query_interface_response import RemQueryInterfaceResponse as AioQIR
 from aiowmi.ndr.remote_create_instance import RemoteCreateInstance as AioRCI
 from aiowmi.ndr.remote_create_instance_response import RemoteCreateInstanceResponse as AioRCIR
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from impacket.dcerpc.v5 import dcomrt
 from impacket.dcerpc.v5.dcom import wmi as iwmi
@@ -276,3 +276,15 @@ def test_dual_string_array_round_trip() -> None:
     assert parsed.tcp_endpoints() == [("HOST", 135), ("127.0.0.2", 135)]
     assert n == len(dcom.encode_dsa_packed(dsa))
     assert {s.authn_svc for s in parsed.security} >= {10}
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                        min_size=1, max_size=12), min_size=1, max_size=4),
+       st.integers(1, 65535))
+@example(["A\u0100", "\u0100\u0100B"], 135)  # UTF-16 41 00 00 01: 00 00 across two chars
+def test_dual_string_array_names_round_trip(names: list[str], port: int) -> None:
+    # A name ends at a NUL character, never at 00 00 straddling two characters.
+    dsa = dcom.tcp_bindings(names, port)
+    data = dcom.encode_dsa_packed(dsa)
+    parsed, n = dcom.decode_dsa_packed(data)
+    assert parsed == dsa and n == len(data)

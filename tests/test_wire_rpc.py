@@ -637,3 +637,31 @@ def test_fault_reply_carries_the_call_id_and_flag() -> None:
     assert isinstance(fault, rpc.Fault)
     assert fault.call_id == cid and fault.status == 0x1C010002
     assert fault.flags == rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG | rpc.PFC_DID_NOT_EXECUTE
+
+
+def test_one_bind_proposes_several_interfaces_and_auth3_rides_with_the_first_call() -> None:
+    unknown = SyntaxId(uuid.UUID("0badc0de-0000-0000-0000-000000000001"), 0, 0)
+    srv = ServerConnection([ECHO, OTHER], Accounts(), ntlm_names=NAMES)
+    cli = ClientConnection(credentials=ClientCredentials("alice", "pw"), auth_level=6)
+    cli.bind(ECHO, more=(unknown, OTHER))
+    bind = _only(cli.data_to_send())
+    assert isinstance(bind, rpc.Bind)
+    assert [(c.context_id, c.abstract_syntax) for c in bind.contexts] == [
+        (0, ECHO), (1, unknown), (2, OTHER)]
+    events = srv.receive_data(bind.encode())
+    assert events == [Bound(0, ECHO, NDR), Bound(2, OTHER, NDR)]
+    ack = srv.data_to_send()
+    assert [r.result for r in _only(ack).results] == [  # type: ignore[attr-defined]
+        rpc.RESULT_ACCEPTANCE, rpc.RESULT_PROVIDER_REJECTION, rpc.RESULT_ACCEPTANCE]
+    (acked,) = cli.receive_data(ack)
+    assert isinstance(acked, BindAcked) and cli.contexts == {0: ECHO, 2: OTHER}
+    # The AUTH3 waits in the outbox and leaves in one write with the first request: the
+    # server takes both PDUs from one read, logon first.
+    cid = cli.request(1, b"on the third context", context_id=2)
+    both = cli.data_to_send()
+    first = rpc.peek_frag_length(both)
+    assert first is not None and isinstance(_only(both[:first]), rpc.Auth3)
+    got = srv.receive_data(both)
+    assert [type(e) for e in got] == [Authenticated, CallReceived]
+    call = got[1]
+    assert isinstance(call, CallReceived) and (call.call_id, call.interface) == (cid, OTHER)

@@ -34,7 +34,7 @@ from wmilab.client.transport import (
     RpcCallError,
     RpcClient,
     classify,
-    open_rpc,
+    open_as,
 )
 from wmilab.wire import dcom, ids, ntlm, rpc, wmi, wmio
 from wmilab.wire.dcom import ObjRefCustom, ObjRefStandard
@@ -129,17 +129,27 @@ class WmiRpc(RpcClient):
     DCOM does when a call moves to another interface of the same exporter."""
 
     contexts: dict[uuid.UUID, int]
+    refused: frozenset[uuid.UUID] = frozenset()
 
-    async def bind_first(self, iid: uuid.UUID) -> None:
-        await self.bind(iid)
+    async def bind_first(self, iid: uuid.UUID, *more: uuid.UUID) -> None:
+        """Bind ``iid`` on context 0 and propose ``more`` in the same bind, so that a call
+        known to follow on another interface needs no alter_context round trip."""
+        await self.bind(iid, *more)
         self.contexts = {iid: 0}
+        for ctx, other in enumerate(more, 1):
+            if ctx in self.conn.contexts:
+                self.contexts[other] = ctx
+        self.refused = frozenset(more) - self.contexts.keys()
 
     async def context_for(self, iid: uuid.UUID) -> int:
         """The presentation context of ``iid``, negotiated on first use (MS-RPCE 3.3.1.5.3)."""
         found = self.contexts.get(iid)
         if found is not None:
             return found
-        ctx = len(self.contexts)
+        if iid in self.refused:  # proposed in the bind, and the server said no
+            raise CallFailed(dcom.E_NOINTERFACE, KIND_FAULT,
+                             f"{ids.NAMES.get(iid, iid)} not accepted on this connection")
+        ctx = len(self.contexts) + len(self.refused)
         self.conn.alter_context(rpc.SyntaxId(iid, 0, 0), ctx, new_security_context=False)
         await self._flush()
         ev = await self._next_event()
@@ -268,7 +278,9 @@ async def _logon_probe(opts: ConnectOptions, log: StepLog, *, port_step: bool,
     try:
         if port_step:
             async with log.step(steps.C1_RPCSS) as note:
-                cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER)
+                # With ``keep``, the activator is proposed in the same bind (no alter_context).
+                more = (ids.IID_IREMOTESCMACTIVATOR,) if keep else ()
+                cli = await _bound(opts, opts.rpcss_port, ids.IID_IOBJECTEXPORTER, more=more)
                 log.saw(cli)
                 note.append(f"TCP {opts.rpcss_port} on {opts.address} answered the bind")
         async with log.step(steps.C1_LOGON) as note:
@@ -343,7 +355,10 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     # Choice: the port from the bindings on the address we dialled (as impacket does), so
     # that a name in the bindings is never resolved.
     async with log.step(steps.C1_WMI_PORT) as note:
-        cli = await _bound(opts, ports[0], ids.IID_IWBEMLEVEL1LOGIN)
+        # IWbemServices and IEnumWbemClassObject, which the calls after NTLMLogin use on this
+        # connection, are proposed in the same bind: no alter_context round trip for each.
+        cli = await _bound(opts, ports[0], ids.IID_IWBEMLEVEL1LOGIN,
+                           more=(ids.IID_IWBEMSERVICES, ids.IID_IENUMWBEMCLASSOBJECT))
         note.append(f"TCP {ports[0]} on {opts.address} answered the bind")
     try:
         async with log.step(steps.C1_ACCESS) as note:
@@ -364,16 +379,16 @@ async def connect(opts: ConnectOptions, log: StepLog | None = None, *,
     except BaseException:
         await cli.close()
         raise
-    sock = cli.writer.get_extra_info("sockname")
+    sock = cli.sockname()
     local = opts.local_address or (sock[0] if sock else "")
     return WmiSession(opts, cli, services, local, version, log)
 
 
 async def _bound(opts: ConnectOptions, port: int, iid: uuid.UUID,
-                 level: int | None = None) -> WmiRpc:
+                 level: int | None = None, more: tuple[uuid.UUID, ...] = ()) -> WmiRpc:
     cli = await _open(opts, opts.address, port, opts.credentials(), level)
     try:
-        await cli.bind_first(iid)
+        await cli.bind_first(iid, *more)
     except BaseException:
         await cli.close()
         raise
@@ -382,10 +397,9 @@ async def _bound(opts: ConnectOptions, port: int, iid: uuid.UUID,
 
 async def _open(opts: ConnectOptions, host: str, port: int,
                 creds: ClientCredentials, level: int | None = None) -> WmiRpc:
-    base = await open_rpc(host, port, local_address=opts.local_address, credentials=creds,
-                          auth_level=opts.auth_level if level is None else level,
-                          timeout=opts.timeout)
-    return WmiRpc(base.reader, base.writer, base.conn, base.call_timeout)
+    return await open_as(WmiRpc, host, port, local_address=opts.local_address,
+                         credentials=creds, auth_level=opts.auth_level if level is None else level,
+                         timeout=opts.timeout)
 
 
 # -- the API lab/verify.py uses ------------------------------------------------------------

@@ -9,22 +9,22 @@ answer, was refused (reset), or the peer closed or broke the protocol later
 
 from __future__ import annotations
 
-import asyncio
 import errno
+from typing import TypeVar
 
 from wmilab import hresult as hr
 from wmilab.transport import RpcCallError, RpcClient
-from wmilab.wire.rpc import AuthLevel
-from wmilab.wire.rpc_conn import ClientConnection, ClientCredentials
+from wmilab.wire.rpc_conn import ClientCredentials
 
 __all__ = [
     "KIND_CALLBACK", "KIND_FAULT", "KIND_HRESULT", "KIND_PROTOCOL", "KIND_REFUSED", "KIND_TIMEOUT",
     "RPC_S_CALL_FAILED", "RPC_S_SERVER_UNAVAILABLE", "CallFailed", "RpcCallError", "RpcClient",
-    "classify", "open_rpc",
+    "classify", "open_as", "open_rpc",
 ]
 
 RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code
 RPC_S_CALL_FAILED = hr.RPC_S_CALL_FAILED.code
+R = TypeVar("R", bound=RpcClient)
 
 # What went wrong, as the doctor names it (docs/doctor.md).
 KIND_TIMEOUT = "no answer"  # a SYN or a request without reply: a firewall that drops
@@ -67,16 +67,24 @@ def classify(e: RpcCallError) -> CallFailed:
 async def open_rpc(host: str, port: int, *, local_address: str | None,
                    credentials: ClientCredentials | None, auth_level: int,
                    timeout: float) -> RpcClient:
-    """A TCP connection to ``host:port`` with an RPC client on it.
+    """A TCP connection to ``host:port`` with an :class:`RpcClient` on it (see :func:`open_as`)."""
+    return await open_as(RpcClient, host, port, local_address=local_address,
+                         credentials=credentials, auth_level=auth_level, timeout=timeout)
+
+
+async def open_as(cls: type[R], host: str, port: int, *, local_address: str | None,
+                  credentials: ClientCredentials | None, auth_level: int,
+                  timeout: float) -> R:
+    """A TCP connection to ``host:port`` with an RPC client of class ``cls`` on it.
 
     A connect that gets no answer in ``timeout`` seconds and one that is refused both give
     RPC_S_SERVER_UNAVAILABLE, as Windows clients report them (seed: 0x800706ba), but with
     different kinds.
     """
-    local = (local_address, 0) if local_address else None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, local_addr=local), timeout)
+        return await cls.open(host, port, local_address=local_address, credentials=credentials,
+                              auth_level=auth_level, connect_timeout=timeout,
+                              call_timeout=timeout)
     except TimeoutError:
         raise CallFailed(RPC_S_SERVER_UNAVAILABLE, KIND_TIMEOUT,
                          f"no answer from {host}:{port} in {timeout:g} s") from None
@@ -86,6 +94,3 @@ async def open_rpc(host: str, port: int, *, local_address: str | None,
                                              errno.ENETUNREACH) else KIND_REFUSED
         raise CallFailed(RPC_S_SERVER_UNAVAILABLE, kind,
                          f"cannot connect to {host}:{port}: {e.strerror or e}") from None
-    level = auth_level if credentials is not None else AuthLevel.NONE
-    conn = ClientConnection(credentials=credentials, auth_level=level)
-    return RpcClient(reader, writer, conn, timeout)

@@ -17,19 +17,19 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-import tomlkit
-
 from wmilab import hresult as hr
 from wmilab import remedy, steps
+from wmilab.errors import ConfigError
 from wmilab.flow import evaluate
 from wmilab.model import oses
-from wmilab.scenario import ScenarioError, loads
+from wmilab.scenario import build
 
 __all__ = ["ASSUMPTIONS", "ModelFix", "os_of_version", "reconstruct_fix"]
 
 UNSECAPP = "%windir%\\system32\\wbem\\unsecapp.exe"
 INVALID_NAMESPACE = hr.WBEM_E_INVALID_NAMESPACE.code
 DEFAULT_OS = "xp-sp2"  # Choice: the seed's computers when the version is unknown
+A_FALLBACK, B_FALLBACK = "192.0.2.1/24", "192.0.2.2/24"  # when an address is not IPv4
 
 ASSUMPTIONS = {
     steps.C1_RPCSS: "B's Windows Firewall has no exception for TCP 135 from A",
@@ -95,8 +95,8 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
                           "groups": {"Domain Admins": [name] if admin else []}}},
         "hosts": {
             "A": {"os": DEFAULT_OS, "domain": dom,
-                  "address": _address(a_ip, "192.0.2.1/24")},
-            "B": {"os": os_b, "domain": dom, "address": _address(b_ip, "192.0.2.2/24"),
+                  "address": _address(a_ip, A_FALLBACK)},
+            "B": {"os": os_b, "domain": dom, "address": _address(b_ip, B_FALLBACK),
                   "netsh": ["netsh firewall set service RemoteAdmin enable"]},
         },
         # The doctor's client activates at packet privacy (ConnectOptions), which the DCOM
@@ -139,9 +139,41 @@ def _doc(step: str, hresult: int, *, user: str, namespace: str, mode: str, os_b:
     return doc
 
 
+# Fixes already reconstructed, shared by the hosts of a fleet (see reconstruct_fix).
+_SHARED: dict[tuple[object, ...], ModelFix] = {}
+_SHARED_MAX = 512
+
+
 def reconstruct_fix(step: str, hresult: int, *, user: str, namespace: str, mode: str,
                     os_b: str | None, a_ip: str, b_ip: str) -> ModelFix:
-    """The model's fix for a probe that failed at ``step`` with ``hresult``."""
+    """The model's fix for a probe that failed at ``step`` with ``hresult``.
+
+    The hosts of a fleet that fail alike differ only in B's address. The model sees that
+    address only through where it lies against A's (the same address, the same /24 that
+    the reconstruction gives both, or elsewhere: LocalSubnet scopes) and through the text of
+    a fix that names it. So a fix that does not name B's address is shared by every target
+    with the same other arguments and the same relation of the two addresses; one that
+    names it is made for each target. The returned :class:`ModelFix` must not be mutated.
+    """
+    a_if = ipaddress.IPv4Interface(_address(a_ip, A_FALLBACK))
+    b_if = ipaddress.IPv4Interface(_address(b_ip, B_FALLBACK))
+    where = "same" if a_if.ip == b_if.ip else "subnet" if a_if.ip in b_if.network else "other"
+    key = (step, hresult, user, namespace, mode, os_b, str(a_if), where)
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    fix = _reconstruct(step, hresult, user=user, namespace=namespace, mode=mode, os_b=os_b,
+                       a_ip=a_ip, b_ip=b_ip)
+    text = repr((fix.fixes, fix.note, fix.assumption))
+    if str(b_if.ip) not in text and str(b_if.network.network_address) not in text:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[key] = fix
+    return fix
+
+
+def _reconstruct(step: str, hresult: int, *, user: str, namespace: str, mode: str,
+                 os_b: str | None, a_ip: str, b_ip: str) -> ModelFix:
     doc = _doc(step, hresult, user=user, namespace=namespace, mode=mode,
                os_b=os_b or DEFAULT_OS, a_ip=a_ip, b_ip=b_ip)
     assumption = ASSUMPTIONS.get(step, "")
@@ -150,16 +182,18 @@ def reconstruct_fix(step: str, hresult: int, *, user: str, namespace: str, mode:
     if doc is None:
         return ModelFix([], assumption, False, f"the model has no fix for step {step}")
     try:
-        s = loads(tomlkit.dumps(doc), "<doctor>")
-    except ScenarioError as e:
-        return ModelFix([], assumption, False, f"could not model this target: {e}")
-    call = s.calls[0]
-    verdict = evaluate(s.world, call)
+        # The document as a parsed scenario (no TOML text in between: nothing reads it).
+        _title, world, calls = build(doc)
+    except ConfigError as e:
+        return ModelFix([], assumption, False,
+                        f"could not model this target: {e}")
+    call = calls[0]
+    verdict = evaluate(world, call)
     failed = verdict.failed
     if failed is None or failed.id != step or verdict.hresult.code != hresult:
         return ModelFix([], assumption, False,
                         f"the model does not reproduce {step} 0x{hresult:08X} "
                         f"(it gives {verdict.result} at {failed.id if failed else '-'})")
-    r = remedy.remedy(s.world, call)
+    r = remedy.remedy(world, call)
     fixes = [c.as_json() for c in r.all_changes()]
     return ModelFix(fixes, assumption, r.proven, r.unfixable or "")

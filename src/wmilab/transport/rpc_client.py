@@ -9,9 +9,11 @@ Windows caller would see: 0x800706BA when the server cannot be reached, the faul
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import uuid
 from types import TracebackType
+from typing import Self, cast
 
 from wmilab import hresult as hr
 from wmilab.wire import dcom, ids, rpc
@@ -43,35 +45,104 @@ class RpcCallError(Exception):
         self.reason = reason
 
 
+class _RpcProtocol(asyncio.Protocol):
+    """Feeds what arrives to the sans-IO connection and keeps its events for the caller.
+
+    One protocol object per connection and no stream reader or read task in between: the
+    doctor opens two connections per host and hundreds of hosts at once (docs/benchmarks.md).
+    """
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.events: collections.deque[Event] = collections.deque()
+        self.error: RpcCallError | None = None  # raised once the events before it are read
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport subclass.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        events = self.conn.receive_data(data)
+        for ev in events:
+            if isinstance(ev, ProtocolViolation):
+                # A violation anywhere in what came is what the caller sees next.
+                self.events.clear()
+                self._fail(RpcCallError(RPC_S_CALL_FAILED, f"protocol violation: {ev.reason}"))
+                return
+        if events:
+            self.events.extend(events)
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._fail(RpcCallError(RPC_S_SERVER_UNAVAILABLE, "connection closed by the server"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A firewall drop is emulated with a RST (docs/host.md): 0x800706BA.
+        self._fail(RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {exc}" if exc
+                                else "connection closed by the server"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, error: RpcCallError) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
 class RpcClient:
     """One ncacn_ip_tcp connection driven by a sans-IO :class:`ClientConnection`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 conn: ClientConnection, call_timeout: float) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = conn
+    def __init__(self, proto: _RpcProtocol, call_timeout: float) -> None:
+        self._proto = proto
+        self.conn = proto.conn
         self.call_timeout = call_timeout
 
     @classmethod
     async def connect(cls, host: str, port: int, *, local_address: str | None = None,
                       credentials: ClientCredentials | None = None,
                       auth_level: int = AuthLevel.NONE, connect_timeout: float = 5.0,
-                      call_timeout: float = 30.0) -> RpcClient:
+                      call_timeout: float = 30.0) -> Self:
         """Connect (from ``local_address`` if given); a refusal raises 0x800706BA."""
-        local = (local_address, 0) if local_address else None
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, local_addr=local), connect_timeout)
+            return await cls.open(host, port, local_address=local_address,
+                                  credentials=credentials, auth_level=auth_level,
+                                  connect_timeout=connect_timeout, call_timeout=call_timeout)
         except (OSError, TimeoutError) as e:
             # A blocked or closed port: RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
             raise RpcCallError(RPC_S_SERVER_UNAVAILABLE,
                                f"cannot connect to {host}:{port}: {e or 'timed out'}") from None
-        level = auth_level if credentials is not None else AuthLevel.NONE
-        conn = ClientConnection(credentials=credentials, auth_level=level)
-        return cls(reader, writer, conn, call_timeout)
 
-    async def __aenter__(self) -> RpcClient:
+    @classmethod
+    async def open(cls, host: str, port: int, *, local_address: str | None,
+                   credentials: ClientCredentials | None, auth_level: int,
+                   connect_timeout: float, call_timeout: float) -> Self:
+        """Connect; OSError or TimeoutError as the socket gave them (callers classify)."""
+        level = auth_level if credentials is not None else AuthLevel.NONE
+        proto = _RpcProtocol(ClientConnection(credentials=credentials, auth_level=level))
+        local = (local_address, 0) if local_address else None
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(connect_timeout):
+            await loop.create_connection(lambda: proto, host, port, local_addr=local)
+        return cls(proto, call_timeout)
+
+    def sockname(self) -> tuple[str, int] | None:
+        """This end's (address, port), while connected."""
+        t = self._proto.transport
+        name = t.get_extra_info("sockname") if t is not None else None
+        return (str(name[0]), int(name[1])) if name else None
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -79,48 +150,67 @@ class RpcClient:
         await self.close()
 
     async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        """Close the socket (FIN); waits at most a second for the transport to let go."""
+        proto = self._proto
+        if proto.transport is None:
+            return
+        proto.transport.close()
+        if not proto.closed.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(proto.closed)
 
     async def _flush(self) -> None:
-        """Send what the connection queued (requests, binds, AUTH3), if anything."""
+        """Send what the connection queued (requests, binds, AUTH3), if anything.
+
+        The AUTH3 that a bind_ack makes is not sent on its own: it leaves with the next
+        request or alter_context, in one write (docs/choices.md).
+        """
         data = self.conn.data_to_send()
         if not data:
             return
+        t = self._proto.transport
+        if t is None or t.is_closing():
+            err = self._proto.error
+            raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, err.reason if err is not None
+                               else "connection lost: the transport is closed")
         try:
-            self.writer.write(data)
-            await self.writer.drain()
+            t.write(data)
         except (OSError, RuntimeError) as e:
             # uvloop (host/eventloop.py) raises RuntimeError where asyncio raises OSError: a
             # write on a connection the peer has already reset.
             raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {e}") from None
 
     async def _next_event(self) -> Event:
-        while True:
-            try:
-                data = await asyncio.wait_for(self.reader.read(65536), self.call_timeout)
-            except TimeoutError:
-                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "no answer in time") from None
-            except OSError as e:
-                # A firewall drop is emulated with a RST (docs/host.md): 0x800706BA.
-                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, f"connection lost: {e}") from None
-            if not data:
-                raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "connection closed by the server")
-            events = self.conn.receive_data(data)
-            await self._flush()
-            for ev in events:
-                if isinstance(ev, ProtocolViolation):
-                    raise RpcCallError(RPC_S_CALL_FAILED, f"protocol violation: {ev.reason}")
-            if events:
-                return events[0]
+        proto = self._proto
+        if proto.events:
+            return proto.events.popleft()
+        if proto.error is not None:
+            raise proto.error
+        loop = asyncio.get_running_loop()
+        waiter = proto.waiter = loop.create_future()
+        timer = loop.call_later(self.call_timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            proto.waiter = None
+        if proto.events:
+            return proto.events.popleft()
+        if proto.error is not None:
+            raise proto.error
+        raise RpcCallError(RPC_S_SERVER_UNAVAILABLE, "no answer in time")
 
-    async def bind(self, interface: uuid.UUID) -> None:
-        """Bind the interface (version 0.0, MS-DCOM 2.1); NTLM runs here when authenticated."""
-        self.conn.bind(rpc.SyntaxId(interface, 0, 0))
+    async def bind(self, interface: uuid.UUID, *more: uuid.UUID) -> None:
+        """Bind the interface (version 0.0, MS-DCOM 2.1) on context 0, and those of ``more``
+        on contexts 1, 2, ... in the same bind; NTLM runs here when authenticated. Only the
+        first must be accepted (``conn.contexts`` says which of the others were)."""
+        self.conn.bind(rpc.SyntaxId(interface, 0, 0),
+                       more=tuple(rpc.SyntaxId(i, 0, 0) for i in more))
         await self._flush()
-        ev = await self._next_event()  # its AUTH3, if any, is sent there
-        if isinstance(ev, BindAcked) and ev.accepted:
+        ev = await self._next_event()  # its AUTH3 leaves with the next request
+        if isinstance(ev, BindAcked) and ev.results \
+                and ev.results[0].result == rpc.RESULT_ACCEPTANCE:
             return
         if isinstance(ev, FaultReceived):
             raise RpcCallError(hr.from_win32(ev.status), "bind refused by a fault")
@@ -148,3 +238,8 @@ class RpcClient:
                 # rpc_s_access_denied is E_ACCESSDENIED 0x80070005 (MS-ERREF 2.1.2).
                 raise RpcCallError(hr.from_win32(ev.status),
                                    f"fault 0x{ev.status:08X}")
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)  # woken with no event and no error: the call timed out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import Sequence
@@ -38,7 +39,15 @@ def build_remote_create_instance_request(
     clsid: uuid.UUID, iids: Sequence[uuid.UUID], orpcthis: OrpcThis | None = None,
 ) -> bytes:
     """Client role: RemoteCreateInstance request stub (our own client uses it)."""
-    orpc = orpcthis or OrpcThis(flags=1)
+    w = NdrWriter()
+    write_orpcthis(w, orpcthis or OrpcThis(flags=1))
+    return w.getvalue() + _activation_body(clsid, tuple(iids))
+
+
+@functools.lru_cache(maxsize=16)
+def _activation_body(clsid: uuid.UUID, iids: tuple[uuid.UUID, ...]) -> bytes:
+    """Everything after ORPCTHIS: the same octets for every request of one class and set of
+    interfaces, so a fleet of hosts encodes it once (only ORPCTHIS's causality id varies)."""
     inst = NdrWriter()
     inst.guid(clsid)
     inst.u32(0x14)  # Choice: CLSCTX_LOCAL_SERVER | CLSCTX_REMOTE_SERVER
@@ -77,7 +86,6 @@ def build_remote_create_instance_request(
     blob = encode_properties_blob(clsids, props)
     objref = ObjRefCustom(ids.IID_IACTIVATIONPROPERTIESIN, ids.CLSID_ACTIVATIONPROPERTIESIN, blob)
     w = NdrWriter()
-    write_orpcthis(w, orpc)
     w.u32(0)  # pUnkOuter NULL
     write_unique_mip(w, objref)
     return w.getvalue()

@@ -140,10 +140,11 @@ def _parse_dsa_body(body: bytes, sec_offset: int) -> DualStringArray:
 
 
 def _wstr_at(body: bytes, pos: int) -> tuple[str, int]:
-    end = pos
-    while end + 2 <= len(body) and body[end:end + 2] != b"\x00\x00":
-        end += 2
-    if end + 2 > len(body):
+    # The first UTF-16 NUL at an even distance from ``pos`` (bytes.find, not a loop per char).
+    end = body.find(b"\x00\x00", pos)
+    while end != -1 and (end - pos) % 2:
+        end = body.find(b"\x00\x00", end + 1)
+    if end == -1:
         raise StubError("DUALSTRINGARRAY: unterminated string", ("DUALSTRINGARRAY",))
     return body[pos:end].decode("utf-16-le", errors="replace"), end + 2
 
