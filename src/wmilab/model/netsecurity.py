@@ -160,6 +160,29 @@ class Command:
         return v[0]
 
 
+
+def _quoted(command: str, i: int, buf: list[str]) -> int:
+    """Read the string quoted at ``command[i]`` into ``buf``; return the index after it.
+
+    In both quotes a doubled quote stands for itself; only double quotes expand the backtick
+    escape (about_Quoting_Rules)."""
+    quote, n, j = command[i], len(command), i + 1
+    while True:
+        if j >= n:
+            raise NetSecurityError(f"The string is missing the terminator: {quote}.")
+        if quote == '"' and command[j] == "`" and j + 1 < n:
+            buf.append(command[j + 1])
+            j += 2
+            continue
+        if command[j] == quote:
+            if j + 1 < n and command[j + 1] == quote:
+                buf.append(quote)
+                j += 2
+                continue
+            return j + 1
+        buf.append(command[j])
+        j += 1
+
 def _words(command: str) -> list[tuple[str, bool]]:
     """PowerShell argument tokens: (text, was it a bare word that may be a parameter?).
 
@@ -180,40 +203,9 @@ def _words(command: str) -> list[tuple[str, bool]]:
         quoted_any = False
         while i < n and not command[i].isspace() and command[i] != ",":
             c = command[i]
-            if c == "'":
+            if c in "'\"":
                 quoted_any = True
-                j = i + 1
-                while True:
-                    if j >= n:
-                        raise NetSecurityError("The string is missing the terminator: '.")
-                    if command[j] == "'":
-                        if j + 1 < n and command[j + 1] == "'":
-                            buf.append("'")
-                            j += 2
-                            continue
-                        break
-                    buf.append(command[j])
-                    j += 1
-                i = j + 1
-            elif c == '"':
-                quoted_any = True
-                j = i + 1
-                while True:
-                    if j >= n:
-                        raise NetSecurityError('The string is missing the terminator: ".')
-                    if command[j] == "`" and j + 1 < n:
-                        buf.append(command[j + 1])
-                        j += 2
-                        continue
-                    if command[j] == '"':
-                        if j + 1 < n and command[j + 1] == '"':
-                            buf.append('"')
-                            j += 2
-                            continue
-                        break
-                    buf.append(command[j])
-                    j += 1
-                i = j + 1
+                i = _quoted(command, i, buf)
             elif c == "`" and i + 1 < n:
                 buf.append(command[i + 1])
                 i += 2
