@@ -12,6 +12,8 @@ import pytest
 import tomlkit
 from hypothesis import settings
 
+from wmilab.host.server import HostBindError
+from wmilab.lab.verify import ThreadedLab
 from wmilab.scenario import Scenario, loads
 
 # Speed is measured by bench/, never asserted: hypothesis's default 200 ms deadline per
@@ -59,6 +61,17 @@ def needs_root(reason: str) -> None:
     if os.geteuid() == 0:
         pytest.fail(f"running as root, yet: {reason}")
     pytest.skip(f"needs root: {reason}")
+
+
+def started_lab(scenario: Scenario, client_host: str = "A", **kw: Any) -> ThreadedLab:
+    """A ThreadedLab of ``scenario``, started; a lab that cannot bind port 135 is
+    :func:`needs_root` (impacket dials 135)."""
+    lab = ThreadedLab(scenario, client_host=client_host, **kw)
+    try:
+        lab.start()
+    except HostBindError as e:
+        needs_root(f"impacket needs port 135: {e.strerror}")
+    return lab
 
 
 def loopback_net() -> str:

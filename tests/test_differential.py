@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORP, fresh_net, make, needs_root
+from conftest import CORP, fresh_net, make, needs_root, started_lab
 from wmilab import flow
 from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query, verify_calls
@@ -123,11 +123,7 @@ def test_impacket_gets_what_the_flow_predicts(n: dict[str, Any]) -> None:
     s = make(_doc(n))
     call = s.calls[0]
     predicted = flow.evaluate(s.world, call)
-    running = ThreadedLab(s, client_host="A")
-    try:
-        running.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    running = started_lab(s)
     try:
         password = call.password or _PASSWORDS[call.user]
         query = ("SELECT * FROM Win32_OperatingSystem" if call.namespace == "root\\cimv2"

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from conftest import CORP, fresh_net, make, needs_root
+from conftest import CORP, fresh_net, make, started_lab
 from wmilab import flow
 from wmilab.host import client_errors
-from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query
 
 pytestmark = pytest.mark.slow
@@ -38,11 +37,7 @@ def server_2022(commands: list[str], **b: Any) -> dict[str, Any]:
 
 
 def _lab(doc: dict[str, Any]) -> ThreadedLab:
-    lab = ThreadedLab(make(doc), client_host="A")
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab = started_lab(make(doc))
     lab.act_as("B", "A")
     return lab
 

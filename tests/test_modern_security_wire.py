@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from conftest import CORP, fresh_net, loopback_net, make, needs_root
+from conftest import CORP, fresh_net, loopback_net, make, started_lab
 from wmilab import flow, steps
-from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query, verify_calls
 
 pytestmark = pytest.mark.slow
@@ -52,12 +51,7 @@ def pair(*, workgroup: bool = False, allow: int | None = None) -> dict[str, Any]
 
 def _lab(doc: dict[str, Any]) -> ThreadedLab:
     # Loopback addresses of this lab's own (the machine may run other labs).
-    lab = ThreadedLab(make(doc), client_host="A", network=IPv4Network(loopback_net()))
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"the emulated hosts need port 135: {e.strerror}")
-    return lab
+    return started_lab(make(doc), network=IPv4Network(loopback_net()))
 
 
 @pytest.mark.parametrize(("level", "expected"), [(5, "0x80041003"), (6, "ok")])

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import CORP, fresh_net, make, needs_root
+from conftest import CORP, fresh_net, make, started_lab
 from wmilab import flow
 from wmilab.host import client_errors
-from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab, impacket_query
 from wmilab.model import oses
 
@@ -38,11 +37,7 @@ def server_2022(os_a: str = "11", netsh: list[str] | None = None, **b: Any) -> d
 
 
 def _lab(doc: dict[str, Any]) -> ThreadedLab:
-    lab = ThreadedLab(make(doc), client_host="A")
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab = started_lab(make(doc))
     lab.act_as("B", "A")  # the clients below connect as A
     return lab
 

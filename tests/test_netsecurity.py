@@ -17,11 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import CORP, fresh_net, make, needs_root
+from conftest import CORP, fresh_net, make, started_lab
 from wmilab import flow, remedy
 from wmilab.cli import app
-from wmilab.host.server import HostBindError
-from wmilab.lab.verify import ThreadedLab, impacket_query
+from wmilab.lab.verify import impacket_query
 from wmilab.model import advfirewall, netsecurity
 from wmilab.model import wfas as wf
 from wmilab.model.netsh import NetshEnv
@@ -480,11 +479,7 @@ def test_impacket_meets_the_cmdlets_and_group_policy(b: dict[str, Any], expected
     doc = pair(**b)
     doc["hosts"]["A"]["address"] = f"{net}.1/24"
     doc["hosts"]["B"]["address"] = f"{net}.2/24"
-    lab = ThreadedLab(make(doc), client_host="A")
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab = started_lab(make(doc))
     lab.act_as("B", "A")
     try:
         got, _ = impacket_query(lab.address("B"), "CORP\\admin", "Adm1n!", "root\\cimv2",

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make, needs_root, remote_admin_pair
+from conftest import make, remote_admin_pair, started_lab
 from wmilab.cli import app
-from wmilab.host.server import HostBindError
 from wmilab.lab.verify import ThreadedLab
 
 pytestmark = pytest.mark.slow
@@ -34,11 +33,7 @@ def lab135() -> Iterator[ThreadedLab]:
     """B on its loopback address on the real ports 135 and 1025 (impacket dials 135)."""
     doc = remote_admin_pair()
     doc["domains"]["CORP"]["accounts"]["carol"] = "C4rol!"
-    lab = ThreadedLab(make(doc), client_host="A")
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab = started_lab(make(doc))
     yield lab
     lab.close()
 

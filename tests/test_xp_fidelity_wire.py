@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make, needs_root, remote_admin_pair
+from conftest import make, needs_root, remote_admin_pair, started_lab
 from test_host_async import check_against_flow, run_async
 from test_xp_fidelity import PORT135, RESTRICTED, _bob, _workgroup_a, opening
 from wmilab import flow
@@ -46,11 +46,7 @@ def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
 def wire(s: Scenario, rng: random.Random | None = None) -> tuple[str, ThreadedLab]:
     """Run the scenario's first call with impacket; returns (result, lab) - close the lab."""
     c = s.calls[0]
-    lab = ThreadedLab(s, client_host=c.source, rng=rng)
-    try:
-        lab.start()
-    except HostBindError as e:
-        needs_root(f"impacket needs port 135: {e.strerror}")
+    lab = started_lab(s, c.source, rng=rng)
     got, _ = impacket_query(lab.address(c.target), c.user, c.password or PASSWORDS[c.user],
                             c.namespace, c.query, c.mode)
     return got, lab
