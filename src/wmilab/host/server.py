@@ -385,6 +385,7 @@ class _RpcProtocol(asyncio.Protocol):
         self.local = server.address
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop.time() at which the connection is closed (see _arm)
+        self._timer_at = 0.0  # when self._timer fires
         self._sock: Any = None
         self._ctx: CallContext | None = None  # of the last call, and the identity it was for
         self._ctx_identity: object = None
@@ -487,6 +488,7 @@ class _RpcProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         self.server._forget(self)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -539,17 +541,19 @@ class _RpcProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         self._deadline = deadline
-        timer = self._timer
-        if timer is not None and not timer.cancelled() and timer.when() <= deadline:
+        timer = self._timer  # never a cancelled one: close() and expiry drop it
+        if timer is not None and self._timer_at <= deadline:
             return
         if timer is not None:
             timer.cancel()
         self._timer = loop.call_at(deadline, self._check_deadline)
+        self._timer_at = deadline
 
     def _check_deadline(self) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
+            self._timer_at = self._deadline
             return
         self._timer = None
         self._expire()
