@@ -70,6 +70,15 @@ ASYNC_TO_SYNC = {op + 1: op for op in (
     Op.EXEC_METHOD)}
 # The calls that answer with an IEnumWbemClassObject.
 ENUM_OPS = frozenset({Op.CREATE_CLASS_ENUM, Op.CREATE_INSTANCE_ENUM, Op.EXEC_QUERY})
+# Opnums compared on every request, as plain ints: reading an IntEnum member from its class
+# goes through a slow attribute hook on CPython 3.11 (docs/benchmarks.md).
+_EXEC_QUERY = int(Op.EXEC_QUERY)
+_CANCEL_ASYNC_CALL = int(Op.CANCEL_ASYNC_CALL)
+_QUERY_OBJECT_SINK = int(Op.QUERY_OBJECT_SINK)
+_OPEN_NAMESPACE = int(Op.OPEN_NAMESPACE)
+_EXEC_NOTIFICATION_QUERY = int(Op.EXEC_NOTIFICATION_QUERY)
+_GET_SMART_ENUM = int(ids.WbemFetchSmartEnumOp.GET_SMART_ENUM)
+_SMART_NEXT = int(ids.WbemWcoSmartEnumOp.NEXT)
 
 
 class Refused(WmiError):
@@ -138,6 +147,16 @@ class WmiExporter:
 
     def _dispatch(self, entry: Entry, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         obj = entry.obj
+        # The smart enumerator and its fetcher, which every aiowmi query calls, first.
+        if isinstance(obj, WcoSmartEnum):
+            return self._smart_next(obj, opnum, stub)
+        if isinstance(obj, FetchSmartEnum):
+            if opnum != _GET_SMART_ENUM:
+                return OP_RANGE
+            # MS-WMI 3.1.4.6.1: GetSmartEnum returns an IWbemWCOSmartEnum on the same result.
+            smart = self.rt.table.export(WcoSmartEnum(obj.enum), ids.IID_IWBEMWCOSMARTENUM,
+                                         oid=entry.oid)
+            return wmi.build_interface_reply(self._ref_octets(smart, ctx))
         if isinstance(obj, RemUnknown):
             return remunknown.handle(self.rt.table, opnum, stub)
         if isinstance(obj, Level1Login):
@@ -152,26 +171,27 @@ class WmiExporter:
             return self._call_result_op(obj, opnum, stub, ctx)
         if isinstance(obj, ClassFactory):
             return self._class_factory(opnum, stub, ctx)
-        if isinstance(obj, FetchSmartEnum):
-            if opnum != ids.WbemFetchSmartEnumOp.GET_SMART_ENUM:
-                return OP_RANGE
-            # MS-WMI 3.1.4.6.1: GetSmartEnum returns an IWbemWCOSmartEnum on the same result.
-            smart = self.rt.table.export(WcoSmartEnum(obj.enum), ids.IID_IWBEMWCOSMARTENUM,
-                                         oid=entry.oid)
-            return wmi.build_interface_reply(self._ref(smart, ctx))
-        if isinstance(obj, WcoSmartEnum):
-            if opnum != ids.WbemWcoSmartEnumOp.NEXT:
-                return OP_RANGE
-            req = wmi.parse_smart_next(stub)
-            count = min(req.count, MAX_NEXT)
-            got = obj.enum.take(count)
-            objects = [wmi.SmartObject(obj.enum.class_id(o.class_name), o.encoded) for o in got]
-            # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
-            return wmi.build_smart_next_reply(objects, count)
         return OP_RANGE
+
+    @staticmethod
+    def _smart_next(obj: WcoSmartEnum, opnum: int, stub: bytes) -> Reply:
+        if opnum != _SMART_NEXT:
+            return OP_RANGE
+        req = wmi.parse_smart_next(stub)
+        count = min(req.count, MAX_NEXT)
+        enum = obj.enum
+        got = enum.take(count)
+        objects = [wmi.SmartObject(enum.class_id(o.class_name), o.encoded) for o in got]
+        # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
+        return wmi.build_smart_next_reply(objects, count)
 
     def _ref(self, entry: Entry, ctx: CallContext) -> dcom.ObjRefStandard:
         return self.rt.table.objref(entry, self.rt.resolver_bindings(ctx.local_address))
+
+    def _ref_octets(self, entry: Entry, ctx: CallContext) -> bytes:
+        """The encoded OBJREF of ``_ref``, made without its dataclasses (a reply's octets)."""
+        return self.rt.table.objref_octets(entry,
+                                           self.rt.resolver_bindings_packed(ctx.local_address))
 
     # -- IClassFactory of WbemLevel1Login (objidl.idl; MS-DCOM 3.1.2.5.2.3.2) ----------------
 
@@ -253,9 +273,9 @@ class WmiExporter:
         if isinstance(req, wmi.Unsupported):
             reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, hr.WBEM_E_NOT_SUPPORTED.code)
             return OP_RANGE if reply is None else reply
-        if opnum == Op.CANCEL_ASYNC_CALL:
+        if opnum == _CANCEL_ASYNC_CALL:
             return self._cancel(req)
-        if opnum == Op.QUERY_OBJECT_SINK:
+        if opnum == _QUERY_OBJECT_SINK:
             return self._query_object_sink(svc, ctx)
         if req.sink is not None:
             if self.callbacks is None:
@@ -263,7 +283,7 @@ class WmiExporter:
                 # asynchronous calls.
                 return self._error(opnum, hr.WBEM_E_NOT_SUPPORTED.code)
             return self._async(svc, req, req.sink, self.callbacks, ctx)
-        if opnum == Op.OPEN_NAMESPACE:
+        if opnum == _OPEN_NAMESPACE:
             target = f"{svc.namespace}\\{req.path or ''}".strip("\\")
             ref, code = self._open(target, ctx)
             services_entry = self.rt.table.lookup(ref.std.ipid) if ref is not None else None
@@ -274,7 +294,7 @@ class WmiExporter:
                 return wmi.build_open_namespace_reply(None, self._call_result(result, ctx))
             return wmi.build_open_namespace_reply(
                 ref, self._call_result(result, ctx) if req.wants_call_result else None, code)
-        if opnum == Op.EXEC_NOTIFICATION_QUERY:
+        if opnum == _EXEC_NOTIFICATION_QUERY:
             return self._subscribe_enumerator(svc, req, ctx)
         try:
             outcome = self._outcome(svc, req, ctx)
@@ -332,6 +352,9 @@ class WmiExporter:
         repo = self.rt.repository
         ns = svc.namespace
         base = ASYNC_TO_SYNC.get(req.opnum, req.opnum)
+        if base == _EXEC_QUERY:  # the usual call first
+            return Outcome(rows=repo.query_encoded(ns, req.query or "",
+                                                   req.query_language or ""))
         if base == Op.GET_OBJECT:
             if not req.path:
                 # MS-WMI 3.1.4.3.4: an empty path returns a new empty class (undecorated).
@@ -410,7 +433,7 @@ class WmiExporter:
                     ctx: CallContext) -> bytes:
         enum = Enumerator(namespace, rows, forward_only)
         entry = self.rt.table.export(enum, ids.IID_IENUMWBEMCLASSOBJECT)
-        return wmi.build_interface_reply(self._ref(entry, ctx))
+        return wmi.build_interface_reply(self._ref_octets(entry, ctx))
 
     def _may_execute(self, svc: Services, ctx: CallContext) -> bool:
         check = self.rt.model.wmi.check_method(ctx.token, svc.namespace)

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from wmilab.model.identity import Token
 from wmilab.repository import EncodedRow
 from wmilab.wire import ids
-from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
+from wmilab.wire.dcom import (
+    FLAGS_OBJREF_STANDARD,
+    OBJREF_SIGNATURE,
+    DualStringArray,
+    ObjRefStandard,
+    StdObjRef,
+)
 
 __all__ = [
     "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
@@ -36,9 +42,36 @@ __all__ = [
 _GUIDS = itertools.count(int.from_bytes(os.urandom(16), "little") >> 1)
 
 
+_UUID = uuid.UUID
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+_set_slot = object.__setattr__
+
+
 def fresh_guid() -> uuid.UUID:
-    """A GUID never handed out before by this process."""
-    return uuid.UUID(int=next(_GUIDS) & (2**128 - 1))
+    """A GUID never handed out before by this process.
+
+    Made as uuid.UUID(int=...) makes it (its two slots set), without UUID.__init__'s checks
+    of arguments that are known here to be one int in range."""
+    guid = object.__new__(_UUID)
+    _set_slot(guid, "int", next(_GUIDS) & (2**128 - 1))
+    _set_slot(guid, "is_safe", _SAFE_UNKNOWN)
+    return guid
+
+
+# OBJREF (MS-DCOM 2.2.18.1: signature, flags, iid) and its OBJREF_STANDARD's STDOBJREF
+# (2.2.18.2: flags, cPublicRefs, oxid, oid, ipid), before the resolver's DUALSTRINGARRAY.
+_OBJREF_HEAD = struct.Struct("<II16sIIQQ16s")
+_IID_LE: dict[uuid.UUID, bytes] = {}
+
+
+def _le(iid: uuid.UUID) -> bytes:
+    """``iid.bytes_le``, kept: an exporter hands out a handful of interface ids."""
+    le = _IID_LE.get(iid)
+    if le is None:
+        if len(_IID_LE) >= 256:
+            _IID_LE.clear()
+        le = _IID_LE[iid] = iid.bytes_le
+    return le
 
 
 @dataclass
@@ -209,7 +242,8 @@ class ObjectTable:
     def export(self, obj: ExportedObject, iid: uuid.UUID, *, oid: int | None = None,
                refs: int = 5) -> Entry:
         """A new IPID for ``obj`` (or the existing one for the same object and IID)."""
-        known = self._by_object.get(id(obj), {}).get(iid)
+        per = self._by_object.get(id(obj))
+        known = per.get(iid) if per is not None else None
         if known is not None and known in self._entries:
             entry = self._entries[known]
             entry.public_refs += refs
@@ -224,11 +258,21 @@ class ObjectTable:
             if victim is None:
                 break
             self._drop(victim)
-        entry = Entry(fresh_guid(), iid, oid if oid is not None else next(self._oids), obj, refs)
-        self._entries[entry.ipid] = entry
-        self._by_object.setdefault(id(obj), {})[iid] = entry.ipid
-        self._oid_ipids.setdefault(entry.oid, set()).add(entry.ipid)
-        self.touch(entry.oid)
+        ipid = fresh_guid()
+        if oid is None:
+            oid = next(self._oids)
+        entry = Entry(ipid, iid, oid, obj, refs)
+        self._entries[ipid] = entry
+        if per is None:
+            self._by_object[id(obj)] = {iid: ipid}
+        else:
+            per[iid] = ipid
+        ipids = self._oid_ipids.get(oid)
+        if ipids is None:
+            self._oid_ipids[oid] = {ipid}
+        else:
+            ipids.add(ipid)
+        self.activity[oid] = self.clock()  # touch
         return entry
 
     def touch(self, oid: int) -> None:
@@ -331,6 +375,15 @@ class ObjectTable:
                     del per[iid]
             if not per:
                 del self._by_object[id(entry.obj)]
+
+    def objref_octets(self, entry: Entry, resolver: bytes, refs: int = 5) -> bytes:
+        """``encode_objref(self.objref(entry, ...))`` made at once; ``resolver`` is the
+        bindings' packed octets (encode_dsa_packed)."""
+        if refs <= 0:
+            raise ValueError("an OBJREF_STANDARD needs public_refs > 0")
+        return b"".join((_OBJREF_HEAD.pack(OBJREF_SIGNATURE, FLAGS_OBJREF_STANDARD,
+                                           _le(entry.iid), 0, refs, self.oxid, entry.oid,
+                                           entry.ipid.bytes_le), resolver))
 
     def objref(self, entry: Entry, resolver: DualStringArray, refs: int = 5) -> ObjRefStandard:
         """OBJREF_STANDARD for an entry; ``resolver`` is the OXID resolver's bindings."""

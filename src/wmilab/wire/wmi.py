@@ -156,12 +156,14 @@ def build_ntlm_login_request(namespace: str, orpcthis: OrpcThis | None = None) -
     return w.getvalue()
 
 
-def build_interface_reply(obj: ObjRef | None, hresult: int = WBEM_S_NO_ERROR) -> bytes:
+def build_interface_reply(obj: ObjRef | bytes | None,
+                          hresult: int = WBEM_S_NO_ERROR) -> bytes:
     """ORPCTHAT + one [out] interface pointer + HRESULT.
 
     Shape of NTLMLogin, ExecQuery, CreateInstanceEnum, GetSmartEnum, Clone, GetResultObject,
     GetResultServices and QueryObjectSink replies (MS-WMI 3.1.4.1.4, 3.1.4.3.x, 3.1.4.6.1).
     On error the pointer is NULL and the HRESULT says why (e.g. WBEM_E_ACCESS_DENIED).
+    ``obj`` may be the OBJREF's octets already encoded.
     """
     if hresult & 0x80000000 or obj is None:
         return _NULL_INTERFACE_REPLY.pack(0, 0, 0, hresult & 0xFFFFFFFF)
