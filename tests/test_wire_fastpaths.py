@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wmilab.wire import dcom, rpc
-from wmilab.wire.dcom import NdrReader, NdrWriter, StubError
+from wmilab.wire.dcom import NdrReader, NdrWriter, StubError, orpc
 from wmilab.wire.ntlm import LogonAttempt, NtlmServerNames, _HmacMd5
 from wmilab.wire.rpc import AuthLevel
 from wmilab.wire.rpc_conn import CallReceived, ClientConnection, ClientCredentials, ServerConnection
@@ -232,6 +232,8 @@ def _orpcthis_long_way(r: NdrReader) -> tuple[object, ...]:
     r.u32()
     cid = r.guid()
     ext = r.ptr()
+    if ext:  # where the stub is not at offset 0 the extents pointer may be set
+        orpc._skip_extent_array(r)
     return (major, minor), flags, cid, bool(ext)
 
 

@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from wmilab import hresult as hr
@@ -95,10 +94,19 @@ class Outcome:
     text: str | None = None
 
 
-@lru_cache(maxsize=512)
+_OP_NAMES: dict[tuple[int, int], str] = {}
+
+
 def _op_name(iid: uuid.UUID, opnum: int) -> str:
-    """ids.op_name, remembered: each call is named for the log whether or not it is logged."""
-    return ids.op_name(iid, opnum)
+    """ids.op_name, remembered (by the IID's int: uuid.UUID hashes in Python code): each call
+    is named for the log whether or not it is logged."""
+    key = (iid.int, opnum)
+    name = _OP_NAMES.get(key)
+    if name is None:
+        if len(_OP_NAMES) >= 512:
+            _OP_NAMES.clear()
+        name = _OP_NAMES[key] = ids.op_name(iid, opnum)
+    return name
 
 
 class WmiExporter:
@@ -296,15 +304,18 @@ class WmiExporter:
                 ref, self._call_result(result, ctx) if req.wants_call_result else None, code)
         if opnum == _EXEC_NOTIFICATION_QUERY:
             return self._subscribe_enumerator(svc, req, ctx)
+        if opnum == _EXEC_QUERY:
+            # The usual call, without an Outcome: the cached rows go to a new enumerator.
+            try:
+                rows = self.rt.repository.query_encoded(svc.namespace, req.query or "",
+                                                        req.query_language or "")
+            except WmiError as e:
+                return self._failed(opnum, req, e, ctx)
+            return self._enumerator(svc.namespace, rows, req.forward_only, ctx)
         try:
             outcome = self._outcome(svc, req, ctx)
         except WmiError as e:
-            if req.semisync and req.wants_call_result:
-                # MS-WMI 3.1.4.3 (semisynchronous calls): the call returns at once; the final
-                # status is read from the IWbemCallResult.
-                ref = self._call_result(CallResult(e.hresult.code), ctx)
-                return self._sync_reply(opnum, None, ref, wmi.WBEM_S_NO_ERROR, ctx)
-            return self._error(opnum, e.hresult.code)
+            return self._failed(opnum, req, e, ctx)
         if opnum in ENUM_OPS:
             return self._enumerator(svc.namespace, outcome.rows, req.forward_only, ctx)
         encoded = outcome.encoded[0] if outcome.encoded else None
@@ -314,6 +325,14 @@ class WmiExporter:
             if req.semisync:
                 encoded = None
         return self._sync_reply(opnum, encoded, ref, wmi.WBEM_S_NO_ERROR, ctx)
+
+    def _failed(self, opnum: int, req: wmi.WbemRequest, e: WmiError, ctx: CallContext) -> bytes:
+        if req.semisync and req.wants_call_result:
+            # MS-WMI 3.1.4.3 (semisynchronous calls): the call returns at once; the final
+            # status is read from the IWbemCallResult.
+            ref = self._call_result(CallResult(e.hresult.code), ctx)
+            return self._sync_reply(opnum, None, ref, wmi.WBEM_S_NO_ERROR, ctx)
+        return self._error(opnum, e.hresult.code)
 
     @staticmethod
     def _sync_reply(opnum: int, encoded: bytes | None, call_result: dcom.ObjRefStandard | None,

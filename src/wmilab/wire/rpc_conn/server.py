@@ -111,6 +111,9 @@ class _CallInfo(NamedTuple):
     sec: _SecCtx | None
 
 
+_new_tuple = tuple.__new__
+
+
 class _Violation(Exception):
     def __init__(self, reason: str, *, status: int | None = None, nak: int | None = None,
                  call_id: int = 0, did_not_execute: bool = True) -> None:
@@ -653,11 +656,12 @@ class ServerConnection(Connection):
             return False  # the general path verifies again and refuses (state unchanged)
         if self._discard:
             self._discard.discard(cid)
-        self._calls[cid] = _CallInfo(ctx_id, sec)
-        events.append(CallReceived(
+        self._calls[cid] = _new_tuple(_CallInfo, (ctx_id, sec))
+        # CallReceived(...) without the Python-level __new__ of a NamedTuple.
+        events.append(_new_tuple(CallReceived, (
             cid, ctx_id, opnum,
             rpc.guid_from_bytes_le(frag[REQ_HDR:REQ_HDR + 16]) if start != REQ_HDR else None,
-            stub, self.contexts[ctx_id].interface, a_level, a_ctx, sec.identity))
+            stub, self.contexts[ctx_id].interface, a_level, a_ctx, sec.identity)))
         return True
 
     def _unprotect_request(self, pdu: rpc.Request, frag: bytes, sec: _SecCtx | None) -> bytes:
