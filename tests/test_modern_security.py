@@ -166,6 +166,71 @@ def test_bad_requires_encryption_names_line_and_field(os: str, value: str, words
     assert words in e.message
 
 
+# ---- root\MSCluster: a feature's namespace, marked RequiresEncryption -----------------------
+
+CLUSTER = "root\\MSCluster"
+FC = ["Failover-Clustering"]
+
+
+def test_mscluster_exists_only_with_failover_clustering() -> None:
+    d = pair()
+    d["calls"] = [c(namespace=CLUSTER, auth_level="privacy")]
+    without = verdict(d)
+    d["hosts"]["B"]["features"] = FC
+    assert (without.result, verdict(d).result) == ("0x8004100E", "ok")
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    (None, "0x80041003"), ("integrity", "0x80041003"), ("privacy", "ok")])
+def test_mscluster_refuses_below_privacy_as_terminal_services_does(level: str | None,
+                                                                  expected: str) -> None:
+    d = pair(features=FC)
+    call = c(namespace=CLUSTER, **({} if level is None else {"auth_level": level}))
+    d["calls"] = [call, {**call, "namespace": TS}]
+    s = make(d)
+    got = [flow.evaluate(s.world, x) for x in s.calls]
+    assert [v.result for v in got] == [expected, expected]
+    if expected != "ok":
+        failed = got[0].failed
+        assert failed is not None and (failed.id, failed.where) == (steps.C1_NAMESPACE,
+                                                                   "encryption")
+        assert "WBEM_MC_WBEM_REQUIRES_ENCRYPTION_DENIED" in failed.detail
+        # The same fix as for TerminalServices: the program asks for privacy, proven.
+        fix = remedy.remedy(s.world, s.calls[0])
+        assert fix.proven and [ch.kind for ch in fix.changes] == ["call"]
+        assert "privacy" in fix.changes[0].commands[0]
+
+
+FEATURES_HEAD = """
+[domains.CORP]
+dns = "corp.example"
+accounts = { admin = "Adm1n!" }
+
+[hosts.B]
+os = "{os}"
+domain = "CORP"
+address = "10.1.0.2/24"
+features = {value}
+"""
+
+
+@pytest.mark.parametrize(("os", "value", "field", "words"), [
+    ("2003-sp1", '["Failover-Clustering"]', "features[0]", "Windows Server 2008 and later"),
+    ("11", '["Failover-Clustering"]', "features[0]", "Windows 11"),
+    ("2022", '["Hyper-V"]', "features[0]", "unknown feature 'Hyper-V'"),
+    ("2022", '["Failover-Clustering", 3]', "features[1]", "a feature name"),
+    ("2022", '"Failover-Clustering"', "features", "must be a list"),
+])
+def test_bad_features_name_file_line_and_field(os: str, value: str, field: str,
+                                               words: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        loads(FEATURES_HEAD.replace("{os}", os).replace("{value}", value), "f.toml")
+    e = info.value
+    assert (e.file, e.line) == ("f.toml", 10), str(e)
+    assert e.field == f"hosts.B.{field}", e.field
+    assert words in e.message, e.message
+
+
 # ---- Connection 2 on Vista and later ----------------------------------------------------
 
 

@@ -96,6 +96,8 @@ class HostConfig:
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
     updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+    # Optional features installed (model/features.py), as Install-WindowsFeature names them.
+    features: tuple[str, ...] = ()
     # From ``commands`` (scenario-format.md "Commands"), Vista and later: the TCP/UDP dynamic
     # port ranges set with netsh int ipv4 set dynamicport, and where WMI runs (winmgmt
     # /standalonehost | /sharedhost; None: the shared svchost.exe, as installed).
@@ -194,7 +196,7 @@ def freeze(value: object) -> Hashable:
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
                            "groups", "dcom", "wmi", "registry", "services", "updates",
-                           "dynamic_ports", "wmi_host", "group_edits"})
+                           "features", "dynamic_ports", "wmi_host", "group_edits"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
@@ -321,10 +323,13 @@ class Builds:
             found = self.dcom[os] = DcomSecurity.defaults(os, directory, "")
         return found
 
-    def wmi_defaults(self, os: str, directory: Directory) -> NamespaceSecurity:
-        found = self.wmi.get(os)
+    def wmi_defaults(self, os: str, directory: Directory,
+                     features: tuple[str, ...] = ()) -> NamespaceSecurity:
+        key = os if not features else f"{os}+{'+'.join(sorted(features))}"
+        found = self.wmi.get(key)
         if found is None:
-            found = self.wmi[os] = NamespaceSecurity.defaults(os, directory, "")
+            found = self.wmi[key] = NamespaceSecurity.defaults(os, directory, "",
+                                                               features=features)
         return found
 
 
@@ -370,7 +375,7 @@ class HostModel:
         except ConfigError as e:
             raise e.within("dcom") from None
         try:
-            self.wmi = builds.wmi_defaults(config.os, directory)
+            self.wmi = builds.wmi_defaults(config.os, directory, config.features)
             if config.wmi:
                 self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
             else:
