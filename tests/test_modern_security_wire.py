@@ -97,6 +97,44 @@ def test_wmilab_client_gets_the_anonymous_callback_only_if_b_allows_it(
         assert chk.rows == 1
 
 
+@pytest.mark.parametrize(("workgroup", "sink", "expected"), [
+    # An anonymous callback: unsecapp with UnsecAppAccessControlDefault = 1 refuses it ...
+    (True, "unsecapp", "0x80070005"),
+    # ... but not an application's own sink, which does not read the value.
+    (True, "C:\\Monitor\\sink.exe", "ok"),
+    # B's machine account, the computer that obtained the sink: unsecapp takes it.
+    (False, "unsecapp", "ok"),
+])
+def test_unsecapp_access_control_on_a_is_enforced_by_the_sink_on_the_wire(
+        workgroup: bool, sink: str, expected: str) -> None:
+    doc = pair(workgroup=workgroup, allow=1)
+    a = doc["hosts"]["A"]
+    a["registry"] = {"UnsecAppAccessControlDefault": 1}
+    a["netsh"] = [*a["netsh"], "netsh advfirewall firewall add rule name=sink dir=in "
+                  'action=allow program="C:\\Monitor\\sink.exe"']
+    user = "B\\Administrator" if workgroup else "CORP\\admin"
+    doc["calls"] = [{"from": "A", "to": "B", "user": user, "mode": "async", "sink": sink}]
+    lab = _lab(doc)
+    try:
+        (chk,) = verify_calls(lab, {user: "Adm!n500" if workgroup else "Adm1n!"})
+        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
+    finally:
+        lab.close()
+    assert chk.wire == chk.predicted.result == expected, chk
+    (outcome,) = outcomes
+    if expected != "ok":
+        failed = chk.predicted.failed
+        assert failed is not None and (failed.id, failed.where) == (steps.C2_ACCESS, "unsecapp")
+        # B dialled A and its call was refused with ERROR_ACCESS_DENIED: A's firewall let it
+        # in and A's limits grant ANONYMOUS LOGON Remote Access (the application's own sink
+        # gets it), so the refusal is unsecapp's.
+        assert (outcome.attempts, outcome.identity, outcome.reason) == (
+            1, "NT AUTHORITY\\ANONYMOUS LOGON", "fault 0x00000005")
+    else:
+        assert outcome.identity == ("NT AUTHORITY\\ANONYMOUS LOGON" if workgroup
+                                    else "CORP\\B$")
+
+
 def test_encrypted_namespace_callback_goes_at_privacy_as_the_machine_account() -> None:
     doc = pair()
     doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",

@@ -790,6 +790,17 @@ def _access(world: World, call: Call, step: flow.Step) -> Candidates:
         return [_standalone_level(world, call)], None
     if step.where == "restrict-remote-clients":
         return [_restrict_remote_clients(call.source)], None
+    if step.where == "unsecapp":
+        # UnsecAppAccessControlDefault = 1 on A: unsecapp takes only B's machine account,
+        # which A recognizes only when a trust joins them, and no setting makes one. Setting
+        # the value back to 0 removes the protection an administrator chose (Learn WmiSdk/
+        # setting-security-on-an-asynchronous-call: "To secure asynchronous calls in
+        # scripting, set the registry key to 1"): never proposed. remedy() offers the
+        # semisynchronous call, which needs no callback (Choice, docs/choices.md).
+        return [], (f"{step.detail}. No setting makes {call.target}'s callback arrive as a "
+                    f"machine account {call.source} recognizes (that needs {call.target} in "
+                    f"{call.source}'s domain or one it trusts); wmilab does not set "
+                    "UnsecAppAccessControlDefault back to 0")
     if step.where != "access_limits":
         return [], step.detail
     if step.id == steps.C1_ACCESS:

@@ -21,6 +21,7 @@ from wmilab.model import (
     netsh,
     oses,
     rpcpolicy,
+    unsecapp,
     wmihost,
 )
 from wmilab.model import callback as cb
@@ -52,8 +53,9 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # HKLM\SOFTWARE\Microsoft\Ole\AppCompat (KB 5004442): the DCOM hardening.
     "RequireIntegrityActivationAuthenticationLevel": MODERN,
     "RaiseActivationAuthenticationLevel": MODERN,
-    # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
-    "UnsecAppAccessControlDefault": (),
+    # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM, read by unsecapp on A (MSDocs
+    # WmiSdk/setting-security-on-an-asynchronous-call; model/unsecapp.py).
+    "UnsecAppAccessControlDefault": MODERN,
     # Read by the WMI service that calls back (Learn WmiSdk/connecting-to-wmi-remotely-starting-
     # with-vista, "CIMOM Settings"; model/callback.py).
     "AllowAnonymousCallback": MODERN,
@@ -402,11 +404,21 @@ class HostModel:
             self.restrict_remote_clients = rpcpolicy.restrict_remote_clients(
                 config.os, config.registry)
             rpcpolicy.check_enable_auth_ep_resolution(config.registry)
+            # As A: does unsecapp check who calls its sinks (UnsecAppAccessControlDefault)?
+            self.unsecapp_checks: bool = unsecapp.checks_callers(config.os, config.registry)
         except ConfigError as e:
             raise e.within("registry") from None
         # As the server of an asynchronous call: may WMI call a sink back anonymously?
         self.anonymous_callback: Check = cb.anonymous_fallback(
             config.os, config.registry, config.name)
+
+    def check_unsecapp_caller(self, token: Token, owner: str | None) -> Check:
+        """unsecapp's own check on this host (A) of a call on a sink handed to ``owner`` (B)
+        (model/unsecapp.py)."""
+        sid = None
+        if owner is not None and self.directory.domain_of(owner) is not None:
+            sid = self.directory.machine_account(owner)
+        return unsecapp.check_caller(self.name, self.unsecapp_checks, token, owner, sid)
 
     def wmi_call_level(self, client: HostModel, requested: int | None) -> tuple[int, str]:
         """The level of ``client``'s calls into this host's WMI (the requests after NTLMLogin):
