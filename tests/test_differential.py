@@ -215,6 +215,9 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                          "netsh": list(conn2[draw(st.sampled_from(sorted(conn2)))])}
     if os_a == "2003-sp1":
         a["netsh"].insert(0, "netsh firewall set opmode mode=ENABLE")
+    if oses.get(os_a).modern and draw(st.booleans()):
+        # unsecapp's own check: only B's machine account may call the sink back.
+        a["registry"] = {"UnsecAppAccessControlDefault": 1}
     # A's Access Permissions limits decide which rung of B's callback ladder gets in: the
     # defaults (Everyone: remote access), ANONYMOUS LOGON added, or Everyone cut to local access
     # so that only the anonymous fallback (or nothing) passes.
@@ -301,6 +304,22 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                      "namespace": "root/cimv2/terminalservices"},
                     {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "sync",
                      "namespace": "root\\CIMV2\\TerminalServices", "auth_level": "privacy"}]})
+# UnsecAppAccessControlDefault = 1 on A: the anonymous callback of a workgroup B is refused
+# by the sink, the callback of a domain B (its machine account) is taken.
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.250.249.1/24",
+                          "netsh": _WFAS_CONN2["WMI group"],
+                          "registry": {"UnsecAppAccessControlDefault": 1},
+                          "dcom": {"access_limits": {
+                              "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                    "B": {"os": "2019", "workgroup": "WORKGROUP",
+                          "address": "10.250.249.2/24", "netsh": _WFAS_CONN2["WMI group"],
+                          "registry": {"AllowAnonymousCallback": 1},
+                          "accounts": {"Administrator": "Adm!n500"}},
+                    "C": {"os": "2022", "domain": "CORP", "address": "10.250.249.3/24",
+                          "netsh": _WFAS_CONN2["WMI group"]}},
+          "calls": [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async"},
+                    {"from": "A", "to": "C", "user": "CORP\\admin", "mode": "async"}]})
 # A cluster node (Failover Clustering): root\MSCluster refuses below privacy (aiowmi issue 38).
 @example({"domains": {"CORP": CORP},
           "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.250.254.1/24",
