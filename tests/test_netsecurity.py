@@ -456,9 +456,11 @@ def test_local_rules_off_gets_a_group_policy_fix_that_proves_itself(tmp_path: Pa
     # The caller among others: the GPO's rule is narrowed, and still blocks the others.
     (f"{A_IP},10.77.0.9", "10.77.0.9", "Set-NetFirewallRule"),
     ("10.77.0.0/24", "10.77.0.0,10.77.0.2-10.77.0.255", "Set-NetFirewallRule"),
-    # Only the caller, or a keyword: the rule is removed from the GPO.
+    # A keyword: the addresses it covers on this network, without the caller.
+    ("Any", "0.0.0.0-10.77.0.0,10.77.0.2-255.255.255.255", "Set-NetFirewallRule"),
+    ("LocalSubnet", "10.77.0.0,10.77.0.2-10.77.0.255", "Set-NetFirewallRule"),
+    # Only the caller: the rule is removed from the GPO.
     (A_IP, None, "Remove-NetFirewallRule"),
-    ("Any", None, "Remove-NetFirewallRule"),
 ])
 def test_a_group_policy_block_rule_gets_a_group_policy_fix(
         tmp_path: Path, remote: str, kept: str | None, edit: str) -> None:

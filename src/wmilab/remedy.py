@@ -509,7 +509,7 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
     """A block rule that refuses ``source`` wins over every allow rule (Learn "Windows
     Firewall with Advanced Security", rule precedence), so no allow rule can help: take
     ``source`` out of its remote addresses (the rule keeps blocking the others), or delete
-    the rule when it names no other computer or blocks whole networks by keyword. A local
+    the rule when it names no other computer. A local
     rule is edited with netsh (and PowerShell); a Group Policy rule in the GPO's Inbound
     Rules, where it was made (a local command cannot edit it: Learn, rule merging)."""
     h = world.host(host)
@@ -526,9 +526,11 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
                 else r.local_ports.intersects(h.rpc_ports, h.rpc_ports))
         if not hits or not r.remote.matches(source, h.subnet):
             continue
-        rest: list[str] = []
-        if r.remote.kind == "CUSTOM":
-            rest = _addresses_without(r.remote.networks(h.subnet), source)
+        # Narrowest first: the rule keeps blocking every other address it blocked, written
+        # as addresses, subnets and ranges (a keyword, Any or LocalSubnet, as the ranges it
+        # covers on this network: Choice, docs/choices.md); deleted only when it named no
+        # one else.
+        rest = _addresses_without(r.remote.networks(h.subnet), source)
         if rest:
             cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in '
                    f"new remoteip={','.join(rest)}")
