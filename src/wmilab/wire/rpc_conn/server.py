@@ -48,7 +48,6 @@ from wmilab.wire.rpc_conn.framing import (
     split_stub,
     trailer_padding,
     unprotect_fragment,
-    unprotect_stub,
 )
 from wmilab.wire.rpc_conn.state import _BOUND, AuthState, Connection, ConnState, RpcStateError
 
@@ -242,12 +241,9 @@ class ServerConnection(Connection):
                                     len(stub), context_id)
             trailer = _TRAILER.pack(_AUTHN_WINNT, level, pad, 0, sec.auth_context_id)
             if level == _LEVEL_PRIVACY:
-                sealed, sig = session.seal(stub + _PADS[pad],
-                                           lambda plain: head + plain + trailer)
-                self._out.append(b"".join((head, sealed, trailer, sig)))
+                self._out.append(session.seal_pdu(head, stub + _PADS[pad], trailer))
             else:
-                msg = b"".join((head, stub, _PADS[pad], trailer))
-                self._out.append(msg + session.sign(msg))
+                self._out.append(session.sign_pdu((head, stub, _PADS[pad], trailer)))
             return
         room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
         chunks = [stub] if len(stub) <= room else split_stub(stub, room)
@@ -648,8 +644,15 @@ class ServerConnection(Connection):
                 or len(self._partial) >= self.max_pending_calls):
             return False
         try:
-            stub = unprotect_stub(frag, start, frag[trailer_at + _SEC_TRAILER_SIZE:], pad,
-                                  a_level, sec.session)
+            if a_level == _LEVEL_PRIVACY:
+                stub = sec.session.unseal_pdu(frag, start, trailer_at,
+                                              frag[trailer_at + _SEC_TRAILER_SIZE:], pad)
+                if stub is not None:
+                    stub = stub[:len(stub) - pad]
+            elif sec.session.verify_pdu(frag, trailer_at + _SEC_TRAILER_SIZE):
+                stub = frag[start:trailer_at - pad]
+            else:
+                stub = None
         except NtlmError:
             return False
         if stub is None or len(stub) > self.max_request_size:
