@@ -121,16 +121,20 @@ class WmiExporter:
     def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
                ctx: CallContext) -> tuple[str, Reply]:
         """(operation name for the log, reply stub or fault)."""
-        entry = self.rt.table.lookup(object_uuid)
-        name = self._name(entry, opnum)
+        table = self.rt.table
+        entry = table.lookup(object_uuid)
+        name = (_OP_NAMES.get((entry.iid.int, opnum)) if entry is not None else None) \
+            or self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not self._allowed(ctx):
+        known = self._access.get(id(ctx))
+        allowed = known[1] if known is not None and known[0] is ctx else self._allowed(ctx)
+        if not allowed:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
         # MS-DCOM 3.1.1.6.2: the last ORPC invocation time keeps an object from reclamation.
-        self.rt.table.touch(entry.oid)
+        table.activity[entry.oid] = table.clock()  # table.touch
         try:
             return name, self._dispatch(entry, opnum, stub, ctx)
         except StubError:

@@ -40,6 +40,7 @@ from wmilab.wire.rpc_conn import (
     Authenticated,
     Bound,
     CallReceived,
+    ConnState,
     LogonFailed,
     ProtocolViolation,
     ServerConnection,
@@ -52,6 +53,8 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 log = logging.getLogger("wmilab.host")
 
 RPC_E_SERVERFAULT = hr.RPC_E_SERVERFAULT.code  # from the status-code catalogue
+# Read after every PDU: plain values (an Enum member read from its class is slow on 3.11).
+_CLOSED, _BOUND = ConnState.CLOSED, ConnState.BOUND
 _FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 
@@ -454,36 +457,45 @@ class _RpcProtocol(asyncio.Protocol):
         conn, transport = self.conn, self.transport
         if conn is None or transport is None or transport.is_closing():
             return
-        srv = self.server
-        events = conn.receive_data(data)
-        for ev in events:
+        for ev in conn.receive_data(data):
             if type(ev) is CallReceived:
                 self._call(conn, ev)
-            elif isinstance(ev, Bound):
-                log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
-                    ev.interface.uuid, str(ev.interface.uuid)))
-            elif isinstance(ev, Authenticated):
-                log.info("%s %s authenticated %s\\%s at level %d", srv.name, self.peer,
-                         ev.domain, ev.user, ev.auth_level)
-            elif isinstance(ev, LogonFailed):
-                log.info("%s %s logon of %s\\%s failed: %s", srv.name, self.peer, ev.domain,
-                         ev.user, ev.reason)
-            elif isinstance(ev, ProtocolViolation):
-                log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
-            elif isinstance(ev, CallReceived):
-                self._call(conn, ev)
+            else:
+                self._event(ev)
         out = conn.data_to_send()
         if out:
             transport.write(out)
-        if not out or transport.get_write_buffer_size():
+            if transport.get_write_buffer_size():
+                self._quickack()  # see below
+        else:
             # A reply sent now carries the ACK of what we read; only without one (a partial
             # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
             self._quickack()
-        if conn.closed:
+        state = conn.state
+        if state is _CLOSED:
             self.close()
             return
         # Once bound, a quiet connection may stay for the idle timeout.
-        self._arm(srv.limits.idle_timeout if conn.bound else srv.limits.bind_timeout)
+        limits = self.server.limits
+        self._arm(limits.idle_timeout if state is _BOUND else limits.bind_timeout)
+
+    def _event(self, ev: object) -> None:
+        """Log an event other than a call."""
+        srv = self.server
+        if isinstance(ev, CallReceived):
+            assert self.conn is not None
+            self._call(self.conn, ev)
+        elif isinstance(ev, Bound):
+            log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
+                ev.interface.uuid, str(ev.interface.uuid)))
+        elif isinstance(ev, Authenticated):
+            log.info("%s %s authenticated %s\\%s at level %d", srv.name, self.peer,
+                     ev.domain, ev.user, ev.auth_level)
+        elif isinstance(ev, LogonFailed):
+            log.info("%s %s logon of %s\\%s failed: %s", srv.name, self.peer, ev.domain,
+                     ev.user, ev.reason)
+        elif isinstance(ev, ProtocolViolation):
+            log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
