@@ -458,6 +458,8 @@ class NtlmSession:
         self.out_seq = 0
         self.in_seq = 0
         self._macs: dict[bytes, _HmacMd5] = {}
+        self._in_mac: _HmacMd5 | None = None  # the two below, once a PDU method needs them
+        self._out_mac: _HmacMd5 | None = None
         self._clear_tail = False  # the peer's last padded PDU left its padding unsealed
 
     def _require(self) -> None:
@@ -522,7 +524,7 @@ class NtlmSession:
         rc4 = ks._rc4 or ks._start()
         sealed = rc4(plain)
         seq = self.out_seq
-        mac = self._mac(self._out_sign)
+        mac = self._out_mac or self._pdu_macs()[1]
         inner = mac._inner.copy()
         inner.update(_U32.pack(seq))
         inner.update(head)
@@ -538,9 +540,8 @@ class NtlmSession:
 
     def sign_pdu(self, parts: tuple[bytes, ...]) -> bytes:
         """``msg + sign(msg)`` for ``msg = b"".join(parts)`` (a PDU up to its signature)."""
-        self._require()
+        mac = self._out_mac or self._pdu_macs()[1]
         seq = self.out_seq
-        mac = self._mac(self._out_sign)
         inner = mac._inner.copy()
         inner.update(_U32.pack(seq))
         for part in parts:
@@ -557,12 +558,11 @@ class NtlmSession:
 
     def verify_pdu(self, frag: bytes, end: int) -> bool:
         """``verify(frag[:end], frag[end:])``."""
-        self._require()
+        mac = self._in_mac or self._pdu_macs()[0]
         signature = frag[end:]
         if len(signature) != 16:
             return False
         seq = _U32.pack(self.in_seq)
-        mac = self._mac(self._in_sign)
         inner = mac._inner.copy()
         inner.update(seq)
         inner.update(frag[:end])
@@ -600,7 +600,7 @@ class NtlmSession:
             short = size - clear_tail
             lengths = (short, size) if self._clear_tail else (size, short)
         ks = self._in_ks
-        mac = self._mac(self._in_sign)
+        mac = self._in_mac or self._pdu_macs()[0]
         seq = _U32.pack(self.in_seq)
         key_exch = self.key_exch
         for n in lengths:
@@ -636,6 +636,13 @@ class NtlmSession:
         if mac is None:
             mac = self._macs[key] = _HmacMd5(key)
         return mac
+
+    def _pdu_macs(self) -> tuple[_HmacMd5, _HmacMd5]:
+        """The inbound and outbound MACs, kept on first use (NtlmError without extended
+        session security, as _require)."""
+        self._require()
+        self._in_mac, self._out_mac = self._mac(self._in_sign), self._mac(self._out_sign)
+        return self._in_mac, self._out_mac
 
     def unseal(
         self,
