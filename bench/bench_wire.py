@@ -468,7 +468,9 @@ def compare_loops(args: argparse.Namespace, rounds: int) -> None:
     for _ in range(rounds):
         for kind in per:
             emu = Emulator.start(args.scenario, args.host, max(256, 2 * args.clients + 64),
-                                 args.max_objects, False, loop=kind, free_ports=True,
+                                 args.max_objects, False,
+                                 loop=DEFAULT_LOOP if kind == "baseline" else kind,
+                                 free_ports=True,
                                  checkout=args.baseline if kind == "baseline" else None)
             try:
                 loop.run_until_complete(throughput(emu, args.clients, 2.0))  # warm up
