@@ -431,6 +431,14 @@ def _wfas_candidates(
     service = _WFAS_SERVICE[purpose]
     ps = h.spec.netsecurity_cmdlets
     out: list[Change] = _wfas_unblock(world, host, source, port, program, service)
+    if h.local_wfas.profiles[prof].inbound_always:
+        # "Block all connections" (blockinboundalways, or netsh firewall's exceptions=DISABLE)
+        # ignores every allow rule (Learn INetFwPolicy2::BlockAllInboundTraffic): back to
+        # the factory policy, where only the allow rules admit (never allowinbound).
+        cmd = f"netsh advfirewall set {prof.value}profile firewallpolicy blockinbound,allowoutbound"
+        out.append(Change(host, "netsh", f"Let the allow rules of {host}'s {prof.value} profile "
+                          "apply again: it blocks all inbound connections, allowed ones too",
+                          (cmd,), NetshAdd(cmd)))
     for r in h.local_wfas.rules:
         if not r.rule_id or r.direction != "in" or prof not in r.profiles:
             continue

@@ -111,7 +111,7 @@ def _advfirewall(local: wf.LocalWfas, words: list[str], current: wf.WfProfile) -
                     "publicprofile": [wf.WfProfile.PUBLIC]}.get(which)
         if profiles is not None:
             if head == "show":
-                return _show_profiles(local, profiles)
+                return _show_profiles(local, profiles, words[2:], which)
             return _set_profiles(local, profiles, words[2:])
     raise NetshError(f"The following command was not found: advfirewall {' '.join(words)}.")
 
@@ -150,26 +150,40 @@ def _inbound_policy(ps: wf.ProfileState) -> str:
     return "BlockInbound" if ps.inbound_block else "AllowInbound"
 
 
-def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
+def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile],
+                   args: Sequence[str] = (), which: str = "allprofiles") -> str:
+    # "show allprofiles|...profile [state|firewallpolicy|settings|logging]" (Learn "Netsh
+    # AdvFirewall Commands", show): one section only when a parameter is given; "show
+    # allprofiles state" prints the State line alone per profile (captured output).
+    if len(args) > 1:
+        raise NetshError(f"'{args[1]}' is not a valid argument for this command.")
+    part = args[0].lower() if args else "all"
+    if part not in ("all", "state", "firewallpolicy", "settings", "logging"):
+        raise NetshError(f"The following command was not found: advfirewall show {which} "
+                         f"{args[0]}. (show ...profile takes state, firewallpolicy, settings "
+                         "or logging)")
     lines: list[str] = []
     for p in profiles:
         ps = local.profiles[p]
-        lines += ["", f"{p.label} Profile Settings: ", _SEP,
-                  f"{'State':<38}{_onoff(ps.enabled)}",
-                  f"{'Firewall Policy':<38}"
-                  f"{_inbound_policy(ps)},"
-                  f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}",
-                  f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
-                  f"{'LocalConSecRules':<38}N/A (GPO-store only)",
-                  f"{'InboundUserNotification':<38}Disable",
-                  f"{'RemoteManagement':<38}Disable",
-                  f"{'UnicastResponseToMulticast':<38}Enable",
-                  "", "Logging:",
-                  f"{'LogAllowedConnections':<38}Disable",
-                  f"{'LogDroppedConnections':<38}Disable",
-                  f"{'FileName':<38}%systemroot%\\system32\\LogFiles\\Firewall\\pfirewall.log",
-                  f"{'MaxFileSize':<38}4096"]
-    return "\n".join([*lines, "", _OK])
+        lines += ["", f"{p.label} Profile Settings: ", _SEP]
+        if part in ("all", "state"):
+            lines.append(f"{'State':<38}{_onoff(ps.enabled)}")
+        if part in ("all", "firewallpolicy"):
+            lines.append(f"{'Firewall Policy':<38}{_inbound_policy(ps)},"
+                         f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}")
+        if part in ("all", "settings"):
+            lines += [f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
+                      f"{'LocalConSecRules':<38}N/A (GPO-store only)",
+                      f"{'InboundUserNotification':<38}Disable",
+                      f"{'RemoteManagement':<38}Disable",
+                      f"{'UnicastResponseToMulticast':<38}Enable"]
+        if part in ("all", "logging"):
+            lines += ["", "Logging:"] if part == "all" else []
+            lines += [f"{'LogAllowedConnections':<38}Disable",
+                      f"{'LogDroppedConnections':<38}Disable",
+                      f"{'FileName':<38}%systemroot%\\system32\\LogFiles\\Firewall\\pfirewall.log",
+                      f"{'MaxFileSize':<38}4096"]
+    return "\n".join([*lines, "", _OK] if part == "all" else [*lines, _OK])
 
 
 # ---- rule parameters -------------------------------------------------------------------------
@@ -309,6 +323,9 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
 
 def _add_rule(local: wf.LocalWfas, args: list[str]) -> str:
     a = _bind(_Spec(_RULE_PARAMS, ("name", "dir", "action")), args, "add rule")
+    if not a["name"].strip():
+        # Choice (docs/choices.md): a rule needs a name (INetFwRule::Name is required).
+        raise _invalid(a["name"], "name", "the name is empty")
     if a["name"].strip().lower() == "all":
         raise _invalid(a["name"], "name", "'all' is reserved")
     local.rules.append(_rule_from(a, wf.Rule(name=a["name"])))
@@ -317,6 +334,9 @@ def _add_rule(local: wf.LocalWfas, args: list[str]) -> str:
 
 def _select(local: wf.LocalWfas, a: dict[str, str]) -> list[int]:
     """Indices of the rules a name=/group= selection with the optional filters picks."""
+    for key in ("name", "group"):
+        if key in a and not a[key].strip():
+            raise _invalid(a[key], key, f"the {key} is empty")
     if "name" in a:
         name = a["name"].strip().lower()
         idx = [i for i, r in enumerate(local.rules) if name == "all" or r.name.lower() == name]
@@ -454,14 +474,25 @@ def _legacy_enabled(a: dict[str, str]) -> bool:
 
 def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
             env: NetshEnv) -> str:
+    if len(words) == 1 and words[0].lower() == "reset":
+        # KB 947709, "Restore policy defaults": netsh firewall reset is netsh advfirewall
+        # reset on Vista and later (INetFwMgr::RestoreDefaults).
+        local.reset()
+        return _OK
     if len(words) < 2:
         raise NetshError("The following command was not found: firewall "
                          f"{' '.join(words)}.")
     verb, obj, args = words[0].lower(), words[1].lower(), list(words[2:])
     if verb == "set" and obj == "opmode":
         a = _bind(_Spec(("mode", "exceptions", "profile"), ("mode",)), args, "set opmode")
+        # exceptions=DISABLE is INetFwProfile::ExceptionsNotAllowed, which on Vista and later
+        # ignores every exception as INetFwPolicy2::BlockAllInboundTraffic does (Learn, both
+        # pages): netsh advfirewall's blockinboundalways. ENABLE (the default) clears it.
+        block_all = _enum(a.get("exceptions", "ENABLE"), "exceptions",
+                          ("ENABLE", "DISABLE")) == "DISABLE"
         for p in _legacy_profiles(a, current):
             local.profiles[p].enabled = _legacy_enabled(a)
+            local.profiles[p].inbound_always = block_all
         return _OK
     if verb == "add" and obj == "portopening":
         a = _bind(_Spec(("protocol", "port", "name", "mode", "scope", "addresses", "profile"),
