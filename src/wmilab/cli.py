@@ -282,8 +282,11 @@ def netsh(
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     text = command.strip()
-    if not text.lower().startswith(("netsh ", "firewall", "advfirewall", "int ",
-                                    "interface ")):
+    from wmilab.model import netshwords
+
+    first = text.split(None, 1)[0].lower() if text else ""
+    if first not in ("netsh", "netsh.exe") and netshwords.match(first, netshwords.TOP) not in (
+            "firewall", "advfirewall", "interface"):
         text = "firewall " + text
     try:
         result = scenario.world.host(match).netsh_show(text)

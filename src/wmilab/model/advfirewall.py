@@ -15,7 +15,7 @@ from dataclasses import replace
 from ipaddress import AddressValueError, IPv4Address, summarize_address_range
 
 from wmilab.errors import ConfigError
-from wmilab.model import oses
+from wmilab.model import netshwords, oses
 from wmilab.model import wfas as wf
 from wmilab.model.addresses import Scope
 from wmilab.model.netsh import (
@@ -53,7 +53,7 @@ _RULE_PARAMS = ("name", "dir", "action", "program", "service", "description", "e
 
 def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile) -> str:
     """Execute one ``netsh advfirewall ...`` or ``netsh firewall ...`` command on ``local``."""
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     if not words:
@@ -62,6 +62,10 @@ def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile)
     if ctx == "advfirewall":
         return _advfirewall(local, words[1:], current)
     if ctx == "firewall":
+        if len(words) > 1 and words[1].lower() == "show":
+            # A show command prints its report, then the notice (captures of Windows 7 to
+            # Server 2019 "netsh firewall show state").
+            return _legacy_show(local, words[2:], current, env) + DEPRECATION
         return DEPRECATION + "\n" + _legacy(local, words[1:], current, env)
     raise NetshError(f"The following command was not found: {' '.join(words)}. "
                      "(wmilab models the advfirewall and firewall contexts)")
@@ -69,7 +73,7 @@ def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile)
 
 def check_context(os: str, command: str) -> None:
     """An ``advfirewall`` command on an OS without WFAS is a clear error (it has none)."""
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     if words and words[0].lower() == "advfirewall" and not oses.get(os).modern:
@@ -587,3 +591,80 @@ def _legacy_remote_admin(local: wf.LocalWfas, a: dict[str, str], current: wf.WfP
             local.rules.append(replace(r, enabled=enabled, profiles=profiles,
                                        remote=scope if scope is not None else Scope.all()))
     return _OK
+
+
+# ---- netsh firewall show on Vista and later ----------------------------------------------
+
+_LEGACY_RULE = "-" * 67
+
+
+def _legacy_profile(current: wf.WfProfile) -> tuple[str, wf.WfProfile]:
+    # Choice (docs/choices.md): the old API's Standard profile is the non-domain profile in
+    # use (private unless the host is on public); a domain host's Standard is private.
+    if current is wf.WfProfile.DOMAIN:
+        return "Domain", current
+    return "Standard", current
+
+
+def _legacy_modes(local: wf.LocalWfas, p: wf.WfProfile) -> list[str]:
+    ps = local.profiles[p]
+    return [f"Operational mode                  = {'Enable' if ps.enabled else 'Disable'}",
+            f"Exception mode                    = "
+            f"{'Disable' if ps.inbound_always else 'Enable'}",
+            "Multicast/broadcast response mode = Enable",
+            "Notification mode                 = Enable"]
+
+
+def _legacy_show(local: wf.LocalWfas, args: Sequence[str], current: wf.WfProfile,
+                 env: NetshEnv) -> str:
+    """``netsh firewall show state|opmode|currentprofile`` on Vista and later, read from
+    WFAS (the layout of captured Windows 7 to Server 2019 output, docs/netsh.md)."""
+    what = args[0].lower() if args else ""
+    label, prof = _legacy_profile(current)
+    if what == "state":
+        if len(args) > 1:
+            raise NetshError(f"'{args[1]}' is not a valid argument for this command.")
+        ra = [r for r in local.rules if r.group == wf.RA_GROUP and prof in r.profiles]
+        ra_on = bool(ra) and all(r.enabled for r in ra)
+        # Windows 10 1709 renamed the product "Windows Defender Firewall"; Server 2016 is
+        # 1607 (Learn "Windows Defender Firewall with Advanced Security", the captures).
+        product = ("Windows Defender Firewall" if env.os in ("2019", "11", "2022", "2025", "10")
+                   else "Windows Firewall")
+        lines = ["", "Firewall status:", _LEGACY_RULE,
+                 f"Profile                           = {label}", *_legacy_modes(local, prof),
+                 f"Group policy version              = {product}",
+                 f"Remote admin mode                 = {'Enable' if ra_on else 'Disable'}",
+                 "", "Ports currently open on all network interfaces:",
+                 "Port   Protocol  Version  Program", _LEGACY_RULE]
+        ps = local.profiles[prof]
+        ports = sorted({(lo, r.protocol) for r in local.rules
+                        if r.enabled and r.direction == "in" and r.action == "allow"
+                        and prof in r.profiles and r.program is None and r.protocol != "ANY"
+                        for lo, hi in r.local_ports.spans if lo == hi}) \
+            if ps.enabled and not ps.inbound_always else []
+        if not ports:
+            lines.append("No ports are currently open on all network interfaces.")
+        lines += [f"{port:<7}{proto:<10}{'Any':<9}(null)" for port, proto in ports]
+        return "\n".join(lines) + "\n"
+    if what == "opmode":
+        a = _bind(_Spec(("profile",), ()), list(args[1:]), "show opmode")
+        which = a.get("profile", "ALL").upper()
+        _enum(which, "profile", ("CURRENT", "DOMAIN", "STANDARD", "ALL"))
+        blocks: list[tuple[str, wf.WfProfile]] = []
+        std = prof if label == "Standard" else wf.WfProfile.PRIVATE
+        if which in ("ALL", "DOMAIN") or (which == "CURRENT" and label == "Domain"):
+            blocks.append(("Domain", wf.WfProfile.DOMAIN))
+        if which in ("ALL", "STANDARD") or (which == "CURRENT" and label == "Standard"):
+            blocks.append(("Standard", std))
+        lines = []
+        for name, p in blocks:
+            tag = " (current)" if name == label else ""
+            lines += ["", f"{name} profile configuration{tag}:", _LEGACY_RULE,
+                      *_legacy_modes(local, p)]
+        return "\n".join(lines) + "\n"
+    if what == "currentprofile" and len(args) == 1:
+        return f"\n{label} profile is current profile.\n"
+    raise NetshError(f"wmilab does not print 'netsh firewall show {' '.join(args)}' on "
+                     "Windows Vista and later (it prints show state, show opmode and show "
+                     "currentprofile; netsh advfirewall firewall show rule name=all lists "
+                     "the rules)")

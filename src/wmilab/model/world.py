@@ -19,6 +19,7 @@ from wmilab.model import (
     hardening,
     netsecurity,
     netsh,
+    netshwords,
     oses,
     rpcpolicy,
     wmihost,
@@ -564,7 +565,7 @@ class HostModel:
 
         ``int ipv4 show|set dynamicport`` reads (or, on nothing that persists, sets) the TCP/UDP
         dynamic port range instead (model/dynamicport.py)."""
-        words = netsh.tokenize(command)
+        words = netsh.tokenize(netshwords.expand(command))
         if dynamicport.is_dynamicport(words):
             cmd = dynamicport.parse(words, self.os)
             if cmd.verb == "set":
