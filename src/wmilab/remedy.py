@@ -512,6 +512,72 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
                   GpoRuleAdd(key, command))
 
 
+def _outbound_candidates(world: World, host: str, dest: IPv4Address,
+                         wmi_service: bool) -> list[Change]:
+    """Let ``host`` connect out to ``dest`` only: an outbound block rule that refuses it is
+    narrowed or deleted (a block rule wins, Learn "Windows Firewall with Advanced Security");
+    under a default outbound action of Block, the WMI service (Connection 2) gets the
+    built-in WMI-Out rule for ``dest`` (Learn "Connecting to WMI Remotely Starting with
+    Windows Vista": WMI_OUT), the calling program an outbound rule for ``dest``."""
+    h = world.host(host)
+    assert h.local_wfas is not None
+    prof = h.wfas_profile
+    ps = h.spec.netsecurity_cmdlets
+    program, service = (fw.SVCHOST, "winmgmt") if wmi_service else (None, "")
+    out: list[Change] = []
+    for r in h.local_wfas.rules:
+        if r.direction != "out" or r.action != "block" or not r.enabled or (
+                prof not in r.profiles) or not r.remote.matches(dest, h.subnet):
+            continue
+        if (r.program is not None and r.program != program) or (r.service is not None and not (
+                service and r.service in ("*", service))):
+            continue
+        rest: list[str] = []
+        if r.remote.kind == "CUSTOM":
+            me = IPv4Network(f"{dest}/32")
+            for net in r.remote.networks(h.subnet):
+                rest += ([str(n) for n in sorted(net.address_exclude(me))] if me.subnet_of(net)
+                         else [str(net)])
+        if rest:
+            cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
+                   f"new remoteip={','.join(rest)}")
+            summary = f'Take {dest} out of the outbound block rule "{r.name}" on {host}'
+            pshell = (f'Set-NetFirewallRule -DisplayName "{r.name}" '
+                      f"-RemoteAddress {','.join(rest)}")
+        else:
+            cmd = f'netsh advfirewall firewall delete rule name="{r.name}" dir=out'
+            summary = (f'Delete the outbound block rule "{r.name}" on {host}: it refuses '
+                       f"{dest} ({r.remote.describe()}) and a block rule wins")
+            pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
+        shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
+        out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
+    src = str(dest)
+    if wmi_service:
+        for r in h.local_wfas.rules:
+            if r.rule_id.startswith("WMI-WINMGMT-Out-TCP") and prof in r.profiles:
+                remote = r.remote.with_address(dest) if r.enabled else Scope.custom(src)
+                text = advfirewall.remote_text(remote)
+                cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
+                       f"profile={prof} new enable=yes remoteip={text}")
+                shown = (cmd, f"PowerShell: Set-NetFirewallRule -Name {r.rule_id} -Enabled "
+                         f"True -RemoteAddress {text}") if ps else (cmd,)
+                out.append(Change(host, "netsh", f'Enable the built-in rule "{r.name}" on '
+                                  f"{host} for {src} only (profile {prof}): the default "
+                                  "outbound action is Block", shown, NetshAdd(cmd)))
+                break
+        return out
+    name = f"WMI client to {src}"
+    cmd = (f'netsh advfirewall firewall add rule name="{name}" dir=out action=allow '
+           f"protocol=TCP remoteip={src} profile={prof}")
+    shown = (cmd, f'PowerShell: New-NetFirewallRule -DisplayName "{name}" -Direction Outbound '
+             f"-Action Allow -Protocol TCP -RemoteAddress {src} -Profile {prof.label}") \
+        if ps else (cmd,)
+    out.append(Change(host, "netsh", f"Add an outbound rule on {host} that lets the calling "
+                      f"program reach {src} only: the default outbound action is Block",
+                      shown, NetshAdd(cmd)))
+    return out
+
+
 def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None,
                   program: str, service: str) -> list[Change]:
     """A local block rule that refuses ``source`` wins over every allow rule (Learn "Windows
@@ -656,6 +722,10 @@ def _firewall_hop(world: World, call: Call, step: flow.Step) -> Candidates:
     # The deciding host listens; the other one is the source of the connection.
     listener, source = ((call.target, call.source) if spec.decider == "B"
                         else (call.source, call.target))
+    if step.host == source and source != listener:
+        # The sender's own firewall refused the connection out (model/wfas.py outbound).
+        return _outbound_candidates(world, source, world.host(listener).ip,
+                                    step.id == steps.C2_RESOLVER_PORT), None
     port = spec.hop.port(world.host(listener))
     src = world.host(source).ip
     if spec.hop.purpose == "sink":

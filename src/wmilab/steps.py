@@ -168,6 +168,14 @@ def client_dcom(a: HostModel) -> Check:
     return a.outgoing
 
 
+def outbound(sender: HostModel, dest: IPv4Address, program: str | None = None,
+             service: str = "") -> Check:
+    """The sender's own firewall on a port step: Windows Firewall with Advanced Security
+    filters outbound connections too (model/wfas.py ``outbound``). ``program`` None: the
+    calling program on A, which the scenario does not name."""
+    return _fw(sender.outbound(dest, program, service))
+
+
 def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
     """c1.rpcss-port (B) and c2.resolver-port (A): TCP 135, RPCSS in svchost.exe."""
     # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on XP SP2 and
