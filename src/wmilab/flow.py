@@ -139,12 +139,12 @@ def _security_c1_eval(world: World, b: HostModel, call: Call, level: int,
 
 
 def _callback(world: World, a: HostModel, b: HostModel,
-              namespace: str) -> tuple[Step, Check | None]:
+              namespace: str, program: str) -> tuple[Step, Check | None]:
     """c2.identity and c2.access: they depend on B and on A (whom it trusts, its Guest
     account) and on whether the namespace requires encryption, so a world remembers them.
     The access check is None when B does not call back at all."""
     encrypted = b.wmi.requires_encryption(namespace)
-    key = ("cb", b.name, a.name, encrypted)
+    key = ("cb", b.name, a.name, encrypted, program)
     found = world.memo.get(key)
     if found is None:
         rungs = steps.callback_ladder(world, b.name, a.name, namespace)
@@ -168,7 +168,7 @@ def _callback(world: World, a: HostModel, b: HostModel,
         identity = _step(steps.C2_IDENTITY, b, Check(
             True, f"{b.name} calls back as {who}",
             "anonymous" if token.anonymous else "guest" if token.guest else "machine"))
-        found = (identity, steps.callback_access(a, rungs))
+        found = (identity, steps.callback_access(a, rungs, program, b.name))
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
@@ -210,7 +210,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, tuple(out))
 
     # Connection 2: B calls back the sink on A.
-    identity, access = _callback(world, a, b, call.namespace)
+    identity, access = _callback(world, a, b, call.namespace, sink_program(call))
     add(identity)
     if access is None:
         return Verdict(call, tuple(out))
