@@ -532,12 +532,8 @@ def _outbound_candidates(world: World, host: str, dest: IPv4Address,
         if (r.program is not None and r.program != program) or (r.service is not None and not (
                 service and r.service in ("*", service))):
             continue
-        rest: list[str] = []
-        if r.remote.kind == "CUSTOM":
-            me = IPv4Network(f"{dest}/32")
-            for net in r.remote.networks(h.subnet):
-                rest += ([str(n) for n in sorted(net.address_exclude(me))] if me.subnet_of(net)
-                         else [str(net)])
+        # As for inbound block rules (_wfas_unblock): the others stay blocked.
+        rest = _addresses_without(r.remote.networks(h.subnet), dest)
         if rest:
             cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
                    f"new remoteip={','.join(rest)}")
