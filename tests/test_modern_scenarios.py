@@ -415,3 +415,13 @@ def test_netsh_firewall_show_state_on_vista_and_later(tmp_path: Path) -> None:
     assert code == 0 and "Standard profile configuration (current):" in out, out
     code, out = run("netsh", str(ok), "B", "firewall show config")
     assert code == 2 and "show rule name=all" in out, out
+
+
+def test_wmilab_netsh_errors_name_the_file_host_and_command(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "2022")
+    code, out = run("netsh", str(path), "B", "advf firewall show rule name=all dir=sideways")
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert (f"{path}: B: 'advf firewall show rule name=all dir=sideways': A specified value "
+            "is not valid." in out), out
+    code, out = run("netsh", str(path), "B", "  ")
+    assert code == 2 and f"{path}: B: COMMAND is empty" in out, out
