@@ -425,3 +425,16 @@ def test_wmilab_netsh_errors_name_the_file_host_and_command(tmp_path: Path) -> N
             "is not valid." in out), out
     code, out = run("netsh", str(path), "B", "  ")
     assert code == 2 and f"{path}: B: COMMAND is empty" in out, out
+
+
+def test_outbound_remoteport_is_shown_and_the_same_in_powershell(tmp_path: Path) -> None:
+    # remoteport= (netsh) and -RemotePort (PowerShell) name the peer's port of an outbound
+    # rule; show rule prints it as Windows does ("RemotePort:").
+    netsh = scenario(tmp_path, "2022", "netsh advfirewall firewall add rule name=o dir=out "
+                     "action=block protocol=TCP remoteport=135,5000-5100 remoteip=10.9.0.7")
+    code, out = run("netsh", str(netsh), "B", "advfirewall firewall show rule name=o")
+    assert code == 0 and re.search(r"RemotePort:\s+135,5000-5100\n", out), out
+    ps = scenario(tmp_path, "2022", "New-NetFirewallRule -DisplayName o -Direction Outbound "
+                  "-Action Block -Protocol TCP -RemotePort 135,5000-5100 -RemoteAddress 10.9.0.7")
+    code, same = run("netsh", str(ps), "B", "advfirewall firewall show rule name=o")
+    assert code == 0 and same == out

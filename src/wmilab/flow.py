@@ -183,9 +183,8 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(_step(steps.C1_CLIENT_DCOM, a, steps.client_dcom(a)))
         return Verdict(call, tuple(out))
     # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe. A's own firewall first:
-    # WFAS filters outbound connections too (no outbound rule names a remote port, so the
-    # answer holds for B's WMI port as well).
-    out_a = steps.outbound(a, b.ip)
+    # WFAS filters outbound connections too.
+    out_a = steps.outbound(a, b.ip, steps.EPM_PORTS)
     s = (_step(steps.C1_RPCSS, a, out_a) if not out_a.ok
          else _step(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip)))
     add(s)
@@ -198,7 +197,9 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(s)
         if not s.ok:
             return Verdict(call, tuple(out))
-    s = _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip))
+    out_a = steps.outbound(a, b.ip, b.wmi_ports)
+    s = (_step(steps.C1_WMI_PORT, a, out_a) if not out_a.ok
+         else _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
@@ -215,13 +216,15 @@ def evaluate(world: World, call: Call) -> Verdict:
     if access is None:
         return Verdict(call, tuple(out))
     # B's WMI service (svchost.exe, service winmgmt) connects out to A: the WMI-Out rule.
-    out_b = steps.outbound(b, a.ip, fw.SVCHOST, WINMGMT)
+    out_b = steps.outbound(b, a.ip, steps.EPM_PORTS, fw.SVCHOST, WINMGMT)
     s = (_step(steps.C2_RESOLVER_PORT, b, out_b) if not out_b.ok
          else _step(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
-    s = _step(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call)))
+    out_b = steps.outbound(b, a.ip, a.rpc_ports, fw.SVCHOST, WINMGMT)
+    s = (_step(steps.C2_SINK_PORT, b, out_b) if not out_b.ok
+         else _step(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call))))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))

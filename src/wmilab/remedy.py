@@ -29,6 +29,7 @@ from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
 from wmilab.model import wmi as wmi_model
 from wmilab.model.addresses import Scope
+from wmilab.model.ports import PortRange
 from wmilab.model.security import COM_RIGHTS_EXECUTE
 from wmilab.model.world import HostConfig, World
 from wmilab.scenario import Call
@@ -512,7 +513,7 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
                   GpoRuleAdd(key, command))
 
 
-def _outbound_candidates(world: World, host: str, dest: IPv4Address,
+def _outbound_candidates(world: World, host: str, dest: IPv4Address, ports: PortRange,
                          wmi_service: bool) -> list[Change]:
     """Let ``host`` connect out to ``dest`` only: an outbound block rule that refuses it is
     narrowed or deleted (a block rule wins, Learn "Windows Firewall with Advanced Security");
@@ -527,7 +528,8 @@ def _outbound_candidates(world: World, host: str, dest: IPv4Address,
     out: list[Change] = []
     for r in h.local_wfas.rules:
         if r.direction != "out" or r.action != "block" or not r.enabled or (
-                prof not in r.profiles) or not r.remote.matches(dest, h.subnet):
+                prof not in r.profiles) or not r.remote.matches(dest, h.subnet) or (
+                not r.remote_ports.intersects(ports, ports)):
             continue
         if (r.program is not None and r.program != program) or (r.service is not None and not (
                 service and r.service in ("*", service))):
@@ -765,9 +767,13 @@ def _firewall_hop(world: World, call: Call, step: flow.Step) -> Candidates:
     listener, source = ((call.target, call.source) if spec.decider == "B"
                         else (call.source, call.target))
     if step.host == source and source != listener:
-        # The sender's own firewall refused the connection out (model/wfas.py outbound).
-        return _outbound_candidates(world, source, world.host(listener).ip,
-                                    step.id == steps.C2_RESOLVER_PORT), None
+        # The sender's own firewall refused the connection out (model/wfas.py outbound), to
+        # the endpoint mapper or to the WMI service's or the sink's dynamic port.
+        peer = world.host(listener)
+        ports = (steps.EPM_PORTS if step.id in (steps.C1_RPCSS, steps.C2_RESOLVER_PORT)
+                 else peer.wmi_ports if step.id == steps.C1_WMI_PORT else peer.rpc_ports)
+        return _outbound_candidates(world, source, peer.ip, ports,
+                                    step.id in (steps.C2_RESOLVER_PORT, steps.C2_SINK_PORT)), None
     port = spec.hop.port(world.host(listener))
     src = world.host(source).ip
     if spec.hop.purpose == "sink":

@@ -202,12 +202,16 @@ class CallbackRunner:
             outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE, code,
                                       0, final, 0, refusal.reason)
         elif resolver and client is not None:
-            # c2.resolver-port, B's own side: its firewall may refuse the WMI service's
-            # connection out to A (the model's outbound rules, as the flow asks them).
-            out = steps.outbound(self.server.model, self.server.world.host(client).ip,
-                                 fw.SVCHOST, WINMGMT)
+            # c2.resolver-port and c2.sink-port, B's own side: its firewall may refuse the WMI
+            # service's connections out to A (the model's outbound rules, as the flow asks).
+            peer = self.server.world.host(client)
+            step, out = steps.C2_RESOLVER_PORT, steps.outbound(
+                self.server.model, peer.ip, steps.EPM_PORTS, fw.SVCHOST, WINMGMT)
+            if out.ok:  # then the sink's port, a port of A's dynamic range (c2.sink-port)
+                step, out = steps.C2_SINK_PORT, steps.outbound(
+                    self.server.model, peer.ip, peer.rpc_ports, fw.SVCHOST, WINMGMT)
             if not out.ok:
-                code = steps.TABLE[steps.C2_RESOLVER_PORT].failure(out).code
+                code = steps.TABLE[step].failure(out).code
                 outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE,
                                           code, 0, final, 0, out.reason)
                 attempts = ()

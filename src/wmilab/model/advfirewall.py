@@ -311,11 +311,27 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
             rule = replace(rule, local_ports=wf.PortSpec.parse(args["localport"]))
         except ConfigError as e:
             raise _invalid(args["localport"], "localport", e.message) from None
-    for unsupported in ("localip", "remoteport", "interfacetype", "edge"):
+    if "remoteport" in args and args["remoteport"].strip().lower() != "any":
+        # The peer's port: meaningful for an outbound rule (B's 135 or its WMI port); an
+        # inbound connection's remote port is the client's ephemeral one, not modelled.
+        if rule.direction != "out":
+            raise NetshError(f"'remoteport={args['remoteport']}' is modelled by wmilab for "
+                             "outbound rules only (an inbound connection comes from an "
+                             "ephemeral port)")
+        try:
+            ports = wf.PortSpec.parse(args["remoteport"])
+        except ConfigError as e:
+            raise _invalid(args["remoteport"], "remoteport", e.message) from None
+        if ports.keywords:
+            raise _invalid(args["remoteport"], "remoteport", "RPC and RPC-EPMap are local ports")
+        rule = replace(rule, remote_ports=ports)
+    elif "remoteport" in args:
+        rule = replace(rule, remote_ports=wf.PortSpec())
+    for unsupported in ("localip", "interfacetype", "edge"):
         v = args.get(unsupported)
         if v is not None and v.strip().lower() not in ("any", "no"):
             raise NetshError(f"'{unsupported}={v}' is not modelled by wmilab (only 'any')")
-    if not rule.local_ports.any and rule.protocol not in ("TCP", "UDP"):
+    if not (rule.local_ports.any and rule.remote_ports.any) and rule.protocol not in ("TCP", "UDP"):
         # netsh refuses ports without a port-based protocol (Learn add rule: "localport ...
         # only valid when protocol is tcp or udp").
         raise NetshError("The port keywords and numbers can only be specified when the "
@@ -443,7 +459,7 @@ def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
                   f"{'Protocol:':<38}{'Any' if r.protocol == 'ANY' else r.protocol}"]
         if r.protocol in ("TCP", "UDP"):
             lines += [f"{'LocalPort:':<38}{r.local_ports.text()}",
-                      f"{'RemotePort:':<38}Any"]
+                      f"{'RemotePort:':<38}{r.remote_ports.text()}"]
         lines.append(f"{'Edge traversal:':<38}No")
         if verbose:
             # Verbose adds Program and Service only when the rule names them, then the

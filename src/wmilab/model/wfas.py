@@ -154,6 +154,9 @@ class Rule:
     rule_id: str = ""  # the built-in rule's id (WMI-WINMGMT-In-TCP), "" for added rules
     origin: Literal["local", "policy"] = "local"
     description: str = ""  # netsh's description=, shown by show rule ... verbose
+    # remoteport= / -RemotePort: the peer's ports, modelled for outbound rules only (an
+    # inbound connection's remote port is the client's ephemeral one).
+    remote_ports: PortSpec = PortSpec()
 
     def matches_identity(self, protocol: str, program: str, service: str) -> bool:
         """Protocol, program and service (a service rule needs a service: "*" any)."""
@@ -531,9 +534,13 @@ OUT_ALLOWED = FirewallDecision(True, "no outbound rule blocks it and the default
 
 
 def outbound(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, subnet: IPv4Network,
-             dest: IPv4Address, program: str | None, service: str = "") -> FirewallDecision:
-    """May this computer open a TCP connection to ``dest``? ``program`` (``service``) is the
-    program that connects, None when unknown (the calling program on A).
+             dest: IPv4Address, ports: PortRange, program: str | None,
+             service: str = "") -> FirewallDecision:
+    """May this computer open a TCP connection to ``dest`` on a port of ``ports`` (one port,
+    or the range the peer's RPC runtime picks from)? ``program`` (``service``) is the program
+    that connects, None when unknown (the calling program on A). As for inbound dynamic
+    ports (KB 154596), a block rule refuses when it names any port of ``ports``, an allow
+    rule admits only when it names them all.
 
     Outbound traffic is allowed unless a matching outbound block rule refuses it, or the
     profile's default outbound action is Block (firewallpolicy ...,blockoutbound) and no
@@ -561,10 +568,13 @@ def outbound(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, subnet: I
         if not r.remote.matches(dest, subnet):
             continue
         if r.action == "block":
+            if not r.remote_ports.intersects(ports, ports):
+                continue
             return FirewallDecision(False, f"outbound {r.describe()} refuses the connection "
-                                    f"to {dest}: a block rule wins over every allow rule",
-                                    r.origin)
-        allow = allow or r
+                                    f"to {dest} (TCP {ports.describe()}): a block rule wins "
+                                    "over every allow rule", r.origin)
+        if r.remote_ports.covers(ports, ports):
+            allow = allow or r
     if allow is not None:
         return FirewallDecision(True, f"allowed by outbound {allow.describe()}", allow.origin)
     if ps.outbound_block:
@@ -572,7 +582,8 @@ def outbound(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, subnet: I
             f"{program} (service {service})" if service else program)
         return FirewallDecision(False, f"the default outbound action of the {profile} profile "
                                 f"is Block (firewallpolicy ...,blockoutbound) and no enabled "
-                                f"outbound rule allows {who} to reach {dest}", "local")
+                                f"outbound rule allows {who} to reach {dest} (TCP "
+                                f"{ports.describe()})", "local")
     return OUT_ALLOWED
 
 

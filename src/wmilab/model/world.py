@@ -577,17 +577,17 @@ class HostModel:
         return self.local_wfas is not None and wf.filters_outbound(
             self.local_wfas, self.policies.wfas or wf.WfasPolicy(), self.wfas_profile)
 
-    def outbound(self, dest: IPv4Address, program: str | None = None,
+    def outbound(self, dest: IPv4Address, ports: PortRange, program: str | None = None,
                  service: str = "") -> fw.FirewallDecision:
-        """May this computer connect out to ``dest`` (``program``, None for the unknown
-        calling program)? Windows Firewall with Advanced Security filters outbound traffic
+        """May this computer connect out to ``dest`` on a port of ``ports`` (``program``,
+        None for the unknown calling program)? Windows Firewall with Advanced Security filters outbound traffic
         too (model/wfas.py); the XP SP2 / 2003 firewall filters inbound traffic only (TechNet
         cc737332: "Windows Firewall does not block outbound traffic")."""
         if not self._filters_outbound:
             return wf.OUT_ALLOWED
         assert self.local_wfas is not None
         return wf.outbound(self.local_wfas, self.policies.wfas or wf.WfasPolicy(),
-                           self.wfas_profile, self.subnet, dest, program, service)
+                           self.wfas_profile, self.subnet, dest, ports, program, service)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
         # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
