@@ -22,6 +22,7 @@ from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 from typing import Any
 
 from wmilab import flow, steps
+from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, gpo_wfas, hardening
 from wmilab.model import callback as cb
 from wmilab.model import dcom as dcom_model
@@ -58,9 +59,10 @@ class PolicySet:
 
 @dataclass(frozen=True)
 class GpoRuleAdd:
-    """Append ``command`` (New-, Set- or Remove-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
+    """Append ``command`` (New-, Set- or Remove-NetFirewallRule) to a GPO's WFAS Inbound or
+    Outbound Rules."""
 
-    key: str  # the policy key of the Inbound Rules node (model/gpo_wfas.py)
+    key: str  # the policy key of the Inbound or Outbound Rules node (model/gpo_wfas.py)
     command: str
 
 
@@ -173,7 +175,9 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, GpoRuleAdd):
         policy = dict(cfg.policy)
-        key, node = gpo_rules_entry(cfg.policy, edit.key)
+        canon = "/".join(p.strip() for p in edit.key.replace("\\", "/").split("/") if p.strip())
+        key, node = gpo_rules_entry(cfg.policy, edit.key,
+                                    gpo_wfas.split_key(canon.lower()) or "inbound rules")
         policy[key] = {**node, "rules": [*node.get("rules", []), edit.command]}
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, DcomEnable):
@@ -490,12 +494,13 @@ def _wfas_candidates(
     return out
 
 
-def gpo_rules_entry(policy: Mapping[str, Any], default: str) -> tuple[str, dict[str, Any]]:
-    """The policy key of the GPO's Inbound Rules as the scenario writes it (``default`` when
-    absent) and its table."""
+def gpo_rules_entry(policy: Mapping[str, Any], default: str,
+                    node: str = "Inbound Rules") -> tuple[str, dict[str, Any]]:
+    """The policy key of the GPO's Inbound (or Outbound) Rules as the scenario writes it
+    (``default`` when absent) and its table."""
     for k, v in policy.items():
         canon = "/".join(p.strip() for p in k.replace("\\", "/").split("/") if p.strip())
-        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == "inbound rules":
+        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == node.lower():
             return k, dict(v)
     return default, {}
 
@@ -526,7 +531,8 @@ def _outbound_candidates(world: World, host: str, dest: IPv4Address, ports: Port
     ps = h.spec.netsecurity_cmdlets
     program, service = (fw.SVCHOST, "winmgmt") if wmi_service else (None, "")
     out: list[Change] = []
-    for r in h.local_wfas.rules:
+    gpo = h.policies.wfas.rules if h.policies.wfas is not None else ()
+    for r in (*gpo, *h.local_wfas.rules):
         if r.direction != "out" or r.action != "block" or not r.enabled or (
                 prof not in r.profiles) or not r.remote.matches(dest, h.subnet) or (
                 not r.remote_ports.intersects(ports, ports)):
@@ -547,6 +553,10 @@ def _outbound_candidates(world: World, host: str, dest: IPv4Address, ports: Port
             summary = (f'Delete the outbound block rule "{r.name}" on {host}: it refuses '
                        f"{dest} ({r.remote.describe()}) and a block rule wins")
             pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
+        if r.origin == "policy":
+            # A Group Policy rule is edited in the GPO's Outbound Rules, where it was made.
+            out.append(_gpo_block_edit(world, host, r.name, pshell, summary, "Outbound Rules"))
+            continue
         shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
         out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
     src = str(dest)
@@ -646,16 +656,16 @@ def _addresses_without(networks: Iterable[IPv4Network], source: IPv4Address) -> 
 
 
 def _gpo_block_edit(world: World, host: str, name: str, command: str,
-                    summary: str) -> Change:
+                    summary: str, node: str = "Inbound Rules") -> Change:
     """Edit (``Set-NetFirewallRule``) or remove a block rule of the GPO's Inbound Rules: the
     command joins the GPO's rule list, run on the GPO's store after the command that made
     the rule, as ``Set-NetFirewallRule -PolicyStore <GPO>`` edits it in place."""
-    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/Inbound Rules")
+    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/{node}", node)
     edit = "Remove it" if command.startswith("Remove-") else (
         "Properties > Scope > Remote IP address: " + command.split("-RemoteAddress ")[1])
     steps_shown = (
         f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
-        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
+        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > {node}",
         f'The block rule "{name}": {edit}',
         f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
     return Change(host, "policy", f"{summary} (a Group Policy rule: edit it in the GPO)",
@@ -1029,8 +1039,13 @@ def _search(world: World, call: Call) -> tuple[list[Change], str | None]:
         assert step is not None
         cands, reason = _candidates(world, call, step)
         for cand in cands:
-            w2, c2 = apply_edit(world, call, cand.host, cand.edit)
-            v2 = flow.evaluate(w2, c2)
+            try:
+                w2, c2 = apply_edit(world, call, cand.host, cand.edit)
+                v2 = flow.evaluate(w2, c2)
+            except ConfigError:
+                # A candidate the host's own commands refuse (Windows would print an error
+                # and change nothing) is no fix; the next one is tried, never a traceback.
+                continue
             if _progress(verdict, v2):
                 changes.append(cand)
                 world, call, verdict = w2, c2, v2
