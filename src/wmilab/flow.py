@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wmilab import hresult as hr
 from wmilab import steps
+from wmilab.model import firewall as fw
 from wmilab.model.decision import Check
 from wmilab.model.hardening import PKT_INTEGRITY
-from wmilab.model.world import HostModel, World
+from wmilab.model.world import WINMGMT, HostModel, World
 
 if TYPE_CHECKING:
     from wmilab.scenario import Call
@@ -181,8 +182,11 @@ def evaluate(world: World, call: Call) -> Verdict:
     if not a.outgoing.ok:
         add(_step(steps.C1_CLIENT_DCOM, a, steps.client_dcom(a)))
         return Verdict(call, tuple(out))
-    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe.
-    s = _step(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip))
+    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe. A's own firewall first:
+    # WFAS filters outbound connections too.
+    out_a = steps.outbound(a, b.ip, steps.EPM_PORTS)
+    s = (_step(steps.C1_RPCSS, a, out_a) if not out_a.ok
+         else _step(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
@@ -193,7 +197,9 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(s)
         if not s.ok:
             return Verdict(call, tuple(out))
-    s = _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip))
+    out_a = steps.outbound(a, b.ip, b.wmi_ports)
+    s = (_step(steps.C1_WMI_PORT, a, out_a) if not out_a.ok
+         else _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
@@ -209,11 +215,16 @@ def evaluate(world: World, call: Call) -> Verdict:
     add(identity)
     if access is None:
         return Verdict(call, tuple(out))
-    s = _step(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip))
+    # B's WMI service (svchost.exe, service winmgmt) connects out to A: the WMI-Out rule.
+    out_b = steps.outbound(b, a.ip, steps.EPM_PORTS, fw.SVCHOST, WINMGMT)
+    s = (_step(steps.C2_RESOLVER_PORT, b, out_b) if not out_b.ok
+         else _step(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip)))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))
-    s = _step(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call)))
+    out_b = steps.outbound(b, a.ip, a.rpc_ports, fw.SVCHOST, WINMGMT)
+    s = (_step(steps.C2_SINK_PORT, b, out_b) if not out_b.ok
+         else _step(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, sink_program(call))))
     add(s)
     if not s.ok:
         return Verdict(call, tuple(out))

@@ -26,7 +26,7 @@ from wmilab.model import firewall as fw
 from wmilab.model import wmi as wmi_events
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 from wmilab.model.world import WINMGMT, HostModel, World
 
 __all__ = [
@@ -166,6 +166,18 @@ def _fw(v: fw.FirewallDecision) -> Check:
 def client_dcom(a: HostModel) -> Check:
     """c1.client-dcom: may A make DCOM calls to other computers at all?"""
     return a.outgoing
+
+
+# The endpoint mapper's port as a range, for the outbound questions (MS-RPCE 2.2.1.1.7).
+EPM_PORTS = PortRange.of(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),), "the endpoint mapper")
+
+
+def outbound(sender: HostModel, dest: IPv4Address, ports: PortRange,
+             program: str | None = None, service: str = "") -> Check:
+    """The sender's own firewall on a port step: Windows Firewall with Advanced Security
+    filters outbound connections too (model/wfas.py ``outbound``). ``program`` None: the
+    calling program on A, which the scenario does not name."""
+    return _fw(sender.outbound(dest, ports, program, service))
 
 
 def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
