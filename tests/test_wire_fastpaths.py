@@ -340,3 +340,39 @@ def test_verify_pdu_and_sign_pdu_equal_verify_and_sign(
         joined = b"".join(parts)
         assert fast.sign_pdu(parts) == joined + slow.sign(joined)
         assert _session_state(fast) == _session_state(slow)
+
+
+# -- ExecQuery read with three unpacks -------------------------------------------------------
+
+
+@given(st.text(max_size=40), st.text(max_size=200), st.integers(0, 2**32 - 1),
+       st.sampled_from(["as-is", "cut", "flip", "context", "extensions"]), st.integers(0, 400))
+def test_exec_query_fast_read_equals_the_ndr_reader(language: str, query: str, flags: int,
+                                                    kind: str, where: int) -> None:
+    from wmilab.wire import wmi
+
+    stub = wmi.build_exec_query_request(query, flags, language)
+    if kind == "cut":
+        stub = stub[:where % (len(stub) + 1)]
+    elif kind == "flip":
+        at = where % len(stub)
+        stub = stub[:at] + bytes([stub[at] ^ 0xFF]) + stub[at + 1:]
+    elif kind == "context":  # a pCtx pointer: an object follows, the NDR reader's job
+        stub = stub[:-4] + struct.pack("<I", 0x00020008)
+    elif kind == "extensions":
+        stub = stub[:28] + struct.pack("<I", 0x00020000) + stub[32:]
+    fast = wmi._parse_exec_query_fast(wmi.Op.EXEC_QUERY, stub)
+    if fast is None:
+        return  # declined: parse_wbem_services reads it the general way
+    general = wmi._parse_wbem_services(wmi.Op.EXEC_QUERY, stub)
+    assert repr(fast) == repr(general)
+    assert wmi.parse_wbem_services(wmi.Op.EXEC_QUERY, stub) == general
+
+
+def test_exec_query_fast_read_is_taken_for_impacket_and_aiowmi_requests() -> None:
+    from wmilab.wire import wmi
+
+    stub = wmi.build_exec_query_request("SELECT * FROM Win32_OperatingSystem")
+    fast = wmi._parse_exec_query_fast(20, stub)
+    assert fast is not None and fast.query == "SELECT * FROM Win32_OperatingSystem"
+    assert fast.query_language == "WQL" and fast.semisync and fast.forward_only

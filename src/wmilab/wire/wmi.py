@@ -357,6 +357,56 @@ def _services_op_name(opnum: int) -> str:
 
 def parse_wbem_services(opnum: int, stub: bytes) -> WbemRequest | Unsupported:
     """Parse any IWbemServices request; opnums we do not serve give ``Unsupported``."""
+    if opnum == _EXEC_QUERY:
+        fast = _parse_exec_query_fast(opnum, stub)
+        if fast is not None:
+            return fast
+    return _parse_wbem_services(opnum, stub)
+
+
+_EXEC_QUERY = int(Op.EXEC_QUERY)
+# ORPCTHIS without extensions, then strQueryLanguage's unique pointer and the head of its
+# FLAGGED_WORD_BLOB (MS-OAUT 2.2.23.2: conformance, cbBuffer, clSize), as _read_bstr reads.
+_EXEC_QUERY_HEAD = struct.Struct("<HHII16sIIIII")
+_BSTR_HEAD = struct.Struct("<IIII")
+_FLAGS_AND_CONTEXT = struct.Struct("<iI")
+
+
+def _parse_exec_query_fast(opnum: int, stub: bytes) -> WbemRequest | None:
+    """The usual synchronous ExecQuery (no ORPC extensions, both strings present, no
+    context object) read with three unpacks, as the NDR reader reads it; None for anything
+    else, which the general reader then reads (tests/test_wire_fastpaths.py)."""
+    size = len(stub)
+    if size < _EXEC_QUERY_HEAD.size:
+        return None
+    major, minor, oflags, _res, cid, ext, ptr, conformance, _cb, count = \
+        _EXEC_QUERY_HEAD.unpack_from(stub)
+    at = _EXEC_QUERY_HEAD.size
+    end = at + 2 * count
+    if ext or not ptr or count > conformance or end > size:
+        return None
+    language = stub[at:end].decode("utf-16-le", errors="replace").rstrip("\x00")
+    at = end + (-end % 4)
+    if at + _BSTR_HEAD.size > size:
+        return None
+    ptr, conformance, _cb, count = _BSTR_HEAD.unpack_from(stub, at)
+    at += _BSTR_HEAD.size
+    end = at + 2 * count
+    if not ptr or count > conformance or end > size:
+        return None
+    query = stub[at:end].decode("utf-16-le", errors="replace").rstrip("\x00")
+    at = end + (-end % 4)
+    if at + _FLAGS_AND_CONTEXT.size > size:
+        return None
+    flags, context = _FLAGS_AND_CONTEXT.unpack_from(stub, at)
+    if context:
+        return None
+    return WbemRequest(opnum, OrpcThis._read((major, minor), oflags, cid, False),
+                       flags & 0xFFFFFFFF, query_language=language, query=query)
+
+
+def _parse_wbem_services(opnum: int, stub: bytes) -> WbemRequest | Unsupported:
+    """parse_wbem_services with the NDR reader, for every request."""
     what = _services_op_name(opnum)
 
     def go(r: NdrReader) -> WbemRequest | Unsupported:
