@@ -509,39 +509,42 @@ class _RpcProtocol(asyncio.Protocol):
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
+        # The fields read here, in one unpack of the NamedTuple.
+        call_id, _context_id, opnum, object_uuid, stub, _iface, auth_level, _auth_ctx, identity \
+            = ev
         ctx = self._ctx
-        if ctx is None or ev.identity is not self._ctx_identity or ev.auth_level != ctx.auth_level:
+        if ctx is None or identity is not self._ctx_identity or auth_level != ctx.auth_level:
             # One context per security context of the connection, not one per call.
-            token = token_of(ev.identity)
+            token = token_of(identity)
             if token is None:
                 # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
                 # security context means no client identity).
                 token = srv.world.directory.anonymous_token(srv.name)
-            ctx = self._ctx = CallContext(token, self.local, self.peer, ev.auth_level)
-            self._ctx_identity = ev.identity
+            ctx = self._ctx = CallContext(token, self.local, self.peer, auth_level)
+            self._ctx_identity = identity
         token = ctx.token
         reply: Reply
         try:
             if self.service is not None:
                 name, reply = self.service.handle(ev, ctx)
             elif self.kind == "rpcss":
-                name = ids.op_name(ev.interface.uuid, ev.opnum)
-                reply = rpcss.handle(ev.interface, ev.opnum, ev.stub, ctx)
+                name = ids.op_name(ev.interface.uuid, opnum)
+                reply = rpcss.handle(ev.interface, opnum, stub, ctx)
             else:
-                name, reply = exporter.handle(ev.opnum, ev.object_uuid, ev.stub, ctx)
+                name, reply = exporter.handle(opnum, object_uuid, stub, ctx)
         except Exception:
-            log.exception("%s %s: internal error in opnum %d", srv.name, self.peer, ev.opnum)
-            name, reply = f"opnum {ev.opnum}", RpcFaultReply(RPC_E_SERVERFAULT)
+            log.exception("%s %s: internal error in opnum %d", srv.name, self.peer, opnum)
+            name, reply = f"opnum {opnum}", RpcFaultReply(RPC_E_SERVERFAULT)
         if isinstance(reply, RpcFaultReply):
             log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
-            conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            conn.send_fault(call_id, reply.status, did_not_execute=not_run)
             return
         if log.isEnabledFor(logging.INFO):
             status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
             log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
-        conn.send_response(ev.call_id, reply)
+        conn.send_response(call_id, reply)
 
     def _arm(self, seconds: float) -> None:
         """Close the connection ``seconds`` from now unless it is armed again before.
