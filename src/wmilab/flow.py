@@ -87,6 +87,10 @@ def _step(step_id: str, host: HostModel, c: Check) -> Step:
 # ---- the compiled call plan of a host -------------------------------------------------------
 
 _ASK: SourceTable[Step] = SourceTable((), None)  # no compiled answer: ask the step's question
+# Asked once, by the question: a host's table is compiled when it is asked a second time, so
+# a model that answers one call (a candidate of the fix search, a host of a one-call-per-host
+# file) costs no more than the question.
+_ONCE: SourceTable[Step] = SourceTable((), None)
 
 
 class HostPlan:
@@ -134,28 +138,33 @@ class HostPlan:
 
     def rpcss(self, model: HostModel) -> SourceTable[Step]:
         """c1.rpcss-port, this host as B."""
-        if self._rpcss is None:
-            self._rpcss = self._steps(steps.C1_RPCSS, model, steps.rpcss_sources(model))
-        return self._rpcss
+        found = self._rpcss
+        if found is None or found is _ONCE:
+            found = self._rpcss = _ONCE if found is None else self._steps(
+                steps.C1_RPCSS, model, steps.rpcss_sources(model))
+        return found
 
     def wmi(self, model: HostModel) -> SourceTable[Step]:
         """c1.wmi-port, this host as B."""
-        if self._wmi is None:
-            self._wmi = self._steps(steps.C1_WMI_PORT, model, steps.wmi_sources(model))
-        return self._wmi
+        found = self._wmi
+        if found is None or found is _ONCE:
+            found = self._wmi = _ONCE if found is None else self._steps(
+                steps.C1_WMI_PORT, model, steps.wmi_sources(model))
+        return found
 
     def resolver(self, model: HostModel) -> SourceTable[Step]:
         """c2.resolver-port, this host as A."""
-        if self._resolver is None:
-            self._resolver = self._steps(steps.C2_RESOLVER_PORT, model,
-                                         steps.rpcss_sources(model))
-        return self._resolver
+        found = self._resolver
+        if found is None or found is _ONCE:
+            found = self._resolver = _ONCE if found is None else self._steps(
+                steps.C2_RESOLVER_PORT, model, steps.rpcss_sources(model))
+        return found
 
     def sink(self, model: HostModel, sink: str) -> SourceTable[Step]:
         """c2.sink-port, this host as A, for a call's ``sink`` field."""
         found = self._sinks.get(sink)
-        if found is None:
-            found = self._sinks[sink] = self._steps(
+        if found is None or found is _ONCE:
+            found = self._sinks[sink] = _ONCE if found is None else self._steps(
                 steps.C2_SINK_PORT, model, steps.sink_sources(model, steps.sink_program(sink)))
         return found
 

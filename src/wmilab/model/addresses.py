@@ -194,7 +194,7 @@ class Scope:
         """The source networks this scope admits, for a host on ``local_subnet``
         (``matches`` holds exactly for the addresses inside them)."""
         if self.kind == "ALL":
-            return (IPv4Network("0.0.0.0/0"),)
+            return _ANY_NETWORKS
         if self.kind == "SUBNET":
             return (local_subnet,)
         return (*((local_subnet,) if self._local else ()), *self._nets)
@@ -253,6 +253,7 @@ class Scope:
 
 _ALL = Scope("ALL")
 _SUBNET = Scope("SUBNET")
+_ANY_NETWORKS = (IPv4Network("0.0.0.0/0"),)
 
 
 class SourceTable(Generic[_V]):
@@ -283,9 +284,9 @@ class SourceTable(Generic[_V]):
            default: _V | None) -> SourceTable[_V]:
         """The table of ``(scope, value)`` tried in order on a host on ``local_subnet``:
         :meth:`Scope.networks` holds exactly the addresses :meth:`Scope.matches` admits."""
-        return cls(tuple((int(net.network_address), int(net.broadcast_address), value)
-                         for scope, value in scopes for net in scope.networks(local_subnet)),
-                   default)
+        return cls(tuple((lo, lo | (_ALL_ADDRESSES >> net.prefixlen), value)
+                         for scope, value in scopes for net in scope.networks(local_subnet)
+                         for lo in (int(net.network_address),)), default)
 
     def get(self, source: int) -> _V | None:
         for lo, hi, value in self.spans:

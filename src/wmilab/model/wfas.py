@@ -454,8 +454,8 @@ class EffectiveWfas:
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
                        local_subnet: IPv4Network | None = None, service: str = "") -> FirewallDecision:
         """A connection to ``program`` on a port the RPC runtime picks from ``ports``
-        (KB 154596): allowed only if the first matching rule for the source admits every
-        port of the range and no block rule matches any port of it."""
+        (KB 154596): allowed only if an allow rule that holds the source admits every port of
+        the range and no block rule that holds it touches any port of it."""
         subnet = self.subnet if local_subnet is None else local_subnet
         return self.dynamic_admission(ports, program, service).decide(source, subnet)
 
