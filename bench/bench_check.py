@@ -4,7 +4,8 @@ hosts side by side, and load time.
 Prints figures; asserts nothing (machines are noisy). Times are given as wall-clock and as
 the process's CPU time: on a shared machine the CPU time is the steadier of the two.
 Usage:
-    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000] [--small 1000]
+    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000] [--small 1000] [--modern]
+        [--only-fixes | --only-verdicts]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make, remote_admin_pair
+from conftest import CORP, make, remote_admin_pair
 from wmilab import flow, steps
 from wmilab.client.callback import CallbackListener
 from wmilab.client.session import (
@@ -202,6 +202,37 @@ def test_async_failures_on_connection_2_match_the_flow(case: str) -> None:
     assert verdict.failed is not None
     _rows, _log, failed = _async(copy.deepcopy(doc))
     assert failed == f"{verdict.failed.id} {verdict.hresult.hex}"
+
+
+@pytest.mark.parametrize(("workgroup", "expected"), [(True, "c2.access 0x80070005"),
+                                                      (False, None)])
+def test_the_client_s_sink_enforces_unsecapp_access_control_as_the_model(
+        workgroup: bool, expected: str | None) -> None:
+    # Vista and later: UnsecAppAccessControlDefault = 1 on A. B's anonymous callback (a
+    # workgroup B with AllowAnonymousCallback = 1) is refused by the sink itself; B's machine
+    # account, the computer the sink was handed to, is taken.
+    wmi_on = ('netsh advfirewall firewall set rule group="Windows Management Instrumentation '
+              '(WMI)" new enable=yes')
+    b: dict[str, Any] = {"os": "2022", "address": "10.0.0.2/24", "netsh": [wmi_on]}
+    if workgroup:
+        b.update(workgroup="WORKGROUP", accounts={"Administrator": "Adm!n500"},
+                 registry={"AllowAnonymousCallback": 1})
+    else:
+        b["domain"] = "CORP"
+    doc = {"domains": {"CORP": copy.deepcopy(CORP)},
+           "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.0.0.1/24",
+                           "netsh": [wmi_on],
+                           "registry": {"UnsecAppAccessControlDefault": 1},
+                           "dcom": {"access_limits": {
+                               "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                     "B": b},
+           "calls": [{"from": "A", "to": "B", "mode": "async", "auth_level": "integrity",
+                      "user": "B\\Administrator" if workgroup else "CORP\\admin"}]}
+    verdict = flow.evaluate(make(doc).world, make(doc).calls[0])
+    predicted = None if verdict.ok else f"{verdict.failed.id} {verdict.hresult.hex}"  # type: ignore[union-attr]
+    rows, _log, failed = _async(copy.deepcopy(doc))
+    assert failed == predicted == expected
+    assert (rows > 0) == (expected is None)
 
 
 def test_the_client_s_listener_survives_garbage_and_still_resolves() -> None:

@@ -200,6 +200,9 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
             b.setdefault("registry", {})["AllowAnonymousCallback"] = 1
         b["accounts"]["Administrator"] = "Adm!n500"
         b["groups"]["Administrators"] = [*b["groups"]["Administrators"], "B\\Administrator"]
+        if oses.get(os_b).server and draw(st.booleans()):
+            # A cluster node: root\MSCluster exists, marked RequiresEncryption (KB 2590230).
+            b["features"] = ["Failover-Clustering"]
     # bob may log on to exactly one namespace (rights there, and by inheritance below it).
     bob_ns = draw(st.sampled_from([ns.path for ns in namespaces.for_os(os_b) if ns.key != "root"]))
     bob_launch = draw(st.booleans())
@@ -212,6 +215,9 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                          "netsh": list(conn2[draw(st.sampled_from(sorted(conn2)))])}
     if os_a == "2003-sp1":
         a["netsh"].insert(0, "netsh firewall set opmode mode=ENABLE")
+    if oses.get(os_a).modern and draw(st.booleans()):
+        # unsecapp's own check: only B's machine account may call the sink back.
+        a["registry"] = {"UnsecAppAccessControlDefault": 1}
     # A's Access Permissions limits decide which rung of B's callback ladder gets in: the
     # defaults (Everyone: remote access), ANONYMOUS LOGON added, or Everyone cut to local access
     # so that only the anonymous fallback (or nothing) passes.
@@ -298,6 +304,33 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                      "namespace": "root/cimv2/terminalservices"},
                     {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "sync",
                      "namespace": "root\\CIMV2\\TerminalServices", "auth_level": "privacy"}]})
+# UnsecAppAccessControlDefault = 1 on A: the anonymous callback of a workgroup B is refused
+# by the sink, the callback of a domain B (its machine account) is taken.
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.250.249.1/24",
+                          "netsh": _WFAS_CONN2["WMI group"],
+                          "registry": {"UnsecAppAccessControlDefault": 1},
+                          "dcom": {"access_limits": {
+                              "ANONYMOUS LOGON": ["local access", "remote access"]}}},
+                    "B": {"os": "2019", "workgroup": "WORKGROUP",
+                          "address": "10.250.249.2/24", "netsh": _WFAS_CONN2["WMI group"],
+                          "registry": {"AllowAnonymousCallback": 1},
+                          "accounts": {"Administrator": "Adm!n500"}},
+                    "C": {"os": "2022", "domain": "CORP", "address": "10.250.249.3/24",
+                          "netsh": _WFAS_CONN2["WMI group"]}},
+          "calls": [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async"},
+                    {"from": "A", "to": "C", "user": "CORP\\admin", "mode": "async"}]})
+# A cluster node (Failover Clustering): root\MSCluster refuses below privacy (aiowmi issue 38).
+@example({"domains": {"CORP": CORP},
+          "hosts": {"A": {"os": "11", "domain": "CORP", "address": "10.250.254.1/24",
+                          "netsh": _WFAS_CONN2["WMI group"]},
+                    "B": {"os": "2022", "domain": "CORP", "address": "10.250.254.2/24",
+                          "netsh": _WFAS_CONN2["WMI group"],
+                          "features": ["Failover-Clustering"]}},
+          "calls": [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "semisync",
+                     "namespace": "root\\MSCluster"},
+                    {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
+                     "namespace": "root/mscluster", "auth_level": "privacy"}]})
 def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[str, Any]) -> None:
     s = make(doc)
     running = ThreadedLab(s, client_host="A")

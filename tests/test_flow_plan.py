@@ -113,6 +113,8 @@ def _host(draw: st.DrawFn, i: int) -> dict[str, Any]:
         if draw(st.booleans()):
             registry["AllowAnonymousCallback"] = 1
         if draw(st.booleans()):
+            registry["UnsecAppAccessControlDefault"] = 1
+        if draw(st.booleans()):
             host["commands"] = ["winmgmt /standalonehost"]
     if registry:
         host["registry"] = registry
@@ -300,7 +302,7 @@ def _walk(world: World, call: Call) -> tuple[flow.Step, ...]:
         return tuple(out)
     if not add(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, steps.sink_program(call.sink))):
         return tuple(out)
-    add(steps.C2_ACCESS, a, steps.callback_access(a, rungs))
+    add(steps.C2_ACCESS, a, steps.callback_access(a, rungs, steps.sink_program(call.sink), b.name))
     return tuple(out)
 
 

@@ -166,6 +166,71 @@ def test_bad_requires_encryption_names_line_and_field(os: str, value: str, words
     assert words in e.message
 
 
+# ---- root\MSCluster: a feature's namespace, marked RequiresEncryption -----------------------
+
+CLUSTER = "root\\MSCluster"
+FC = ["Failover-Clustering"]
+
+
+def test_mscluster_exists_only_with_failover_clustering() -> None:
+    d = pair()
+    d["calls"] = [c(namespace=CLUSTER, auth_level="privacy")]
+    without = verdict(d)
+    d["hosts"]["B"]["features"] = FC
+    assert (without.result, verdict(d).result) == ("0x8004100E", "ok")
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    (None, "0x80041003"), ("integrity", "0x80041003"), ("privacy", "ok")])
+def test_mscluster_refuses_below_privacy_as_terminal_services_does(level: str | None,
+                                                                  expected: str) -> None:
+    d = pair(features=FC)
+    call = c(namespace=CLUSTER, **({} if level is None else {"auth_level": level}))
+    d["calls"] = [call, {**call, "namespace": TS}]
+    s = make(d)
+    got = [flow.evaluate(s.world, x) for x in s.calls]
+    assert [v.result for v in got] == [expected, expected]
+    if expected != "ok":
+        failed = got[0].failed
+        assert failed is not None and (failed.id, failed.where) == (steps.C1_NAMESPACE,
+                                                                   "encryption")
+        assert "WBEM_MC_WBEM_REQUIRES_ENCRYPTION_DENIED" in failed.detail
+        # The same fix as for TerminalServices: the program asks for privacy, proven.
+        fix = remedy.remedy(s.world, s.calls[0])
+        assert fix.proven and [ch.kind for ch in fix.changes] == ["call"]
+        assert "privacy" in fix.changes[0].commands[0]
+
+
+FEATURES_HEAD = """
+[domains.CORP]
+dns = "corp.example"
+accounts = { admin = "Adm1n!" }
+
+[hosts.B]
+os = "{os}"
+domain = "CORP"
+address = "10.1.0.2/24"
+features = {value}
+"""
+
+
+@pytest.mark.parametrize(("os", "value", "field", "words"), [
+    ("2003-sp1", '["Failover-Clustering"]', "features[0]", "Windows Server 2008 and later"),
+    ("11", '["Failover-Clustering"]', "features[0]", "Windows 11"),
+    ("2022", '["Hyper-V"]', "features[0]", "unknown feature 'Hyper-V'"),
+    ("2022", '["Failover-Clustering", 3]', "features[1]", "a feature name"),
+    ("2022", '"Failover-Clustering"', "features", "must be a list"),
+])
+def test_bad_features_name_file_line_and_field(os: str, value: str, field: str,
+                                               words: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        loads(FEATURES_HEAD.replace("{os}", os).replace("{value}", value), "f.toml")
+    e = info.value
+    assert (e.file, e.line) == ("f.toml", 10), str(e)
+    assert e.field == f"hosts.B.{field}", e.field
+    assert words in e.message, e.message
+
+
 # ---- Connection 2 on Vista and later ----------------------------------------------------
 
 
@@ -226,6 +291,99 @@ def test_allow_anonymous_callback_warns_on_xp() -> None:
     s = make(d)
     assert any("AllowAnonymousCallback has no effect on xp-sp2" in w
                for w in s.world.host("B").warnings())
+
+
+# ---- UnsecAppAccessControlDefault on A: unsecapp's own check of its callers ----------------
+
+UNSECAPP_CHECK = {"UnsecAppAccessControlDefault": 1}
+
+
+def _unsecapp_on(d: dict[str, Any], value: int | None = 1) -> dict[str, Any]:
+    if value is not None:
+        d["hosts"]["A"].setdefault("registry", {})["UnsecAppAccessControlDefault"] = value
+    return d
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "ok"), (0, "ok"), (1, "0x80070005")])
+def test_unsecapp_access_control_refuses_the_anonymous_callback(value: int | None,
+                                                                expected: str) -> None:
+    v = verdict(_unsecapp_on(workgroup_pair(allow=1), value))
+    assert v.result == expected
+    if expected != "ok":
+        failed = v.failed
+        assert failed is not None and (failed.id, failed.where) == (steps.C2_ACCESS, "unsecapp")
+        assert "UnsecAppAccessControlDefault = 1 on A" in failed.detail
+        assert "ANONYMOUS LOGON" in failed.detail
+
+
+def test_unsecapp_access_control_takes_b_s_machine_account() -> None:
+    d = _unsecapp_on(pair())
+    d["calls"] = [c("async")]
+    v = verdict(d)
+    assert v.ok, v.failed
+    access = next(s for s in v.steps if s.id == steps.C2_ACCESS)
+    assert access.ok
+
+
+def test_unsecapp_access_control_refuses_a_guest_mapped_callback() -> None:
+    # B in a domain A does not trust; A's Guest is enabled, so B's machine account arrives as
+    # Guest (KB 103390), which A's limits admit but unsecapp's check does not.
+    d = pair()
+    d["domains"]["OTHER"] = {"dns": "other.example", "accounts": {"admin": "0ther!"}}
+    d["hosts"]["B"]["domain"] = "OTHER"
+    d["hosts"]["B"]["groups"] = {"Administrators": ["OTHER\\admin"]}
+    d["hosts"]["A"]["accounts"] = {"Guest": ""}
+    d["calls"] = [{"from": "A", "to": "B", "user": "OTHER\\admin", "mode": "async"}]
+    before = verdict(d)
+    after = verdict(_unsecapp_on(copy.deepcopy(d)))
+    identity = next(s for s in before.steps if s.id == steps.C2_IDENTITY)
+    assert identity.where == "guest" and before.ok, before.failed
+    assert after.failed is not None and after.failed.where == "unsecapp"
+    assert "is not it" in after.failed.detail
+
+
+def test_unsecapp_access_control_does_not_apply_to_an_application_s_own_sink() -> None:
+    d = _unsecapp_on(workgroup_pair(allow=1))
+    d["calls"][0]["sink"] = "C:\\Monitor\\sink.exe"
+    d["hosts"]["A"]["netsh"] = [*d["hosts"]["A"]["netsh"], "netsh advfirewall firewall add "
+                                'rule name=sink dir=in action=allow program="C:\\Monitor\\sink.exe"']
+    assert verdict(d).result == "ok"
+
+
+def test_unsecapp_refusal_gets_the_semisynchronous_call_never_the_value_back_to_0() -> None:
+    s = make(_unsecapp_on(workgroup_pair(allow=1)))
+    fix = remedy.remedy(s.world, s.calls[0])
+    assert not fix.changes and fix.unfixable is not None
+    assert "does not set UnsecAppAccessControlDefault back to 0" in fix.unfixable
+    assert [ch.kind for ch in fix.semisync] == ["call"]
+    assert all(not (isinstance(ch.edit, remedy.RegistrySet)
+                    and ch.edit.name == "UnsecAppAccessControlDefault")
+               for ch in fix.all_changes())
+
+
+def test_unsecapp_with_a_refused_machine_account_gets_its_remote_access_fixed() -> None:
+    # A's limits refuse everyone remotely but ANONYMOUS LOGON: B's machine account is refused
+    # by COM, and the anonymous retry by unsecapp. The fix grants B$ Remote Access, proven.
+    d = _unsecapp_on(pair())
+    d["hosts"]["A"]["dcom"] = {"access_limits": {"Everyone": ["local access"], **ANON_REMOTE}}
+    d["calls"] = [c("async")]
+    s = make(d)
+    assert flow.evaluate(s.world, s.calls[0]).failed.id == steps.C2_ACCESS  # type: ignore[union-attr]
+    fix = remedy.remedy(s.world, s.calls[0])
+    assert fix.proven and [ch.kind for ch in fix.changes] == ["dcom"], fix
+    assert "CORP\\B$" in fix.changes[0].summary
+
+
+def test_unsecapp_access_control_warns_on_xp_and_a_bad_value_is_refused() -> None:
+    d = workgroup_pair(os_a="xp-sp2", os_b="xp-sp2")
+    d["hosts"]["A"]["netsh"] = d["hosts"]["B"]["netsh"] = []
+    s = make(_unsecapp_on(d))
+    assert any("UnsecAppAccessControlDefault has no effect on xp-sp2" in w
+               for w in s.world.host("A").warnings())
+    with pytest.raises(ScenarioError) as info:
+        make(_unsecapp_on(pair(), 2))
+    assert info.value.field == "hosts.A.registry.UnsecAppAccessControlDefault"
+    assert "0 (no access check" in info.value.message
 
 
 def test_async_in_rule_on_a_is_connection_2s_firewall_step() -> None:

@@ -97,6 +97,44 @@ def test_wmilab_client_gets_the_anonymous_callback_only_if_b_allows_it(
         assert chk.rows == 1
 
 
+@pytest.mark.parametrize(("workgroup", "sink", "expected"), [
+    # An anonymous callback: unsecapp with UnsecAppAccessControlDefault = 1 refuses it ...
+    (True, "unsecapp", "0x80070005"),
+    # ... but not an application's own sink, which does not read the value.
+    (True, "C:\\Monitor\\sink.exe", "ok"),
+    # B's machine account, the computer that obtained the sink: unsecapp takes it.
+    (False, "unsecapp", "ok"),
+])
+def test_unsecapp_access_control_on_a_is_enforced_by_the_sink_on_the_wire(
+        workgroup: bool, sink: str, expected: str) -> None:
+    doc = pair(workgroup=workgroup, allow=1)
+    a = doc["hosts"]["A"]
+    a["registry"] = {"UnsecAppAccessControlDefault": 1}
+    a["netsh"] = [*a["netsh"], "netsh advfirewall firewall add rule name=sink dir=in "
+                  'action=allow program="C:\\Monitor\\sink.exe"']
+    user = "B\\Administrator" if workgroup else "CORP\\admin"
+    doc["calls"] = [{"from": "A", "to": "B", "user": user, "mode": "async", "sink": sink}]
+    lab = _lab(doc)
+    try:
+        (chk,) = verify_calls(lab, {user: "Adm!n500" if workgroup else "Adm1n!"})
+        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
+    finally:
+        lab.close()
+    assert chk.wire == chk.predicted.result == expected, chk
+    (outcome,) = outcomes
+    if expected != "ok":
+        failed = chk.predicted.failed
+        assert failed is not None and (failed.id, failed.where) == (steps.C2_ACCESS, "unsecapp")
+        # B dialled A and its call was refused with ERROR_ACCESS_DENIED: A's firewall let it
+        # in and A's limits grant ANONYMOUS LOGON Remote Access (the application's own sink
+        # gets it), so the refusal is unsecapp's.
+        assert (outcome.attempts, outcome.identity, outcome.reason) == (
+            1, "NT AUTHORITY\\ANONYMOUS LOGON", "fault 0x00000005")
+    else:
+        assert outcome.identity == ("NT AUTHORITY\\ANONYMOUS LOGON" if workgroup
+                                    else "CORP\\B$")
+
+
 def test_encrypted_namespace_callback_goes_at_privacy_as_the_machine_account() -> None:
     doc = pair()
     doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
@@ -127,7 +165,8 @@ def test_encrypted_namespace_callback_from_a_workgroup_is_refused() -> None:
     assert outcome.attempts == 0 and "ASYNC_DENIED" in outcome.reason
 
 
-async def _aiowmi_login_then_query(address: str, namespace: str) -> str:
+async def _aiowmi_login_then_query(address: str, namespace: str,
+                                   wql: str = "SELECT * FROM __NAMESPACE") -> str:
     from aiowmi.connection import Connection
     from aiowmi.query import Query
 
@@ -139,7 +178,7 @@ async def _aiowmi_login_then_query(address: str, namespace: str) -> str:
         service = await conn.negotiate_ntlm()
         await conn.login_ntlm(service, namespace)  # the login itself is not refused
         try:
-            query = Query("SELECT * FROM __NAMESPACE", namespace=namespace)
+            query = Query(wql, namespace=namespace)
             async with query.context(conn, service) as qc:
                 async for _props in qc.results():
                     pass
@@ -167,6 +206,35 @@ def test_aiowmi_logs_in_and_is_refused_at_the_query_as_in_its_issue_38() -> None
     # aiowmi calls the WMI port at max(authnHint, integrity): below privacy.
     assert got == flow.evaluate(s.world, s.calls[0]).result == "0x80041003"
     assert plain == "ok"
+
+
+def test_aiowmi_issue_38_root_mscluster_login_works_the_query_is_refused_below_privacy(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    # A Server 2022 cluster node: root\MSCluster exists (Failover Clustering) and is marked
+    # RequiresEncryption (KB 2590230).
+    doc = pair()
+    doc["hosts"]["B"]["features"] = ["Failover-Clustering"]
+    call = {"from": "A", "to": "B", "user": "CORP\\admin", "namespace": "root\\MSCluster"}
+    doc["calls"] = [call, {**call, "auth_level": "privacy"}]
+    lab = _lab(doc)
+    lab.act_as("B", "A")
+    try:
+        # aiowmi: NTLMLogin succeeds, ExecQuery (at integrity) gets WBEM_E_ACCESS_DENIED.
+        got = asyncio.run(_aiowmi_login_then_query(lab.address("B"), "root/MSCluster",
+                                                   "SELECT * FROM MSCluster_Node"))
+        # Unmodified wmiquery.py at privacy reads the node.
+        out = _wmiquery(lab.address("B"), "root\\MSCluster", "SELECT Name, State FROM "
+                        "MSCluster_Node", "privacy", tmp_path)
+    finally:
+        lab.close()
+    s = lab.scenario
+    predicted = [flow.evaluate(s.world, c).result for c in s.calls]
+    assert got == predicted[0] == "0x80041003"
+    assert predicted[1] == "ok" and "Error" not in out, out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("|")]
+    assert [[cell.strip() for cell in r[1:3]] for r in rows] == [["B", "0"]], out
 
 
 def _wmiquery(address: str, namespace: str, query: str, level: str, tmp: Path) -> str:

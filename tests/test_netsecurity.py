@@ -452,6 +452,57 @@ def test_local_rules_off_gets_a_group_policy_fix_that_proves_itself(tmp_path: Pa
     assert rules and all(f"-RemoteAddress {A_IP}" in r for r in rules), rules
 
 
+@pytest.mark.parametrize(("remote", "kept", "edit"), [
+    # The caller among others: the GPO's rule is narrowed, and still blocks the others.
+    (f"{A_IP},10.77.0.9", "10.77.0.9", "Set-NetFirewallRule"),
+    ("10.77.0.0/24", "10.77.0.0,10.77.0.2-10.77.0.255", "Set-NetFirewallRule"),
+    # A keyword: the addresses it covers on this network, without the caller.
+    ("Any", "0.0.0.0-10.77.0.0,10.77.0.2-255.255.255.255", "Set-NetFirewallRule"),
+    ("LocalSubnet", "10.77.0.0,10.77.0.2-10.77.0.255", "Set-NetFirewallRule"),
+    # Only the caller: the rule is removed from the GPO.
+    (A_IP, None, "Remove-NetFirewallRule"),
+])
+def test_a_group_policy_block_rule_gets_a_group_policy_fix(
+        tmp_path: Path, remote: str, kept: str | None, edit: str) -> None:
+    doc = pair(commands=[GROUP_ON], policy=gp(Inbound_Rules={"rules": [
+        f"New-NetFirewallRule -DisplayName 'GP block' -Action Block -RemoteAddress {remote}"]}))
+    doc["hosts"]["C"] = {"os": "11", "domain": "CORP", "address": "10.77.0.9/24"}
+    doc["calls"].append({"from": "C", "to": "B", "user": "CORP\\admin"})
+    s = loads(tomlkit.dumps(doc))
+    first = flow.evaluate(s.world, s.calls[0]).failed
+    assert first is not None and first.id == "c1.rpcss-port"
+    fix = remedy.remedy(s.world, s.calls[0])
+    assert fix.proven and [ch.kind for ch in fix.changes] == ["policy"], fix.changes
+    command = fix.changes[0].edit.command  # type: ignore[union-attr]
+    assert command.startswith(f'{edit} -DisplayName "GP block"'), command
+    if kept is not None:
+        assert command.endswith(f"-RemoteAddress {kept}")
+    # The GPO after the fix, as a scenario file: the caller gets through; a computer the
+    # narrowed rule still names stays blocked (the fix removes no more than the caller).
+    world, _ = remedy.apply(s.world, s.calls[0], fix.changes)
+    fixed = copy.deepcopy(doc)
+    fixed["hosts"]["B"]["policy"] = {k: dict(v) for k, v in world.configs["B"].policy.items()}
+    after = loads(tomlkit.dumps(fixed))
+    assert flow.evaluate(after.world, after.calls[0]).ok
+    assert flow.evaluate(after.world, after.calls[1]).ok == (kept is None)
+
+
+def test_wmilab_fix_narrows_the_group_policy_block_rule_in_the_gpo(tmp_path: Path) -> None:
+    doc = pair(commands=[GROUP_ON], policy=gp(Inbound_Rules={"rules": [
+        f"New-NetFirewallRule -DisplayName 'GP block' -Action Block -RemoteAddress "
+        f"{A_IP},10.77.0.9"]}))
+    src, out = tmp_path / "in.toml", tmp_path / "out.toml"
+    src.write_text(tomlkit.dumps(doc))
+    r = CliRunner().invoke(app, ["fix", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    fixed = loads(out.read_text())
+    assert flow.evaluate(fixed.world, fixed.calls[0]).ok
+    rules = fixed.world.configs["B"].policy[f"{NODE}/Inbound Rules"]["rules"]  # type: ignore[index]
+    assert rules[-1] == 'Set-NetFirewallRule -DisplayName "GP block" -RemoteAddress 10.77.0.9'
+    # No local command: a local one cannot edit a Group Policy rule.
+    assert fixed.world.configs["B"].netsh == loads(tomlkit.dumps(doc)).world.configs["B"].netsh
+
+
 def test_wmilab_fix_writes_the_group_policy_rules(tmp_path: Path) -> None:
     doc = pair(commands=[GROUP_ON], policy=gp(Domain_Profile={
         "apply_local_firewall_rules": "No"}))

@@ -11,6 +11,7 @@ functions, so what this module predicts is what a client gets on the wire.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from wmilab import hresult as hr
@@ -75,6 +76,11 @@ class Verdict(NamedTuple):
 def sink_program(call: Call) -> str:
     """The program that hosts the callback sink on A."""
     return steps.sink_program(call.sink)
+
+
+@lru_cache(maxsize=256)
+def _sink_program(sink: str) -> str:
+    return steps.sink_program(sink)
 
 
 def _step(step_id: str, host: HostModel, c: Check) -> Step:
@@ -264,12 +270,12 @@ def _security_c1_eval(world: World, a: HostModel, b: HostModel, call: Call, leve
 
 
 def _callback(world: World, a: HostModel, b: HostModel, pb: HostPlan,
-              namespace: str) -> tuple[Step, Step | None]:
+              namespace: str, program: str) -> tuple[Step, Step | None]:
     """c2.identity and c2.access: they depend on B and on A (whom it trusts, its Guest
-    account) and on whether the namespace requires encryption, so a world remembers them.
-    The access step is None when B does not call back at all."""
+    account), on whether the namespace requires encryption and on the sink's program, so a
+    world remembers them. The access step is None when B does not call back at all."""
     encrypted = pb.encrypted(b, namespace)
-    key = ("cb", b.name, a.name, encrypted)
+    key = ("cb", b.name, a.name, encrypted, program)
     found = world.memo.get(key)
     if found is None:
         rungs = steps.callback_ladder(world, b.name, a.name, namespace)
@@ -293,7 +299,8 @@ def _callback(world: World, a: HostModel, b: HostModel, pb: HostPlan,
         identity = _step(steps.C2_IDENTITY, b, Check(
             True, f"{b.name} calls back as {who}",
             "anonymous" if token.anonymous else "guest" if token.guest else "machine"))
-        found = (identity, _step(steps.C2_ACCESS, a, steps.callback_access(a, rungs)))
+        found = (identity, _step(steps.C2_ACCESS, a,
+                                 steps.callback_access(a, rungs, program, b.name)))
         world.memo[key] = found
     return found  # type: ignore[return-value]
 
@@ -342,7 +349,8 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, c1)
 
     # Connection 2: B calls back the sink on A.
-    identity, access = _callback(world, a, b, pb, call.namespace)
+    program = _sink_program(call.sink)
+    identity, access = _callback(world, a, b, pb, call.namespace, program)
     if access is None:
         return Verdict(call, (*c1, identity))
     table = pa.resolver(a)
@@ -352,7 +360,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, (*c1, identity, s))
     table = pa.sink(a, call.sink)
     sink = table.const or table.get(pb.ipn) or _step(
-        steps.C2_SINK_PORT, a, steps.sink_port(a, pb.ip, sink_program(call)))
+        steps.C2_SINK_PORT, a, steps.sink_port(a, pb.ip, program))
     if not sink.ok:
         return Verdict(call, (*c1, identity, s, sink))
     return Verdict(call, (*c1, identity, s, sink, access))

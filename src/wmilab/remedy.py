@@ -16,9 +16,9 @@ callback, after the semisynchronous alternative that needs no grant at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 from typing import Any
 
 from wmilab import flow, steps
@@ -57,7 +57,7 @@ class PolicySet:
 
 @dataclass(frozen=True)
 class GpoRuleAdd:
-    """Append ``command`` (a New-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
+    """Append ``command`` (New-, Set- or Remove-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
 
     key: str  # the policy key of the Inbound Rules node (model/gpo_wfas.py)
     command: str
@@ -506,16 +506,19 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
 
 def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None,
                   program: str, service: str) -> list[Change]:
-    """A local block rule that refuses ``source`` wins over every allow rule (Learn "Windows
+    """A block rule that refuses ``source`` wins over every allow rule (Learn "Windows
     Firewall with Advanced Security", rule precedence), so no allow rule can help: take
     ``source`` out of its remote addresses (the rule keeps blocking the others), or delete
-    the rule when it names no other computer or blocks whole networks by keyword."""
+    the rule when it names no other computer. A local
+    rule is edited with netsh (and PowerShell); a Group Policy rule in the GPO's Inbound
+    Rules, where it was made (a local command cannot edit it: Learn, rule merging)."""
     h = world.host(host)
     assert h.local_wfas is not None
     prof = h.wfas_profile
     ps = h.spec.netsecurity_cmdlets
+    gpo = h.policies.wfas.rules if h.policies.wfas is not None else ()
     out: list[Change] = []
-    for r in h.local_wfas.rules:
+    for r in (*gpo, *h.local_wfas.rules):
         if r.action != "block" or not r.enabled or r.direction != "in" or (
                 prof not in r.profiles) or not r.matches_identity("TCP", program, service):
             continue
@@ -523,12 +526,11 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
                 else r.local_ports.intersects(h.rpc_ports, h.rpc_ports))
         if not hits or not r.remote.matches(source, h.subnet):
             continue
-        rest: list[str] = []
-        if r.remote.kind == "CUSTOM":
-            me = IPv4Network(f"{source}/32")
-            for net in r.remote.networks(h.subnet):
-                rest += ([str(n) for n in sorted(net.address_exclude(me))] if me.subnet_of(net)
-                         else [str(net)])
+        # Narrowest first: the rule keeps blocking every other address it blocked, written
+        # as addresses, subnets and ranges (a keyword, Any or LocalSubnet, as the ranges it
+        # covers on this network: Choice, docs/choices.md); deleted only when it named no
+        # one else.
+        rest = _addresses_without(r.remote.networks(h.subnet), source)
         if rest:
             cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in '
                    f"new remoteip={','.join(rest)}")
@@ -539,9 +541,53 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
             summary = (f'Delete the block rule "{r.name}" on {host}: it refuses {source} '
                        f"({r.remote.describe()}) and a block rule wins over every allow rule")
             pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
+        if r.origin == "policy":
+            out.append(_gpo_block_edit(world, host, r.name, pshell, summary))
+            continue
         shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
         out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
     return out
+
+
+def _addresses_without(networks: Iterable[IPv4Network], source: IPv4Address) -> list[str]:
+    """``networks`` without ``source``, as remoteip / -RemoteAddress write them: an address, a
+    subnet, or a range ``a-b`` (Learn "Netsh AdvFirewall Firewall Commands", remoteip)."""
+    spans: list[list[int]] = []
+    me = int(source)
+    for net in sorted(networks):
+        lo, hi = int(net.network_address), int(net.broadcast_address)
+        for a, b in ((lo, min(hi, me - 1)), (max(lo, me + 1), hi)) if lo <= me <= hi else ((lo, hi),):
+            if a > b:
+                continue
+            if spans and a <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], b)
+            else:
+                spans.append([a, b])
+    out: list[str] = []
+    for a, b in spans:
+        nets = list(summarize_address_range(IPv4Address(a), IPv4Address(b)))
+        if len(nets) == 1:
+            out.append(str(nets[0].network_address) if a == b else str(nets[0]))
+        else:
+            out.append(f"{IPv4Address(a)}-{IPv4Address(b)}")
+    return out
+
+
+def _gpo_block_edit(world: World, host: str, name: str, command: str,
+                    summary: str) -> Change:
+    """Edit (``Set-NetFirewallRule``) or remove a block rule of the GPO's Inbound Rules: the
+    command joins the GPO's rule list, run on the GPO's store after the command that made
+    the rule, as ``Set-NetFirewallRule -PolicyStore <GPO>`` edits it in place."""
+    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/Inbound Rules")
+    edit = "Remove it" if command.startswith("Remove-") else (
+        "Properties > Scope > Remote IP address: " + command.split("-RemoteAddress ")[1])
+    steps_shown = (
+        f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
+        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
+        f'The block rule "{name}": {edit}',
+        f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
+    return Change(host, "policy", f"{summary} (a Group Policy rule: edit it in the GPO)",
+                  steps_shown, GpoRuleAdd(key, command))
 
 
 def _quote(path: str) -> str:
@@ -746,6 +792,17 @@ def _access(world: World, call: Call, step: flow.Step) -> Candidates:
         return [_standalone_level(world, call)], None
     if step.where == "restrict-remote-clients":
         return [_restrict_remote_clients(call.source)], None
+    if step.where == "unsecapp":
+        # UnsecAppAccessControlDefault = 1 on A: unsecapp takes only B's machine account,
+        # which A recognizes only when a trust joins them, and no setting makes one. Setting
+        # the value back to 0 removes the protection an administrator chose (Learn WmiSdk/
+        # setting-security-on-an-asynchronous-call: "To secure asynchronous calls in
+        # scripting, set the registry key to 1"): never proposed. remedy() offers the
+        # semisynchronous call, which needs no callback (Choice, docs/choices.md).
+        return [], (f"{step.detail}. No setting makes {call.target}'s callback arrive as a "
+                    f"machine account {call.source} recognizes (that needs {call.target} in "
+                    f"{call.source}'s domain or one it trusts); wmilab does not set "
+                    "UnsecAppAccessControlDefault back to 0")
     if step.where != "access_limits":
         return [], step.detail
     if step.id == steps.C1_ACCESS:

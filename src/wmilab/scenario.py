@@ -17,7 +17,7 @@ from typing import Any
 from wmilab import hresult
 from wmilab.errors import ConfigError, PathPart, dotted
 from wmilab.model import commands as host_commands
-from wmilab.model import hardening, oses
+from wmilab.model import features, hardening, oses
 from wmilab.model.identity import DomainSpec
 from wmilab.model.namespaces import try_normalize
 from wmilab.model.ports import PORTS, PORTS_INTERNET_AVAILABLE, USE_INTERNET_PORTS
@@ -34,7 +34,7 @@ TOP_FIELDS = ("title", "domains", "hosts", "calls")
 DOMAIN_FIELDS = ("dns", "trusts", "accounts", "groups")
 HOST_FIELDS = ("os", "domain", "workgroup", "address", "profile", "accounts", "groups",
                "netsh", "policy", "dcom", "wmi", "registry", "services", "updates",
-               "commands")
+               "commands", "features")
 CALL_FIELDS = ("name", "from", "to", "user", "password", "mode", "namespace", "query",
                "sink", "expect", "auth_level")
 DEFAULT_NAMESPACE = "root\\cimv2"
@@ -202,6 +202,16 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
             updates = oses.check_updates(spec, _str(t["updates"], (*path, "updates")))
         except ConfigError as e:
             raise _fail((*path, "updates"), e.message) from None
+    installed: tuple[str, ...] = ()
+    if "features" in t:
+        raw = t["features"]
+        if not isinstance(raw, list):
+            raise _fail((*path, "features"), "must be a list of feature names such as "
+                        f"[\"{features.FAILOVER_CLUSTERING}\"]")
+        try:
+            installed = features.check(os_name, raw)
+        except ConfigError as e:
+            raise e.within(*path, "features") from None
     registry = _registry(t.get("registry", {}), (*path, "registry"))
     services = _services(t.get("services", {}), (*path, "services"))
     netsh_list = _str_list(t.get("netsh", []), (*path, "netsh"))
@@ -232,6 +242,7 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
         registry=registry,
         services=services,
         updates=updates,
+        features=installed,
         dynamic_ports={} if done is None else done.dynamic_ports,
         wmi_host=None if done is None else done.wmi_host,
         group_edits=() if done is None else tuple(done.group_edits),

@@ -35,8 +35,8 @@ __all__ = [
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
     "callback_identity", "callback_ladder", "client_dcom", "logon", "namespace_login",
-    "namespace_request", "rpcss_port", "rpcss_sources", "sink_port", "sink_sources",
-    "wmi_port", "wmi_sources",
+    "namespace_request", "rpcss_port", "rpcss_sources", "sink_caller", "sink_port",
+    "sink_sources", "wmi_port", "wmi_sources",
 ]
 
 # Step ids, in the order Windows meets them.
@@ -308,17 +308,39 @@ def callback_identity(world: World, b: str, a: str | None, namespace: str,
                  f"{a or 'A'} is anonymous", "anonymous-callback")
 
 
-def callback_access(a: HostModel, rungs: tuple[cb.Rung, ...]) -> Check:
-    """c2.access: does A admit one of B's callback identities? The first admitted wins."""
+def sink_caller(a: HostModel, token: Token, program: str, owner: str | None) -> Check:
+    """c2.access, inside the sink program on A: unsecapp's own check of who calls a sink
+    handed to ``owner`` (B), with UnsecAppAccessControlDefault = 1 (Learn
+    IWbemUnsecuredApartment::CreateSinkStub; model/unsecapp.py). An application's own sink
+    does not read the value."""
+    if program != fw.UNSECAPP:
+        return Check(True, "the application's own sink does no unsecapp access check",
+                     "unsecapp")
+    return a.check_unsecapp_caller(token, owner)
+
+
+def _sink_access(a: HostModel, token: Token, program: str, owner: str | None) -> Check:
+    # MS-DCOM 3.1.1.5.4: COM's access check first, then the call reaches the sink program.
+    com = access(a, token, "sink")
+    if not com.ok:
+        return com
+    own = sink_caller(a, token, program, owner)
+    return com if own.ok else own
+
+
+def callback_access(a: HostModel, rungs: tuple[cb.Rung, ...], program: str = fw.UNSECAPP,
+                    owner: str | None = None) -> Check:
+    """c2.access: does A admit one of B's callback identities (B = ``owner``, to whom the
+    sink was handed)? The first admitted wins."""
     # MS-WMI 3.1.1.1.3 and its product-behavior note: B calls with its machine account and,
     # when that is refused, lowers the authentication level down to none on XP/2003; a call
     # without authentication arrives as ANONYMOUS LOGON.
     tokens = cb.identities(rungs)
-    first = access(a, tokens[0], "sink")
+    first = _sink_access(a, tokens[0], program, owner)
     if first.ok:
         return first
     for other in tokens[1:]:
-        again = access(a, other, "sink")
+        again = _sink_access(a, other, program, owner)
         if again.ok:
             return Check(True, f"{first.reason}; B retried without authentication and "
                          f"{again.reason}", again.where)

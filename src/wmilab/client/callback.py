@@ -97,6 +97,11 @@ class SinkPolicy(Protocol):
         """None when A's DCOM lets this caller call the sink, else why not."""
         ...
 
+    def may_deliver(self, identity: object | None, obtained_by: str | None) -> str | None:
+        """None when the sink program lets this caller call a sink handed to the computer
+        at ``obtained_by`` (unsecapp's own check), else why not."""
+        ...
+
 
 class _Unverified:
     """Accepts any NTLM identity without checking its proof (no session key, so only the
@@ -119,6 +124,9 @@ class OpenPolicy:
     def may_call(self, identity: object | None) -> str | None:
         return None
 
+    def may_deliver(self, identity: object | None, obtained_by: str | None) -> str | None:
+        return None
+
 
 @dataclass
 class SinkState:
@@ -130,6 +138,7 @@ class SinkState:
     status: int | None = None
     callers: list[Identity] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    obtained_by: str | None = None  # the address of the computer the sink was handed to
 
 
 def _local_names() -> NtlmServerNames:
@@ -196,10 +205,11 @@ class CallbackListener:
 
     # -- sinks -----------------------------------------------------------------------------
 
-    def create(self) -> SinkState:
+    def create(self, obtained_by: str | None = None) -> SinkState:
+        """A new sink, to be handed to the computer at ``obtained_by``."""
         while len(self.sinks) >= self.max_sinks:
             self.sinks.pop(next(iter(self.sinks)))  # Choice: bounded, oldest first
-        sink = SinkState(uuid.uuid4(), next(self._oids))
+        sink = SinkState(uuid.uuid4(), next(self._oids), obtained_by=obtained_by)
         self.sinks[sink.ipid] = sink
         return sink
 
@@ -286,8 +296,12 @@ class CallbackListener:
             if role == "resolver":
                 reply = self._resolver(ev, peer, local, who)
             else:
-                refused = self.policy.may_call(ev.identity if ev.identity is not None
-                                               else who)
+                identity = ev.identity if ev.identity is not None else who
+                refused = self.policy.may_call(identity)
+                sink = self.sinks.get(ev.object_uuid) if ev.object_uuid is not None else None
+                if refused is None and sink is not None:
+                    # The call reaches the sink program (unsecapp): its own check.
+                    refused = self.policy.may_deliver(identity, sink.obtained_by)
                 if refused is not None:
                     # MS-DCOM 3.1.1.5.4: a caller without access gets E_ACCESSDENIED (fault 5).
                     self._note(role, peer, "refused", who, refused)

@@ -449,7 +449,7 @@ async def query_async(session: WmiSession, wql: str, listener: CallbackListener,
     """IWbemServices::ExecQueryAsync with a sink exported by ``listener`` on A's address;
     waits up to ``wait`` seconds for B's callback, then records Connection 2's steps."""
     log = session.log
-    sink = listener.create()
+    sink = listener.create(session.options.address)
     t0 = time.monotonic()
     try:
         async with log.step(C1_QUERY) as note:

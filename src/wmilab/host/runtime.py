@@ -54,7 +54,8 @@ def repository_for(world: World, host: str) -> Repository:
     """The WMI repository of a scenario host, built from its configuration."""
     cfg = world.configs[host]
     spec = MachineFacts(hostname=host, os=cfg.os, domain=cfg.domain, workgroup=cfg.workgroup,
-                    ipv4=str(cfg.address.ip), prefix=cfg.address.network.prefixlen)
+                    ipv4=str(cfg.address.ip), prefix=cfg.address.network.prefixlen,
+                    features=cfg.features)
     return Repository.for_host(spec)
 
 

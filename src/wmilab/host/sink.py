@@ -83,6 +83,9 @@ class SinkObject:
     ipid: uuid.UUID
     oid: int
     exporter: SinkExporter
+    # The scenario host the sink was handed to (B): unsecapp's own check admits only its
+    # machine account (UnsecAppAccessControlDefault = 1; steps.sink_caller).
+    obtained_by: str | None = None
     result: SinkResult = field(default_factory=SinkResult)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -150,11 +153,12 @@ class SinkExporter:
 
     # -- objects --------------------------------------------------------------------------
 
-    def create(self) -> SinkObject:
-        """Export a new IWbemObjectSink; the oldest goes when ``max_sinks`` are live."""
+    def create(self, obtained_by: str | None = None) -> SinkObject:
+        """Export a new IWbemObjectSink, to be handed to the scenario host ``obtained_by``;
+        the oldest goes when ``max_sinks`` are live."""
         while len(self._sinks) >= self.max_sinks:
             self._sinks.popitem(last=False)  # Choice: bounded, as the WMI exporter's table
-        sink = SinkObject(uuid.uuid4(), next(self._oids), self)
+        sink = SinkObject(uuid.uuid4(), next(self._oids), self, obtained_by)
         self._sinks[sink.ipid] = sink
         return sink
 
@@ -192,6 +196,10 @@ class SinkExporter:
         # MS-DCOM 3.1.1.5.4 / seed, Connection 2 step 3: A's access permission for the sink,
         # checked on every call (flow c2.access); refused -> fault ERROR_ACCESS_DENIED.
         check = steps.access(self.model, ctx.token, "sink")
+        if check.ok and sink is not None:
+            # The call reaches the sink program: unsecapp's own check of its caller (flow
+            # c2.access; UnsecAppAccessControlDefault, Learn CreateSinkStub).
+            check = steps.sink_caller(self.model, ctx.token, self.program, sink.obtained_by)
         if not check.ok:
             if sink is not None and len(sink.result.refused) < 64:
                 sink.result.refused.append(f"{ctx.token.name}: {check.reason}")

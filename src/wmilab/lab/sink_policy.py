@@ -55,3 +55,15 @@ class ModelSinkPolicy:
         # The question flow asks at c2.access, once per identity B tries (wmilab.steps).
         check = steps.access(self.model, token, "sink")
         return None if check.ok else check.reason
+
+    def may_deliver(self, identity: object | None, obtained_by: str | None) -> str | None:
+        token = token_of(identity) if identity is not None else None
+        if token is None:
+            token = self.world.directory.anonymous_token(self.host)
+        owner = None
+        if obtained_by is not None:
+            ip = self.addresses.scenario_address(obtained_by)
+            owner = next((n for n, c in self.world.configs.items() if c.address.ip == ip), None)
+        # unsecapp's own check, asked by flow at c2.access too (wmilab.steps.sink_caller).
+        check = steps.sink_caller(self.model, token, self.program, owner)
+        return None if check.ok else check.reason

@@ -203,7 +203,7 @@ async def async_call(a: HostServer, address: str, rpcss_port: int, call: Call,
     async with SinkExporter(a, program=flow.sink_program(call)) as sinks:
         if on_sink is not None and sinks.listen_port is not None:
             on_sink(sinks.listen_port, sinks.program)
-        sink = sinks.create()
+        sink = sinks.create(call.target)
         try:
             cli, services = await login(address, rpcss_port, local_address=local_address,
                                         user=call.user, password=password,

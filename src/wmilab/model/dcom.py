@@ -158,7 +158,8 @@ class DcomSecurity:
                          (sids.AUTHENTICATED_USERS, _LOCAL_REMOTE_ACCESS))
         # unsecapp does no access check of its own by default (UnsecAppAccessControlDefault
         # = 0: MSDocs WmiSdk/setting-security-on-an-asynchronous-call), so only A's machine
-        # limits decide; modelled as Everyone and ANONYMOUS LOGON allowed.
+        # limits decide; modelled as Everyone and ANONYMOUS LOGON allowed. With the value 1
+        # unsecapp's check is model/unsecapp.py (steps.sink_caller).
         sink_access = _sd((sids.EVERYONE, _LOCAL_REMOTE_ACCESS),
                           (sids.ANONYMOUS, _LOCAL_REMOTE_ACCESS))
         return cls(True, launch_limits, launch_defaults, access_limits, access_defaults,

@@ -9,9 +9,10 @@ known to both or to neither. To add a namespace, add one :class:`NamespaceSpec`.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from wmilab.model import oses
+from wmilab.model import features, oses
 
 __all__ = ["CATALOGUE", "NamespaceNameError", "NamespaceSpec", "for_os", "normalize", "parent",
            "try_normalize"]
@@ -33,6 +34,8 @@ class NamespaceSpec:
     # Shipped with RequiresEncryption on its __SystemSecurity instance: WMI refuses every
     # request below RPC_C_AUTHN_LEVEL_PKT_PRIVACY (MS-WMI 2.2.30.3; model/wmi.py).
     requires_encryption: bool = False
+    # The optional feature that brings it (model/features.py); None: every installation.
+    feature: str | None = None
 
     @property
     def key(self) -> str:
@@ -83,13 +86,22 @@ CATALOGUE: tuple[NamespaceSpec, ...] = (
     NamespaceSpec("root\\CIMV2\\TerminalServices", _FROM_VISTA, (),
                   "Learn termserv/win32-terminalservicesetting; KB 2590230",
                   requires_encryption=True),
+    # The Failover Cluster WMI provider's namespace, present only where the feature is
+    # installed ("root\\MSCluster", Learn cluswmi/mscluster-node, Requirements) and marked
+    # RequiresEncryption: KB 2590230 (event 5605 for a query below packet privacy);
+    # aiowmi issue 38 (WBEM_E_ACCESS_DENIED on ExecQuery at integrity).
+    NamespaceSpec("root\\MSCluster", _FROM_VISTA, ("mscluster.mof",),
+                  "Learn cluswmi/mscluster-node; KB 2590230", requires_encryption=True,
+                  feature=features.FAILOVER_CLUSTERING),
 )
 BY_KEY: dict[str, NamespaceSpec] = {ns.key: ns for ns in CATALOGUE}
 
 
-def for_os(os: str) -> tuple[NamespaceSpec, ...]:
-    """The namespaces a fresh installation of ``os`` has."""
-    return tuple(ns for ns in CATALOGUE if os in ns.oses)
+def for_os(os: str, features: Collection[str] = ()) -> tuple[NamespaceSpec, ...]:
+    """The namespaces a fresh installation of ``os`` has, with the namespaces of the
+    optional ``features`` installed on it."""
+    return tuple(ns for ns in CATALOGUE
+                 if os in ns.oses and (ns.feature is None or ns.feature in features))
 
 
 class NamespaceNameError(ValueError):

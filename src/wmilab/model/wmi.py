@@ -105,7 +105,7 @@ class NamespaceSecurity:
     @classmethod
     def defaults(
         cls, os: str, directory: Directory, host: str,
-        extra: Iterable[str] = (),
+        extra: Iterable[str] = (), *, features: tuple[str, ...] = (),
     ) -> NamespaceSecurity:
         """The default root security, inherited by every namespace.
 
@@ -129,10 +129,11 @@ class NamespaceSecurity:
             ),
         )
         # The namespaces this OS has: the one catalogue the emulated repository serves too.
-        known = frozenset(ns.key for ns in namespaces.for_os(os))
+        known = frozenset(ns.key for ns in namespaces.for_os(os, features))
         known |= {normalize_namespace(n) for n in extra}
         # The namespaces the OS ships with RequiresEncryption (the namespace catalogue).
-        encrypted = frozenset(ns.key for ns in namespaces.for_os(os) if ns.requires_encryption)
+        encrypted = frozenset(ns.key for ns in namespaces.for_os(os, features)
+                              if ns.requires_encryption)
         return cls((("root", root),), known, host, encrypted, spec.namespace_encryption)
 
     # ------------------------------------------------------------------ lookup

@@ -21,6 +21,7 @@ from wmilab.model import (
     netsh,
     oses,
     rpcpolicy,
+    unsecapp,
     wmihost,
 )
 from wmilab.model import callback as cb
@@ -52,8 +53,9 @@ REGISTRY_VALUES: dict[str, tuple[str, ...]] = {
     # HKLM\SOFTWARE\Microsoft\Ole\AppCompat (KB 5004442): the DCOM hardening.
     "RequireIntegrityActivationAuthenticationLevel": MODERN,
     "RaiseActivationAuthenticationLevel": MODERN,
-    # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM (MSDocs WmiSdk/setting-security-on-an-asynchronous-call).
-    "UnsecAppAccessControlDefault": (),
+    # Vista+ HKLM\Software\Microsoft\WBEM\CIMOM, read by unsecapp on A (MSDocs
+    # WmiSdk/setting-security-on-an-asynchronous-call; model/unsecapp.py).
+    "UnsecAppAccessControlDefault": MODERN,
     # Read by the WMI service that calls back (Learn WmiSdk/connecting-to-wmi-remotely-starting-
     # with-vista, "CIMOM Settings"; model/callback.py).
     "AllowAnonymousCallback": MODERN,
@@ -96,6 +98,8 @@ class HostConfig:
     registry: Mapping[str, int | str | tuple[str, ...]] = field(default_factory=dict)
     services: Mapping[str, str] = field(default_factory=dict)
     updates: str | None = None  # Vista and later: newest monthly update, "YYYY-MM"
+    # Optional features installed (model/features.py), as Install-WindowsFeature names them.
+    features: tuple[str, ...] = ()
     # From ``commands`` (scenario-format.md "Commands"), Vista and later: the TCP/UDP dynamic
     # port ranges set with netsh int ipv4 set dynamicport, and where WMI runs (winmgmt
     # /standalonehost | /sharedhost; None: the shared svchost.exe, as installed).
@@ -194,7 +198,7 @@ def freeze(value: object) -> Hashable:
 # share a firewall they should not.
 _NOT_FIREWALL = frozenset({"name", "address", "domain", "workgroup", "profile", "accounts",
                            "groups", "dcom", "wmi", "registry", "services", "updates",
-                           "dynamic_ports", "wmi_host", "group_edits"})
+                           "features", "dynamic_ports", "wmi_host", "group_edits"})
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(HostConfig))
@@ -321,10 +325,13 @@ class Builds:
             found = self.dcom[os] = DcomSecurity.defaults(os, directory, "")
         return found
 
-    def wmi_defaults(self, os: str, directory: Directory) -> NamespaceSecurity:
-        found = self.wmi.get(os)
+    def wmi_defaults(self, os: str, directory: Directory,
+                     features: tuple[str, ...] = ()) -> NamespaceSecurity:
+        key = os if not features else f"{os}+{'+'.join(sorted(features))}"
+        found = self.wmi.get(key)
         if found is None:
-            found = self.wmi[os] = NamespaceSecurity.defaults(os, directory, "")
+            found = self.wmi[key] = NamespaceSecurity.defaults(os, directory, "",
+                                                               features=features)
         return found
 
 
@@ -370,7 +377,7 @@ class HostModel:
         except ConfigError as e:
             raise e.within("dcom") from None
         try:
-            self.wmi = builds.wmi_defaults(config.os, directory)
+            self.wmi = builds.wmi_defaults(config.os, directory, config.features)
             if config.wmi:
                 self.wmi = self.wmi.with_overrides(config.wmi, directory, config.name)
             else:
@@ -397,6 +404,8 @@ class HostModel:
             self.restrict_remote_clients = rpcpolicy.restrict_remote_clients(
                 config.os, config.registry)
             rpcpolicy.check_enable_auth_ep_resolution(config.registry)
+            # As A: does unsecapp check who calls its sinks (UnsecAppAccessControlDefault)?
+            self.unsecapp_checks: bool = unsecapp.checks_callers(config.os, config.registry)
         except ConfigError as e:
             raise e.within("registry") from None
         # As the server of an asynchronous call: may WMI call a sink back anonymously?
@@ -406,6 +415,14 @@ class HostModel:
         # flow.evaluate: it lives exactly as long as this model, so every world that shares
         # the model shares it. The model itself never reads it.
         self.plan: Any = None
+
+    def check_unsecapp_caller(self, token: Token, owner: str | None) -> Check:
+        """unsecapp's own check on this host (A) of a call on a sink handed to ``owner`` (B)
+        (model/unsecapp.py)."""
+        sid = None
+        if owner is not None and self.directory.domain_of(owner) is not None:
+            sid = self.directory.machine_account(owner)
+        return unsecapp.check_caller(self.name, self.unsecapp_checks, token, owner, sid)
 
     def wmi_call_level(self, client: HostModel, requested: int | None) -> tuple[int, str]:
         """The level of ``client``'s calls into this host's WMI (the requests after NTLMLogin):

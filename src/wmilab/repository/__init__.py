@@ -57,7 +57,7 @@ from .cim import (
     parse_path,
     value_matches_key,
 )
-from .instances import HostState, MachineFacts, values_for
+from .instances import HostState, MachineFacts, cluster_values_for, values_for
 from .mof import MofClass, MofQualifier, load_package_mof
 
 __all__ = [
@@ -188,7 +188,7 @@ class Repository:
         self._changes = 0
         self._results: dict[tuple[str, str, str, str, bool], tuple[EncodedRow, ...]] = {}
         self._results_key: tuple[int, int] = (0, 0)
-        for spec in namespaces.for_os(state.spec.os):
+        for spec in namespaces.for_os(state.spec.os, state.spec.features):
             ns = Namespace(spec.key, spec.path)
             for mof_name in (SYSTEM_MOF, *spec.mof):
                 for mof in _mof(mof_name):
@@ -232,9 +232,11 @@ class Repository:
                 out += [CimInstance(cls, {"Name": child}) for child in self._children(ns.name)]
                 continue
             out += list(self.static.get(ns.name.lower(), {}).get(cls.name.lower(), {}).values())
-            if ns.name.lower() != "root\\cimv2":
-                continue
-            out += [CimInstance(cls, values) for values in values_for(self.state, cls.name)]
+            if ns.name.lower() == "root\\cimv2":
+                out += [CimInstance(cls, values) for values in values_for(self.state, cls.name)]
+            elif ns.name.lower() == "root\\mscluster":
+                out += [CimInstance(cls, values)
+                        for values in cluster_values_for(self.state, cls.name)]
         return out
 
     def _children(self, ns_name: str) -> list[str]:

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import random
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -33,6 +34,7 @@ class MachineFacts:
     workgroup: str | None = None
     ipv4: str = "192.168.0.10"
     prefix: int = 24
+    features: tuple[str, ...] = ()  # optional features installed (model/features.py)
 
     def __post_init__(self) -> None:
         # NetBIOS computer names are at most 15 characters (MSDocs
@@ -413,4 +415,39 @@ def values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
                 f'SoftwareElementID="{bios["SoftwareElementID"]}",SoftwareElementState=3,'
                 f'TargetOperatingSystem=0,Version="{bios["Version"]}"')
         return [{"GroupComponent": cs_path, "PartComponent": path}]
+    return []
+
+
+def cluster_values_for(state: HostState, class_name: str) -> list[dict[str, Value]]:
+    """root\\MSCluster (Failover Clustering installed): the host as the one node of a
+    one-node cluster (Choice, docs/choices.md: the cluster is named after the host, its
+    first 12 characters and "-CL", a NetBIOS name of at most 15)."""
+    spec = state.spec
+    prof = spec.profile
+    name = spec.name
+    low = class_name.lower()
+    cluster = f"{name[:12]}-CL"
+    if low == "mscluster_cluster":
+        return [{
+            "Name": cluster, "Caption": cluster, "Description": "",
+            "CreationClassName": "MSCluster_Cluster", "Status": "OK",
+            "Domain": spec.domain_or_workgroup,
+            "Id": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"cluster.{cluster}")),
+            # Learn failover-clustering: 16 nodes in Server 2008 / 2008 R2, 64 from 2012;
+            # dynamic quorum from Server 2012 (on by default).
+            "MaxNumberOfNodes": 64 if int(prof.build) >= 9200 else 16,
+            "DynamicQuorumEnabled": 1 if int(prof.build) >= 9200 else 0,
+            "QuorumType": "Node Majority",
+            "SharedVolumesRoot": "C:\\ClusterStorage"}]
+    if low == "mscluster_node":
+        major, minor, _ = (int(p) for p in prof.version.split("."))
+        return [{
+            "Name": name, "Caption": name, "Description": "",
+            "CreationClassName": "MSCluster_Node", "Status": "OK", "Id": "1",
+            "NodeInstanceID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"node.{cluster}.{name}")),
+            # CLUSTER_NODE_STATE: ClusterNodeUp = 0 (Learn mscs/clusnode-state).
+            "State": 0, "NodeWeight": 1, "DynamicWeight": 1,
+            "MajorVersion": major, "MinorVersion": minor, "BuildNumber": int(prof.build),
+            "CSDVersion": prof.sp_major, "NodeDrainStatus": 0, "Characteristics": 0,
+            "Flags": 0}]
     return []
