@@ -99,7 +99,8 @@ def test_an_error_comes_after_the_output_printed_before_it(run: object) -> None:
     lines = [ln for ln in plain(text).splitlines() if ln.strip()]
     assert lines[0].startswith("Domain profile configuration")
     assert "Log configuration:" in lines
-    assert lines[-1] == "error: The following command was not found: firewall show nonsense."
+    assert lines[-1] == (f"error: {SEED}: A: 'firewall show nonsense': The following command "
+                         "was not found: firewall show nonsense.")
     assert sum(ln.startswith("error:") for ln in lines) == 1
 
     rc, text = run(PRINT_THEN_ERROR)  # type: ignore[operator]

@@ -94,6 +94,11 @@ def _wfas_command(draw: st.DrawFn) -> str:
         f"protocol=TCP localport={ports}{who}{remote}",
         "netsh advfirewall set currentprofile state off",
         "netsh advfirewall set currentprofile firewallpolicy allowinbound,allowoutbound",
+        f"netsh advfirewall firewall add rule name=O{name} dir=out action=block protocol=TCP"
+        f"{draw(st.sampled_from(['', ' remoteport=135', ' remoteport=49152-65535']))}{remote}",
+        "netsh advfirewall set currentprofile firewallpolicy blockinbound,blockoutbound",
+        'netsh advfirewall firewall set rule name="Windows Management Instrumentation '
+        '(WMI-Out)" new enable=yes',
     ]))
 
 
@@ -270,6 +275,9 @@ def _walk(world: World, call: Call) -> tuple[flow.Step, ...]:
     if not steps.client_dcom(a).ok:  # the step is listed only when it refuses
         add(steps.C1_CLIENT_DCOM, a, steps.client_dcom(a))
         return tuple(out)
+    if not steps.outbound(a, b.ip, steps.EPM_PORTS).ok:  # A's own firewall first
+        add(steps.C1_RPCSS, a, steps.outbound(a, b.ip, steps.EPM_PORTS))
+        return tuple(out)
     if not add(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip)):
         return tuple(out)
     password = world.password_of(call.user) if call.password is None else call.password
@@ -278,6 +286,9 @@ def _walk(world: World, call: Call) -> tuple[flow.Step, ...]:
         return tuple(out)
     level = a.activation_level(call.auth_level_value)[0]
     if not add(steps.C1_ACTIVATION, b, steps.activation(b, logon.token, level, str(a.ip))):
+        return tuple(out)
+    if not steps.outbound(a, b.ip, b.wmi_ports).ok:
+        add(steps.C1_WMI_PORT, a, steps.outbound(a, b.ip, b.wmi_ports))
         return tuple(out)
     if not add(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip)):
         return tuple(out)
@@ -298,7 +309,15 @@ def _walk(world: World, call: Call) -> tuple[flow.Step, ...]:
         return tuple(out)
     out.append(flow.evaluate(world, call).steps[len(out)])  # the identity's wording: flow's
     assert out[-1].id == steps.C2_IDENTITY and out[-1].ok
+    out_b = steps.outbound(b, a.ip, steps.EPM_PORTS, fwm.SVCHOST, "winmgmt")
+    if not out_b.ok:
+        add(steps.C2_RESOLVER_PORT, b, out_b)
+        return tuple(out)
     if not add(steps.C2_RESOLVER_PORT, a, steps.rpcss_port(a, b.ip)):
+        return tuple(out)
+    out_b = steps.outbound(b, a.ip, a.rpc_ports, fwm.SVCHOST, "winmgmt")
+    if not out_b.ok:
+        add(steps.C2_SINK_PORT, b, out_b)
         return tuple(out)
     if not add(steps.C2_SINK_PORT, a, steps.sink_port(a, b.ip, steps.sink_program(call.sink))):
         return tuple(out)

@@ -300,6 +300,22 @@ CALL = '[[calls]]\nfrom = "A"\nto = "B"\nuser = "A\\\\op"\n'
      "hosts.B.netsh[0]", "One or more essential parameters were not entered."),
     ('os = "2022"\nnetsh = ["netsh advfirewall firewall frob rule name=x"]', "", 11,
      "hosts.B.netsh[0]", "The following command was not found"),
+    # A command that is not a string is named once, at its index (it was "hosts.B.commands.
+    # hosts.B.commands[0]").
+    ('os = "2022"\ncommands = [\n  5,\n]', "", 12, "hosts.B.commands[0]",
+     "must be a string, not int"),
+    ('os = "2022"\nnetsh = ["netsh advfirewall firewall add rule name= dir=in action=allow"]',
+     "", 11, "hosts.B.netsh[0]", "A specified value is not valid. (name=: the name is empty)"),
+    ('os = "2022"\nnetsh = [\'netsh advfirewall firewall set rule group="" new enable=yes\']',
+     "", 11, "hosts.B.netsh[0]", "A specified value is not valid."),
+    ('os = "2022"\ncommands = ["netsh firewall set opmode mode=ENABLE exceptions=maybe"]', "",
+     11, "hosts.B.commands[0]", "exceptions"),
+    # An ambiguous abbreviation is no command ("s" is set or show).
+    ('os = "2022"\ncommands = ["netsh advfirewall firewall s rule name=x new enable=no"]', "",
+     11, "hosts.B.commands[0]", "The following command was not found"),
+    # net is not netsh: "net localgroup" is never read as an abbreviated netsh context.
+    ('os = "2022"\ncommands = ["net localgroup Nope A\\\\op /add"]', "", 11,
+     "hosts.B.commands[0]", "System error 1376"),
 ])
 def test_bad_input_exits_2_naming_file_line_and_field(tmp_path: Path, host: str, call: str,
                                                      line: int, field: str, words: str) -> None:
@@ -341,3 +357,84 @@ def test_a_command_that_matches_no_rule_is_a_warning_naming_its_line(tmp_path: P
     ok = scenario(tmp_path, "2022", 'netsh advfirewall firewall set rule group="Windows '
                   'Management Instrumentation (WMI)" new enable=yes')
     assert check_json(ok)["warnings"] == []
+
+
+# ---- netsh as administrators type it, and what Windows prints --------------------------------
+
+
+def test_abbreviated_netsh_words_act_as_the_full_ones(tmp_path: Path) -> None:
+    # Learn "Netshell and Command Abbreviation": commands may be shortened to the shortest
+    # unambiguous string (netsh's MatchToken).
+    full = scenario(tmp_path, "2022", 'netsh advfirewall firewall set rule group="Windows '
+                    'Management Instrumentation (WMI)" new enable=yes')
+    code, want = run("netsh", str(full), "B", "advfirewall firewall show rule name=all dir=in")
+    assert code == 0 and want.count("Enabled:                              Yes") == 6, want
+    short = scenario(tmp_path, "2022", 'netsh advf fire se ru group="Windows Management '
+                     'Instrumentation (WMI)" new enable=yes')
+    code, got = run("netsh", str(short), "B", "adv fi sh r name=all dir=in")
+    assert code == 0 and got == want
+    code, out = run("netsh", str(short), "B", "int ipv4 sh dyn tcp")
+    assert code == 0 and re.search(r"Start Port\s+: 49152", out), out
+
+
+def test_show_allprofiles_state_prints_the_state_lines_only(tmp_path: Path) -> None:
+    # Captured "netsh advfirewall show allprofiles state": per profile the heading, the dashes
+    # and the State line, "Ok." after the last.
+    path = scenario(tmp_path, "2019", "netsh advfirewall set publicprofile state off")
+    code, out = run("netsh", str(path), "B", "advfirewall show allprofiles state")
+    assert code == 0, out
+    lines = [x.rstrip() for x in out.strip().splitlines()]
+    assert lines == ["Domain Profile Settings:", "-" * 70, f"{'State':<38}ON", "",
+                     "Private Profile Settings:", "-" * 70, f"{'State':<38}ON", "",
+                     "Public Profile Settings:", "-" * 70, f"{'State':<38}OFF", "Ok."]
+    code, out = run("netsh", str(path), "B", "advfirewall show currentprofile firewallpolicy")
+    assert code == 0 and "State" not in out and "Firewall Policy" in out, out
+    code, out = run("netsh", str(path), "B", "advfirewall show allprofiles colour")
+    assert code == 2 and "not found" in out, out
+
+
+def test_netsh_firewall_show_state_on_vista_and_later(tmp_path: Path) -> None:
+    # Captures of "netsh firewall show state" on Windows 7 to Server 2019: the report, then
+    # the deprecation notice (KB 947709); a port opening made with netsh firewall is listed,
+    # exceptions=DISABLE is "Exception mode = Disable".
+    path = scenario(tmp_path, "2016", "netsh firewall add portopening TCP 24158 WMIFixedPort",
+                    "netsh firewall set opmode mode=ENABLE exceptions=DISABLE profile=ALL")
+    code, out = run("netsh", str(path), "B", "firewall show state")
+    assert code == 0, out
+    report, _, notice = out.partition("\nIMPORTANT: Command executed successfully.\n")
+    assert notice.startswith('However, "netsh firewall" is deprecated;'), out
+    assert re.search(r"Profile +=\s+Standard\n", report) and "Exception mode" in report
+    assert re.search(r"Exception mode +=\s+Disable", report), report
+    assert re.search(r"Group policy version +=\s+Windows Firewall\n", report), report
+    assert "No ports are currently open" in report  # exceptions off: nothing is open
+    ok = scenario(tmp_path, "2022", "netsh firewall add portopening TCP 24158 WMIFixedPort")
+    code, out = run("netsh", str(ok), "B", "fire sh state")
+    assert code == 0 and re.search(r"\n24158  TCP       Any      \(null\)\n", out), out
+    assert "Windows Defender Firewall" in out
+    code, out = run("netsh", str(ok), "B", "firewall show opmode")
+    assert code == 0 and "Standard profile configuration (current):" in out, out
+    code, out = run("netsh", str(ok), "B", "firewall show config")
+    assert code == 2 and "show rule name=all" in out, out
+
+
+def test_wmilab_netsh_errors_name_the_file_host_and_command(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "2022")
+    code, out = run("netsh", str(path), "B", "advf firewall show rule name=all dir=sideways")
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+    assert (f"{path}: B: 'advf firewall show rule name=all dir=sideways': A specified value "
+            "is not valid." in out), out
+    code, out = run("netsh", str(path), "B", "  ")
+    assert code == 2 and f"{path}: B: COMMAND is empty" in out, out
+
+
+def test_outbound_remoteport_is_shown_and_the_same_in_powershell(tmp_path: Path) -> None:
+    # remoteport= (netsh) and -RemotePort (PowerShell) name the peer's port of an outbound
+    # rule; show rule prints it as Windows does ("RemotePort:").
+    netsh = scenario(tmp_path, "2022", "netsh advfirewall firewall add rule name=o dir=out "
+                     "action=block protocol=TCP remoteport=135,5000-5100 remoteip=10.9.0.7")
+    code, out = run("netsh", str(netsh), "B", "advfirewall firewall show rule name=o")
+    assert code == 0 and re.search(r"RemotePort:\s+135,5000-5100\n", out), out
+    ps = scenario(tmp_path, "2022", "New-NetFirewallRule -DisplayName o -Direction Outbound "
+                  "-Action Block -Protocol TCP -RemotePort 135,5000-5100 -RemoteAddress 10.9.0.7")
+    code, same = run("netsh", str(ps), "B", "advfirewall firewall show rule name=o")
+    assert code == 0 and same == out

@@ -336,3 +336,34 @@ def test_impacket_at_pkt_level_is_refused_by_its_own_unsigned_requests(
     assert bind.auth is not None and bind.auth.auth_level == 4
     (request,) = [p for p in pdus if isinstance(p, rpc.Request)]
     assert request.auth is None  # impacket's, not the host's: no verifier at level 4
+
+
+@pytest.mark.parametrize(("wmi_out", "expected"), [(False, "0x800706BA"), (True, "ok")])
+def test_b_default_outbound_block_stops_the_callback_unless_wmi_out_admits_it(
+        wmi_out: bool, expected: str) -> None:
+    # WFAS filters outbound connections too: with firewallpolicy ...,blockoutbound only an
+    # outbound allow rule lets B's WMI service call the sink back, the WMI group's WMI-Out
+    # rule (Learn "Connecting to WMI Remotely Starting with Windows Vista"). The emulated B
+    # asks the model before it dials, as the flow does at c2.resolver-port.
+    doc = pair()
+    b = doc["hosts"]["B"]
+    b["netsh"] = [WMI_ON] if wmi_out else [
+        f'netsh advfirewall firewall set rule name="Windows Management Instrumentation '
+        f'({label})" new enable=yes' for label in ("DCOM-In", "WMI-In")]
+    b["netsh"].append("netsh advfirewall set domainprofile firewallpolicy "
+                      "blockinbound,blockoutbound")
+    doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async"}]
+    lab = _lab(doc)
+    try:
+        (chk,) = verify_calls(lab, {"CORP\\admin": "Adm1n!"})
+        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
+    finally:
+        lab.close()
+    assert chk.wire == chk.predicted.result == expected
+    (outcome,) = outcomes
+    if wmi_out:
+        assert outcome.attempts >= 1 and outcome.hresult == 0
+    else:
+        failed = chk.predicted.failed
+        assert failed is not None and failed.id == steps.C2_RESOLVER_PORT and failed.host == "B"
+        assert outcome.attempts == 0 and "blockoutbound" in outcome.reason

@@ -288,13 +288,20 @@ def netsh(
                   f"{', '.join(scenario.world.configs)})")
         raise typer.Exit(EXIT_BAD_INPUT)
     text = command.strip()
-    if not text.lower().startswith(("netsh ", "firewall", "advfirewall", "int ",
-                                    "interface ")):
+    from wmilab.model import netshwords
+
+    first = text.split(None, 1)[0].lower() if text else ""
+    if first not in ("netsh", "netsh.exe") and netshwords.match(first, netshwords.TOP) not in (
+            "firewall", "advfirewall", "interface"):
         text = "firewall " + text
+    if not command.strip():
+        error(f"{file}: {match}: COMMAND is empty (for example \"firewall show config\")")
+        raise typer.Exit(EXIT_BAD_INPUT)
     try:
         result = scenario.world.host(match).netsh_show(text)
     except ConfigError as e:
-        error(e.message)
+        # The place is the command line's argument: the file, the host and the command.
+        error(f"{file}: {match}: {command.strip()!r}: {e.message}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     write(result)
 

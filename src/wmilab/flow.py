@@ -12,15 +12,18 @@ functions, so what this module predicts is what a client gets on the wire.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, NamedTuple
 
 from wmilab import hresult as hr
 from wmilab import steps
+from wmilab.model import firewall as fw
 from wmilab.model.addresses import SourceTable
 from wmilab.model.decision import Check
 from wmilab.model.hardening import PKT_INTEGRITY
 from wmilab.model.identity import Token
-from wmilab.model.world import HostModel, World
+from wmilab.model.ports import PortRange
+from wmilab.model.world import WINMGMT, HostModel, World
 
 if TYPE_CHECKING:
     from wmilab.scenario import Call
@@ -115,7 +118,7 @@ class HostPlan:
     """
 
     __slots__ = ("_encrypted", "_levels", "_resolver", "_rpcss", "_sinks", "_wmi", "enforced",
-                 "ip", "ipn", "outgoing", "source_text", "standalone")
+                 "ip", "ipn", "outbound_open", "outgoing", "source_text", "standalone")
 
     # The plan holds no reference to its model (the model holds the plan, and a cycle would
     # leave every dropped candidate's model to the cyclic collector): each method that may
@@ -127,6 +130,9 @@ class HostPlan:
         self.outgoing: Step | None = (None if model.outgoing.ok else
                                       _step(steps.C1_CLIENT_DCOM, model, steps.client_dcom(model)))
         self.enforced: bool = model.hardening.enforced
+        # As a sender: may every outbound connection pass its own firewall (then the flow
+        # need not ask ``steps.outbound``)?
+        self.outbound_open: bool = steps.outbound_open(model)
         self.standalone: bool = model.wmi_host.standalone
         self._encrypted: dict[str, bool] = {}
         self._levels: dict[str | None, int] = {}
@@ -305,6 +311,13 @@ def _callback(world: World, a: HostModel, b: HostModel, pb: HostPlan,
     return found  # type: ignore[return-value]
 
 
+def _outbound(step_id: str, sender: HostModel, dest: IPv4Address, ports: PortRange,
+              program: str | None = None, service: str = "") -> Step | None:
+    """The sender's own firewall on a port step (``steps.outbound``): its refusal, or None."""
+    check = steps.outbound(sender, dest, ports, program, service)
+    return None if check.ok else _step(step_id, sender, check)
+
+
 def evaluate(world: World, call: Call) -> Verdict:
     """Walk the call's connections in order and stop at the first step that fails.
 
@@ -322,10 +335,13 @@ def evaluate(world: World, call: Call) -> Verdict:
     pb: HostPlan | None = b.plan
     if pb is None:
         pb = plan(b)
-    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe.
-    table = pb.rpcss(b)
-    s = table.const or table.get(pa.ipn) or _step(steps.C1_RPCSS, b,
-                                                  steps.rpcss_port(b, pa.ip))
+    # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe. A's own firewall first:
+    # WFAS filters outbound connections too.
+    s = None if pa.outbound_open else _outbound(steps.C1_RPCSS, a, pb.ip, steps.EPM_PORTS)
+    if s is None:
+        table = pb.rpcss(b)
+        s = table.const or table.get(pa.ipn) or _step(steps.C1_RPCSS, b,
+                                                      steps.rpcss_port(b, pa.ip))
     if not s.ok:
         return Verdict(call, (s,))
     # Order on the wire: logon at bind, activation on port 135, then the dynamic port,
@@ -339,9 +355,11 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, (s, *head, refused))
     if not head[-1].ok:
         return Verdict(call, (s, *head))
-    table = pb.wmi(b)
-    port = table.const or table.get(pa.ipn) or _step(steps.C1_WMI_PORT, b,
-                                                     steps.wmi_port(b, pa.ip))
+    port = None if pa.outbound_open else _outbound(steps.C1_WMI_PORT, a, pb.ip, b.wmi_ports)
+    if port is None:
+        table = pb.wmi(b)
+        port = table.const or table.get(pa.ipn) or _step(steps.C1_WMI_PORT, b,
+                                                         steps.wmi_port(b, pa.ip))
     if not port.ok:
         return Verdict(call, (s, *head, port))
     c1 = (s, *head, port, *security.tail)
@@ -353,14 +371,21 @@ def evaluate(world: World, call: Call) -> Verdict:
     identity, access = _callback(world, a, b, pb, call.namespace, program)
     if access is None:
         return Verdict(call, (*c1, identity))
-    table = pa.resolver(a)
-    s = table.const or table.get(pb.ipn) or _step(steps.C2_RESOLVER_PORT, a,
-                                                  steps.rpcss_port(a, pb.ip))
+    # B's WMI service (svchost.exe, service winmgmt) connects out to A: the WMI-Out rule.
+    s = None if pb.outbound_open else _outbound(steps.C2_RESOLVER_PORT, b, pa.ip,
+                                                steps.EPM_PORTS, fw.SVCHOST, WINMGMT)
+    if s is None:
+        table = pa.resolver(a)
+        s = table.const or table.get(pb.ipn) or _step(steps.C2_RESOLVER_PORT, a,
+                                                      steps.rpcss_port(a, pb.ip))
     if not s.ok:
         return Verdict(call, (*c1, identity, s))
-    table = pa.sink(a, call.sink)
-    sink = table.const or table.get(pb.ipn) or _step(
-        steps.C2_SINK_PORT, a, steps.sink_port(a, pb.ip, program))
+    sink = None if pb.outbound_open else _outbound(steps.C2_SINK_PORT, b, pa.ip, a.rpc_ports,
+                                                   fw.SVCHOST, WINMGMT)
+    if sink is None:
+        table = pa.sink(a, call.sink)
+        sink = table.const or table.get(pb.ipn) or _step(
+            steps.C2_SINK_PORT, a, steps.sink_port(a, pb.ip, program))
     if not sink.ok:
         return Verdict(call, (*c1, identity, s, sink))
     return Verdict(call, (*c1, identity, s, sink, access))

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address, IPv4Network, summarize_address_range
 from typing import Any
 
 from wmilab import flow, steps
+from wmilab.errors import ConfigError
 from wmilab.model import advfirewall, gpo_wfas, hardening
 from wmilab.model import callback as cb
 from wmilab.model import dcom as dcom_model
@@ -29,6 +30,7 @@ from wmilab.model import firewall as fw
 from wmilab.model import policy as gp
 from wmilab.model import wmi as wmi_model
 from wmilab.model.addresses import Scope
+from wmilab.model.ports import PortRange
 from wmilab.model.security import COM_RIGHTS_EXECUTE
 from wmilab.model.world import HostConfig, World
 from wmilab.scenario import Call
@@ -57,9 +59,10 @@ class PolicySet:
 
 @dataclass(frozen=True)
 class GpoRuleAdd:
-    """Append ``command`` (New-, Set- or Remove-NetFirewallRule) to a GPO's WFAS Inbound Rules."""
+    """Append ``command`` (New-, Set- or Remove-NetFirewallRule) to a GPO's WFAS Inbound or
+    Outbound Rules."""
 
-    key: str  # the policy key of the Inbound Rules node (model/gpo_wfas.py)
+    key: str  # the policy key of the Inbound or Outbound Rules node (model/gpo_wfas.py)
     command: str
 
 
@@ -172,7 +175,9 @@ def apply_edit(world: World, call: Call, host: str | None, edit: Edit) -> tuple[
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, GpoRuleAdd):
         policy = dict(cfg.policy)
-        key, node = gpo_rules_entry(cfg.policy, edit.key)
+        canon = "/".join(p.strip() for p in edit.key.replace("\\", "/").split("/") if p.strip())
+        key, node = gpo_rules_entry(cfg.policy, edit.key,
+                                    gpo_wfas.split_key(canon.lower()) or "inbound rules")
         policy[key] = {**node, "rules": [*node.get("rules", []), edit.command]}
         return world.with_host(replace(cfg, policy=policy)), call
     if isinstance(edit, DcomEnable):
@@ -431,6 +436,14 @@ def _wfas_candidates(
     service = _WFAS_SERVICE[purpose]
     ps = h.spec.netsecurity_cmdlets
     out: list[Change] = _wfas_unblock(world, host, source, port, program, service)
+    if h.local_wfas.profiles[prof].inbound_always:
+        # "Block all connections" (blockinboundalways, or netsh firewall's exceptions=DISABLE)
+        # ignores every allow rule (Learn INetFwPolicy2::BlockAllInboundTraffic): back to
+        # the factory policy, where only the allow rules admit (never allowinbound).
+        cmd = f"netsh advfirewall set {prof.value}profile firewallpolicy blockinbound,allowoutbound"
+        out.append(Change(host, "netsh", f"Let the allow rules of {host}'s {prof.value} profile "
+                          "apply again: it blocks all inbound connections, allowed ones too",
+                          (cmd,), NetshAdd(cmd)))
     for r in h.local_wfas.rules:
         if not r.rule_id or r.direction != "in" or prof not in r.profiles:
             continue
@@ -481,12 +494,13 @@ def _wfas_candidates(
     return out
 
 
-def gpo_rules_entry(policy: Mapping[str, Any], default: str) -> tuple[str, dict[str, Any]]:
-    """The policy key of the GPO's Inbound Rules as the scenario writes it (``default`` when
-    absent) and its table."""
+def gpo_rules_entry(policy: Mapping[str, Any], default: str,
+                    node: str = "Inbound Rules") -> tuple[str, dict[str, Any]]:
+    """The policy key of the GPO's Inbound (or Outbound) Rules as the scenario writes it
+    (``default`` when absent) and its table."""
     for k, v in policy.items():
         canon = "/".join(p.strip() for p in k.replace("\\", "/").split("/") if p.strip())
-        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == "inbound rules":
+        if isinstance(v, Mapping) and gpo_wfas.split_key(canon.lower()) == node.lower():
             return k, dict(v)
     return default, {}
 
@@ -502,6 +516,74 @@ def _gpo_rule(world: World, host: str, command: str, name: str, src: str) -> Cha
     return Change(host, "policy", f'Add the inbound rule "{name}" for {src} only to the Group '
                   f"Policy of {host}, which turns local firewall rules off", steps_shown,
                   GpoRuleAdd(key, command))
+
+
+def _outbound_candidates(world: World, host: str, dest: IPv4Address, ports: PortRange,
+                         wmi_service: bool) -> list[Change]:
+    """Let ``host`` connect out to ``dest`` only: an outbound block rule that refuses it is
+    narrowed or deleted (a block rule wins, Learn "Windows Firewall with Advanced Security");
+    under a default outbound action of Block, the WMI service (Connection 2) gets the
+    built-in WMI-Out rule for ``dest`` (Learn "Connecting to WMI Remotely Starting with
+    Windows Vista": WMI_OUT), the calling program an outbound rule for ``dest``."""
+    h = world.host(host)
+    assert h.local_wfas is not None
+    prof = h.wfas_profile
+    ps = h.spec.netsecurity_cmdlets
+    program, service = (fw.SVCHOST, "winmgmt") if wmi_service else (None, "")
+    out: list[Change] = []
+    gpo = h.policies.wfas.rules if h.policies.wfas is not None else ()
+    for r in (*gpo, *h.local_wfas.rules):
+        if r.direction != "out" or r.action != "block" or not r.enabled or (
+                prof not in r.profiles) or not r.remote.matches(dest, h.subnet) or (
+                not r.remote_ports.intersects(ports, ports)):
+            continue
+        if (r.program is not None and r.program != program) or (r.service is not None and not (
+                service and r.service in ("*", service))):
+            continue
+        # As for inbound block rules (_wfas_unblock): the others stay blocked.
+        rest = _addresses_without(r.remote.networks(h.subnet), dest)
+        if rest:
+            cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
+                   f"new remoteip={','.join(rest)}")
+            summary = f'Take {dest} out of the outbound block rule "{r.name}" on {host}'
+            pshell = (f'Set-NetFirewallRule -DisplayName "{r.name}" '
+                      f"-RemoteAddress {','.join(rest)}")
+        else:
+            cmd = f'netsh advfirewall firewall delete rule name="{r.name}" dir=out'
+            summary = (f'Delete the outbound block rule "{r.name}" on {host}: it refuses '
+                       f"{dest} ({r.remote.describe()}) and a block rule wins")
+            pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
+        if r.origin == "policy":
+            # A Group Policy rule is edited in the GPO's Outbound Rules, where it was made.
+            out.append(_gpo_block_edit(world, host, r.name, pshell, summary, "Outbound Rules"))
+            continue
+        shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
+        out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
+    src = str(dest)
+    if wmi_service:
+        for r in h.local_wfas.rules:
+            if r.rule_id.startswith("WMI-WINMGMT-Out-TCP") and prof in r.profiles:
+                remote = r.remote.with_address(dest) if r.enabled else Scope.custom(src)
+                text = advfirewall.remote_text(remote)
+                cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
+                       f"profile={prof} new enable=yes remoteip={text}")
+                shown = (cmd, f"PowerShell: Set-NetFirewallRule -Name {r.rule_id} -Enabled "
+                         f"True -RemoteAddress {text}") if ps else (cmd,)
+                out.append(Change(host, "netsh", f'Enable the built-in rule "{r.name}" on '
+                                  f"{host} for {src} only (profile {prof}): the default "
+                                  "outbound action is Block", shown, NetshAdd(cmd)))
+                break
+        return out
+    name = f"WMI client to {src}"
+    cmd = (f'netsh advfirewall firewall add rule name="{name}" dir=out action=allow '
+           f"protocol=TCP remoteip={src} profile={prof}")
+    shown = (cmd, f'PowerShell: New-NetFirewallRule -DisplayName "{name}" -Direction Outbound '
+             f"-Action Allow -Protocol TCP -RemoteAddress {src} -Profile {prof.label}") \
+        if ps else (cmd,)
+    out.append(Change(host, "netsh", f"Add an outbound rule on {host} that lets the calling "
+                      f"program reach {src} only: the default outbound action is Block",
+                      shown, NetshAdd(cmd)))
+    return out
 
 
 def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None,
@@ -574,16 +656,16 @@ def _addresses_without(networks: Iterable[IPv4Network], source: IPv4Address) -> 
 
 
 def _gpo_block_edit(world: World, host: str, name: str, command: str,
-                    summary: str) -> Change:
+                    summary: str, node: str = "Inbound Rules") -> Change:
     """Edit (``Set-NetFirewallRule``) or remove a block rule of the GPO's Inbound Rules: the
     command joins the GPO's rule list, run on the GPO's store after the command that made
     the rule, as ``Set-NetFirewallRule -PolicyStore <GPO>`` edits it in place."""
-    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/Inbound Rules")
+    key, _ = gpo_rules_entry(world.configs[host].policy, f"{gpo_wfas.NODE}/{node}", node)
     edit = "Remove it" if command.startswith("Remove-") else (
         "Properties > Scope > Remote IP address: " + command.split("-RemoteAddress ")[1])
     steps_shown = (
         f"Group Policy Management Editor, the GPO that applies to {host}: Computer "
-        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > Inbound Rules",
+        f"Configuration > Policies > {gpo_wfas.NODE.replace('/', ' > ')} > {node}",
         f'The block rule "{name}": {edit}',
         f'PowerShell: {command} -PolicyStore "<domain>\\<GPO name>"')
     return Change(host, "policy", f"{summary} (a Group Policy rule: edit it in the GPO)",
@@ -694,6 +776,14 @@ def _firewall_hop(world: World, call: Call, step: flow.Step) -> Candidates:
     # The deciding host listens; the other one is the source of the connection.
     listener, source = ((call.target, call.source) if spec.decider == "B"
                         else (call.source, call.target))
+    if step.host == source and source != listener:
+        # The sender's own firewall refused the connection out (model/wfas.py outbound), to
+        # the endpoint mapper or to the WMI service's or the sink's dynamic port.
+        peer = world.host(listener)
+        ports = (steps.EPM_PORTS if step.id in (steps.C1_RPCSS, steps.C2_RESOLVER_PORT)
+                 else peer.wmi_ports if step.id == steps.C1_WMI_PORT else peer.rpc_ports)
+        return _outbound_candidates(world, source, peer.ip, ports,
+                                    step.id in (steps.C2_RESOLVER_PORT, steps.C2_SINK_PORT)), None
     port = spec.hop.port(world.host(listener))
     src = world.host(source).ip
     if spec.hop.purpose == "sink":
@@ -949,8 +1039,13 @@ def _search(world: World, call: Call) -> tuple[list[Change], str | None]:
         assert step is not None
         cands, reason = _candidates(world, call, step)
         for cand in cands:
-            w2, c2 = apply_edit(world, call, cand.host, cand.edit)
-            v2 = flow.evaluate(w2, c2)
+            try:
+                w2, c2 = apply_edit(world, call, cand.host, cand.edit)
+                v2 = flow.evaluate(w2, c2)
+            except ConfigError:
+                # A candidate the host's own commands refuse (Windows would print an error
+                # and change nothing) is no fix; the next one is tried, never a traceback.
+                continue
             if _progress(verdict, v2):
                 changes.append(cand)
                 world, call, verdict = w2, c2, v2

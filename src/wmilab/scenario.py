@@ -220,9 +220,10 @@ def _host(name: str, value: object, domains: Mapping[str, DomainSpec]) -> HostCo
     if "commands" in t:
         # scenario-format.md "Commands": run after the netsh list; the registry values and
         # service states they set count as applied.
+        typed = _str_list(t["commands"], (*path, "commands"))
         try:
-            done = host_commands.apply(_str_list(t["commands"], (*path, "commands")), registry,
-                                       services, tuple(REGISTRY_VALUES), os_name)
+            done = host_commands.apply(typed, registry, services, tuple(REGISTRY_VALUES),
+                                       os_name)
         except ConfigError as e:
             raise e.within(*path, "commands") from None
         netsh_origins = (*(("netsh", i) for i in range(len(netsh_list))),

@@ -27,7 +27,7 @@ from wmilab.model import wmi as wmi_events
 from wmilab.model.addresses import SourceTable
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
-from wmilab.model.ports import RPC_ENDPOINT_MAPPER
+from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
 from wmilab.model.world import WINMGMT, HostModel, World
 
 __all__ = [
@@ -35,8 +35,8 @@ __all__ = [
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
     "callback_identity", "callback_ladder", "client_dcom", "logon", "namespace_login",
-    "namespace_request", "rpcss_port", "rpcss_sources", "sink_caller", "sink_port",
-    "sink_sources", "wmi_port", "wmi_sources",
+    "namespace_request", "outbound_open", "rpcss_port", "rpcss_sources", "sink_caller",
+    "sink_port", "sink_sources", "wmi_port", "wmi_sources",
 ]
 
 # Step ids, in the order Windows meets them.
@@ -168,6 +168,24 @@ def _fw(v: fw.FirewallDecision) -> Check:
 def client_dcom(a: HostModel) -> Check:
     """c1.client-dcom: may A make DCOM calls to other computers at all?"""
     return a.outgoing
+
+
+# The endpoint mapper's port as a range, for the outbound questions (MS-RPCE 2.2.1.1.7).
+EPM_PORTS = PortRange.of(((RPC_ENDPOINT_MAPPER, RPC_ENDPOINT_MAPPER),), "the endpoint mapper")
+
+
+def outbound(sender: HostModel, dest: IPv4Address, ports: PortRange,
+             program: str | None = None, service: str = "") -> Check:
+    """The sender's own firewall on a port step: Windows Firewall with Advanced Security
+    filters outbound connections too (model/wfas.py ``outbound``). ``program`` None: the
+    calling program on A, which the scenario does not name."""
+    return _fw(sender.outbound(dest, ports, program, service))
+
+
+def outbound_open(sender: HostModel) -> bool:
+    """Does :func:`outbound` allow every connection of ``sender`` (no outbound block rule,
+    default outbound Allow, or no WFAS at all)? The flow asks :func:`outbound` only when not."""
+    return not sender.filters_outbound
 
 
 def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:

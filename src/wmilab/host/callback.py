@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING
 from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
+from wmilab.model import firewall as fw
 from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
+from wmilab.model.world import WINMGMT
 from wmilab.transport import RpcCallError, RpcClient
 from wmilab.wire import dcom, ids, wmi
 from wmilab.wire.dcom import DualStringArray, NdrReader, NdrWriter
@@ -199,6 +201,20 @@ class CallbackRunner:
             code = steps.TABLE[steps.C2_IDENTITY].failure(refusal).code
             outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE, code,
                                       0, final, 0, refusal.reason)
+        elif resolver and client is not None:
+            # c2.resolver-port and c2.sink-port, B's own side: its firewall may refuse the WMI
+            # service's connections out to A (the model's outbound rules, as the flow asks).
+            peer = self.server.world.host(client)
+            step, out = steps.C2_RESOLVER_PORT, steps.outbound(
+                self.server.model, peer.ip, steps.EPM_PORTS, fw.SVCHOST, WINMGMT)
+            if out.ok:  # then the sink's port, a port of A's dynamic range (c2.sink-port)
+                step, out = steps.C2_SINK_PORT, steps.outbound(
+                    self.server.model, peer.ip, peer.rpc_ports, fw.SVCHOST, WINMGMT)
+            if not out.ok:
+                code = steps.TABLE[step].failure(out).code
+                outcome = CallbackOutcome(operation, client, resolver, "", AuthLevel.NONE,
+                                          code, 0, final, 0, out.reason)
+                attempts = ()
         for n, (token, level) in enumerate(attempts, 1):
             if not resolver:
                 break

@@ -15,7 +15,7 @@ from dataclasses import replace
 from ipaddress import AddressValueError, IPv4Address, summarize_address_range
 
 from wmilab.errors import ConfigError
-from wmilab.model import oses
+from wmilab.model import netshwords, oses
 from wmilab.model import wfas as wf
 from wmilab.model.addresses import Scope
 from wmilab.model.netsh import (
@@ -53,7 +53,7 @@ _RULE_PARAMS = ("name", "dir", "action", "program", "service", "description", "e
 
 def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile) -> str:
     """Execute one ``netsh advfirewall ...`` or ``netsh firewall ...`` command on ``local``."""
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     if not words:
@@ -62,6 +62,10 @@ def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile)
     if ctx == "advfirewall":
         return _advfirewall(local, words[1:], current)
     if ctx == "firewall":
+        if len(words) > 1 and words[1].lower() == "show":
+            # A show command prints its report, then the notice (captures of Windows 7 to
+            # Server 2019 "netsh firewall show state").
+            return _legacy_show(local, words[2:], current, env) + DEPRECATION
         return DEPRECATION + "\n" + _legacy(local, words[1:], current, env)
     raise NetshError(f"The following command was not found: {' '.join(words)}. "
                      "(wmilab models the advfirewall and firewall contexts)")
@@ -69,7 +73,7 @@ def run(local: wf.LocalWfas, command: str, env: NetshEnv, current: wf.WfProfile)
 
 def check_context(os: str, command: str) -> None:
     """An ``advfirewall`` command on an OS without WFAS is a clear error (it has none)."""
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     if words and words[0].lower() == "advfirewall" and not oses.get(os).modern:
@@ -111,7 +115,7 @@ def _advfirewall(local: wf.LocalWfas, words: list[str], current: wf.WfProfile) -
                     "publicprofile": [wf.WfProfile.PUBLIC]}.get(which)
         if profiles is not None:
             if head == "show":
-                return _show_profiles(local, profiles)
+                return _show_profiles(local, profiles, words[2:], which)
             return _set_profiles(local, profiles, words[2:])
     raise NetshError(f"The following command was not found: advfirewall {' '.join(words)}.")
 
@@ -150,26 +154,40 @@ def _inbound_policy(ps: wf.ProfileState) -> str:
     return "BlockInbound" if ps.inbound_block else "AllowInbound"
 
 
-def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile]) -> str:
+def _show_profiles(local: wf.LocalWfas, profiles: list[wf.WfProfile],
+                   args: Sequence[str] = (), which: str = "allprofiles") -> str:
+    # "show allprofiles|...profile [state|firewallpolicy|settings|logging]" (Learn "Netsh
+    # AdvFirewall Commands", show): one section only when a parameter is given; "show
+    # allprofiles state" prints the State line alone per profile (captured output).
+    if len(args) > 1:
+        raise NetshError(f"'{args[1]}' is not a valid argument for this command.")
+    part = args[0].lower() if args else "all"
+    if part not in ("all", "state", "firewallpolicy", "settings", "logging"):
+        raise NetshError(f"The following command was not found: advfirewall show {which} "
+                         f"{args[0]}. (show ...profile takes state, firewallpolicy, settings "
+                         "or logging)")
     lines: list[str] = []
     for p in profiles:
         ps = local.profiles[p]
-        lines += ["", f"{p.label} Profile Settings: ", _SEP,
-                  f"{'State':<38}{_onoff(ps.enabled)}",
-                  f"{'Firewall Policy':<38}"
-                  f"{_inbound_policy(ps)},"
-                  f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}",
-                  f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
-                  f"{'LocalConSecRules':<38}N/A (GPO-store only)",
-                  f"{'InboundUserNotification':<38}Disable",
-                  f"{'RemoteManagement':<38}Disable",
-                  f"{'UnicastResponseToMulticast':<38}Enable",
-                  "", "Logging:",
-                  f"{'LogAllowedConnections':<38}Disable",
-                  f"{'LogDroppedConnections':<38}Disable",
-                  f"{'FileName':<38}%systemroot%\\system32\\LogFiles\\Firewall\\pfirewall.log",
-                  f"{'MaxFileSize':<38}4096"]
-    return "\n".join([*lines, "", _OK])
+        lines += ["", f"{p.label} Profile Settings: ", _SEP]
+        if part in ("all", "state"):
+            lines.append(f"{'State':<38}{_onoff(ps.enabled)}")
+        if part in ("all", "firewallpolicy"):
+            lines.append(f"{'Firewall Policy':<38}{_inbound_policy(ps)},"
+                         f"{'BlockOutbound' if ps.outbound_block else 'AllowOutbound'}")
+        if part in ("all", "settings"):
+            lines += [f"{'LocalFirewallRules':<38}N/A (GPO-store only)",
+                      f"{'LocalConSecRules':<38}N/A (GPO-store only)",
+                      f"{'InboundUserNotification':<38}Disable",
+                      f"{'RemoteManagement':<38}Disable",
+                      f"{'UnicastResponseToMulticast':<38}Enable"]
+        if part in ("all", "logging"):
+            lines += ["", "Logging:"] if part == "all" else []
+            lines += [f"{'LogAllowedConnections':<38}Disable",
+                      f"{'LogDroppedConnections':<38}Disable",
+                      f"{'FileName':<38}%systemroot%\\system32\\LogFiles\\Firewall\\pfirewall.log",
+                      f"{'MaxFileSize':<38}4096"]
+    return "\n".join([*lines, "", _OK] if part == "all" else [*lines, _OK])
 
 
 # ---- rule parameters -------------------------------------------------------------------------
@@ -293,11 +311,27 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
             rule = replace(rule, local_ports=wf.PortSpec.parse(args["localport"]))
         except ConfigError as e:
             raise _invalid(args["localport"], "localport", e.message) from None
-    for unsupported in ("localip", "remoteport", "interfacetype", "edge"):
+    if "remoteport" in args and args["remoteport"].strip().lower() != "any":
+        # The peer's port: meaningful for an outbound rule (B's 135 or its WMI port); an
+        # inbound connection's remote port is the client's ephemeral one, not modelled.
+        if rule.direction != "out":
+            raise NetshError(f"'remoteport={args['remoteport']}' is modelled by wmilab for "
+                             "outbound rules only (an inbound connection comes from an "
+                             "ephemeral port)")
+        try:
+            ports = wf.PortSpec.parse(args["remoteport"])
+        except ConfigError as e:
+            raise _invalid(args["remoteport"], "remoteport", e.message) from None
+        if ports.keywords:
+            raise _invalid(args["remoteport"], "remoteport", "RPC and RPC-EPMap are local ports")
+        rule = replace(rule, remote_ports=ports)
+    elif "remoteport" in args:
+        rule = replace(rule, remote_ports=wf.PortSpec())
+    for unsupported in ("localip", "interfacetype", "edge"):
         v = args.get(unsupported)
         if v is not None and v.strip().lower() not in ("any", "no"):
             raise NetshError(f"'{unsupported}={v}' is not modelled by wmilab (only 'any')")
-    if not rule.local_ports.any and rule.protocol not in ("TCP", "UDP"):
+    if not (rule.local_ports.any and rule.remote_ports.any) and rule.protocol not in ("TCP", "UDP"):
         # netsh refuses ports without a port-based protocol (Learn add rule: "localport ...
         # only valid when protocol is tcp or udp").
         raise NetshError("The port keywords and numbers can only be specified when the "
@@ -309,6 +343,9 @@ def _rule_from(args: dict[str, str], base: wf.Rule) -> wf.Rule:
 
 def _add_rule(local: wf.LocalWfas, args: list[str]) -> str:
     a = _bind(_Spec(_RULE_PARAMS, ("name", "dir", "action")), args, "add rule")
+    if not a["name"].strip():
+        # Choice (docs/choices.md): a rule needs a name (INetFwRule::Name is required).
+        raise _invalid(a["name"], "name", "the name is empty")
     if a["name"].strip().lower() == "all":
         raise _invalid(a["name"], "name", "'all' is reserved")
     local.rules.append(_rule_from(a, wf.Rule(name=a["name"])))
@@ -317,6 +354,9 @@ def _add_rule(local: wf.LocalWfas, args: list[str]) -> str:
 
 def _select(local: wf.LocalWfas, a: dict[str, str]) -> list[int]:
     """Indices of the rules a name=/group= selection with the optional filters picks."""
+    for key in ("name", "group"):
+        if key in a and not a[key].strip():
+            raise _invalid(a[key], key, f"the {key} is empty")
     if "name" in a:
         name = a["name"].strip().lower()
         idx = [i for i, r in enumerate(local.rules) if name == "all" or r.name.lower() == name]
@@ -419,7 +459,7 @@ def _show_rule(local: wf.LocalWfas, args: list[str]) -> str:
                   f"{'Protocol:':<38}{'Any' if r.protocol == 'ANY' else r.protocol}"]
         if r.protocol in ("TCP", "UDP"):
             lines += [f"{'LocalPort:':<38}{r.local_ports.text()}",
-                      f"{'RemotePort:':<38}Any"]
+                      f"{'RemotePort:':<38}{r.remote_ports.text()}"]
         lines.append(f"{'Edge traversal:':<38}No")
         if verbose:
             # Verbose adds Program and Service only when the rule names them, then the
@@ -454,14 +494,25 @@ def _legacy_enabled(a: dict[str, str]) -> bool:
 
 def _legacy(local: wf.LocalWfas, words: Sequence[str], current: wf.WfProfile,
             env: NetshEnv) -> str:
+    if len(words) == 1 and words[0].lower() == "reset":
+        # KB 947709, "Restore policy defaults": netsh firewall reset is netsh advfirewall
+        # reset on Vista and later (INetFwMgr::RestoreDefaults).
+        local.reset()
+        return _OK
     if len(words) < 2:
         raise NetshError("The following command was not found: firewall "
                          f"{' '.join(words)}.")
     verb, obj, args = words[0].lower(), words[1].lower(), list(words[2:])
     if verb == "set" and obj == "opmode":
         a = _bind(_Spec(("mode", "exceptions", "profile"), ("mode",)), args, "set opmode")
+        # exceptions=DISABLE is INetFwProfile::ExceptionsNotAllowed, which on Vista and later
+        # ignores every exception as INetFwPolicy2::BlockAllInboundTraffic does (Learn, both
+        # pages): netsh advfirewall's blockinboundalways. ENABLE (the default) clears it.
+        block_all = _enum(a.get("exceptions", "ENABLE"), "exceptions",
+                          ("ENABLE", "DISABLE")) == "DISABLE"
         for p in _legacy_profiles(a, current):
             local.profiles[p].enabled = _legacy_enabled(a)
+            local.profiles[p].inbound_always = block_all
         return _OK
     if verb == "add" and obj == "portopening":
         a = _bind(_Spec(("protocol", "port", "name", "mode", "scope", "addresses", "profile"),
@@ -556,3 +607,80 @@ def _legacy_remote_admin(local: wf.LocalWfas, a: dict[str, str], current: wf.WfP
             local.rules.append(replace(r, enabled=enabled, profiles=profiles,
                                        remote=scope if scope is not None else Scope.all()))
     return _OK
+
+
+# ---- netsh firewall show on Vista and later ----------------------------------------------
+
+_LEGACY_RULE = "-" * 67
+
+
+def _legacy_profile(current: wf.WfProfile) -> tuple[str, wf.WfProfile]:
+    # Choice (docs/choices.md): the old API's Standard profile is the non-domain profile in
+    # use (private unless the host is on public); a domain host's Standard is private.
+    if current is wf.WfProfile.DOMAIN:
+        return "Domain", current
+    return "Standard", current
+
+
+def _legacy_modes(local: wf.LocalWfas, p: wf.WfProfile) -> list[str]:
+    ps = local.profiles[p]
+    return [f"Operational mode                  = {'Enable' if ps.enabled else 'Disable'}",
+            f"Exception mode                    = "
+            f"{'Disable' if ps.inbound_always else 'Enable'}",
+            "Multicast/broadcast response mode = Enable",
+            "Notification mode                 = Enable"]
+
+
+def _legacy_show(local: wf.LocalWfas, args: Sequence[str], current: wf.WfProfile,
+                 env: NetshEnv) -> str:
+    """``netsh firewall show state|opmode|currentprofile`` on Vista and later, read from
+    WFAS (the layout of captured Windows 7 to Server 2019 output, docs/netsh.md)."""
+    what = args[0].lower() if args else ""
+    label, prof = _legacy_profile(current)
+    if what == "state":
+        if len(args) > 1:
+            raise NetshError(f"'{args[1]}' is not a valid argument for this command.")
+        ra = [r for r in local.rules if r.group == wf.RA_GROUP and prof in r.profiles]
+        ra_on = bool(ra) and all(r.enabled for r in ra)
+        # Windows 10 1709 renamed the product "Windows Defender Firewall"; Server 2016 is
+        # 1607 (Learn "Windows Defender Firewall with Advanced Security", the captures).
+        product = ("Windows Defender Firewall" if env.os in ("2019", "11", "2022", "2025", "10")
+                   else "Windows Firewall")
+        lines = ["", "Firewall status:", _LEGACY_RULE,
+                 f"Profile                           = {label}", *_legacy_modes(local, prof),
+                 f"Group policy version              = {product}",
+                 f"Remote admin mode                 = {'Enable' if ra_on else 'Disable'}",
+                 "", "Ports currently open on all network interfaces:",
+                 "Port   Protocol  Version  Program", _LEGACY_RULE]
+        ps = local.profiles[prof]
+        ports = sorted({(lo, r.protocol) for r in local.rules
+                        if r.enabled and r.direction == "in" and r.action == "allow"
+                        and prof in r.profiles and r.program is None and r.protocol != "ANY"
+                        for lo, hi in r.local_ports.spans if lo == hi}) \
+            if ps.enabled and not ps.inbound_always else []
+        if not ports:
+            lines.append("No ports are currently open on all network interfaces.")
+        lines += [f"{port:<7}{proto:<10}{'Any':<9}(null)" for port, proto in ports]
+        return "\n".join(lines) + "\n"
+    if what == "opmode":
+        a = _bind(_Spec(("profile",), ()), list(args[1:]), "show opmode")
+        which = a.get("profile", "ALL").upper()
+        _enum(which, "profile", ("CURRENT", "DOMAIN", "STANDARD", "ALL"))
+        blocks: list[tuple[str, wf.WfProfile]] = []
+        std = prof if label == "Standard" else wf.WfProfile.PRIVATE
+        if which in ("ALL", "DOMAIN") or (which == "CURRENT" and label == "Domain"):
+            blocks.append(("Domain", wf.WfProfile.DOMAIN))
+        if which in ("ALL", "STANDARD") or (which == "CURRENT" and label == "Standard"):
+            blocks.append(("Standard", std))
+        lines = []
+        for name, p in blocks:
+            tag = " (current)" if name == label else ""
+            lines += ["", f"{name} profile configuration{tag}:", _LEGACY_RULE,
+                      *_legacy_modes(local, p)]
+        return "\n".join(lines) + "\n"
+    if what == "currentprofile" and len(args) == 1:
+        return f"\n{label} profile is current profile.\n"
+    raise NetshError(f"wmilab does not print 'netsh firewall show {' '.join(args)}' on "
+                     "Windows Vista and later (it prints show state, show opmode and show "
+                     "currentprofile; netsh advfirewall firewall show rule name=all lists "
+                     "the rules)")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wmilab.errors import ConfigError
-from wmilab.model import dynamicport, localgroup, netsecurity, wmihost
+from wmilab.model import dynamicport, localgroup, netsecurity, netshwords, wmihost
 from wmilab.model.netsh import tokenize
 
 __all__ = ["REGISTRY_KEYS", "Applied", "apply"]
@@ -85,7 +85,7 @@ def _one(command: str, out: Applied, known: Sequence[str], index: int) -> None:
         netsecurity.parse(command)
         out.netsh.append(command)
         return
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command, bare=False))
     if not words:
         raise ConfigError("empty command")
     head = words[0].lower().removesuffix(".exe")

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from wmilab.errors import ConfigError
-from wmilab.model import advfirewall, netsecurity
+from wmilab.model import advfirewall, netsecurity, netshwords
 from wmilab.model import wfas as wf
 from wmilab.model.netsh import NetshEnv, tokenize
 
@@ -124,7 +124,7 @@ def _run(store: wf.LocalWfas, command: str) -> None:
     if netsecurity.is_cmdlet(head):
         netsecurity.run(store, command, gpo=True)
         return
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     low = [w.lower() for w in words]

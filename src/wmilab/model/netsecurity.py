@@ -80,7 +80,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
 # for a TCP listener reached over the LAN (below), else refused as not modelled; the
 # descriptive and session ones (-Description, -Platform, -Owner, -CimSession, -AsJob, ...)
 # change nothing wmilab decides and are accepted.
-_IGNORED_ANY = {"localaddress": "Any", "remoteport": "Any", "interfacetype": "Any",
+_IGNORED_ANY = {"localaddress": "Any", "interfacetype": "Any",
                 "edgetraversalpolicy": "Block", "authentication": "NotRequired",
                 "encryption": "NotRequired"}
 
@@ -514,6 +514,13 @@ def _apply_props(cmd: Command, rule: wf.Rule) -> wf.Rule:
         _ports([rule.local_ports.text().replace(wf.RPC_EPMAP, "RPCEPMap")], rule.protocol)
     if "remoteaddress" in p:
         rule = replace(rule, remote=_remote(p["remoteaddress"]))
+    if "remoteport" in p:
+        # The peer's port, modelled for outbound rules (model/advfirewall.py, remoteport=).
+        ports = _ports(p["remoteport"], rule.protocol)
+        if ports.keywords or (not ports.any and rule.direction != "out"):
+            raise NetSecurityError(f"-RemotePort {','.join(p['remoteport'])} is modelled by "
+                                   "wmilab for outbound rules only, as port numbers and ranges")
+        rule = replace(rule, remote_ports=ports)
     if "group" in p and cmd.cmdlet == NEW:
         rule = replace(rule, group=cmd.one("group") or "")
     return rule

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wmilab.errors import ConfigError
+from wmilab.model import netshwords
 from wmilab.model.addresses import Scope
 from wmilab.model.firewall import (
     ICMP_TYPES,
@@ -568,7 +569,7 @@ _SETTERS: dict[str, Callable[[LocalFirewall, list[str]], str]] = {
 def run(fw: LocalFirewall, command: str, env: NetshEnv,
         policy: FirewallPolicy | None = None) -> str:
     """Execute one ``netsh firewall ...`` (or ``firewall ...``) command on ``fw``."""
-    words = tokenize(command)
+    words = tokenize(netshwords.expand(command))
     if words and words[0].lower() in ("netsh", "netsh.exe"):
         words = words[1:]
     if not words or words[0].lower() != "firewall":

@@ -154,6 +154,9 @@ class Rule:
     rule_id: str = ""  # the built-in rule's id (WMI-WINMGMT-In-TCP), "" for added rules
     origin: Literal["local", "policy"] = "local"
     description: str = ""  # netsh's description=, shown by show rule ... verbose
+    # remoteport= / -RemotePort: the peer's ports, modelled for outbound rules only (an
+    # inbound connection's remote port is the client's ephemeral one).
+    remote_ports: PortSpec = PortSpec()
 
     def matches_identity(self, protocol: str, program: str, service: str) -> bool:
         """Protocol, program and service (a service rule needs a service: "*" any)."""
@@ -535,6 +538,72 @@ def effective(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, rpc: Por
     return EffectiveWfas(profile, enabled, enabled_origin,
                          ps.inbound_block or ps.inbound_always, ordered, tuple(ignored),
                          local_ok, rpc, subnet, ps.inbound_always)
+
+
+OUT_ALLOWED = FirewallDecision(True, "no outbound rule blocks it and the default outbound "
+                                "action is Allow", "none")
+
+
+def outbound(local: LocalWfas, policy: WfasPolicy, profile: WfProfile, subnet: IPv4Network,
+             dest: IPv4Address, ports: PortRange, program: str | None,
+             service: str = "") -> FirewallDecision:
+    """May this computer open a TCP connection to ``dest`` on a port of ``ports`` (one port,
+    or the range the peer's RPC runtime picks from)? ``program`` (``service``) is the program
+    that connects, None when unknown (the calling program on A). As for inbound dynamic
+    ports (KB 154596), a block rule refuses when it names any port of ``ports``, an allow
+    rule admits only when it names them all.
+
+    Outbound traffic is allowed unless a matching outbound block rule refuses it, or the
+    profile's default outbound action is Block (firewallpolicy ...,blockoutbound) and no
+    outbound allow rule matches; a block rule wins (Learn "Windows Firewall with Advanced
+    Security": default behaviour and rule precedence). A rule that names a program or a
+    service matches only a connection known to come from it."""
+    ps = local.profiles[profile]
+    gp_state, gp_local = policy.settings(profile)
+    enabled = ps.enabled if gp_state is None else gp_state
+    if not enabled:
+        return FirewallDecision(True, f"Windows Firewall is off in the {profile} profile", "off")
+    local_ok = ps.local_rules if gp_local is None else gp_local
+    allow: Rule | None = None
+    for r in (*policy.rules, *local.rules):
+        if r.direction != "out" or not r.enabled or profile not in r.profiles or (
+                r.origin == "local" and not local_ok):
+            continue
+        if r.protocol not in ("TCP", "ANY") or not r.local_ports.any:
+            continue  # a local (source) port of an outbound connection is ephemeral
+        if r.program is not None and (program is None or r.program != program):
+            continue
+        if r.service is not None and not (
+                service and (r.service == "*" or r.service == service)):
+            continue
+        if not r.remote.matches(dest, subnet):
+            continue
+        if r.action == "block":
+            if not r.remote_ports.intersects(ports, ports):
+                continue
+            return FirewallDecision(False, f"outbound {r.describe()} refuses the connection "
+                                    f"to {dest} (TCP {ports.describe()}): a block rule wins "
+                                    "over every allow rule", r.origin)
+        if r.remote_ports.covers(ports, ports):
+            allow = allow or r
+    if allow is not None:
+        return FirewallDecision(True, f"allowed by outbound {allow.describe()}", allow.origin)
+    if ps.outbound_block:
+        who = "the calling program" if program is None else (
+            f"{program} (service {service})" if service else program)
+        return FirewallDecision(False, f"the default outbound action of the {profile} profile "
+                                f"is Block (firewallpolicy ...,blockoutbound) and no enabled "
+                                f"outbound rule allows {who} to reach {dest} (TCP "
+                                f"{ports.describe()})", "local")
+    return OUT_ALLOWED
+
+
+def filters_outbound(local: LocalWfas, policy: WfasPolicy, profile: WfProfile) -> bool:
+    """Could :func:`outbound` refuse anything in ``profile``? (The flow's fast path.)"""
+    if local.profiles[profile].outbound_block:
+        return True
+    return any(r.direction == "out" and r.action == "block" and r.enabled
+               and profile in r.profiles for r in (*policy.rules, *local.rules))
 
 
 def parse_program(text: str) -> str:

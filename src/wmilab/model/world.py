@@ -19,6 +19,7 @@ from wmilab.model import (
     hardening,
     netsecurity,
     netsh,
+    netshwords,
     oses,
     rpcpolicy,
     unsecapp,
@@ -586,6 +587,24 @@ class HostModel:
             out.append(sink)
         return tuple(out)
 
+    @cached_property
+    def filters_outbound(self) -> bool:
+        """Could :meth:`outbound` refuse any connection? When not, it allows every one."""
+        return self.local_wfas is not None and wf.filters_outbound(
+            self.local_wfas, self.policies.wfas or wf.WfasPolicy(), self.wfas_profile)
+
+    def outbound(self, dest: IPv4Address, ports: PortRange, program: str | None = None,
+                 service: str = "") -> fw.FirewallDecision:
+        """May this computer connect out to ``dest`` on a port of ``ports`` (``program``,
+        None for the unknown calling program)? Windows Firewall with Advanced Security filters outbound traffic
+        too (model/wfas.py); the XP SP2 / 2003 firewall filters inbound traffic only (TechNet
+        cc737332: "Windows Firewall does not block outbound traffic")."""
+        if not self.filters_outbound:
+            return wf.OUT_ALLOWED
+        assert self.local_wfas is not None
+        return wf.outbound(self.local_wfas, self.policies.wfas or wf.WfasPolicy(),
+                           self.wfas_profile, self.subnet, dest, ports, program, service)
+
     def rpcss_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
         return self.rpcss_admission().decide(source, self.subnet)
 
@@ -600,7 +619,7 @@ class HostModel:
 
         ``int ipv4 show|set dynamicport`` reads (or, on nothing that persists, sets) the TCP/UDP
         dynamic port range instead (model/dynamicport.py)."""
-        words = netsh.tokenize(command)
+        words = netsh.tokenize(netshwords.expand(command))
         if dynamicport.is_dynamicport(words):
             cmd = dynamicport.parse(words, self.os)
             if cmd.verb == "set":
