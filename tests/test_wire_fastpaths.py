@@ -260,6 +260,28 @@ def test_orpc_hresult_reply_equals_the_ndr_writer(hresult: int) -> None:
     assert dcom.build_orpc_hresult_reply(hresult) == w.getvalue()
 
 
+@given(st.binary(min_size=16, max_size=16))
+def test_guid_bytes_le_equals_uuid_bytes_le(raw: bytes) -> None:
+    guid = uuid.UUID(bytes=raw)
+    assert rpc.guid_bytes_le(guid) == guid.bytes_le
+    assert rpc.guid_from_bytes_le(rpc.guid_bytes_le(guid)) == guid
+
+
+_QI_FOUND = st.lists(st.none() | st.tuples(st.integers(0, 2**64 - 1), st.uuids()), max_size=4)
+
+
+@given(st.integers(0, 2**64 - 1), _QI_FOUND, st.integers(1, 2**32 - 1))
+def test_packed_query_interface_reply_equals_the_records(
+        oxid: int, found: list[tuple[int, uuid.UUID] | None], refs: int) -> None:
+    """host/remunknown.py packs RemQueryInterface's reply from (OID, IPID) pairs; the octets
+    are those of one QiResult (E_NOINTERFACE, or S_OK with a STDOBJREF) per IID."""
+    records = [dcom.QiResult(dcom.E_NOINTERFACE) if got is None else dcom.QiResult(
+        dcom.S_OK, dcom.StdObjRef(oxid, got[0], got[1], refs)) for got in found]
+    packed = dcom.build_rem_query_interface_reply_packed(
+        oxid, [None if got is None else (got[0], got[1].bytes_le) for got in found], refs)
+    assert packed == dcom.build_rem_query_interface_reply(records)
+
+
 # -- NTLM session security, one PDU at a time -------------------------------------------------
 
 _FLAGS = st.sampled_from([

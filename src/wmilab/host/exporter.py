@@ -78,6 +78,8 @@ _OPEN_NAMESPACE = int(Op.OPEN_NAMESPACE)
 _EXEC_NOTIFICATION_QUERY = int(Op.EXEC_NOTIFICATION_QUERY)
 _GET_SMART_ENUM = int(ids.WbemFetchSmartEnumOp.GET_SMART_ENUM)
 _SMART_NEXT = int(ids.WbemWcoSmartEnumOp.NEXT)
+_new_tuple = tuple.__new__
+_SmartObject = wmi.SmartObject
 
 
 class Refused(WmiError):
@@ -193,7 +195,9 @@ class WmiExporter:
         count = min(req.count, MAX_NEXT)
         enum = obj.enum
         got = enum.take(count)
-        objects = [wmi.SmartObject(enum.class_id(o.class_name), o.encoded) for o in got]
+        # SmartObjects made without the NamedTuple's Python-level __new__.
+        objects = [_new_tuple(_SmartObject, (enum.class_id(o.class_name), o.encoded))
+                   for o in got]
         # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
         return wmi.build_smart_next_reply(objects, count)
 

@@ -27,6 +27,7 @@ from wmilab.wire.dcom import (
     ObjRefStandard,
     StdObjRef,
 )
+from wmilab.wire.rpc import guid_bytes_le
 
 __all__ = [
     "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
@@ -190,6 +191,10 @@ SUPPORTED: dict[type, tuple[uuid.UUID, ...]] = {
     EventEnumerator: (ids.IID_IENUMWBEMCLASSOBJECT, ids.IID_IUNKNOWN),
     ClassFactory: (ids.IID_ICLASSFACTORY, ids.IID_IUNKNOWN),
 }
+# The same by the IIDs' int (uuid.UUID compares in Python code; RemQueryInterface asks).
+_SUPPORTED_INTS: dict[type, frozenset[int]] = {
+    kind: frozenset(iid.int for iid in iids) for kind, iids in SUPPORTED.items()}
+_FETCH_SMART_ENUM = ids.IID_IWBEMFETCHSMARTENUM.int
 
 
 @dataclass
@@ -321,16 +326,17 @@ class ObjectTable:
 
     def query_interface(self, entry: Entry, iid: uuid.UUID, refs: int) -> Entry | None:
         """An IPID for another interface of the same object, or None (E_NOINTERFACE)."""
-        if iid not in SUPPORTED.get(type(entry.obj), ()):
+        key = iid.int
+        if key not in _SUPPORTED_INTS.get(type(entry.obj), ()):
             return None
-        if iid == ids.IID_IWBEMFETCHSMARTENUM and isinstance(entry.obj, Enumerator):
+        if key == _FETCH_SMART_ENUM and isinstance(entry.obj, Enumerator):
             # The smart-enum fetcher is its own object sharing the enumerator (MS-WMI 3.1.4.6).
-            fetch = self._by_object.get(id(entry.obj), {}).get(iid.int)
+            fetch = self._by_object.get(id(entry.obj), {}).get(key)
             if fetch is not None and fetch in self._entries:
                 self._entries[fetch].public_refs += max(refs, 1)
                 return self._entries[fetch]
             new = self.export(FetchSmartEnum(entry.obj), iid, oid=entry.oid, refs=max(refs, 1))
-            self._by_object.setdefault(id(entry.obj), {})[iid.int] = new.ipid.int
+            self._by_object.setdefault(id(entry.obj), {})[key] = new.ipid.int
             return new
         return self.export(entry.obj, iid, oid=entry.oid, refs=max(refs, 1))
 
@@ -391,7 +397,7 @@ class ObjectTable:
             raise ValueError("an OBJREF_STANDARD needs public_refs > 0")
         return b"".join((_OBJREF_HEAD.pack(OBJREF_SIGNATURE, FLAGS_OBJREF_STANDARD,
                                            _le(entry.iid), 0, refs, self.oxid, entry.oid,
-                                           entry.ipid.bytes_le), resolver))
+                                           guid_bytes_le(entry.ipid)), resolver))
 
     def objref(self, entry: Entry, resolver: DualStringArray, refs: int = 5) -> ObjRefStandard:
         """OBJREF_STANDARD for an entry; ``resolver`` is the OXID resolver's bindings."""

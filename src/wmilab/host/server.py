@@ -387,6 +387,10 @@ class _RpcProtocol(asyncio.Protocol):
         self.peer = "?"
         self.local = server.address
         self._timer: asyncio.TimerHandle | None = None
+        # The loop that serves this connection, kept from connection_made: on CPython 3.11
+        # asyncio.get_running_loop() costs a getpid() system call, one per request if asked
+        # on every read.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline = 0.0  # loop.time() at which the connection is closed (see _arm)
         self._timer_at = 0.0  # when self._timer fires
         self._sock: Any = None
@@ -399,6 +403,7 @@ class _RpcProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
         srv = self.server
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or (srv.address, 0)
@@ -477,7 +482,15 @@ class _RpcProtocol(asyncio.Protocol):
             return
         # Once bound, a quiet connection may stay for the idle timeout.
         limits = self.server.limits
-        self._arm(limits.idle_timeout if state is _BOUND else limits.bind_timeout)
+        seconds = limits.idle_timeout if state is _BOUND else limits.bind_timeout
+        loop = self._loop
+        if loop is not None and self._timer is not None:
+            # _arm's usual case inline (the deadline moves later: only stored).
+            deadline = loop.time() + seconds
+            if self._timer_at <= deadline:
+                self._deadline = deadline
+                return
+        self._arm(seconds)
 
     def _event(self, ev: object) -> None:
         """Log an event other than a call."""
@@ -553,7 +566,7 @@ class _RpcProtocol(asyncio.Protocol):
         replaced only when the deadline moves earlier, and when it fires before a deadline
         that moved later it re-arms itself for that deadline (_check_deadline).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         deadline = loop.time() + seconds
         self._deadline = deadline
         timer = self._timer  # never a cancelled one: close() and expiry drop it
@@ -565,7 +578,7 @@ class _RpcProtocol(asyncio.Protocol):
         self._timer_at = deadline
 
     def _check_deadline(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
             self._timer_at = self._deadline

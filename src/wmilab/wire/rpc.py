@@ -49,6 +49,7 @@ __all__ = [
     "SyntaxId",
     "btfn_features",
     "encode_response_fragment",
+    "guid_bytes_le",
     "parse_pdu",
     "peek_frag_length",
 ]
@@ -225,6 +226,13 @@ def guid_from_bytes_le(raw: bytes) -> uuid.UUID:
         _set_slot(g, "is_safe", _SAFE_UNKNOWN)
         _GUIDS[raw] = g
     return g
+
+
+def guid_bytes_le(guid: uuid.UUID) -> bytes:
+    """``guid.bytes_le`` (the first three fields little-endian, MS-DTYP 2.3.4.2), without the
+    two Python properties (``bytes_le``, ``bytes``) it runs through."""
+    raw = guid.int.to_bytes(16, "big")
+    return raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]
 
 
 _UUID = uuid.UUID

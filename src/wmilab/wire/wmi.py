@@ -36,7 +36,7 @@ from wmilab.wire.dcom import (
     write_orpcthis,
     write_unique_mip,
 )
-from wmilab.wire.rpc import guid_from_bytes_le
+from wmilab.wire.rpc import guid_bytes_le, guid_from_bytes_le
 
 # MS-WMI 2.2.11 WBEMSTATUS and 2.2.3 flags.
 WBEM_S_NO_ERROR = 0x0
@@ -774,7 +774,7 @@ def encode_object_array(objects: Sequence[SmartObject], packet_type: int = 1) ->
         # ObjectArray element: header size 9, length, type 2; WBEMOBJECT_INSTANCE header size
         # 0x18, the block's length, the class GUID; the block (MS-WMI 2.2.14).
         parts.append(_ELEMENT.pack(9, 0x18 + len(block), 2, 0x18, len(block),
-                                   obj.class_id.bytes_le))
+                                   guid_bytes_le(obj.class_id)))
         parts.append(block)
         size += _ELEMENT.size + len(block)
     # The two length-prefixed headers around the elements and the array header before them.

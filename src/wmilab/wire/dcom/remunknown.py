@@ -23,6 +23,8 @@ from wmilab.wire.rpc import guid_from_bytes_le
 _QI_FIXED = struct.Struct("<HHII16sI16sIH2xI")
 _REFS_FIXED = struct.Struct("<HHII16sIH2xI")
 _REMINTERFACEREF = struct.Struct("<16sii")  # ipid, cPublicRefs, cPrivateRefs
+# A NamedTuple made without the Python-level __new__ its class call runs (one frame less).
+_new_tuple = tuple.__new__
 
 
 class RemQueryInterfaceRequest(NamedTuple):
@@ -39,10 +41,10 @@ def parse_rem_query_interface(stub: bytes) -> RemQueryInterfaceRequest:
         if not ext and n == c and len(stub) >= end:
             # The usual request, read with one unpack; anything else the NDR reader reads,
             # with the same results and errors (tests/test_wire_fastpaths.py).
-            return RemQueryInterfaceRequest(
+            return _new_tuple(RemQueryInterfaceRequest, (
                 OrpcThis._read((major, minor), flags, cid, False), guid_from_bytes_le(ipid),
-                refs, tuple(guid_from_bytes_le(stub[i:i + 16])
-                            for i in range(_QI_FIXED.size, end, 16)))
+                refs, tuple([guid_from_bytes_le(stub[i:i + 16])
+                             for i in range(_QI_FIXED.size, end, 16)])))
 
     def go(r: NdrReader) -> RemQueryInterfaceRequest:
         orpc = read_orpcthis(r)
@@ -74,6 +76,27 @@ _QI_RESULT = struct.Struct("<I4xIIQQ16s")
 _REFERENT = 0x00020000  # the first referent id an NdrWriter hands out (ndr.NdrWriter.ref)
 _NULL_GUID = bytes(16)
 _HRESULT = struct.Struct("<I")
+_QI_NOINTERFACE = _QI_RESULT.pack(E_NOINTERFACE & 0xFFFFFFFF, 0, 0, 0, 0, _NULL_GUID)
+_QI_OK = _HRESULT.pack(S_OK)
+_QI_NONE = _HRESULT.pack(E_NOINTERFACE)
+
+
+def build_rem_query_interface_reply_packed(
+        oxid: int, found: Sequence[tuple[int, bytes] | None], refs: int) -> bytes:
+    """``build_rem_query_interface_reply`` for results that are all E_NOINTERFACE or a
+    STDOBJREF (flags 0, ``refs`` public references, ``oxid``), given as None or (OID, the
+    IPID's 16 octets little-endian), without a QiResult and StdObjRef per IID
+    (tests/test_wire_fastpaths.py holds the two to the same octets)."""
+    parts = [_QI_REPLY_HEAD.pack(0, 0, _REFERENT, len(found))]
+    ok = False
+    for got in found:
+        if got is None:
+            parts.append(_QI_NOINTERFACE)
+        else:
+            ok = True
+            parts.append(_QI_RESULT.pack(S_OK, 0, refs, oxid, got[0], got[1]))
+    parts.append(_QI_OK if ok else _QI_NONE)
+    return b"".join(parts)
 
 
 def build_rem_query_interface_reply(results: Sequence[QiResult]) -> bytes:
@@ -116,9 +139,10 @@ def parse_rem_refs(stub: bytes, what: str = "RemRelease") -> RemRefsRequest:
             refs = []
             for at in range(_REFS_FIXED.size, end, _REMINTERFACEREF.size):
                 ipid, public, private = _REMINTERFACEREF.unpack_from(stub, at)
-                refs.append(RemInterfaceRef(guid_from_bytes_le(ipid), public, private))
-            return RemRefsRequest(OrpcThis._read((major, minor), flags, cid, False),
-                                  tuple(refs))
+                refs.append(_new_tuple(RemInterfaceRef,
+                                       (guid_from_bytes_le(ipid), public, private)))
+            return _new_tuple(RemRefsRequest, (OrpcThis._read((major, minor), flags, cid, False),
+                                               tuple(refs)))
 
     def go(r: NdrReader) -> RemRefsRequest:
         orpc = read_orpcthis(r)
