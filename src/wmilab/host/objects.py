@@ -27,7 +27,7 @@ from wmilab.wire.dcom import (
     ObjRefStandard,
     StdObjRef,
 )
-from wmilab.wire.rpc import guid_bytes_le
+from wmilab.wire.rpc import guid_bytes_le, guid_from_bytes_le
 
 __all__ = [
     "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
@@ -43,20 +43,16 @@ __all__ = [
 _GUIDS = itertools.count(int.from_bytes(os.urandom(16), "little") >> 1)
 
 
-_UUID = uuid.UUID
-_SAFE_UNKNOWN = uuid.SafeUUID.unknown
-_set_slot = object.__setattr__
-
-
 def fresh_guid() -> uuid.UUID:
     """A GUID never handed out before by this process.
 
-    Made as uuid.UUID(int=...) makes it (its two slots set), without UUID.__init__'s checks
-    of arguments that are known here to be one int in range."""
-    guid = object.__new__(_UUID)
-    _set_slot(guid, "int", next(_GUIDS) & (2**128 - 1))
-    _set_slot(guid, "is_safe", _SAFE_UNKNOWN)
-    return guid
+    Made from its 16 wire octets (the counter, little-endian) through the wire layer's GUID
+    cache, so the client's first call on a new IPID finds it there instead of building a
+    second UUID for the same octets (rpc.guid_from_bytes_le)."""
+    return guid_from_bytes_le((next(_GUIDS) & _MASK128).to_bytes(16, "little"))
+
+
+_MASK128 = 2**128 - 1
 
 
 # OBJREF (MS-DCOM 2.2.18.1: signature, flags, iid) and its OBJREF_STANDARD's STDOBJREF

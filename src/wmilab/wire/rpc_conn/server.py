@@ -186,7 +186,7 @@ class ServerConnection(Connection):
                 and len(data) >= _REQ_FIXED.size and len(data) <= self.max_recv_frag
                 and data[8] | data[9] << 8 == len(data)):
             events: list[Event] = []
-            if self._fast_request(bytes(data), events):
+            if self._fast_request(data if type(data) is bytes else bytes(data), events):
                 return events
         return super().receive_data(data)
 
