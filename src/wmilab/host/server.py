@@ -462,11 +462,15 @@ class _RpcProtocol(asyncio.Protocol):
         conn, transport = self.conn, self.transport
         if conn is None or transport is None or transport.is_closing():
             return
-        for ev in conn.receive_data(data):
-            if type(ev) is CallReceived:
-                self._call(conn, ev)
-            else:
-                self._event(ev)
+        call = conn.receive_call(data)  # the usual read: one whole request, verified
+        if call is not None:
+            self._call(conn, call)
+        else:
+            for ev in conn.receive_data(data):
+                if type(ev) is CallReceived:
+                    self._call(conn, ev)
+                else:
+                    self._event(ev)
         out = conn.data_to_send()
         if out:
             transport.write(out)
