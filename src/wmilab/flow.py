@@ -184,7 +184,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, tuple(out))
     # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe. A's own firewall first:
     # WFAS filters outbound connections too.
-    out_a = steps.outbound(a, b.ip, steps.EPM_PORTS)
+    out_a = steps.caller_outbound(a, b, "rpcss")
     s = (_step(steps.C1_RPCSS, a, out_a) if not out_a.ok
          else _step(steps.C1_RPCSS, b, steps.rpcss_port(b, a.ip)))
     add(s)
@@ -197,7 +197,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         add(s)
         if not s.ok:
             return Verdict(call, tuple(out))
-    out_a = steps.outbound(a, b.ip, b.wmi_ports)
+    out_a = steps.caller_outbound(a, b, "wmi")
     s = (_step(steps.C1_WMI_PORT, a, out_a) if not out_a.ok
          else _step(steps.C1_WMI_PORT, b, steps.wmi_port(b, a.ip)))
     add(s)

@@ -404,7 +404,7 @@ class _RpcProtocol(asyncio.Protocol):
             model_port = decision.port
         else:
             model_port = srv.model_ports[self.kind]
-            decision = srv.gate.decide(self.peer, model_port)
+            decision = srv.gate.decide(self.peer, model_port, int(peer[1]))
         who = f"{decision.source}" + (f" ({decision.source_host})" if decision.source_host else "")
         if not decision.allowed:
             # Choice: a dropped SYN cannot be emulated on loopback; a RST at once makes the

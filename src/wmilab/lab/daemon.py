@@ -92,6 +92,9 @@ class HostDaemon:
         self.quick = bool(state.hosts[host].get("quick"))
         self.server = HostServer(world, host, address=self.address,
                                  addresses=DirectMap.for_world(world))
+        # A's outbound rules are the nftables output chain of A's namespace here (lab/nft.py),
+        # which filters every program in it; the gate asks only this host's inbound rules.
+        self.server.gate.outbound = False
         if self.quick:
             # A verify run: a dropped SYN on Connection 2 costs 2 s, not 5.
             self.server.callbacks.connect_timeout = 2.0
