@@ -124,6 +124,8 @@ def test_gate_default_client_and_bad_client() -> None:
     (ConnectionResetError(104, "Connection reset by peer"), 0x800706BA),
     (ConnectionRefusedError(111, "refused"), 0x800706BA),
     (TimeoutError(), 0x800706BA),
+    (OSError(113, "No route to host"), 0x800706BA),  # the caller's output chain rejects
+    (Exception("Could not connect: [Errno 113] No route to host"), 0x800706BA),
     (Exception("Could not connect: [Errno 104] Connection reset by peer"), 0x800706BA),
     (Exception("rpc_s_access_denied"), 0x80070005),
     (Exception("WMI Session Error: code: 0x80041003 - WBEM_E_ACCESS_DENIED"), 0x80041003),

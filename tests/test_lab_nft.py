@@ -322,7 +322,7 @@ def test_an_outbound_block_rule_becomes_a_drop_in_the_output_chain() -> None:
     text = nft.ruleset(a, peers=[b, c])
     chain = text[text.index("chain output"):]
     assert "policy accept;" in chain and "ct state established,related accept" in chain
-    assert "ip daddr 192.168.10.2 tcp dport { 135 } drop" in chain
+    assert "ip daddr 192.168.10.2 tcp dport { 135 } reject with icmpx type admin-prohibited" in chain
     assert "10.70.0.3" not in chain
     # B's own rules (none outbound) compile to no drop; without peers there is none either.
     assert not nft.compile_outbound(b, [a, c])

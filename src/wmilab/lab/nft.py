@@ -11,7 +11,7 @@ waits and times out, as against Windows Firewall (docs/lab.md).
 The host's outbound rules go into an ``output`` chain the same way: for every other host of
 the lab and each port a client connects to there (135, and the range WMI's port is drawn
 from), the compiler asks the question ``flow`` asks on A's side of c1.rpcss-port and
-c1.wmi-port (``steps.caller_outbound``) and writes a ``drop`` where the answer is no.
+c1.wmi-port (``steps.caller_outbound``) and writes a ``reject`` where the answer is no.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class OutRule:
     def text(self) -> str:
         ports = ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.spans)
         why = self.why.replace('"', "'")[:120]
-        return f'ip daddr {self.dest} tcp dport {{ {ports} }} drop comment "{why}"'
+        return (f"ip daddr {self.dest} tcp dport {{ {ports} }} "
+                f'reject with icmpx type admin-prohibited comment "{why}"')
 
 
 def compile_outbound(model: HostModel, peers: Sequence[HostModel]) -> list[OutRule]:
@@ -172,8 +173,9 @@ def ruleset(model: HostModel, wmi_port: int | None = None,
         # program's (host/service_sockets.py).
         f"    meta mark {SERVICE_MARK:#x} accept",
     ]
-    # A dropped packet of the host's own makes its connect() fail at once (EPERM), as a
-    # WFAS outbound block fails the program's connect without a packet (Choice, docs/lab.md).
+    # Choice (docs/choices.md): the host's own firewall refuses the connection before a SYN
+    # leaves, so the program's connect() fails at once (EHOSTUNREACH from the local reject),
+    # rather than waiting on a dropped SYN.
     lines += [f"    {r.text()}" for r in compile_outbound(model, peers)]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
