@@ -4,7 +4,8 @@ hosts side by side, and load time.
 Prints figures; asserts nothing (machines are noisy). Times are given as wall-clock and as
 the process's CPU time: on a shared machine the CPU time is the steadier of the two.
 Usage:
-    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000] [--small 1000]
+    .venv/bin/python bench/bench_check.py [--hosts 1000] [--big 10000] [--small 1000] [--modern]
+        [--only-fixes | --only-verdicts]
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ def check_with_fixes(n: int) -> dict[str, Any]:
     """What `wmilab check --json` does on an n-host fleet file (bench/fleet.py), timed."""
     text = fleet_text(n)
     gc.collect()
+    gc.disable()  # as `wmilab check` loads (cli._load)
     raw, parse_w, parse_c = timed(lambda: parse_toml(text))
     _, build_w, build_c = timed(partial(build, raw))
     raw = {}
+    gc.enable()
     gc.collect()
+    gc.disable()
     s, load_w, load_c = timed(lambda: loads(text, f"fleet-{n}.toml"))
+    gc.enable()
     gc.freeze()  # as `wmilab check` does once the scenario is loaded,
     gc.disable()  # and while it evaluates
     out, check_w, check_c = timed(partial(_check_json, s))
@@ -140,9 +145,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only-fixes", action="store_true",
                     help="only the check-with-fixes comparison")
+    ap.add_argument("--only-verdicts", action="store_true",
+                    help="only the all-pairs call verdicts")
     args = ap.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''} python "
           f"{platform.python_version()}")
+    if not args.only_verdicts:
+        fixes(args)
+    if not args.only_fixes:
+        verdicts(args)
+
+
+def fixes(args: argparse.Namespace) -> None:
 
     # `check` with fixes, small and big fleet, alternating in the same run; the best of
     # --repeat runs of each (the run least disturbed by other work on the machine).
@@ -165,23 +179,25 @@ def main() -> None:
         print(f"T({args.big})/T({args.small}), {what}: load + check "
               f"{big['total'][i] / small['total'][i]:.1f}, check alone "
               f"{big['check'][i] / small['check'][i]:.1f}")
-    if args.only_fixes:
-        return
 
+
+def verdicts(args: argparse.Namespace) -> None:
     (_, world, _), build_w, build_c = timed(partial(build, fleet(args.hosts, modern=args.modern)))
     calls = all_pairs(list(world.configs))
     outcomes: dict[str, int] = {}
 
-    def verdicts() -> None:
+    def run() -> None:
         for c in calls:
             r = flow.evaluate(world, c).result
             outcomes[r] = outcomes.get(r, 0) + 1
 
-    _, ver_w, ver_c = timed(verdicts)
+    _, ver_w, ver_c = timed(run)
     n = len(calls)
     print(f"fleet: {args.hosts} hosts built in {_pair((build_w, build_c))}; {n} all-pairs calls")
     print(f"check verdicts: {n / ver_w:,.0f} calls/s wall, {n / ver_c:,.0f} calls/s CPU, one "
           f"core ({ver_c * 1e6 / n:.1f} µs CPU per call; outcomes {outcomes})")
+    if args.only_verdicts:
+        return
 
     # The older fleet file (every host one call to the next, no failure mix), as tomlkit
     # writes it.

@@ -19,7 +19,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "wmilab"
 MODEL_QUESTIONS = {"check_remote_activation", "check_remote_access", "check_login",
                    "network_logon", "callback_tokens", "callback_token", "rpcss_inbound",
                    "inbound", "wmi_inbound", "sink_inbound", "check_wmi_activation",
-                   "check_encryption", "anonymous_fallback", "ladder"}
+                   "check_encryption", "anonymous_fallback", "ladder",
+                   # the firewall steps' answers for every source (steps.*_sources)
+                   "rpcss_admission", "wmi_admission", "sink_admission"}
 
 
 def test_every_step_has_a_spec_a_generator_and_a_flow_title() -> None:

@@ -124,11 +124,17 @@ def examples(
 
 
 def _load(path: Path) -> Scenario:
+    # Loading makes no cyclic garbage (tests/test_check_scale.py), only objects that live as
+    # long as the scenario: the cyclic collector would walk the growing heap again and again
+    # while a big file loads (a fifth of a 10,000-host load, docs/benchmarks.md).
+    gc.disable()
     try:
         scenario = load(path)
     except ScenarioError as e:
         error(str(e))
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    finally:
+        gc.enable()
     # The scenario lives as long as the command: keep the cyclic garbage collector from
     # walking its objects (a 10,000-host fleet is millions) on every full collection.
     gc.freeze()

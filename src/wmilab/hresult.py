@@ -8,6 +8,7 @@ sans-IO wire core may use it (tests/test_layers.py allows it beside the error ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class HResult:
     symbol: str
     meaning: str
 
-    @property
+    @cached_property
     def hex(self) -> str:
         return f"0x{self.code:08X}"
 

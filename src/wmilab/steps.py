@@ -24,6 +24,7 @@ from wmilab import hresult as hr
 from wmilab.model import callback as cb
 from wmilab.model import firewall as fw
 from wmilab.model import wmi as wmi_events
+from wmilab.model.addresses import SourceTable
 from wmilab.model.decision import Check
 from wmilab.model.identity import Logon, Proof, Token
 from wmilab.model.ports import RPC_ENDPOINT_MAPPER, PortRange
@@ -33,8 +34,9 @@ __all__ = [
     "C1_ACCESS", "C1_ACTIVATION", "C1_CLIENT_DCOM", "C1_LOGON", "C1_NAMESPACE", "C1_RPCSS",
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
-    "callback_identity", "callback_ladder", "caller_outbound", "client_dcom", "logon", "namespace_login",
-    "namespace_request", "rpcss_port", "sink_caller", "sink_port", "wmi_port",
+    "callback_identity", "callback_ladder", "caller_outbound", "client_dcom", "logon",
+    "namespace_login", "namespace_request", "outbound_open", "rpcss_port", "rpcss_sources", "sink_caller",
+    "sink_port", "sink_sources", "wmi_port", "wmi_sources",
 ]
 
 # Step ids, in the order Windows meets them.
@@ -189,11 +191,24 @@ def caller_outbound(a: HostModel, b: HostModel, purpose: Literal["rpcss", "wmi"]
     return outbound(a, b.ip, EPM_PORTS if purpose == "rpcss" else b.wmi_ports)
 
 
+def outbound_open(sender: HostModel) -> bool:
+    """Does :func:`outbound` allow every connection of ``sender`` (no outbound block rule,
+    default outbound Allow, or no WFAS at all)? The flow asks :func:`outbound` only when not."""
+    return not sender.filters_outbound
+
+
 def rpcss_port(listener: HostModel, source: IPv4Address) -> Check:
     """c1.rpcss-port (B) and c2.resolver-port (A): TCP 135, RPCSS in svchost.exe."""
     # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe on XP SP2 and
     # Server 2003 (TechNet cc737332 Remote Administration exception).
     return _fw(listener.rpcss_inbound(source))
+
+
+def rpcss_sources(listener: HostModel) -> SourceTable[Check]:
+    """:func:`rpcss_port` for every source at once, from the same firewall answer
+    (``HostModel.rpcss_admission``): per address as an integer, the Check; None where the
+    refusal names the source (ask :func:`rpcss_port` then)."""
+    return listener.rpcss_admission().table(listener.subnet).map(_fw)
 
 
 def wmi_port(b: HostModel, source: IPv4Address, port: int | None = None) -> Check:
@@ -206,6 +221,20 @@ def wmi_port(b: HostModel, source: IPv4Address, port: int | None = None) -> Chec
     if port is None:
         return _fw(b.wmi_inbound(source))
     return _fw(b.inbound(source, port, fw.SVCHOST, WINMGMT))
+
+
+def wmi_sources(b: HostModel) -> SourceTable[Check] | None:
+    """:func:`wmi_port` (flow's form, no ``port``) for every source at once, as
+    :func:`rpcss_sources`; None when only :func:`wmi_port` can say (XP port openings in the
+    dynamic range)."""
+    adm = b.wmi_admission()
+    return None if adm is None else adm.table(b.subnet).map(_fw)
+
+
+def sink_sources(a: HostModel, program: str) -> SourceTable[Check] | None:
+    """:func:`sink_port` (no ``port``) for every source at once, as :func:`wmi_sources`."""
+    adm = a.sink_admission(program)
+    return None if adm is None else adm.table(a.subnet).map(_fw)
 
 
 def sink_port(a: HostModel, source: IPv4Address, program: str,

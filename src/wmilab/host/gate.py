@@ -86,7 +86,8 @@ class Gate:
         if (self.outbound and source_host is not None
                 and not (peer_port is not None and is_service_socket(peer, peer_port))):
             # The caller's own firewall first, as flow asks it (A's side of the step).
-            out = steps.caller_outbound(self.world.host(source_host), model, purpose)
+            sender = self.world.host(source_host)
+            out = steps.caller_outbound(sender, model, purpose)
             if not out.ok:
                 return GateDecision(False, source, source_host, model_port,
                                     f"{source_host}'s outbound rules: {out.reason}")

@@ -86,6 +86,8 @@ def compile_outbound(model: HostModel, peers: Sequence[HostModel]) -> list[OutRu
     """The connections to the other hosts of the lab that ``model``'s outbound rules refuse
     to its calling program: the model's answer for each peer's 135 and WMI range."""
     rules: list[OutRule] = []
+    if steps.outbound_open(model):  # no outbound rule can refuse anything
+        return rules
     for peer in peers:
         if peer.name == model.name:
             continue

@@ -7,13 +7,16 @@ LocalSubnet). The value types here are immutable, like CPython's ``ipaddress``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from wmilab.errors import ConfigError
 
 ScopeKind = Literal["ALL", "SUBNET", "CUSTOM"]
+_V = TypeVar("_V")
+_W = TypeVar("_W")
 
 _LOCAL_SUBNET = "LocalSubnet"
 
@@ -191,7 +194,7 @@ class Scope:
         """The source networks this scope admits, for a host on ``local_subnet``
         (``matches`` holds exactly for the addresses inside them)."""
         if self.kind == "ALL":
-            return (IPv4Network("0.0.0.0/0"),)
+            return _ANY_NETWORKS
         if self.kind == "SUBNET":
             return (local_subnet,)
         return (*((local_subnet,) if self._local else ()), *self._nets)
@@ -250,3 +253,59 @@ class Scope:
 
 _ALL = Scope("ALL")
 _SUBNET = Scope("SUBNET")
+_ANY_NETWORKS = (IPv4Network("0.0.0.0/0"),)
+
+
+class SourceTable(Generic[_V]):
+    """An answer per source address, compiled once from an ordered list of scopes.
+
+    ``spans`` are (first, last, value) over addresses as integers, in the order the scopes are
+    tried: the first span that holds an address gives its value; an address in none gets
+    ``default``, or None when that answer depends on the address itself (the caller then
+    asks the question it was compiled from). ``const`` is the value every address gets,
+    when there is one, so that a caller need not look at the address at all.
+    """
+
+    __slots__ = ("const", "default", "spans")
+
+    def __init__(self, spans: tuple[tuple[int, int, _V], ...], default: _V | None) -> None:
+        kept: list[tuple[int, int, _V]] = []
+        for lo, hi, value in spans:
+            kept.append((lo, hi, value))
+            if lo == 0 and hi == _ALL_ADDRESSES:
+                break  # every later span is shadowed
+        self.spans = tuple(kept)
+        self.default = default
+        self.const: _V | None = default if not kept else (
+            kept[0][2] if kept[0][0] == 0 and kept[0][1] == _ALL_ADDRESSES else None)
+
+    @classmethod
+    def of(cls, scopes: tuple[tuple[Scope, _V], ...], local_subnet: IPv4Network,
+           default: _V | None) -> SourceTable[_V]:
+        """The table of ``(scope, value)`` tried in order on a host on ``local_subnet``:
+        :meth:`Scope.networks` holds exactly the addresses :meth:`Scope.matches` admits."""
+        return cls(tuple((lo, lo | (_ALL_ADDRESSES >> net.prefixlen), value)
+                         for scope, value in scopes for net in scope.networks(local_subnet)
+                         for lo in (int(net.network_address),)), default)
+
+    def get(self, source: int) -> _V | None:
+        for lo, hi, value in self.spans:
+            if lo <= source <= hi:
+                return value
+        return self.default
+
+    def map(self, fn: Callable[[_V], _W]) -> SourceTable[_W]:
+        """The same table with ``fn`` of each value (asked once per distinct value)."""
+        done: dict[int, _W] = {}
+
+        def once(value: _V) -> _W:
+            found = done.get(id(value))
+            if found is None:
+                found = done[id(value)] = fn(value)
+            return found
+
+        return SourceTable(tuple((lo, hi, once(v)) for lo, hi, v in self.spans),
+                           None if self.default is None else once(self.default))
+
+
+_ALL_ADDRESSES = 0xFFFFFFFF

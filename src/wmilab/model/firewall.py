@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from wmilab.errors import ConfigError
 from wmilab.model import oses
-from wmilab.model.addresses import Scope
+from wmilab.model.addresses import Scope, SourceTable
 
 if TYPE_CHECKING:
     from wmilab.model.policy import FirewallPolicy
@@ -360,6 +360,8 @@ class EffectiveFirewall:
     _closed: FirewallDecision = field(repr=False)
     _admissions: dict[tuple[str, int, str], Admission] = field(
         default_factory=dict, repr=False, compare=False)
+    _dynamic: dict[tuple[PortRange, str], Admission | None] = field(
+        default_factory=dict, repr=False, compare=False)
 
     # -- queries for remedies --------------------------------------------------------
     def service_forced(self, service: Service) -> bool:
@@ -433,10 +435,10 @@ class EffectiveFirewall:
         and lsass.exe: GP "Allow remote administration exception"; an allowed program), or
         port openings that together cover the whole range. A guessed single port does not.
         """
-        if not self.enabled:
-            return self._off
-        if not self.exceptions_allowed:
-            return self._closed
+        adm = self.dynamic_admission(ports, program)
+        if adm is not None:
+            return adm.decide(source, local_subnet)
+        # Port openings in the range: which ports they cover depends on the source.
         prog_rules = self._program_rules.get(program, ())
         for r in prog_rules:
             if r.scope.matches(source, local_subnet):
@@ -449,16 +451,13 @@ class EffectiveFirewall:
                 if r.scope.matches(source, local_subnet):
                     covered[port] = r
                     break
-        where = f"{program} on its dynamic RPC port, taken from {ports.source}"
         if len(covered) == len(ports):
             first = covered[min(covered)]
             return FirewallDecision(True, f"allowed by port openings that cover every port of "
                            f"{ports.describe()}, from which {program}'s dynamic RPC port is "
                            "taken", first.origin)
         if prog_rules:
-            r = prog_rules[0]
-            return FirewallDecision(False, f"{r.description} admits only {r.scope.describe()}; "
-                           f"{source} is outside it", r.origin)
+            return self._outside(prog_rules[0], source)
         hidden = self._hidden.get(program)
         if hidden is not None:
             return hidden
@@ -467,8 +466,46 @@ class EffectiveFirewall:
                            f"{len(ports)} ports {program} may get (e.g. TCP {min(covered)}) "
                            f"from {ports.source}; Windows picks the port when the program "
                            "starts listening, so a guessed port is no exception for it", "none")
-        return FirewallDecision(False, f"no exception of the {self.profile} profile allows TCP to "
-                       f"{where}", "none")
+        return self._no_dynamic(ports, program)
+
+    def dynamic_admission(self, ports: PortRange, program: str,
+                          service: str = "") -> Admission | None:
+        """:meth:`decide_dynamic` for every source at once, when it is one ordered list of
+        scopes: always, unless TCP port openings lie in ``ports`` (then what they cover
+        depends on the source, and None is returned). ``service``: for WFAS rules only."""
+        key = (ports, program)
+        found: Admission | None = self._dynamic.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found
+        if not self.enabled:
+            found = Admission((_Rule("", Scope.all(), "local", self._off),), self._off)
+        elif not self.exceptions_allowed:
+            found = Admission((), self._closed)
+        elif any(proto == "TCP" and port in ports for proto, port in self._port_rules):
+            found = None
+        else:
+            prog_rules = self._program_rules.get(program, ())
+            hidden = self._hidden.get(program)
+            if prog_rules:
+                r = prog_rules[0]
+                found = Admission(prog_rules, None, f"{r.description} admits only "
+                                  f"{r.scope.describe()}", r.origin)
+            elif hidden is not None:
+                found = Admission((), hidden)
+            else:
+                found = Admission((), self._no_dynamic(ports, program))
+        self._dynamic[key] = found
+        return found
+
+    @staticmethod
+    def _outside(r: _Rule, source: IPv4Address) -> FirewallDecision:
+        return FirewallDecision(False, f"{r.description} admits only {r.scope.describe()}; "
+                                f"{source} is outside it", r.origin)
+
+    def _no_dynamic(self, ports: PortRange, program: str) -> FirewallDecision:
+        where = f"{program} on its dynamic RPC port, taken from {ports.source}"
+        return FirewallDecision(False, f"no exception of the {self.profile} profile allows TCP "
+                                f"to {where}", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +535,15 @@ class Admission:
         if self.refusal is not None:
             return self.refusal
         return FirewallDecision(False, f"{self.scope_text}; {source} is outside it", self.refusal_origin)
+
+    def table(self, local_subnet: IPv4Network) -> SourceTable[FirewallDecision]:
+        """:meth:`decide` compiled for a host on ``local_subnet``: each source's verdict,
+        except the refusal that names the source (None: ask :meth:`decide`)."""
+        return SourceTable.of(tuple((r.scope, r.allow) for r in self.rules), local_subnet,
+                              self.refusal)
+
+
+_UNKNOWN = Admission((), None)  # "not asked yet" in EffectiveFirewall._dynamic
 
 
 def _tri(policy_value: bool | None, local_value: bool) -> tuple[bool, Origin]:

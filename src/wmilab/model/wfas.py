@@ -457,41 +457,52 @@ class EffectiveWfas:
     def decide_dynamic(self, source: IPv4Address, ports: PortRange, program: str,
                        local_subnet: IPv4Network | None = None, service: str = "") -> FirewallDecision:
         """A connection to ``program`` on a port the RPC runtime picks from ``ports``
-        (KB 154596): allowed only if the first matching rule for the source admits every
-        port of the range and no block rule matches any port of it."""
+        (KB 154596): allowed only if an allow rule that holds the source admits every port of
+        the range and no block rule that holds it touches any port of it."""
         subnet = self.subnet if local_subnet is None else local_subnet
+        return self.dynamic_admission(ports, program, service).decide(source, subnet)
+
+    def dynamic_admission(self, ports: PortRange, program: str, service: str = "") -> Admission:
+        """:meth:`decide_dynamic` for every source: the rules that touch the range in the order
+        they decide. A block rule that matches any port of it refuses; then (default inbound
+        Block) an allow rule that covers every port admits, before one that covers only some,
+        which refuses (a guessed port is no rule for the program); a source no allow rule
+        holds is refused naming the first allow rule's scope."""
+        key = ("dyn-adm", ports, program, service)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._dynamic_admission(ports, program, service)
+            self._memo[key] = found
+        return found  # type: ignore[return-value]
+
+    def _dynamic_admission(self, ports: PortRange, program: str, service: str) -> Admission:
         if not self.enabled:
-            return self.decide(Inbound(source, ports.spans[0][0], program), subnet, service)
+            return self.admission(ports.spans[0][0], program, "TCP", service)
         touching = self._touching(ports, program, service)
-        for r in touching:
-            if r.action == "block" and r.remote.matches(source, subnet):
-                return FirewallDecision(False, f"blocked by {r.describe()}: a block rule wins over "
-                               "every allow rule", r.origin)
+        blocks = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
+            False, f"blocked by {r.describe()}: a block rule wins over every allow rule",
+            r.origin)) for r in touching if r.action == "block")
         if not self.inbound_block:
-            return self._default_allow()
-        partial: Rule | None = None
-        outside: Rule | None = None
-        for r in touching:
-            if r.action != "allow":
-                continue
-            if not r.remote.matches(source, subnet):
-                outside = outside or r
-                continue
-            if r.local_ports.covers(ports, self.rpc):
-                return FirewallDecision(True, f"allowed by {r.describe()}, which admits every port of "
-                               f"{ports.describe()} ({ports.source})", r.origin)
-            partial = partial or r
-        if partial is not None:
-            return FirewallDecision(False, f"{partial.describe()} admits only local ports "
-                           f"{partial.local_ports.text()}, but {program} listens on a port "
-                           f"Windows picks from {ports.describe()} ({ports.source}); a guessed "
-                           "port is no rule for it", "none")
-        if outside is not None:
-            return FirewallDecision(False, f"{outside.describe()} admits only "
-                           f"{outside.remote.describe()}; {source} is outside it", outside.origin)
+            dflt = self._default_allow()
+            return Admission((*blocks, _FwRule("", Scope.all(), "local", dflt)), dflt)
+        allows = [r for r in touching if r.action == "allow"]
+        covering = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
+            True, f"allowed by {r.describe()}, which admits every port of {ports.describe()} "
+            f"({ports.source})", r.origin)) for r in allows if r.local_ports.covers(ports, self.rpc))
+        partial = tuple(_FwRule(r.describe(), r.remote, r.origin, FirewallDecision(
+            False, f"{r.describe()} admits only local ports {r.local_ports.text()}, but "
+            f"{program} listens on a port Windows picks from {ports.describe()} "
+            f"({ports.source}); a guessed port is no rule for it", "none"))
+            for r in allows if not r.local_ports.covers(ports, self.rpc))
+        rules = (*blocks, *covering, *partial)
+        if allows:
+            first = allows[0]
+            return Admission(rules, None, f"{first.describe()} admits only "
+                             f"{first.remote.describe()}", first.origin)
         what = f"TCP to {program} on its dynamic RPC port" + (
             f" (service {service})" if service else "") + f", a port of {ports.describe()}"
-        return self._none_verdict(what, Inbound(source, ports.spans[0][0], program), service)
+        return Admission(rules, self._none_verdict(
+            what, Inbound(IPv4Address("0.0.0.0"), ports.spans[0][0], program), service))
 
 
 def _touches(r: Rule, program: str, service: str, ports: PortRange, rpc: PortRange) -> bool:

@@ -412,6 +412,10 @@ class HostModel:
         # As the server of an asynchronous call: may WMI call a sink back anonymously?
         self.anonymous_callback: Check = cb.anonymous_fallback(
             config.os, config.registry, config.name)
+        # The flow's compiled call plan of this computer (flow.HostPlan), made on first use by
+        # flow.evaluate: it lives exactly as long as this model, so every world that shares
+        # the model shares it. The model itself never reads it.
+        self.plan: Any = None
 
     def check_unsecapp_caller(self, token: Token, owner: str | None) -> Check:
         """unsecapp's own check on this host (A) of a call on a sink handed to ``owner`` (B)
@@ -491,6 +495,13 @@ class HostModel:
         return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
                                             WINMGMT)
 
+    def wmi_admission(self) -> fw.Admission | None:
+        """:meth:`wmi_inbound` for every source at once (None: when the XP firewall's port
+        openings in the range decide, which only :meth:`wmi_inbound` answers)."""
+        if self.wmi_host.standalone:
+            return self.admission(wmihost.FIXED_PORT, fw.SVCHOST, "TCP", WINMGMT)
+        return self.firewall.dynamic_admission(self.rpc_ports, fw.SVCHOST, WINMGMT)
+
     @property
     def wmi_authn_hint(self) -> int:
         """The authnHint the activation and OXID resolution replies give for WMI's object
@@ -530,6 +541,10 @@ class HostModel:
     def sink_inbound(self, source: IPv4Address, program: str) -> fw.FirewallDecision:
         """Would the firewall let ``source`` reach the sink ``program`` on its dynamic port?"""
         return self.firewall.decide_dynamic(source, self.rpc_ports, program, self.subnet)
+
+    def sink_admission(self, program: str) -> fw.Admission | None:
+        """:meth:`sink_inbound` for every source at once (None as for :meth:`wmi_admission`)."""
+        return self.firewall.dynamic_admission(self.rpc_ports, program)
 
     def admission(self, port: int, program: str, protocol: str = "TCP",
                   service: str | None = None) -> fw.Admission:
@@ -573,7 +588,8 @@ class HostModel:
         return tuple(out)
 
     @cached_property
-    def _filters_outbound(self) -> bool:
+    def filters_outbound(self) -> bool:
+        """Could :meth:`outbound` refuse any connection? When not, it allows every one."""
         return self.local_wfas is not None and wf.filters_outbound(
             self.local_wfas, self.policies.wfas or wf.WfasPolicy(), self.wfas_profile)
 
@@ -583,16 +599,20 @@ class HostModel:
         None for the unknown calling program)? Windows Firewall with Advanced Security filters outbound traffic
         too (model/wfas.py); the XP SP2 / 2003 firewall filters inbound traffic only (TechNet
         cc737332: "Windows Firewall does not block outbound traffic")."""
-        if not self._filters_outbound:
+        if not self.filters_outbound:
             return wf.OUT_ALLOWED
         assert self.local_wfas is not None
         return wf.outbound(self.local_wfas, self.policies.wfas or wf.WfasPolicy(),
                            self.wfas_profile, self.subnet, dest, ports, program, service)
 
     def rpcss_inbound(self, source: IPv4Address) -> fw.FirewallDecision:
-        # RPCSS (endpoint mapper, activator, OXID resolver) is hosted by svchost.exe
-        # (TechNet cc737332 Remote Administration exception; service=rpcss in WFAS rules).
-        return self.inbound(source, RPC_ENDPOINT_MAPPER, fw.SVCHOST, RPCSS)
+        return self.rpcss_admission().decide(source, self.subnet)
+
+    def rpcss_admission(self) -> fw.Admission:
+        """Who may reach TCP 135: RPCSS (endpoint mapper, activator, OXID resolver) is hosted
+        by svchost.exe (TechNet cc737332 Remote Administration exception; service=rpcss in
+        WFAS rules)."""
+        return self.admission(RPC_ENDPOINT_MAPPER, fw.SVCHOST, "TCP", RPCSS)
 
     def netsh_show(self, command: str) -> str:
         """Run a netsh command on a copy of this host's firewall and return its output.
