@@ -6,7 +6,7 @@ run in this process. Usage:
     .venv/bin/python bench/bench_wire.py [--runs 30] [--clients 50] [--duration 20]
                                          [--idle 1000] [--scenario FILE] [--host B]
                                          [--loop uvloop|asyncio] [--compare-loops N]
-                                         [--baseline CHECKOUT]
+                                         [--baseline CHECKOUT] [--instructions N]
 
 The client's own cap is the rate one aiowmi process reaches when its CPU is the only limit:
 1 / (its CPU time per query), measured in the same run as the throughput. Throughput at
@@ -14,6 +14,12 @@ The client's own cap is the rate one aiowmi process reaches when its CPU is the 
 
 impacket's DCOMConnection always dials port 135, so the impacket figures need root (or
 net.ipv4.ip_unprivileged_port_start <= 135); without it they are skipped.
+
+``--instructions N`` counts instead of timing: the emulator runs under valgrind's callgrind,
+instrumentation off until a few aiowmi clients have logged in and made ``--warm-up``
+queries, then on for exactly N queries. The count of the emulator's user-space instructions
+per query does not move with the load of the machine (the kernel's share, a tenth of the
+emulator's CPU here, is not in it); with ``--baseline`` the other checkout is counted too.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import importlib.util
 import logging
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -103,10 +110,11 @@ class Emulator:
     @classmethod
     def start(cls, scenario: Path, host: str, max_connections: int, max_objects: int,
               verbose: bool, loop: str = DEFAULT_LOOP, free_ports: bool = False,
-              checkout: Path | None = None) -> Emulator:
-        """``checkout``: serve another checkout's code (its bench_wire.py and src/)."""
+              checkout: Path | None = None, prefix: tuple[str, ...] = ()) -> Emulator:
+        """``checkout``: serve another checkout's code (its bench_wire.py and src/);
+        ``prefix``: a command to run it under (valgrind)."""
         script = str(checkout / "bench" / "bench_wire.py") if checkout else __file__
-        base = [sys.executable, script, "--serve", "--scenario", str(scenario), "--host",
+        base = [*prefix, sys.executable, script, "--serve", "--scenario", str(scenario), "--host",
                 host, "--max-connections", str(max_connections),
                 "--max-objects", str(max_objects)] + (
                     ["--verbose"] if verbose else [])
@@ -401,6 +409,51 @@ def report_load(t: Throughput) -> None:
           f"throughput = {t.rate / t.cap:.0%} of it (target >= 80 %)")
 
 
+def count_instructions(args: argparse.Namespace, checkout: Path | None) -> float:
+    """Instructions of the emulator per aiowmi query (callgrind), after a warm-up."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
+    out = Path(f"/tmp/bench-wire-callgrind-{os.getpid()}.out")
+    prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", "--log-file=/dev/null",
+              f"--callgrind-out-file={out}")
+    emu = Emulator.start(args.scenario, args.host, 512, args.max_objects, False,
+                         loop=args.loop, free_ports=True, checkout=checkout, prefix=prefix)
+    clients = 5
+    queries = args.instructions // clients * clients
+
+    async def run(sessions: list[tuple[Any, Any]], n: int) -> None:
+        async def one(conn: Any, service: Any) -> None:
+            for _ in range(n // len(sessions)):
+                if await aiowmi_query(conn, service) <= 0:
+                    raise RuntimeError("the query returned no rows")
+        await asyncio.gather(*(one(c, s) for c, s in sessions))
+
+    async def main() -> None:
+        sessions = [await aiowmi_login(emu.address, emu.rpcss) for _ in range(clients)]
+        await run(sessions, args.warm_up)
+        subprocess.run(["callgrind_control", "-i", "on", str(emu.proc.pid)], check=True,
+                       capture_output=True)
+        await run(sessions, queries)
+        subprocess.run(["callgrind_control", "-i", "off", str(emu.proc.pid)], check=True,
+                       capture_output=True)
+        for conn, _ in sessions:
+            conn.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert emu.proc.stdin is not None
+        emu.proc.stdin.close()
+        emu.proc.wait(300)
+    total = 0
+    for path in Path(out.parent).glob(out.name + "*"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+        path.unlink()
+    return total / queries
+
+
 def compare_loops(args: argparse.Namespace, rounds: int) -> None:
     """Alternate emulators on uvloop and asyncio (and ``--baseline``'s code, on its own
     loop) under the same load, ``rounds`` times."""
@@ -415,7 +468,9 @@ def compare_loops(args: argparse.Namespace, rounds: int) -> None:
     for _ in range(rounds):
         for kind in per:
             emu = Emulator.start(args.scenario, args.host, max(256, 2 * args.clients + 64),
-                                 args.max_objects, False, loop=kind, free_ports=True,
+                                 args.max_objects, False,
+                                 loop=DEFAULT_LOOP if kind == "baseline" else kind,
+                                 free_ports=True,
                                  checkout=args.baseline if kind == "baseline" else None)
             try:
                 loop.run_until_complete(throughput(emu, args.clients, 2.0))  # warm up
@@ -456,6 +511,11 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
                     help="with --compare-loops: also serve another checkout's code (e.g. a "
                     "`git worktree` of an older commit) in the same rounds")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="only count the emulator's instructions per query over N queries "
+                    "(valgrind callgrind; with --baseline, that checkout's too)")
+    ap.add_argument("--warm-up", type=int, default=1000,
+                    help="with --instructions: queries before counting starts")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--free-ports", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-connections", type=int, default=0, help=argparse.SUPPRESS)
@@ -473,6 +533,19 @@ def main() -> None:
     print(f"scenario: {args.scenario.name} host {args.host}; query: {QUERY}")
     if args.compare_loops:
         compare_loops(args, args.compare_loops)
+        return
+    if args.instructions:
+        print(f"\nEmulator instructions per query (callgrind, user space; {args.loop} loop; "
+              f"5 aiowmi clients, {args.warm_up} queries of warm-up, then "
+              f"{args.instructions // 5 * 5} counted)")
+        counts = {}
+        for name, checkout in (("baseline", args.baseline), ("this checkout", None)):
+            if name == "baseline" and checkout is None:
+                continue
+            counts[name] = count_instructions(args, checkout)
+            print(f"   {name:<14} {counts[name] / 1e6:.3f} M instructions per query")
+        if len(counts) == 2:
+            print(f"   this / baseline: {counts['this checkout'] / counts['baseline']:.2f}")
         return
     # The idle test needs the cap above 2 x --idle; the default cap is Limits.max_connections.
     cap = max(256, args.idle + 2 * args.clients + 64)

@@ -141,6 +141,10 @@ class _NoTimer:
 def test_impacket_pings_keep_its_objects_for_a_simulated_day(
         start_lab: StartLab, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dcomrt, "Timer", _NoTimer)
+    # impacket pings every target it ever saw, from class-level dicts, and stops at the first
+    # that fails: this test's pings must not depend on what earlier tests left there.
+    for name in ("OID_ADD", "OID_DEL", "OID_SET", "PORTMAPS"):
+        monkeypatch.setattr(dcomrt.DCOMConnection, name, {})
     # A real-time sweep only every hour: the test drives the simulated clock itself.
     lab = start_lab(scenario(), limits=Limits(gc=GcSettings(ping_period=3600)))
     rt = lab.lab.servers["B"].runtime

@@ -27,6 +27,16 @@ IPID_REMUNK = uuid.UUID("00001234-0000-0000-1111-222233334444")
 IPID_LOGIN = uuid.UUID("00005678-0000-0000-1111-222233334444")
 
 
+@pytest.fixture(autouse=True)
+def _impacket_pings_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """impacket keeps the OIDs it must ping in class-level dicts of DCOMConnection; the
+    activation parsed here (for a host at 127.0.0.2 that does not exist) must not stay
+    there, or a later test's DCOMConnection.pingServer() tries that target first and stops
+    pinging its own host (test_host_gc)."""
+    for name in ("OID_ADD", "OID_DEL", "OID_SET", "PORTMAPS"):
+        monkeypatch.setattr(dcomrt.DCOMConnection, name, {})
+
+
 def _impacket_rci_stub(monkeypatch: pytest.MonkeyPatch) -> bytes:
     """The exact stub impacket's IRemoteSCMActivator.RemoteCreateInstance sends."""
     captured: list[bytes] = []

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wmilab.wire import dcom, rpc
-from wmilab.wire.dcom import NdrReader, NdrWriter, StubError
+from wmilab.wire import dcom, ntlm, rpc
+from wmilab.wire.dcom import NdrReader, NdrWriter, StubError, orpc
 from wmilab.wire.ntlm import LogonAttempt, NtlmServerNames, _HmacMd5
 from wmilab.wire.rpc import AuthLevel
 from wmilab.wire.rpc_conn import CallReceived, ClientConnection, ClientCredentials, ServerConnection
@@ -232,6 +232,8 @@ def _orpcthis_long_way(r: NdrReader) -> tuple[object, ...]:
     r.u32()
     cid = r.guid()
     ext = r.ptr()
+    if ext:  # where the stub is not at offset 0 the extents pointer may be set
+        orpc._skip_extent_array(r)
     return (major, minor), flags, cid, bool(ext)
 
 
@@ -256,3 +258,121 @@ def test_orpc_hresult_reply_equals_the_ndr_writer(hresult: int) -> None:
     dcom.write_orpcthat(w)
     w.u32(hresult)
     assert dcom.build_orpc_hresult_reply(hresult) == w.getvalue()
+
+
+# -- NTLM session security, one PDU at a time -------------------------------------------------
+
+_FLAGS = st.sampled_from([
+    ntlm.NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NEGOTIATE_128 | ntlm.NEGOTIATE_SEAL
+    | ntlm.NEGOTIATE_KEY_EXCH,
+    ntlm.NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NEGOTIATE_128 | ntlm.NEGOTIATE_SEAL,
+])
+# A PDU as the RPC layer hands it over: header, stub, auth padding, sec_trailer.
+_PDU = st.tuples(st.binary(min_size=16, max_size=40), st.binary(max_size=300),
+                 st.integers(0, 3), st.binary(min_size=8, max_size=8))
+
+
+def _pair(flags: int) -> tuple[ntlm.NtlmSession, ntlm.NtlmSession, ntlm.NtlmSession]:
+    """A client and two servers in the same state, one for each way of doing it."""
+    key = bytes(range(16))
+    return (ntlm.NtlmSession(key, flags, initiator=True),
+            ntlm.NtlmSession(key, flags, initiator=False),
+            ntlm.NtlmSession(key, flags, initiator=False))
+
+
+def _session_state(s: ntlm.NtlmSession) -> tuple[object, ...]:
+    ks_in, ks_out = s._in_ks, s._out_ks
+    return (s.in_seq, s.out_seq, s._clear_tail, ks_in._buf[ks_in._pos:ks_in._pos + 64],
+            ks_out._buf[ks_out._pos:ks_out._pos + 64])
+
+
+@given(_FLAGS, st.lists(st.tuples(_PDU, st.sampled_from(["sealed", "clear-tail", "tampered",
+                                                         "replay"])), min_size=1, max_size=6))
+def test_unseal_pdu_and_seal_pdu_equal_unseal_and_seal(
+        flags: int, steps: list[tuple[tuple[bytes, bytes, int, bytes], str]]) -> None:
+    """The server's per-PDU unsealing and sealing (rpc_conn fast paths) give the octets and
+    leave the state that unseal and seal give, for padding sealed or left clear (aiowmi)."""
+    cli, fast, slow = _pair(flags)
+    last = None
+    for (head, stub, pad, trailer), kind in steps:
+        plain = stub + b"\x00" * pad
+        n = len(plain) - pad if kind == "clear-tail" else len(plain)
+        rest = plain[n:]
+        sealed, sig = cli.seal(plain[:n], lambda p: b"".join((head, p, rest, trailer)))  # noqa: B023
+        frag = head + sealed + rest + trailer + sig
+        if kind == "tampered":
+            frag = frag[:len(head)] + bytes([frag[len(head)] ^ 1]) + frag[len(head) + 1:] \
+                if len(plain) else frag[:-1] + bytes([frag[-1] ^ 1])
+        elif kind == "replay" and last is not None:
+            frag = last
+        last = frag
+        end = len(frag) - 16 - 8
+        got_fast = fast.unseal_pdu(frag, len(head), end, frag[end + 8:], pad)
+        h, t = frag[:len(head)], frag[end:end + 8]
+        got_slow = slow.unseal(frag[len(head):end], frag[end + 8:],
+                               lambda p: h + p + t, clear_tail=pad)  # noqa: B023
+        assert got_fast == got_slow
+        assert _session_state(fast) == _session_state(slow)
+        reply = stub[::-1] + b"\x00" * pad
+        sealed_s, sig_s = slow.seal(reply, lambda p: head + p + trailer)  # noqa: B023
+        assert fast.seal_pdu(head, reply, trailer) == head + sealed_s + trailer + sig_s
+        assert _session_state(fast) == _session_state(slow)
+
+
+@given(_FLAGS, st.lists(st.tuples(_PDU, st.sampled_from(["signed", "tampered", "replay"])),
+                        min_size=1, max_size=6))
+def test_verify_pdu_and_sign_pdu_equal_verify_and_sign(
+        flags: int, steps: list[tuple[tuple[bytes, bytes, int, bytes], str]]) -> None:
+    cli, fast, slow = _pair(flags)
+    last = None
+    for (head, stub, pad, trailer), kind in steps:
+        msg = head + stub + b"\x00" * pad + trailer
+        frag = msg + cli.sign(msg)
+        if kind == "tampered":
+            frag = frag[:3] + bytes([frag[3] ^ 0x10]) + frag[4:]
+        elif kind == "replay" and last is not None:
+            frag = last
+        last = frag
+        end = len(frag) - 16
+        assert fast.verify_pdu(frag, end) == slow.verify(frag[:end], frag[end:])
+        assert _session_state(fast) == _session_state(slow)
+        parts = (head, stub[::-1], b"\x00" * pad, trailer)
+        joined = b"".join(parts)
+        assert fast.sign_pdu(parts) == joined + slow.sign(joined)
+        assert _session_state(fast) == _session_state(slow)
+
+
+# -- ExecQuery read with three unpacks -------------------------------------------------------
+
+
+@given(st.text(max_size=40), st.text(max_size=200), st.integers(0, 2**32 - 1),
+       st.sampled_from(["as-is", "cut", "flip", "context", "extensions"]), st.integers(0, 400))
+def test_exec_query_fast_read_equals_the_ndr_reader(language: str, query: str, flags: int,
+                                                    kind: str, where: int) -> None:
+    from wmilab.wire import wmi
+
+    stub = wmi.build_exec_query_request(query, flags, language)
+    if kind == "cut":
+        stub = stub[:where % (len(stub) + 1)]
+    elif kind == "flip":
+        at = where % len(stub)
+        stub = stub[:at] + bytes([stub[at] ^ 0xFF]) + stub[at + 1:]
+    elif kind == "context":  # a pCtx pointer: an object follows, the NDR reader's job
+        stub = stub[:-4] + struct.pack("<I", 0x00020008)
+    elif kind == "extensions":
+        stub = stub[:28] + struct.pack("<I", 0x00020000) + stub[32:]
+    fast = wmi._parse_exec_query_fast(wmi.Op.EXEC_QUERY, stub)
+    if fast is None:
+        return  # declined: parse_wbem_services reads it the general way
+    general = wmi._parse_wbem_services(wmi.Op.EXEC_QUERY, stub)
+    assert repr(fast) == repr(general)
+    assert wmi.parse_wbem_services(wmi.Op.EXEC_QUERY, stub) == general
+
+
+def test_exec_query_fast_read_is_taken_for_impacket_and_aiowmi_requests() -> None:
+    from wmilab.wire import wmi
+
+    stub = wmi.build_exec_query_request("SELECT * FROM Win32_OperatingSystem")
+    fast = wmi._parse_exec_query_fast(20, stub)
+    assert fast is not None and fast.query == "SELECT * FROM Win32_OperatingSystem"
+    assert fast.query_language == "WQL" and fast.semisync and fast.forward_only

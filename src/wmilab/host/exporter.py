@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from wmilab import hresult as hr
@@ -70,6 +69,15 @@ ASYNC_TO_SYNC = {op + 1: op for op in (
     Op.EXEC_METHOD)}
 # The calls that answer with an IEnumWbemClassObject.
 ENUM_OPS = frozenset({Op.CREATE_CLASS_ENUM, Op.CREATE_INSTANCE_ENUM, Op.EXEC_QUERY})
+# Opnums compared on every request, as plain ints: reading an IntEnum member from its class
+# goes through a slow attribute hook on CPython 3.11 (docs/benchmarks.md).
+_EXEC_QUERY = int(Op.EXEC_QUERY)
+_CANCEL_ASYNC_CALL = int(Op.CANCEL_ASYNC_CALL)
+_QUERY_OBJECT_SINK = int(Op.QUERY_OBJECT_SINK)
+_OPEN_NAMESPACE = int(Op.OPEN_NAMESPACE)
+_EXEC_NOTIFICATION_QUERY = int(Op.EXEC_NOTIFICATION_QUERY)
+_GET_SMART_ENUM = int(ids.WbemFetchSmartEnumOp.GET_SMART_ENUM)
+_SMART_NEXT = int(ids.WbemWcoSmartEnumOp.NEXT)
 
 
 class Refused(WmiError):
@@ -86,10 +94,19 @@ class Outcome:
     text: str | None = None
 
 
-@lru_cache(maxsize=512)
+_OP_NAMES: dict[tuple[int, int], str] = {}
+
+
 def _op_name(iid: uuid.UUID, opnum: int) -> str:
-    """ids.op_name, remembered: each call is named for the log whether or not it is logged."""
-    return ids.op_name(iid, opnum)
+    """ids.op_name, remembered (by the IID's int: uuid.UUID hashes in Python code): each call
+    is named for the log whether or not it is logged."""
+    key = (iid.int, opnum)
+    name = _OP_NAMES.get(key)
+    if name is None:
+        if len(_OP_NAMES) >= 512:
+            _OP_NAMES.clear()
+        name = _OP_NAMES[key] = ids.op_name(iid, opnum)
+    return name
 
 
 class WmiExporter:
@@ -104,16 +121,20 @@ class WmiExporter:
     def handle(self, opnum: int, object_uuid: uuid.UUID | None, stub: bytes,
                ctx: CallContext) -> tuple[str, Reply]:
         """(operation name for the log, reply stub or fault)."""
-        entry = self.rt.table.lookup(object_uuid)
-        name = self._name(entry, opnum)
+        table = self.rt.table
+        entry = table.lookup(object_uuid)
+        name = (_OP_NAMES.get((entry.iid.int, opnum)) if entry is not None else None) \
+            or self._name(entry, opnum)
         # MS-DCOM 3.1.1.5.4: the exporter checks the caller's access permission on every
         # ORPC; refused -> ERROR_ACCESS_DENIED (seed: 0x80070005; flow c1.access).
-        if not self._allowed(ctx):
+        known = self._access.get(id(ctx))
+        allowed = known[1] if known is not None and known[0] is ctx else self._allowed(ctx)
+        if not allowed:
             return name, RpcFaultReply(dcom.ERROR_ACCESS_DENIED)
         if entry is None:
             return name, RpcFaultReply(RPC_E_DISCONNECTED)
         # MS-DCOM 3.1.1.6.2: the last ORPC invocation time keeps an object from reclamation.
-        self.rt.table.touch(entry.oid)
+        table.activity[entry.oid] = table.clock()  # table.touch
         try:
             return name, self._dispatch(entry, opnum, stub, ctx)
         except StubError:
@@ -138,6 +159,16 @@ class WmiExporter:
 
     def _dispatch(self, entry: Entry, opnum: int, stub: bytes, ctx: CallContext) -> Reply:
         obj = entry.obj
+        # The smart enumerator and its fetcher, which every aiowmi query calls, first.
+        if isinstance(obj, WcoSmartEnum):
+            return self._smart_next(obj, opnum, stub)
+        if isinstance(obj, FetchSmartEnum):
+            if opnum != _GET_SMART_ENUM:
+                return OP_RANGE
+            # MS-WMI 3.1.4.6.1: GetSmartEnum returns an IWbemWCOSmartEnum on the same result.
+            smart = self.rt.table.export(WcoSmartEnum(obj.enum), ids.IID_IWBEMWCOSMARTENUM,
+                                         oid=entry.oid)
+            return wmi.build_interface_reply(self._ref_octets(smart, ctx))
         if isinstance(obj, RemUnknown):
             return remunknown.handle(self.rt.table, opnum, stub)
         if isinstance(obj, Level1Login):
@@ -152,26 +183,27 @@ class WmiExporter:
             return self._call_result_op(obj, opnum, stub, ctx)
         if isinstance(obj, ClassFactory):
             return self._class_factory(opnum, stub, ctx)
-        if isinstance(obj, FetchSmartEnum):
-            if opnum != ids.WbemFetchSmartEnumOp.GET_SMART_ENUM:
-                return OP_RANGE
-            # MS-WMI 3.1.4.6.1: GetSmartEnum returns an IWbemWCOSmartEnum on the same result.
-            smart = self.rt.table.export(WcoSmartEnum(obj.enum), ids.IID_IWBEMWCOSMARTENUM,
-                                         oid=entry.oid)
-            return wmi.build_interface_reply(self._ref(smart, ctx))
-        if isinstance(obj, WcoSmartEnum):
-            if opnum != ids.WbemWcoSmartEnumOp.NEXT:
-                return OP_RANGE
-            req = wmi.parse_smart_next(stub)
-            count = min(req.count, MAX_NEXT)
-            got = obj.enum.take(count)
-            objects = [wmi.SmartObject(obj.enum.class_id(o.class_name), o.encoded) for o in got]
-            # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
-            return wmi.build_smart_next_reply(objects, count)
         return OP_RANGE
+
+    @staticmethod
+    def _smart_next(obj: WcoSmartEnum, opnum: int, stub: bytes) -> Reply:
+        if opnum != _SMART_NEXT:
+            return OP_RANGE
+        req = wmi.parse_smart_next(stub)
+        count = min(req.count, MAX_NEXT)
+        enum = obj.enum
+        got = enum.take(count)
+        objects = [wmi.SmartObject(enum.class_id(o.class_name), o.encoded) for o in got]
+        # MS-WMI 3.1.4.7.1: WBEM_S_FALSE once fewer than uCount objects come back.
+        return wmi.build_smart_next_reply(objects, count)
 
     def _ref(self, entry: Entry, ctx: CallContext) -> dcom.ObjRefStandard:
         return self.rt.table.objref(entry, self.rt.resolver_bindings(ctx.local_address))
+
+    def _ref_octets(self, entry: Entry, ctx: CallContext) -> bytes:
+        """The encoded OBJREF of ``_ref``, made without its dataclasses (a reply's octets)."""
+        return self.rt.table.objref_octets(entry,
+                                           self.rt.resolver_bindings_packed(ctx.local_address))
 
     # -- IClassFactory of WbemLevel1Login (objidl.idl; MS-DCOM 3.1.2.5.2.3.2) ----------------
 
@@ -253,9 +285,9 @@ class WmiExporter:
         if isinstance(req, wmi.Unsupported):
             reply = wmi.build_error_reply(ids.IID_IWBEMSERVICES, opnum, hr.WBEM_E_NOT_SUPPORTED.code)
             return OP_RANGE if reply is None else reply
-        if opnum == Op.CANCEL_ASYNC_CALL:
+        if opnum == _CANCEL_ASYNC_CALL:
             return self._cancel(req)
-        if opnum == Op.QUERY_OBJECT_SINK:
+        if opnum == _QUERY_OBJECT_SINK:
             return self._query_object_sink(svc, ctx)
         if req.sink is not None:
             if self.callbacks is None:
@@ -263,7 +295,7 @@ class WmiExporter:
                 # asynchronous calls.
                 return self._error(opnum, hr.WBEM_E_NOT_SUPPORTED.code)
             return self._async(svc, req, req.sink, self.callbacks, ctx)
-        if opnum == Op.OPEN_NAMESPACE:
+        if opnum == _OPEN_NAMESPACE:
             target = f"{svc.namespace}\\{req.path or ''}".strip("\\")
             ref, code = self._open(target, ctx)
             services_entry = self.rt.table.lookup(ref.std.ipid) if ref is not None else None
@@ -274,17 +306,20 @@ class WmiExporter:
                 return wmi.build_open_namespace_reply(None, self._call_result(result, ctx))
             return wmi.build_open_namespace_reply(
                 ref, self._call_result(result, ctx) if req.wants_call_result else None, code)
-        if opnum == Op.EXEC_NOTIFICATION_QUERY:
+        if opnum == _EXEC_NOTIFICATION_QUERY:
             return self._subscribe_enumerator(svc, req, ctx)
+        if opnum == _EXEC_QUERY:
+            # The usual call, without an Outcome: the cached rows go to a new enumerator.
+            try:
+                rows = self.rt.repository.query_encoded(svc.namespace, req.query or "",
+                                                        req.query_language or "")
+            except WmiError as e:
+                return self._failed(opnum, req, e, ctx)
+            return self._enumerator(svc.namespace, rows, req.forward_only, ctx)
         try:
             outcome = self._outcome(svc, req, ctx)
         except WmiError as e:
-            if req.semisync and req.wants_call_result:
-                # MS-WMI 3.1.4.3 (semisynchronous calls): the call returns at once; the final
-                # status is read from the IWbemCallResult.
-                ref = self._call_result(CallResult(e.hresult.code), ctx)
-                return self._sync_reply(opnum, None, ref, wmi.WBEM_S_NO_ERROR, ctx)
-            return self._error(opnum, e.hresult.code)
+            return self._failed(opnum, req, e, ctx)
         if opnum in ENUM_OPS:
             return self._enumerator(svc.namespace, outcome.rows, req.forward_only, ctx)
         encoded = outcome.encoded[0] if outcome.encoded else None
@@ -294,6 +329,14 @@ class WmiExporter:
             if req.semisync:
                 encoded = None
         return self._sync_reply(opnum, encoded, ref, wmi.WBEM_S_NO_ERROR, ctx)
+
+    def _failed(self, opnum: int, req: wmi.WbemRequest, e: WmiError, ctx: CallContext) -> bytes:
+        if req.semisync and req.wants_call_result:
+            # MS-WMI 3.1.4.3 (semisynchronous calls): the call returns at once; the final
+            # status is read from the IWbemCallResult.
+            ref = self._call_result(CallResult(e.hresult.code), ctx)
+            return self._sync_reply(opnum, None, ref, wmi.WBEM_S_NO_ERROR, ctx)
+        return self._error(opnum, e.hresult.code)
 
     @staticmethod
     def _sync_reply(opnum: int, encoded: bytes | None, call_result: dcom.ObjRefStandard | None,
@@ -332,6 +375,9 @@ class WmiExporter:
         repo = self.rt.repository
         ns = svc.namespace
         base = ASYNC_TO_SYNC.get(req.opnum, req.opnum)
+        if base == _EXEC_QUERY:  # the usual call first
+            return Outcome(rows=repo.query_encoded(ns, req.query or "",
+                                                   req.query_language or ""))
         if base == Op.GET_OBJECT:
             if not req.path:
                 # MS-WMI 3.1.4.3.4: an empty path returns a new empty class (undecorated).
@@ -410,7 +456,7 @@ class WmiExporter:
                     ctx: CallContext) -> bytes:
         enum = Enumerator(namespace, rows, forward_only)
         entry = self.rt.table.export(enum, ids.IID_IENUMWBEMCLASSOBJECT)
-        return wmi.build_interface_reply(self._ref(entry, ctx))
+        return wmi.build_interface_reply(self._ref_octets(entry, ctx))
 
     def _may_execute(self, svc: Services, ctx: CallContext) -> bool:
         check = self.rt.model.wmi.check_method(ctx.token, svc.namespace)

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from wmilab.model.identity import Token
 from wmilab.repository import EncodedRow
 from wmilab.wire import ids
-from wmilab.wire.dcom import DualStringArray, ObjRefStandard, StdObjRef
+from wmilab.wire.dcom import (
+    FLAGS_OBJREF_STANDARD,
+    OBJREF_SIGNATURE,
+    DualStringArray,
+    ObjRefStandard,
+    StdObjRef,
+)
 
 __all__ = [
     "CallResult", "ClassFactory", "EncodedObject", "Entry", "Enumerator", "EventEnumerator", "FetchSmartEnum",
@@ -36,9 +42,36 @@ __all__ = [
 _GUIDS = itertools.count(int.from_bytes(os.urandom(16), "little") >> 1)
 
 
+_UUID = uuid.UUID
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+_set_slot = object.__setattr__
+
+
 def fresh_guid() -> uuid.UUID:
-    """A GUID never handed out before by this process."""
-    return uuid.UUID(int=next(_GUIDS) & (2**128 - 1))
+    """A GUID never handed out before by this process.
+
+    Made as uuid.UUID(int=...) makes it (its two slots set), without UUID.__init__'s checks
+    of arguments that are known here to be one int in range."""
+    guid = object.__new__(_UUID)
+    _set_slot(guid, "int", next(_GUIDS) & (2**128 - 1))
+    _set_slot(guid, "is_safe", _SAFE_UNKNOWN)
+    return guid
+
+
+# OBJREF (MS-DCOM 2.2.18.1: signature, flags, iid) and its OBJREF_STANDARD's STDOBJREF
+# (2.2.18.2: flags, cPublicRefs, oxid, oid, ipid), before the resolver's DUALSTRINGARRAY.
+_OBJREF_HEAD = struct.Struct("<II16sIIQQ16s")
+_IID_LE: dict[int, bytes] = {}
+
+
+def _le(iid: uuid.UUID) -> bytes:
+    """``iid.bytes_le``, kept: an exporter hands out a handful of interface ids."""
+    le = _IID_LE.get(iid.int)
+    if le is None:
+        if len(_IID_LE) >= 256:
+            _IID_LE.clear()
+        le = _IID_LE[iid.int] = iid.bytes_le
+    return le
 
 
 @dataclass
@@ -186,10 +219,12 @@ class ObjectTable:
         self.oxid = oxid if oxid is not None else struct.unpack("<Q", os.urandom(8))[0]
         self.max_entries = max_entries
         self.clock = clock
-        self._entries: OrderedDict[uuid.UUID, Entry] = OrderedDict()
+        # Keyed by the GUIDs' ``int``: uuid.UUID hashes and compares in Python code, and an
+        # exporter looks IPIDs up on every call (docs/benchmarks.md).
+        self._entries: OrderedDict[int, Entry] = OrderedDict()  # ipid.int -> entry
         self._oids = itertools.count(struct.unpack("<I", os.urandom(4))[0] << 16)
-        self._by_object: dict[int, dict[uuid.UUID, uuid.UUID]] = {}
-        self._oid_ipids: dict[int, set[uuid.UUID]] = {}
+        self._by_object: dict[int, dict[int, int]] = {}  # id(obj) -> iid.int -> ipid.int
+        self._oid_ipids: dict[int, set[int]] = {}  # OID -> ipid.int
         self.activity: dict[int, float] = {}  # OID -> last export or ORPC call
         self.pinned: dict[int, int] = {}  # OID -> number of live ping sets holding it
         self.reclaimed = 0  # OIDs collected so far (for logs and tests)
@@ -209,7 +244,8 @@ class ObjectTable:
     def export(self, obj: ExportedObject, iid: uuid.UUID, *, oid: int | None = None,
                refs: int = 5) -> Entry:
         """A new IPID for ``obj`` (or the existing one for the same object and IID)."""
-        known = self._by_object.get(id(obj), {}).get(iid)
+        per = self._by_object.get(id(obj))
+        known = per.get(iid.int) if per is not None else None
         if known is not None and known in self._entries:
             entry = self._entries[known]
             entry.public_refs += refs
@@ -224,11 +260,23 @@ class ObjectTable:
             if victim is None:
                 break
             self._drop(victim)
-        entry = Entry(fresh_guid(), iid, oid if oid is not None else next(self._oids), obj, refs)
-        self._entries[entry.ipid] = entry
-        self._by_object.setdefault(id(obj), {})[iid] = entry.ipid
-        self._oid_ipids.setdefault(entry.oid, set()).add(entry.ipid)
-        self.touch(entry.oid)
+            per = self._by_object.get(id(obj))
+        ipid = fresh_guid()
+        if oid is None:
+            oid = next(self._oids)
+        entry = Entry(ipid, iid, oid, obj, refs)
+        key = ipid.int
+        self._entries[key] = entry
+        if per is None:
+            self._by_object[id(obj)] = {iid.int: key}
+        else:
+            per[iid.int] = key
+        ipids = self._oid_ipids.get(oid)
+        if ipids is None:
+            self._oid_ipids[oid] = {key}
+        else:
+            ipids.add(key)
+        self.activity[oid] = self.clock()  # touch
         return entry
 
     def touch(self, oid: int) -> None:
@@ -240,10 +288,13 @@ class ObjectTable:
         return any(ipid in self._entries for ipid in self._by_object.get(id(obj), {}).values())
 
     def lookup(self, ipid: uuid.UUID | None) -> Entry | None:
-        entry = None if ipid is None else self._entries.get(ipid)
+        if ipid is None:
+            return None
+        key = ipid.int
+        entry = self._entries.get(key)
         if entry is not None:
             # Least recently used goes first if the last-resort bound is reached.
-            self._entries.move_to_end(entry.ipid)
+            self._entries.move_to_end(key)
         return entry
 
     def reclaim(self, oid: int, period: float) -> bool:
@@ -253,11 +304,11 @@ class ObjectTable:
             return False
         if self.clock() - self.activity.get(oid, 0.0) < period:
             return False
-        for ipid in list(self._oid_ipids.get(oid, ())):
-            entry = self._entries.get(ipid)
+        for key in list(self._oid_ipids.get(oid, ())):
+            entry = self._entries.get(key)
             if entry is not None and isinstance(entry.obj, RemUnknown):
                 return False
-            self._drop(ipid)
+            self._drop(key)
         self.reclaimed += 1
         return True
 
@@ -274,12 +325,12 @@ class ObjectTable:
             return None
         if iid == ids.IID_IWBEMFETCHSMARTENUM and isinstance(entry.obj, Enumerator):
             # The smart-enum fetcher is its own object sharing the enumerator (MS-WMI 3.1.4.6).
-            fetch = self._by_object.get(id(entry.obj), {}).get(iid)
+            fetch = self._by_object.get(id(entry.obj), {}).get(iid.int)
             if fetch is not None and fetch in self._entries:
                 self._entries[fetch].public_refs += max(refs, 1)
                 return self._entries[fetch]
             new = self.export(FetchSmartEnum(entry.obj), iid, oid=entry.oid, refs=max(refs, 1))
-            self._by_object.setdefault(id(entry.obj), {})[iid] = new.ipid
+            self._by_object.setdefault(id(entry.obj), {})[iid.int] = new.ipid.int
             return new
         return self.export(entry.obj, iid, oid=entry.oid, refs=max(refs, 1))
 
@@ -296,7 +347,7 @@ class ObjectTable:
         return found
 
     def add_ref(self, ipid: uuid.UUID, refs: int) -> bool:
-        entry = self._entries.get(ipid)
+        entry = self._entries.get(ipid.int)
         if entry is None:
             return False
         entry.public_refs += max(refs, 0)
@@ -307,30 +358,40 @@ class ObjectTable:
 
         Releasing an unknown IPID is not an error (wire-notes: impacket releases twice).
         """
-        entry = self._entries.get(ipid)
+        key = ipid.int
+        entry = self._entries.get(key)
         if entry is None or isinstance(entry.obj, RemUnknown):
             return
         entry.public_refs -= max(refs, 0)
         if entry.public_refs <= 0:
-            self._drop(ipid)
+            self._drop(key)
 
-    def _drop(self, ipid: uuid.UUID) -> None:
-        entry = self._entries.pop(ipid, None)
+    def _drop(self, key: int) -> None:
+        entry = self._entries.pop(key, None)
         if entry is None:
             return
         ipids = self._oid_ipids.get(entry.oid)
         if ipids is not None:
-            ipids.discard(ipid)
+            ipids.discard(key)
             if not ipids:
                 del self._oid_ipids[entry.oid]
                 self.activity.pop(entry.oid, None)
         per = self._by_object.get(id(entry.obj))
         if per is not None:
             for iid, known in list(per.items()):
-                if known == ipid:
+                if known == key:
                     del per[iid]
             if not per:
                 del self._by_object[id(entry.obj)]
+
+    def objref_octets(self, entry: Entry, resolver: bytes, refs: int = 5) -> bytes:
+        """``encode_objref(self.objref(entry, ...))`` made at once; ``resolver`` is the
+        bindings' packed octets (encode_dsa_packed)."""
+        if refs <= 0:
+            raise ValueError("an OBJREF_STANDARD needs public_refs > 0")
+        return b"".join((_OBJREF_HEAD.pack(OBJREF_SIGNATURE, FLAGS_OBJREF_STANDARD,
+                                           _le(entry.iid), 0, refs, self.oxid, entry.oid,
+                                           entry.ipid.bytes_le), resolver))
 
     def objref(self, entry: Entry, resolver: DualStringArray, refs: int = 5) -> ObjRefStandard:
         """OBJREF_STANDARD for an entry; ``resolver`` is the OXID resolver's bindings."""

@@ -14,7 +14,7 @@ from wmilab.model.identity import Token
 from wmilab.model.world import HostModel, World
 from wmilab.repository import Change, MachineFacts, Repository
 from wmilab.wire import rpc
-from wmilab.wire.dcom import DualStringArray, RpcFaultReply, tcp_bindings
+from wmilab.wire.dcom import DualStringArray, RpcFaultReply, encode_dsa_packed, tcp_bindings
 
 __all__ = [
     "BAD_STUB", "OP_RANGE", "RPC_E_DISCONNECTED", "CallContext", "HostRuntime", "Reply",
@@ -81,6 +81,7 @@ class HostRuntime:
         self.exporters: dict[int, ResolverEntry] = {}
         # Bindings per dialled address (a handful of addresses; DualStringArray is frozen).
         self._bindings: dict[tuple[str, int | None], DualStringArray] = {}
+        self._packed: dict[str, bytes] = {}  # resolver bindings' octets per dialled address
 
     @property
     def repository(self) -> Repository:
@@ -120,6 +121,16 @@ class HostRuntime:
         """The OXID resolver's bindings: the address alone, port 135 is well known
         (MS-DCOM 2.2.19.3: the resolver's string bindings carry no endpoint)."""
         return self._cached_bindings(local_address, None)
+
+    def resolver_bindings_packed(self, local_address: str) -> bytes:
+        """``encode_dsa_packed(self.resolver_bindings(local_address))``, kept per address."""
+        packed = self._packed.get(local_address)
+        if packed is None:
+            if len(self._packed) >= 256:
+                self._packed.clear()
+            packed = self._packed[local_address] = encode_dsa_packed(
+                self.resolver_bindings(local_address))
+        return packed
 
     def _cached_bindings(self, local_address: str, port: int | None) -> DualStringArray:
         key = (local_address, port)

@@ -40,6 +40,7 @@ from wmilab.wire.rpc_conn import (
     Authenticated,
     Bound,
     CallReceived,
+    ConnState,
     LogonFailed,
     ProtocolViolation,
     ServerConnection,
@@ -52,6 +53,8 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 log = logging.getLogger("wmilab.host")
 
 RPC_E_SERVERFAULT = hr.RPC_E_SERVERFAULT.code  # from the status-code catalogue
+# Read after every PDU: plain values (an Enum member read from its class is slow on 3.11).
+_CLOSED, _BOUND = ConnState.CLOSED, ConnState.BOUND
 _FILETIME_EPOCH = 11_644_473_600  # seconds from 1601-01-01 to 1970-01-01
 
 
@@ -385,6 +388,7 @@ class _RpcProtocol(asyncio.Protocol):
         self.local = server.address
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop.time() at which the connection is closed (see _arm)
+        self._timer_at = 0.0  # when self._timer fires
         self._sock: Any = None
         self._ctx: CallContext | None = None  # of the last call, and the identity it was for
         self._ctx_identity: object = None
@@ -453,40 +457,50 @@ class _RpcProtocol(asyncio.Protocol):
         conn, transport = self.conn, self.transport
         if conn is None or transport is None or transport.is_closing():
             return
-        srv = self.server
-        events = conn.receive_data(data)
-        for ev in events:
+        for ev in conn.receive_data(data):
             if type(ev) is CallReceived:
                 self._call(conn, ev)
-            elif isinstance(ev, Bound):
-                log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
-                    ev.interface.uuid, str(ev.interface.uuid)))
-            elif isinstance(ev, Authenticated):
-                log.info("%s %s authenticated %s\\%s at level %d", srv.name, self.peer,
-                         ev.domain, ev.user, ev.auth_level)
-            elif isinstance(ev, LogonFailed):
-                log.info("%s %s logon of %s\\%s failed: %s", srv.name, self.peer, ev.domain,
-                         ev.user, ev.reason)
-            elif isinstance(ev, ProtocolViolation):
-                log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
-            elif isinstance(ev, CallReceived):
-                self._call(conn, ev)
+            else:
+                self._event(ev)
         out = conn.data_to_send()
         if out:
             transport.write(out)
-        if not out or transport.get_write_buffer_size():
+            if transport.get_write_buffer_size():
+                self._quickack()  # see below
+        else:
             # A reply sent now carries the ACK of what we read; only without one (a partial
             # PDU, AUTH3, a reply still queued) must the ACK be forced (see _quickack).
             self._quickack()
-        if conn.closed:
+        state = conn.state
+        if state is _CLOSED:
             self.close()
             return
         # Once bound, a quiet connection may stay for the idle timeout.
-        self._arm(srv.limits.idle_timeout if conn.bound else srv.limits.bind_timeout)
+        limits = self.server.limits
+        self._arm(limits.idle_timeout if state is _BOUND else limits.bind_timeout)
+
+    def _event(self, ev: object) -> None:
+        """Log an event other than a call."""
+        srv = self.server
+        if isinstance(ev, CallReceived):
+            assert self.conn is not None
+            self._call(self.conn, ev)
+        elif isinstance(ev, Bound):
+            log.debug("%s %s bound %s", srv.name, self.peer, ids.NAMES.get(
+                ev.interface.uuid, str(ev.interface.uuid)))
+        elif isinstance(ev, Authenticated):
+            log.info("%s %s authenticated %s\\%s at level %d", srv.name, self.peer,
+                     ev.domain, ev.user, ev.auth_level)
+        elif isinstance(ev, LogonFailed):
+            log.info("%s %s logon of %s\\%s failed: %s", srv.name, self.peer, ev.domain,
+                     ev.user, ev.reason)
+        elif isinstance(ev, ProtocolViolation):
+            log.info("%s %s protocol violation: %s", srv.name, self.peer, ev.reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         self.server._forget(self)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -495,39 +509,42 @@ class _RpcProtocol(asyncio.Protocol):
         srv = self.server
         rpcss, exporter = srv.rpcss, srv.exporter
         assert rpcss is not None and exporter is not None
+        # The fields read here, in one unpack of the NamedTuple.
+        call_id, _context_id, opnum, object_uuid, stub, _iface, auth_level, _auth_ctx, identity \
+            = ev
         ctx = self._ctx
-        if ctx is None or ev.identity is not self._ctx_identity or ev.auth_level != ctx.auth_level:
+        if ctx is None or identity is not self._ctx_identity or auth_level != ctx.auth_level:
             # One context per security context of the connection, not one per call.
-            token = token_of(ev.identity)
+            token = token_of(identity)
             if token is None:
                 # An unauthenticated call runs as ANONYMOUS LOGON (MS-RPCE 3.3.3.4.3: no
                 # security context means no client identity).
                 token = srv.world.directory.anonymous_token(srv.name)
-            ctx = self._ctx = CallContext(token, self.local, self.peer, ev.auth_level)
-            self._ctx_identity = ev.identity
+            ctx = self._ctx = CallContext(token, self.local, self.peer, auth_level)
+            self._ctx_identity = identity
         token = ctx.token
         reply: Reply
         try:
             if self.service is not None:
                 name, reply = self.service.handle(ev, ctx)
             elif self.kind == "rpcss":
-                name = ids.op_name(ev.interface.uuid, ev.opnum)
-                reply = rpcss.handle(ev.interface, ev.opnum, ev.stub, ctx)
+                name = ids.op_name(ev.interface.uuid, opnum)
+                reply = rpcss.handle(ev.interface, opnum, stub, ctx)
             else:
-                name, reply = exporter.handle(ev.opnum, ev.object_uuid, ev.stub, ctx)
+                name, reply = exporter.handle(opnum, object_uuid, stub, ctx)
         except Exception:
-            log.exception("%s %s: internal error in opnum %d", srv.name, self.peer, ev.opnum)
-            name, reply = f"opnum {ev.opnum}", RpcFaultReply(RPC_E_SERVERFAULT)
+            log.exception("%s %s: internal error in opnum %d", srv.name, self.peer, opnum)
+            name, reply = f"opnum {opnum}", RpcFaultReply(RPC_E_SERVERFAULT)
         if isinstance(reply, RpcFaultReply):
             log.info("%s %s %s as %s -> fault 0x%08X", srv.name, self.peer, name, token.name,
                      reply.status)
             not_run = reply.status in (rpc.NCA_S_OP_RNG_ERROR, rpc.NCA_S_UNK_IF)
-            conn.send_fault(ev.call_id, reply.status, did_not_execute=not_run)
+            conn.send_fault(call_id, reply.status, did_not_execute=not_run)
             return
         if log.isEnabledFor(logging.INFO):
             status = struct.unpack("<I", reply[-4:])[0] if len(reply) >= 4 else 0
             log.info("%s %s %s as %s -> 0x%08X", srv.name, self.peer, name, token.name, status)
-        conn.send_response(ev.call_id, reply)
+        conn.send_response(call_id, reply)
 
     def _arm(self, seconds: float) -> None:
         """Close the connection ``seconds`` from now unless it is armed again before.
@@ -539,17 +556,19 @@ class _RpcProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         self._deadline = deadline
-        timer = self._timer
-        if timer is not None and not timer.cancelled() and timer.when() <= deadline:
+        timer = self._timer  # never a cancelled one: close() and expiry drop it
+        if timer is not None and self._timer_at <= deadline:
             return
         if timer is not None:
             timer.cancel()
         self._timer = loop.call_at(deadline, self._check_deadline)
+        self._timer_at = deadline
 
     def _check_deadline(self) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
+            self._timer_at = self._deadline
             return
         self._timer = None
         self._expire()

@@ -366,11 +366,13 @@ class _Keystream:
         self._buf = b""
         self._pos = 0  # keystream octets before it are consumed
 
+    def _start(self) -> Callable[[bytes], bytes]:
+        assert self._key is not None
+        self._rc4, self._key = _rc4_stream(self._key), None
+        return self._rc4
+
     def _encrypt(self, data: bytes) -> bytes:
-        if self._rc4 is None:
-            assert self._key is not None
-            self._rc4, self._key = _rc4_stream(self._key), None
-        return self._rc4(data)
+        return (self._rc4 or self._start())(data)
 
     def peek(self, n: int) -> bytes:
         pos = self._pos
@@ -419,6 +421,7 @@ class _HmacMd5:
 
 
 _U32 = struct.Struct("<I")
+_SIG_VERSION = b"\x01\x00\x00\x00"  # NTLMSSP_MESSAGE_SIGNATURE Version 1 (MS-NLMP 2.2.2.9.1)
 
 # RFC 2104: the key XOR 0x36 (ipad) and XOR 0x5C (opad), octet by octet.
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -455,6 +458,8 @@ class NtlmSession:
         self.out_seq = 0
         self.in_seq = 0
         self._macs: dict[bytes, _HmacMd5] = {}
+        self._in_mac: _HmacMd5 | None = None  # the two below, once a PDU method needs them
+        self._out_mac: _HmacMd5 | None = None
         self._clear_tail = False  # the peer's last padded PDU left its padding unsealed
 
     def _require(self) -> None:
@@ -500,6 +505,144 @@ class NtlmSession:
             self._in_ks.consume(8)
         self.in_seq = (self.in_seq + 1) & 0xFFFFFFFF
         return True
+
+    # -- one PDU at a time (the RPC server's fast paths) ------------------------------------
+    #
+    # The same octets and state changes as seal/unseal above, for a PDU given as its parts:
+    # the MAC takes the parts one after the other instead of their concatenation, and the
+    # steps are inline rather than spread over _checksum, _Keystream.peek and the rest, as
+    # these run for every request and reply (tests/test_wire_fastpaths.py holds them to the
+    # general path).
+
+    def seal_pdu(self, head: bytes, plain: bytes, trailer: bytes) -> bytes:
+        """``head + sealed(plain) + trailer + signature`` of head + plain + trailer (the RPC
+        header, the stub with its padding, the sec_trailer: MS-RPCE 3.3.1.5.2.2)."""
+        ks = self._out_ks
+        if not self.extended or ks._pos != len(ks._buf):
+            sealed, sig = self.seal(plain, lambda p: head + p + trailer)
+            return b"".join((head, sealed, trailer, sig))
+        rc4 = ks._rc4 or ks._start()
+        sealed = rc4(plain)
+        seq = self.out_seq
+        mac = self._out_mac or self._pdu_macs()[1]
+        inner = mac._inner.copy()
+        inner.update(_U32.pack(seq))
+        inner.update(head)
+        inner.update(plain)
+        inner.update(trailer)
+        outer = mac._outer.copy()
+        outer.update(inner.digest())
+        checksum = outer.digest()[:8]
+        if self.key_exch:
+            checksum = rc4(checksum)
+        self.out_seq = (seq + 1) & 0xFFFFFFFF
+        return b"".join((head, sealed, trailer, _SIG_VERSION, checksum, _U32.pack(seq)))
+
+    def sign_pdu(self, parts: tuple[bytes, ...]) -> bytes:
+        """``msg + sign(msg)`` for ``msg = b"".join(parts)`` (a PDU up to its signature)."""
+        mac = self._out_mac or self._pdu_macs()[1]
+        seq = self.out_seq
+        inner = mac._inner.copy()
+        inner.update(_U32.pack(seq))
+        for part in parts:
+            inner.update(part)
+        outer = mac._outer.copy()
+        outer.update(inner.digest())
+        checksum = outer.digest()[:8]
+        if self.key_exch:
+            ks = self._out_ks
+            checksum = ((ks._rc4 or ks._start())(checksum) if ks._pos == len(ks._buf)
+                        else ks.apply(checksum))
+        self.out_seq = (seq + 1) & 0xFFFFFFFF
+        return b"".join((*parts, _SIG_VERSION, checksum, _U32.pack(seq)))
+
+    def verify_pdu(self, frag: bytes, end: int) -> bool:
+        """``verify(frag[:end], frag[end:])``."""
+        mac = self._in_mac or self._pdu_macs()[0]
+        signature = frag[end:]
+        if len(signature) != 16:
+            return False
+        seq = _U32.pack(self.in_seq)
+        inner = mac._inner.copy()
+        inner.update(seq)
+        inner.update(frag[:end])
+        outer = mac._outer.copy()
+        outer.update(inner.digest())
+        checksum = outer.digest()[:8]
+        ks = self._in_ks
+        pos = 0
+        if self.key_exch:
+            if len(ks._buf) - ks._pos < 8:
+                ks.peek(8)
+            pos = ks._pos
+            checksum = _xor(checksum, ks._buf[pos:pos + 8])
+        if not hmac.compare_digest(b"".join((_SIG_VERSION, checksum, seq)), signature):
+            return False
+        if self.key_exch:
+            ks._pos = pos + 8
+        self.in_seq = (self.in_seq + 1) & 0xFFFFFFFF
+        return True
+
+    def unseal_pdu(self, frag: bytes, start: int, end: int, signature: bytes,
+                   clear_tail: int) -> bytes | None:
+        """``unseal(frag[start:end], signature, lambda p: frag[:start] + p + frag[end:...])``
+        for a PDU whose signature follows ``frag[end:end + 8]`` (the sec_trailer); the
+        plaintext, or None with the state unchanged."""
+        self._require()
+        if len(signature) != 16:
+            return None
+        sealed = frag[start:end]
+        head = frag[:start]
+        trailer = frag[end:end + 8]
+        size = len(sealed)
+        lengths: tuple[int, ...] = (size,)
+        if 0 < clear_tail <= size:
+            short = size - clear_tail
+            lengths = (short, size) if self._clear_tail else (size, short)
+        ks = self._in_ks
+        mac = self._in_mac or self._pdu_macs()[0]
+        seq = _U32.pack(self.in_seq)
+        key_exch = self.key_exch
+        for n in lengths:
+            need = n + 8 if key_exch else n
+            if len(ks._buf) - ks._pos < need:
+                ks.peek(need)
+            pos = ks._pos
+            stream = ks._buf[pos:pos + need]
+            plain = (int.from_bytes(sealed[:n], "little")
+                     ^ int.from_bytes(stream[:n], "little")).to_bytes(n, "little") + sealed[n:]
+            inner = mac._inner.copy()
+            inner.update(seq)
+            inner.update(head)
+            inner.update(plain)
+            inner.update(trailer)
+            outer = mac._outer.copy()
+            outer.update(inner.digest())
+            checksum = outer.digest()[:8]
+            if key_exch:
+                checksum = _xor(checksum, stream[n:])
+            if hmac.compare_digest(b"".join((_SIG_VERSION, checksum, seq)), signature):
+                ks._pos = pos + need
+                self.in_seq = (self.in_seq + 1) & 0xFFFFFFFF
+                if n != size:
+                    self._clear_tail = True
+                elif clear_tail > 0:
+                    self._clear_tail = False
+                return plain
+        return None
+
+    def _mac(self, key: bytes) -> _HmacMd5:
+        mac = self._macs.get(key)
+        if mac is None:
+            mac = self._macs[key] = _HmacMd5(key)
+        return mac
+
+    def _pdu_macs(self) -> tuple[_HmacMd5, _HmacMd5]:
+        """The inbound and outbound MACs, kept on first use (NtlmError without extended
+        session security, as _require)."""
+        self._require()
+        self._in_mac, self._out_mac = self._mac(self._in_sign), self._mac(self._out_sign)
+        return self._in_mac, self._out_mac
 
     def unseal(
         self,

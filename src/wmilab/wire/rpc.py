@@ -212,10 +212,25 @@ def guid_from_bytes_le(raw: bytes) -> uuid.UUID:
         raw = bytes(raw)  # a bytearray or memoryview slice cannot be a key
     g = _GUIDS.get(raw)
     if g is None:
+        if len(raw) != 16:
+            raise ValueError("bytes_le is not a 16-char string")  # as uuid.UUID says
         if len(_GUIDS) >= _GUIDS_MAX:
             _GUIDS.clear()
-        g = _GUIDS[raw] = uuid.UUID(bytes_le=raw)
+        # What uuid.UUID(bytes_le=raw) does (the first three fields byte-swapped, then its
+        # two slots set), without the argument checks of UUID.__init__: every new IPID is
+        # first seen here.
+        g = _new_object(_UUID)
+        _set_slot(g, "int", int.from_bytes(raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:],
+                                           "big"))
+        _set_slot(g, "is_safe", _SAFE_UNKNOWN)
+        _GUIDS[raw] = g
     return g
+
+
+_UUID = uuid.UUID
+_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+_new_object = object.__new__
+_set_slot = object.__setattr__
 
 
 NDR = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), 2, 0)

@@ -10,6 +10,8 @@ import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 from wmilab import hresult as hr
 from wmilab.wire import ids
@@ -34,6 +36,7 @@ from wmilab.wire.dcom import (
     write_orpcthis,
     write_unique_mip,
 )
+from wmilab.wire.rpc import guid_from_bytes_le
 
 # MS-WMI 2.2.11 WBEMSTATUS and 2.2.3 flags.
 WBEM_S_NO_ERROR = 0x0
@@ -153,18 +156,29 @@ def build_ntlm_login_request(namespace: str, orpcthis: OrpcThis | None = None) -
     return w.getvalue()
 
 
-def build_interface_reply(obj: ObjRef | None, hresult: int = WBEM_S_NO_ERROR) -> bytes:
+def build_interface_reply(obj: ObjRef | bytes | None,
+                          hresult: int = WBEM_S_NO_ERROR) -> bytes:
     """ORPCTHAT + one [out] interface pointer + HRESULT.
 
     Shape of NTLMLogin, ExecQuery, CreateInstanceEnum, GetSmartEnum, Clone, GetResultObject,
     GetResultServices and QueryObjectSink replies (MS-WMI 3.1.4.1.4, 3.1.4.3.x, 3.1.4.6.1).
     On error the pointer is NULL and the HRESULT says why (e.g. WBEM_E_ACCESS_DENIED).
+    ``obj`` may be the OBJREF's octets already encoded.
     """
-    w = NdrWriter()
-    write_orpcthat(w)
-    write_unique_mip(w, obj if hresult & 0x80000000 == 0 else None)
-    w.u32(hresult)
-    return w.getvalue()
+    if hresult & 0x80000000 or obj is None:
+        return _NULL_INTERFACE_REPLY.pack(0, 0, 0, hresult & 0xFFFFFFFF)
+    data = obj if isinstance(obj, bytes) else encode_objref(obj)
+    # The octets write_orpcthat + write_unique_mip + u32 make, packed at once: ORPCTHAT,
+    # the pointer's referent id, ulCntData, the conformant count, the OBJREF, padding to 4.
+    return b"".join((_INTERFACE_REPLY_HEAD.pack(0, 0, _REFERENT, len(data), len(data)), data,
+                     _PAD4[-len(data) % 4], _U32.pack(hresult & 0xFFFFFFFF)))
+
+
+_NULL_INTERFACE_REPLY = struct.Struct("<IIII")  # ORPCTHAT, NULL pointer, HRESULT
+_INTERFACE_REPLY_HEAD = struct.Struct("<IIIII")
+_REFERENT = 0x00020000  # the first referent id an NdrWriter hands out (NdrWriter.ref)
+_PAD4 = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
+_U32 = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -272,9 +286,11 @@ def _sink(obj: ObjRef | None, what: str) -> SinkRef:
     return SinkRef(obj)
 
 
-@dataclass(frozen=True)
-class WbemRequest:
-    """A parsed IWbemServices call. Fields that an opnum does not carry stay None/0."""
+class WbemRequest(NamedTuple):
+    """A parsed IWbemServices call. Fields that an opnum does not carry stay None/0.
+
+    A NamedTuple (one per request; a frozen dataclass sets each field through
+    object.__setattr__)."""
 
     opnum: int
     orpcthis: OrpcThis
@@ -326,22 +342,82 @@ class Unsupported:
 
 
 Op = ids.WbemServicesOp
+# The ExecQuery family as plain ints: an IntEnum member read from its class is slow on 3.11.
+_QUERY_OPS = frozenset(int(op) for op in (Op.EXEC_QUERY, Op.EXEC_QUERY_ASYNC,
+                                          Op.EXEC_NOTIFICATION_QUERY,
+                                          Op.EXEC_NOTIFICATION_QUERY_ASYNC))
+_ASYNC_QUERY_OPS = frozenset(int(op) for op in (Op.EXEC_QUERY_ASYNC,
+                                                Op.EXEC_NOTIFICATION_QUERY_ASYNC))
+
+
+@lru_cache(maxsize=256)
+def _services_op_name(opnum: int) -> str:
+    return ids.op_name(ids.IID_IWBEMSERVICES, opnum)
 
 
 def parse_wbem_services(opnum: int, stub: bytes) -> WbemRequest | Unsupported:
     """Parse any IWbemServices request; opnums we do not serve give ``Unsupported``."""
-    what = ids.op_name(ids.IID_IWBEMSERVICES, opnum)
+    if opnum == _EXEC_QUERY:
+        fast = _parse_exec_query_fast(opnum, stub)
+        if fast is not None:
+            return fast
+    return _parse_wbem_services(opnum, stub)
+
+
+_EXEC_QUERY = int(Op.EXEC_QUERY)
+# ORPCTHIS without extensions, then strQueryLanguage's unique pointer and the head of its
+# FLAGGED_WORD_BLOB (MS-OAUT 2.2.23.2: conformance, cbBuffer, clSize), as _read_bstr reads.
+_EXEC_QUERY_HEAD = struct.Struct("<HHII16sIIIII")
+_BSTR_HEAD = struct.Struct("<IIII")
+_FLAGS_AND_CONTEXT = struct.Struct("<iI")
+
+
+def _parse_exec_query_fast(opnum: int, stub: bytes) -> WbemRequest | None:
+    """The usual synchronous ExecQuery (no ORPC extensions, both strings present, no
+    context object) read with three unpacks, as the NDR reader reads it; None for anything
+    else, which the general reader then reads (tests/test_wire_fastpaths.py)."""
+    size = len(stub)
+    if size < _EXEC_QUERY_HEAD.size:
+        return None
+    major, minor, oflags, _res, cid, ext, ptr, conformance, _cb, count = \
+        _EXEC_QUERY_HEAD.unpack_from(stub)
+    at = _EXEC_QUERY_HEAD.size
+    end = at + 2 * count
+    if ext or not ptr or count > conformance or end > size:
+        return None
+    language = stub[at:end].decode("utf-16-le", errors="replace").rstrip("\x00")
+    at = end + (-end % 4)
+    if at + _BSTR_HEAD.size > size:
+        return None
+    ptr, conformance, _cb, count = _BSTR_HEAD.unpack_from(stub, at)
+    at += _BSTR_HEAD.size
+    end = at + 2 * count
+    if not ptr or count > conformance or end > size:
+        return None
+    query = stub[at:end].decode("utf-16-le", errors="replace").rstrip("\x00")
+    at = end + (-end % 4)
+    if at + _FLAGS_AND_CONTEXT.size > size:
+        return None
+    flags, context = _FLAGS_AND_CONTEXT.unpack_from(stub, at)
+    if context:
+        return None
+    return WbemRequest(opnum, OrpcThis._read((major, minor), oflags, cid, False),
+                       flags & 0xFFFFFFFF, query_language=language, query=query)
+
+
+def _parse_wbem_services(opnum: int, stub: bytes) -> WbemRequest | Unsupported:
+    """parse_wbem_services with the NDR reader, for every request."""
+    what = _services_op_name(opnum)
 
     def go(r: NdrReader) -> WbemRequest | Unsupported:
         orpc = read_orpcthis(r)
-        if opnum in (Op.EXEC_QUERY, Op.EXEC_QUERY_ASYNC, Op.EXEC_NOTIFICATION_QUERY,
-                     Op.EXEC_NOTIFICATION_QUERY_ASYNC):
+        if opnum in _QUERY_OPS:
             lang = _read_bstr(r)
             q = _read_bstr(r)
             flags = r.i32() & 0xFFFFFFFF
             ctx = read_unique_objref(r)
             sink = None
-            if opnum in (Op.EXEC_QUERY_ASYNC, Op.EXEC_NOTIFICATION_QUERY_ASYNC):
+            if opnum in _ASYNC_QUERY_OPS:
                 sink = _sink(read_unique_objref(r), what)
             return WbemRequest(opnum, orpc, flags, query_language=lang, query=q,
                                context=ctx, sink=sink)
@@ -643,7 +719,7 @@ def parse_next_reply(stub: bytes) -> tuple[list[ObjRef], int]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: set with plain stores, as one is read per Next
 class SmartNextRequest:
     orpcthis: OrpcThis
     proxy_guid: uuid.UUID
@@ -651,7 +727,18 @@ class SmartNextRequest:
     count: int
 
 
+# ORPCTHIS without extensions (version, flags, reserved1, causality id, NULL extensions),
+# then the proxy GUID, lTimeout and uCount: the usual request in one unpack.
+_SMART_NEXT = struct.Struct("<HHII16sI16sII")
+
+
 def parse_smart_next(stub: bytes) -> SmartNextRequest:
+    if len(stub) >= _SMART_NEXT.size:
+        major, minor, flags, _res, cid, ext, guid, timeout, count = _SMART_NEXT.unpack_from(stub)
+        if not ext:
+            return SmartNextRequest(OrpcThis._read((major, minor), flags, cid, False),
+                                    guid_from_bytes_le(guid), timeout, count)
+
     def go(r: NdrReader) -> SmartNextRequest:
         orpc = read_orpcthis(r)
         guid = r.guid()  # REFGUID: [in] ref pointer, marshalled inline
@@ -667,8 +754,7 @@ def object_block(encoded: bytes) -> bytes:
     return encoded
 
 
-@dataclass(frozen=True)
-class SmartObject:
+class SmartObject(NamedTuple):
     """One instance for the ObjectArray: its class GUID and its encoded bytes."""
 
     class_id: uuid.UUID  # MS-WMI 2.2.14: random per class, fixed for the enumeration
@@ -681,16 +767,24 @@ def encode_object_array(objects: Sequence[SmartObject], packet_type: int = 1) ->
     Choice: packet type 1 for IWbemWCOSmartEnum::Next (aiowmi asserts bPacketType == 1).
     Choice: always send the class part (wire-notes: no class cache), so type 3 is unused.
     """
-    body = bytearray()
+    parts: list[bytes] = []
+    size = 0
     for obj in objects:
         block = object_block(obj.encoded)
-        inst = struct.pack("<II", 0x18, len(block)) + obj.class_id.bytes_le + block
-        body += struct.pack("<IIB", 9, len(inst), 2) + inst
-    tail = struct.pack("<III", 12, len(body), len(objects)) + bytes(body)
-    after1 = struct.pack("<II", 8, len(tail)) + tail
-    head = (struct.pack("<I", 0) + b"WBEMDATA"
-            + struct.pack("<IIIBB", 0x1A, len(after1), 0, 1, packet_type))
-    return head + after1
+        # ObjectArray element: header size 9, length, type 2; WBEMOBJECT_INSTANCE header size
+        # 0x18, the block's length, the class GUID; the block (MS-WMI 2.2.14).
+        parts.append(_ELEMENT.pack(9, 0x18 + len(block), 2, 0x18, len(block),
+                                   obj.class_id.bytes_le))
+        parts.append(block)
+        size += _ELEMENT.size + len(block)
+    # The two length-prefixed headers around the elements and the array header before them.
+    head = _ARRAY_HEAD.pack(0, b"WBEMDATA", 0x1A, 8 + 12 + size, 0, 1, packet_type,
+                            8, 12 + size, 12, size, len(objects))
+    return b"".join((head, *parts))
+
+
+_ELEMENT = struct.Struct("<IIBII16s")
+_ARRAY_HEAD = struct.Struct("<I8sIIIBBIIIII")
 
 
 def build_smart_next_reply(objects: Sequence[SmartObject], requested: int) -> bytes:
@@ -699,22 +793,20 @@ def build_smart_next_reply(objects: Sequence[SmartObject], requested: int) -> by
     puReturned, pdwBuffSize, pBuffer (byte**: unique referent + conformant array), HRESULT.
     At the end: zero objects, NULL buffer, WBEM_S_FALSE.
     """
-    w = NdrWriter()
-    write_orpcthat(w)
-    w.u32(len(objects))
     if not objects:
-        w.u32(0)
-        w.u32(0)
-        w.u32(WBEM_S_FALSE)
-        return w.getvalue()
+        return _SMART_NEXT_END
     buf = encode_object_array(objects)
-    w.u32(len(buf))
-    w.ptr(True)
-    w.u32(len(buf))
-    w.raw(buf)
-    w.align(4)
-    w.u32(WBEM_S_NO_ERROR if len(objects) == requested else WBEM_S_FALSE)
-    return w.getvalue()
+    # ORPCTHAT, puReturned, pdwBuffSize, pBuffer's referent id and conformant count, the
+    # buffer padded to 4, the HRESULT: the octets of the NdrWriter sequence, packed at once.
+    return b"".join((_SMART_NEXT_HEAD.pack(0, 0, len(objects), len(buf), _REFERENT, len(buf)),
+                     buf, _PAD4[-len(buf) % 4],
+                     _U32.pack(WBEM_S_NO_ERROR if len(objects) == requested
+                               else WBEM_S_FALSE)))
+
+
+_SMART_NEXT_HEAD = struct.Struct("<IIIIII")
+# The end: ORPCTHAT, no objects, size 0, NULL buffer, WBEM_S_FALSE.
+_SMART_NEXT_END = struct.pack("<IIIIII", 0, 0, 0, 0, 0, WBEM_S_FALSE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wmilab.wire import rpc
 from wmilab.wire.rpc import ContextResult, SyntaxId
@@ -41,9 +42,13 @@ class LogonFailed:
     reason: str
 
 
-@dataclass(frozen=True)
-class CallReceived:
-    """A whole (reassembled, verified, decrypted) request."""
+class CallReceived(NamedTuple):
+    """A whole (reassembled, verified, decrypted) request.
+
+    A NamedTuple, not a frozen dataclass like the other events: one is made for every
+    request, and a frozen dataclass sets each of its nine fields through
+    ``object.__setattr__`` (docs/benchmarks.md, "Emulator CPU per query").
+    """
 
     call_id: int
     context_id: int

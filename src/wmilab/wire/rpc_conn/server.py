@@ -7,6 +7,7 @@ import struct
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wmilab.wire import rpc
 from wmilab.wire.ntlm import (
@@ -47,9 +48,8 @@ from wmilab.wire.rpc_conn.framing import (
     split_stub,
     trailer_padding,
     unprotect_fragment,
-    unprotect_stub,
 )
-from wmilab.wire.rpc_conn.state import AuthState, Connection, ConnState, RpcStateError
+from wmilab.wire.rpc_conn.state import _BOUND, AuthState, Connection, ConnState, RpcStateError
 
 # The fixed part of a request (C706 12.6.3.1 common header, then alloc_hint, p_cont_id,
 # opnum): version, minor version, type, flags, two data representation octets (two skipped),
@@ -63,6 +63,17 @@ _RESP_FIXED = struct.Struct("<BBBBBxxxHHIIHxx")
 _RESPONSE = rpc.PType.RESPONSE
 _PADS = tuple(b"\x00" * n for n in range(4))
 _FIRST_LAST = rpc.PFC_FIRST_FRAG | rpc.PFC_LAST_FRAG
+# Read on every PDU: plain values, as an Enum member read from its class is slow on 3.11.
+_ESTABLISHED = AuthState.ESTABLISHED
+_LEVEL_NONE = int(AuthLevel.NONE)
+_LEVEL_CALL = int(AuthLevel.CALL)
+_LEVEL_PRIVACY = int(AuthLevel.PKT_PRIVACY)
+_PFC_OBJECT_UUID = rpc.PFC_OBJECT_UUID
+_SEC_TRAILER_SIZE = rpc.SEC_TRAILER_SIZE
+_AUTHN_WINNT = rpc.AUTHN_WINNT
+# A signed or sealed response fragment's octets around its stub: header, sec_trailer,
+# signature and at most 3 octets of padding (framing.frag_room).
+_PROTECTED_OVERHEAD = RESP_HDR + rpc.SEC_TRAILER_SIZE + SIG_LEN + 3
 
 
 @dataclass
@@ -94,10 +105,12 @@ class _Partial:
     size: int = 0
 
 
-@dataclass
-class _CallInfo:
+class _CallInfo(NamedTuple):
     context_id: int
     sec: _SecCtx | None
+
+
+_new_tuple = tuple.__new__
 
 
 class _Violation(Exception):
@@ -165,6 +178,18 @@ class ServerConnection(Connection):
 
     # -- public API -------------------------------------------------------------------
 
+    def receive_data(self, data: bytes) -> list[Event]:
+        # The usual read: one whole request and nothing buffered before it goes straight to
+        # _fast_request; when that declines, the general way below reads the same octets
+        # again (and _fast_request changes nothing when it declines).
+        if (not self._buf and self.state is _BOUND and self.fast_path
+                and len(data) >= _REQ_FIXED.size and len(data) <= self.max_recv_frag
+                and data[8] | data[9] << 8 == len(data)):
+            events: list[Event] = []
+            if self._fast_request(bytes(data), events):
+                return events
+        return super().receive_data(data)
+
     def _read_fragment(self, events: list[Event]) -> bool:
         try:
             try:
@@ -182,8 +207,12 @@ class ServerConnection(Connection):
                 raise self._oversized_fragment(n)
             if len(self._buf) < n:
                 return False
-            frag = bytes(self._buf[:n])
-            del self._buf[:n]
+            if len(self._buf) == n:  # the usual case: one whole PDU per read
+                frag = bytes(self._buf)
+                self._buf.clear()
+            else:
+                frag = bytes(self._buf[:n])
+                del self._buf[:n]
             if not (self.fast_path and self._fast_request(frag, events)):
                 self._handle(frag, events)
         except _Violation as v:
@@ -209,42 +238,40 @@ class ServerConnection(Connection):
         info = self._calls.pop(call_id, None)
         if info is None:
             raise RpcStateError(f"no call {call_id} is waiting for a reply")
-        sec = info.sec
-        level = sec.auth_level if sec is not None else AuthLevel.NONE
-        protect = sec is not None and level >= AuthLevel.CALL and sec.session is not None
-        room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
-        if protect and len(stub) <= room and self.fast_path:
-            assert sec is not None and sec.session is not None
+        context_id, sec = info
+        level = sec.auth_level if sec is not None else _LEVEL_NONE
+        session = sec.session if sec is not None else None
+        protect = session is not None and level >= _LEVEL_CALL
+        if (protect and self.fast_path
+                and len(stub) <= max(8, (self.max_xmit_frag - _PROTECTED_OVERHEAD) // 8 * 8)):
+            assert sec is not None and session is not None
             # One signed or sealed fragment (the common reply): its octets in one go, as
             # the loop below makes them (tests/test_wire_fastpaths.py compares the two).
             pad = -(RESP_HDR + len(stub)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
             head = _RESP_FIXED.pack(5, 0, _RESPONSE, _FIRST_LAST, 0x10, RESP_HDR + len(stub) + pad
-                                    + rpc.SEC_TRAILER_SIZE + SIG_LEN, SIG_LEN, call_id,
-                                    len(stub), info.context_id)
-            trailer = _PADS[pad] + _TRAILER.pack(rpc.AUTHN_WINNT, level, pad, 0,
-                                                 sec.auth_context_id)
-            if level == AuthLevel.PKT_PRIVACY:
-                sealed, sig = sec.session.seal(stub + _PADS[pad],
-                                               lambda plain: head + plain + trailer[pad:])
-                self._queue(b"".join((head, sealed, trailer[pad:], sig)))
+                                    + _SEC_TRAILER_SIZE + SIG_LEN, SIG_LEN, call_id,
+                                    len(stub), context_id)
+            trailer = _TRAILER.pack(_AUTHN_WINNT, level, pad, 0, sec.auth_context_id)
+            if level == _LEVEL_PRIVACY:
+                self._out.append(session.seal_pdu(head, stub + _PADS[pad], trailer))
             else:
-                msg = b"".join((head, stub, trailer))
-                self._queue(msg + sec.session.sign(msg))
+                self._out.append(session.sign_pdu((head, stub, _PADS[pad], trailer)))
             return
+        room = frag_room(self.max_xmit_frag, RESP_HDR, level if protect else AuthLevel.NONE)
         chunks = [stub] if len(stub) <= room else split_stub(stub, room)
         remaining = len(stub)
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
             flags = (rpc.PFC_FIRST_FRAG if i == 0 else 0) | (rpc.PFC_LAST_FRAG if i == last
                                                               else 0)
-            if protect and sec is not None and sec.session is not None:
+            if protect and sec is not None and session is not None:
                 pad = -(RESP_HDR + len(chunk)) % 4  # sec_trailer 4-aligned (MS-RPCE 2.2.2.11)
                 encoded = rpc.encode_response_fragment(
-                    call_id, chunk, info.context_id, remaining, flags, level,
+                    call_id, chunk, context_id, remaining, flags, level,
                     sec.auth_context_id, pad)
-                encoded = protect_pdu(encoded, RESP_HDR, len(chunk) + pad, level, sec.session)
+                encoded = protect_pdu(encoded, RESP_HDR, len(chunk) + pad, level, session)
             else:
-                encoded = rpc.encode_response_fragment(call_id, chunk, info.context_id,
+                encoded = rpc.encode_response_fragment(call_id, chunk, context_id,
                                                        remaining, flags)
             self._queue(encoded)
             remaining -= len(chunk)
@@ -607,7 +634,7 @@ class ServerConnection(Connection):
         octets queued and the state after each PDU are the same either way
         (tests/test_wire_fastpaths.py feeds both the same PDUs).
         """
-        if len(frag) < _REQ_FIXED.size or not self.bound:
+        if len(frag) < _REQ_FIXED.size or self.state is not _BOUND:
             return False
         (vers, minor, ptype, flags, drep0, drep1, frag_len, auth_len, cid, alloc_hint, ctx_id,
          opnum) = _REQ_FIXED.unpack_from(frag)
@@ -615,32 +642,41 @@ class ServerConnection(Connection):
                 or minor > 1 or drep0 != 0x10 or drep1 != 0 or frag_len != len(frag)
                 or auth_len != SIG_LEN):
             return False
-        start = REQ_HDR + 16 if flags & rpc.PFC_OBJECT_UUID else REQ_HDR
-        trailer_at = frag_len - SIG_LEN - rpc.SEC_TRAILER_SIZE
+        start = REQ_HDR + 16 if flags & _PFC_OBJECT_UUID else REQ_HDR
+        trailer_at = frag_len - SIG_LEN - _SEC_TRAILER_SIZE
         if trailer_at < start:
             return False
         a_type, a_level, pad, _reserved, a_ctx = _TRAILER.unpack_from(frag, trailer_at)
         sec = self.security.get(a_ctx)
-        if (sec is None or sec.state is not AuthState.ESTABLISHED or sec.session is None
+        if (sec is None or sec.state is not _ESTABLISHED or sec.session is None
                 or a_type != sec.auth_type or a_level != sec.auth_level
-                or a_level < AuthLevel.CALL or trailer_at - pad < start
+                or a_level < _LEVEL_CALL or trailer_at - pad < start
                 or cid in self._partial or cid in self._calls
                 or ctx_id not in self.contexts or alloc_hint > self.max_request_size
                 or len(self._partial) >= self.max_pending_calls):
             return False
         try:
-            stub = unprotect_stub(frag, start, frag[trailer_at + rpc.SEC_TRAILER_SIZE:], pad,
-                                  a_level, sec.session)
+            if a_level == _LEVEL_PRIVACY:
+                stub = sec.session.unseal_pdu(frag, start, trailer_at,
+                                              frag[trailer_at + _SEC_TRAILER_SIZE:], pad)
+                if stub is not None:
+                    stub = stub[:len(stub) - pad]
+            elif sec.session.verify_pdu(frag, trailer_at + _SEC_TRAILER_SIZE):
+                stub = frag[start:trailer_at - pad]
+            else:
+                stub = None
         except NtlmError:
             return False
         if stub is None or len(stub) > self.max_request_size:
             return False  # the general path verifies again and refuses (state unchanged)
-        self._discard.discard(cid)
-        self._calls[cid] = _CallInfo(ctx_id, sec)
-        events.append(CallReceived(
+        if self._discard:
+            self._discard.discard(cid)
+        self._calls[cid] = _new_tuple(_CallInfo, (ctx_id, sec))
+        # CallReceived(...) without the Python-level __new__ of a NamedTuple.
+        events.append(_new_tuple(CallReceived, (
             cid, ctx_id, opnum,
             rpc.guid_from_bytes_le(frag[REQ_HDR:REQ_HDR + 16]) if start != REQ_HDR else None,
-            stub, self.contexts[ctx_id].interface, a_level, a_ctx, sec.identity))
+            stub, self.contexts[ctx_id].interface, a_level, a_ctx, sec.identity)))
         return True
 
     def _unprotect_request(self, pdu: rpc.Request, frag: bytes, sec: _SecCtx | None) -> bytes:

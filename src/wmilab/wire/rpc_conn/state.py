@@ -33,11 +33,16 @@ class AuthState(enum.Enum):
     FAILED = "failed"  # logon refused: calls on this context are denied
 
 
+# The members as module constants: on CPython 3.11 reading a member from its Enum class goes
+# through EnumType.__getattr__'s slow attribute hook, and these are read on every PDU.
+_IDLE, _BOUND, _CLOSED = ConnState.IDLE, ConnState.BOUND, ConnState.CLOSED
+
+
 class Connection:
     """State, receive buffer and outbox of one connection, either role."""
 
     def __init__(self) -> None:
-        self.state = ConnState.IDLE
+        self.state = _IDLE
         self._buf = bytearray()
         self._out: list[bytes] = []
 
@@ -47,10 +52,11 @@ class Connection:
         Partial fragments wait for more octets; once CLOSED nothing more is read.
         """
         events: list[Event] = []
-        if self.closed:
+        if self.state is _CLOSED:
             return events
         self._buf += data
-        while not self.closed and self._read_fragment(events):
+        # An empty buffer holds no fragment: no call to find that out after each PDU.
+        while self.state is not _CLOSED and self._buf and self._read_fragment(events):
             pass
         return events
 
@@ -60,11 +66,11 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        return self.state is ConnState.CLOSED
+        return self.state is _CLOSED
 
     @property
     def bound(self) -> bool:
-        return self.state is ConnState.BOUND
+        return self.state is _BOUND
 
     def _queue(self, data: bytes) -> None:
         self._out.append(data)
