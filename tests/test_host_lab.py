@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import call, make
+from conftest import base_doc, call, make
 from wmilab import flow, steps
 from wmilab.errors import ConfigError
 from wmilab.host import client_errors
 from wmilab.host.gate import Gate, default_client
+from wmilab.host.service_sockets import is_service_socket, service_socket
 from wmilab.lab.loopback import LoopbackMap
 
 
@@ -77,6 +78,39 @@ def test_gate_asks_the_firewall_model_with_the_peer_s_scenario_address() -> None
         assert gate.decide(str(gate.addresses.loopback(c.source)), 135).allowed is not blocked
 
 
+def test_gate_asks_the_caller_s_outbound_rules_but_not_of_the_emulated_callback() -> None:
+    # A (Server 2019) blocks its outbound RPC to B (Learn "Netsh AdvFirewall Firewall
+    # Commands", dir=out action=block); B (2022) admits A inbound.
+    doc = base_doc(os_a="2019", os_b="2022")
+    doc["hosts"]["A"]["commands"] = [
+        "netsh advfirewall firewall add rule name=NoRpc dir=out action=block protocol=TCP "
+        "remoteport=135 remoteip=192.168.10.2"]
+    doc["hosts"]["B"]["commands"] = [
+        'netsh advfirewall firewall set rule group="Windows Management Instrumentation (WMI)" '
+        "new enable=yes"]
+    doc["calls"] = [call()]
+    s = make(doc)
+    gate = Gate(s.world, "B", client_host="A")
+    failed = flow.evaluate(s.world, s.calls[0]).failed
+    assert failed is not None and failed.id == steps.C1_RPCSS and failed.host == "A"
+    # From A's loopback address, and from an unknown address standing for A: refused on 135,
+    # with the rule named; the WMI range is not in the rule.
+    wmi = s.world.host("B").wmi_ports.spans[0][0]
+    for peer in ("127.168.10.1", "127.0.0.1"):
+        d = gate.decide(peer, 135, 50000)
+        assert not d.allowed and "A's outbound rules" in d.rule and "NoRpc" in d.rule
+        assert gate.decide(peer, wmi, 50000).allowed
+    # B's inbound rules alone admit it: the netns lab leaves A's side to nftables.
+    assert Gate(s.world, "B", client_host="A", outbound=False).decide("127.168.10.1", 135).allowed
+    # An emulated service's own connection (the callback) is not the calling program.
+    with service_socket("127.168.10.1") as sock:
+        host, port = sock.getsockname()[:2]
+        assert is_service_socket(host, port)
+        assert gate.decide(host, 135, port).allowed
+    assert not is_service_socket(host, port)
+    assert not gate.decide(host, 135, port).allowed
+
+
 def test_gate_default_client_and_bad_client() -> None:
     s = make(_doc([]))
     assert default_client(s.world, "B", [(c.source, c.target) for c in s.calls]) == "A"
@@ -90,6 +124,8 @@ def test_gate_default_client_and_bad_client() -> None:
     (ConnectionResetError(104, "Connection reset by peer"), 0x800706BA),
     (ConnectionRefusedError(111, "refused"), 0x800706BA),
     (TimeoutError(), 0x800706BA),
+    (OSError(113, "No route to host"), 0x800706BA),  # the caller's output chain rejects
+    (Exception("Could not connect: [Errno 113] No route to host"), 0x800706BA),
     (Exception("Could not connect: [Errno 104] Connection reset by peer"), 0x800706BA),
     (Exception("rpc_s_access_denied"), 0x80070005),
     (Exception("WMI Session Error: code: 0x80041003 - WBEM_E_ACCESS_DENIED"), 0x80041003),

@@ -70,8 +70,9 @@ def tshark_problems(capture: Path) -> tuple[int, list[str]]:
 
 # ---- the same verdicts as check (and so as the loopback lab) on every example -----------
 
-def _verify_example(tmp_path: Path, name: str, pcap: Path | None) -> list[tuple[str, str, str]]:
-    path = copy_example(tmp_path, name)
+def _verify_example(tmp_path: Path, name: str, pcap: Path | None,
+                    copied: Path | None = None) -> list[tuple[str, str, str]]:
+    path = copy_example(tmp_path, name) if copied is None else copied / name
     s = load(path)
     state = runner.up(path, s, use_netns=True, pcap_dir=pcap, quick=True)
     try:
@@ -112,6 +113,22 @@ def test_netns_lab_gives_check_s_verdict_on_every_example(tmp_path: Path) -> Non
     for host in load(EX / "05-workgroup-callback.toml").world.configs:
         rpc, bad = tshark_problems(pcap / f"{host}.pcapng")
         assert rpc > 0 and bad == [], (host, bad[:5])
+
+
+OUTBOUND = Path(__file__).parent / "scenarios" / "modern" / "17-outbound-rules.toml"
+
+
+@root_only
+@pytest.mark.slow
+def test_netns_lab_enforces_the_callers_outbound_rules(tmp_path: Path) -> None:
+    """Every call of the outbound-rules scenario ends as `check` says, made from its caller's
+    namespace: A's refusals come from the output chain of A's namespace (lab/nft.py), B's
+    from the emulated B asking before it calls back; B's WMI-Out callback is let out."""
+    shutil.copy(OUTBOUND, tmp_path / OUTBOUND.name)
+    rows = _verify_example(tmp_path, OUTBOUND.name, None, tmp_path)
+    assert len(rows) == len(load(OUTBOUND).calls)
+    assert [(c, w) for c, w, want in rows if w != want] == []
+    assert sum(w == "0x800706BA" for _c, w, _want in rows) >= 8
 
 
 # ---- up, exec (wmiquery as computer A), status, down; drops are silent --------------------

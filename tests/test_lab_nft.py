@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import base_doc, make
-from wmilab import examples
+from wmilab import examples, steps
 from wmilab.lab import nft
 from wmilab.model import firewall as fw
 from wmilab.model.addresses import Scope
@@ -299,3 +299,50 @@ def test_the_kernel_enforces_wfas_block_rules_before_allow_rules(tmp_path: Path)
             assert (got != "dropped") is verdict.allowed, (src, dst.name, port, got,
                                                           verdict.rule)
     assert seen == {True, False}
+
+
+# ---- the output chain: A's outbound rules, asked per peer -----------------------------------
+
+def _outbound_world(*commands: str) -> Any:
+    doc = base_doc(os_a="2019", os_b="2022")
+    doc["hosts"]["A"]["commands"] = list(commands)
+    doc["hosts"]["C"] = {"os": "2022", "domain": "CORP", "address": "10.70.0.3/24"}
+    return make(doc).world
+
+
+def test_an_outbound_block_rule_becomes_a_drop_in_the_output_chain() -> None:
+    # Learn "Netsh AdvFirewall Firewall Commands": dir=out action=block remoteip=, remoteport=.
+    world = _outbound_world("netsh advfirewall firewall add rule name=NoRpc dir=out "
+                            "action=block protocol=TCP remoteport=135 remoteip=192.168.10.0/24")
+    a, b, c = (world.host(n) for n in "ABC")
+    rules = nft.compile_outbound(a, [a, b, c])
+    # Only B's 135 is refused: C is outside the rule's remoteip, the WMI range not named.
+    assert [(r.dest, r.spans) for r in rules] == [(b.ip, ((135, 135),))]
+    assert "NoRpc" in rules[0].why and rules[0].why.startswith("to B: ")
+    text = nft.ruleset(a, peers=[b, c])
+    chain = text[text.index("chain output"):]
+    assert "policy accept;" in chain and "ct state established,related accept" in chain
+    assert "ip daddr 192.168.10.2 tcp dport { 135 } reject with icmpx type admin-prohibited" in chain
+    assert "10.70.0.3" not in chain
+    # B's own rules (none outbound) compile to no drop; without peers there is none either.
+    assert not nft.compile_outbound(b, [a, c])
+    assert "daddr" not in nft.ruleset(a)
+
+
+def test_blockoutbound_drops_the_peers_wmi_range_unless_a_rule_admits_it() -> None:
+    # INetFwPolicy2::DefaultOutboundAction Block: only what an allow rule names goes out.
+    world = _outbound_world(
+        "netsh advfirewall set allprofiles firewallpolicy blockinbound,blockoutbound",
+        "netsh advfirewall firewall add rule name=Epm dir=out action=allow protocol=TCP "
+        "remoteport=135 remoteip=192.168.10.2")
+    a, b, c = (world.host(n) for n in "ABC")
+    rules = {(str(r.dest), r.spans) for r in nft.compile_outbound(a, [b, c])}
+    assert rules == {("192.168.10.2", b.wmi_ports.spans), ("10.70.0.3", ((135, 135),)),
+                     ("10.70.0.3", c.wmi_ports.spans)}
+    # The rule list is the flow's answer: the same questions give the same verdicts.
+    purposes: tuple[Literal["rpcss", "wmi"], ...] = ("rpcss", "wmi")
+    for peer in (b, c):
+        for purpose in purposes:
+            refused = not steps.caller_outbound(a, peer, purpose).ok
+            spans = ((135, 135),) if purpose == "rpcss" else peer.wmi_ports.spans
+            assert ((str(peer.ip), spans) in rules) is refused

@@ -66,10 +66,36 @@ def agrees(doc: dict[str, Any], rng: random.Random | None = None) -> tuple[str, 
     return got, port
 
 
+class FirstPort(random.Random):
+    """Always draws the first port of a range: the port a rule for its start would guess."""
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:
+        return 0 if len(args) == 1 else int(args[0])
+
+
 def test_a_single_guessed_port_is_blocked_on_the_wire() -> None:
     doc = remote_admin_pair(netsh=[PORT135, opening(1025)])
     got, port = agrees(doc, LastPort())
-    assert (got, port) == ("0x800706BA", 5000)
+    assert got == "0x800706BA" and port != 1025
+
+
+@pytest.mark.parametrize("os_b, netsh, guessed", [
+    ("xp-sp2", [PORT135, opening(1025)], range(1025, 1026)),
+    ("2022", ["netsh advfirewall firewall add rule name=EPM dir=in action=allow protocol=TCP "
+              "localport=135",
+              "netsh advfirewall firewall add rule name=Guess dir=in action=allow "
+              "protocol=TCP localport=49152-49200"], range(49152, 49201)),
+])
+def test_the_wmi_port_is_never_one_a_rule_guessed(os_b: str, netsh: list[str],
+                                                  guessed: range) -> None:
+    # The draw would land on the range's first port, which the rule opens; check refuses
+    # (a rule for part of the range is no rule for WMI, KB 154596), and so must the wire.
+    doc = remote_admin_pair(os=os_b, netsh=netsh)
+    if os_b != "xp-sp2":
+        doc["hosts"]["B"]["updates"] = "2021-09"
+        doc["hosts"]["A"]["os"] = "10"
+    got, port = agrees(doc, FirstPort())
+    assert got == "0x800706BA" and port not in guessed
 
 
 def test_a_restricted_range_with_every_port_open_works_on_the_wire() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from wmilab import hresult as hr
 from wmilab import steps
@@ -318,6 +318,14 @@ def _outbound(step_id: str, sender: HostModel, dest: IPv4Address, ports: PortRan
     return None if check.ok else _step(step_id, sender, check)
 
 
+def _caller_outbound(step_id: str, a: HostModel, b: HostModel,
+                     purpose: Literal["rpcss", "wmi"]) -> Step | None:
+    """A's own firewall on a port step of Connection 1 (``steps.caller_outbound``, the
+    question the labs ask too): its refusal, or None."""
+    check = steps.caller_outbound(a, b, purpose)
+    return None if check.ok else _step(step_id, a, check)
+
+
 def evaluate(world: World, call: Call) -> Verdict:
     """Walk the call's connections in order and stop at the first step that fails.
 
@@ -337,7 +345,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         pb = plan(b)
     # Connection 1, part 1: TCP 135 on B, to RPCSS in svchost.exe. A's own firewall first:
     # WFAS filters outbound connections too.
-    s = None if pa.outbound_open else _outbound(steps.C1_RPCSS, a, pb.ip, steps.EPM_PORTS)
+    s = None if pa.outbound_open else _caller_outbound(steps.C1_RPCSS, a, b, "rpcss")
     if s is None:
         table = pb.rpcss(b)
         s = table.const or table.get(pa.ipn) or _step(steps.C1_RPCSS, b,
@@ -355,7 +363,7 @@ def evaluate(world: World, call: Call) -> Verdict:
         return Verdict(call, (s, *head, refused))
     if not head[-1].ok:
         return Verdict(call, (s, *head))
-    port = None if pa.outbound_open else _outbound(steps.C1_WMI_PORT, a, pb.ip, b.wmi_ports)
+    port = None if pa.outbound_open else _caller_outbound(steps.C1_WMI_PORT, a, b, "wmi")
     if port is None:
         table = pb.wmi(b)
         port = table.const or table.get(pa.ipn) or _step(steps.C1_WMI_PORT, b,

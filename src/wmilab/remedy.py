@@ -23,7 +23,7 @@ from typing import Any
 
 from wmilab import flow, steps
 from wmilab.errors import ConfigError
-from wmilab.model import advfirewall, gpo_wfas, hardening
+from wmilab.model import advfirewall, gpo_wfas, hardening, wfas
 from wmilab.model import callback as cb
 from wmilab.model import dcom as dcom_model
 from wmilab.model import firewall as fw
@@ -540,25 +540,7 @@ def _outbound_candidates(world: World, host: str, dest: IPv4Address, ports: Port
         if (r.program is not None and r.program != program) or (r.service is not None and not (
                 service and r.service in ("*", service))):
             continue
-        # As for inbound block rules (_wfas_unblock): the others stay blocked.
-        rest = _addresses_without(r.remote.networks(h.subnet), dest)
-        if rest:
-            cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=out '
-                   f"new remoteip={','.join(rest)}")
-            summary = f'Take {dest} out of the outbound block rule "{r.name}" on {host}'
-            pshell = (f'Set-NetFirewallRule -DisplayName "{r.name}" '
-                      f"-RemoteAddress {','.join(rest)}")
-        else:
-            cmd = f'netsh advfirewall firewall delete rule name="{r.name}" dir=out'
-            summary = (f'Delete the outbound block rule "{r.name}" on {host}: it refuses '
-                       f"{dest} ({r.remote.describe()}) and a block rule wins")
-            pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
-        if r.origin == "policy":
-            # A Group Policy rule is edited in the GPO's Outbound Rules, where it was made.
-            out.append(_gpo_block_edit(world, host, r.name, pshell, summary, "Outbound Rules"))
-            continue
-        shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
-        out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
+        out.append(_narrow_block_rule(world, host, r, dest))
     src = str(dest)
     if wmi_service:
         for r in h.local_wfas.rules:
@@ -597,7 +579,6 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
     h = world.host(host)
     assert h.local_wfas is not None
     prof = h.wfas_profile
-    ps = h.spec.netsecurity_cmdlets
     gpo = h.policies.wfas.rules if h.policies.wfas is not None else ()
     out: list[Change] = []
     for r in (*gpo, *h.local_wfas.rules):
@@ -608,27 +589,37 @@ def _wfas_unblock(world: World, host: str, source: IPv4Address, port: int | None
                 else r.local_ports.intersects(h.rpc_ports, h.rpc_ports))
         if not hits or not r.remote.matches(source, h.subnet):
             continue
-        # Narrowest first: the rule keeps blocking every other address it blocked, written
-        # as addresses, subnets and ranges (a keyword, Any or LocalSubnet, as the ranges it
-        # covers on this network: Choice, docs/choices.md); deleted only when it named no
-        # one else.
-        rest = _addresses_without(r.remote.networks(h.subnet), source)
-        if rest:
-            cmd = (f'netsh advfirewall firewall set rule name="{r.name}" dir=in '
-                   f"new remoteip={','.join(rest)}")
-            summary = f'Take {source} out of the block rule "{r.name}" on {host}'
-            pshell = f"Set-NetFirewallRule -DisplayName \"{r.name}\" -RemoteAddress {','.join(rest)}"
-        else:
-            cmd = f'netsh advfirewall firewall delete rule name="{r.name}" dir=in'
-            summary = (f'Delete the block rule "{r.name}" on {host}: it refuses {source} '
-                       f"({r.remote.describe()}) and a block rule wins over every allow rule")
-            pshell = f'Remove-NetFirewallRule -DisplayName "{r.name}"'
-        if r.origin == "policy":
-            out.append(_gpo_block_edit(world, host, r.name, pshell, summary))
-            continue
-        shown = (cmd, f"PowerShell: {pshell}") if ps else (cmd,)
-        out.append(Change(host, "netsh", summary, shown, NetshAdd(cmd)))
+        out.append(_narrow_block_rule(world, host, r, source))
     return out
+
+
+def _narrow_block_rule(world: World, host: str, rule: wfas.Rule,
+                       peer: IPv4Address) -> Change:
+    """Take ``peer`` out of a block rule of ``host`` that refuses it. Narrowest first: the
+    rule keeps blocking every other address it blocked, written as addresses, subnets and
+    ranges (a keyword, Any or LocalSubnet, as the ranges it covers on this network: Choice,
+    docs/choices.md); deleted only when it named no one else. A local rule is edited with
+    netsh (and PowerShell); a Group Policy rule in the GPO's Inbound or Outbound Rules,
+    where it was made (a local command cannot edit it: Learn, rule merging)."""
+    h = world.host(host)
+    d = rule.direction
+    kind = "block rule" if d == "in" else "outbound block rule"
+    rest = ",".join(_addresses_without(rule.remote.networks(h.subnet), peer))
+    if rest:
+        cmd = f'netsh advfirewall firewall set rule name="{rule.name}" dir={d} new remoteip={rest}'
+        summary = f'Take {peer} out of the {kind} "{rule.name}" on {host}'
+        pshell = f'Set-NetFirewallRule -DisplayName "{rule.name}" -RemoteAddress {rest}'
+    else:
+        cmd = f'netsh advfirewall firewall delete rule name="{rule.name}" dir={d}'
+        summary = (f'Delete the {kind} "{rule.name}" on {host}: it refuses {peer} '
+                   f"({rule.remote.describe()}) and a block rule wins"
+                   + (" over every allow rule" if d == "in" else ""))
+        pshell = f'Remove-NetFirewallRule -DisplayName "{rule.name}"'
+    if rule.origin == "policy":
+        return _gpo_block_edit(world, host, rule.name, pshell, summary,
+                               "Inbound Rules" if d == "in" else "Outbound Rules")
+    shown = (cmd, f"PowerShell: {pshell}") if h.spec.netsecurity_cmdlets else (cmd,)
+    return Change(host, "netsh", summary, shown, NetshAdd(cmd))
 
 
 def _addresses_without(networks: Iterable[IPv4Network], source: IPv4Address) -> list[str]:

@@ -34,8 +34,8 @@ __all__ = [
     "C1_ACCESS", "C1_ACTIVATION", "C1_CLIENT_DCOM", "C1_LOGON", "C1_NAMESPACE", "C1_RPCSS",
     "C1_WMI_PORT", "C2_ACCESS", "C2_IDENTITY", "C2_RESOLVER_PORT", "C2_SINK_PORT", "ORDER",
     "TABLE", "FirewallHop", "StepSpec", "access", "activation", "callback_access",
-    "callback_identity", "callback_ladder", "client_dcom", "logon", "namespace_login",
-    "namespace_request", "outbound_open", "rpcss_port", "rpcss_sources", "sink_caller",
+    "callback_identity", "callback_ladder", "caller_outbound", "client_dcom", "logon",
+    "namespace_login", "namespace_request", "outbound_open", "rpcss_port", "rpcss_sources", "sink_caller",
     "sink_port", "sink_sources", "wmi_port", "wmi_sources",
 ]
 
@@ -180,6 +180,15 @@ def outbound(sender: HostModel, dest: IPv4Address, ports: PortRange,
     filters outbound connections too (model/wfas.py ``outbound``). ``program`` None: the
     calling program on A, which the scenario does not name."""
     return _fw(sender.outbound(dest, ports, program, service))
+
+
+def caller_outbound(a: HostModel, b: HostModel, purpose: Literal["rpcss", "wmi"]) -> Check:
+    """A's own side of c1.rpcss-port / c1.wmi-port: may the calling program on A connect out
+    to B's TCP 135, or to B's WMI port? A cannot know which port of B's range WMI drew
+    (KB 154596), so the question is about the whole range (Choice, docs/choices.md
+    "Outbound rules"). Asked by flow, by the loopback lab's gate (host/gate.py) and by the
+    netns lab's nftables compiler (lab/nft.py)."""
+    return outbound(a, b.ip, EPM_PORTS if purpose == "rpcss" else b.wmi_ports)
 
 
 def outbound_open(sender: HostModel) -> bool:

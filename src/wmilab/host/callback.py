@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from wmilab import hresult as hr
 from wmilab import steps
 from wmilab.errors import WireError
+from wmilab.host.service_sockets import service_socket
 from wmilab.model import firewall as fw
 from wmilab.model.callback import Rung
 from wmilab.model.identity import Token
@@ -255,11 +256,13 @@ class CallbackRunner:
             # MS-DCOM 3.2.4.1.1.1: resolve the OXID at the resolver of the OBJREF's bindings,
             # on the well-known port 135 (seed, Connection 2 step 1).
             port = self.server.resolver_port(resolver)
-            async with await RpcClient.connect(resolver, port, local_address=local,
-                                               connect_timeout=ct, call_timeout=lt) as res:
-                await res.bind(ids.IID_IOBJECTEXPORTER)
-                stub = await res.call(ids.ObjectExporterOp.RESOLVE_OXID2,
-                                      build_resolve_oxid2_request(sink.oxid))
+            # On a service socket: the labs do not take it for a client's (service_sockets).
+            with service_socket(local) as sock:
+                async with await RpcClient.connect(resolver, port, connect_timeout=ct,
+                                                   call_timeout=lt, sock=sock) as res:
+                    await res.bind(ids.IID_IOBJECTEXPORTER)
+                    stub = await res.call(ids.ObjectExporterOp.RESOLVE_OXID2,
+                                          build_resolve_oxid2_request(sink.oxid))
             found = parse_resolve_oxid2_reply(stub)
             if found.status or found.bindings is None:
                 return (hr.from_win32(found.status or dcom.OR_INVALID_OXID), 0,
@@ -268,28 +271,31 @@ class CallbackRunner:
             if target is None:
                 return RPC_S_SERVER_UNAVAILABLE, 0, "no ncacn_ip_tcp binding for the sink"
             # Seed, Connection 2 step 2: the sink program's port on A.
-            async with await RpcClient.connect(
-                    target[0], target[1], local_address=local,
-                    credentials=self._credentials(token, level), auth_level=level,
-                    connect_timeout=ct, call_timeout=lt) as cli:
-                await cli.bind(ids.IID_IWBEMOBJECTSINK)
-                for i in range(0, len(objects), INDICATE_BATCH):
-                    batch = objects[i:i + INDICATE_BATCH]
+            with service_socket(local) as sock:
+                async with await RpcClient.connect(
+                        target[0], target[1], credentials=self._credentials(token, level),
+                        auth_level=level, connect_timeout=ct, call_timeout=lt,
+                        sock=sock) as cli:
+                    await cli.bind(ids.IID_IWBEMOBJECTSINK)
+                    for i in range(0, len(objects), INDICATE_BATCH):
+                        batch = objects[i:i + INDICATE_BATCH]
+                        code = wmi.parse_hresult_reply(await cli.call(
+                            ids.WbemObjectSinkOp.INDICATE, wmi.build_indicate_request(batch),
+                            sink.ipid))
+                        if code & 0x80000000:
+                            return code, delivered, "Indicate refused"
+                        delivered += len(batch)
+                    if status is None:
+                        return 0, delivered, ""
                     code = wmi.parse_hresult_reply(await cli.call(
-                        ids.WbemObjectSinkOp.INDICATE, wmi.build_indicate_request(batch),
-                        sink.ipid))
+                        ids.WbemObjectSinkOp.SET_STATUS,
+                        wmi.build_set_status_request(status, WBEM_STATUS_COMPLETE), sink.ipid))
                     if code & 0x80000000:
-                        return code, delivered, "Indicate refused"
-                    delivered += len(batch)
-                if status is None:
-                    return 0, delivered, ""
-                code = wmi.parse_hresult_reply(await cli.call(
-                    ids.WbemObjectSinkOp.SET_STATUS,
-                    wmi.build_set_status_request(status, WBEM_STATUS_COMPLETE), sink.ipid))
-                if code & 0x80000000:
-                    return code, delivered, "SetStatus refused"
+                        return code, delivered, "SetStatus refused"
             return 0, delivered, ""
         except RpcCallError as e:
             return e.hresult, delivered, e.reason
         except WireError as e:  # a reply our parsers cannot read
             return RPC_S_CALL_FAILED, delivered, f"bad reply: {e}"
+        except OSError as e:  # the service socket could not be bound to B's address
+            return RPC_S_SERVER_UNAVAILABLE, delivered, f"cannot connect from {local}: {e}"

@@ -16,6 +16,7 @@ predicts. The mapping (docs/host.md, "Client errors"):
 
 from __future__ import annotations
 
+import errno
 import re
 import traceback
 
@@ -27,13 +28,17 @@ __all__ = ["RPC_S_SERVER_UNAVAILABLE", "from_exception", "from_impacket_output"]
 RPC_S_SERVER_UNAVAILABLE = hr.RPC_S_SERVER_UNAVAILABLE.code  # from the status-code catalogue
 
 _UNREACHABLE = ("connection reset", "connection refused", "timed out", "errno 104",
-                "errno 111", "could not connect", "broken pipe", "connect call failed")
+                "errno 111", "could not connect", "broken pipe", "connect call failed",
+                "errno 113", "no route to host")
 _IMPACKET_NAMES = {"rpc_s_access_denied": 0x80070005, "e_accessdenied": 0x80070005}
 
 
 def from_exception(exc: BaseException) -> int | None:
     """The HRESULT an exception of impacket, aiowmi or the socket layer stands for."""
     if isinstance(exc, ConnectionError | TimeoutError):
+        return RPC_S_SERVER_UNAVAILABLE
+    if isinstance(exc, OSError) and exc.errno == errno.EHOSTUNREACH:
+        # The caller's own firewall refused the connection (the netns lab's output chain).
         return RPC_S_SERVER_UNAVAILABLE
     if (isinstance(exc, AttributeError) and "'NoneType' object has no attribute 'write'" in str(exc)
             and any("aiowmi" in (f.filename or "") for f in _frames(exc))):

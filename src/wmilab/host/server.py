@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Protocol, cast
 
 from wmilab import hresult as hr
+from wmilab import steps
 from wmilab.errors import ConfigError
 from wmilab.host.auth import ModelAuthenticator, ntlm_names, token_of
 from wmilab.host.callback import CallbackRunner
@@ -281,8 +282,10 @@ class HostServer:
         skipped, as the RPC runtime takes the next free one."""
         ports = self.model.rpc_ports if ports is None else ports
         last: OSError | None = None
-        for _ in range(min(64, len(ports))):
-            port = ports.pick(self.rng) if shared is None else shared.draw(ports, self.rng)
+        fair = self._fair_ports(ports) if what == "wmi" and shared is None else []
+        for i in range(min(64, len(ports))):
+            port = (fair[i] if i < len(fair) else ports.pick(self.rng)) if shared is None \
+                else shared.draw(ports, self.rng)
             try:
                 return await self._listen(factory, port, f"the {what}", shared, pool=ports)
             except HostBindError:
@@ -294,6 +297,24 @@ class HostServer:
         raise HostBindError(getattr(last, "errno", 0) or 0,
                             f"{self.name}: no free port for the {what} in {ports.source}: "
                             f"{ports.describe()} on {self.address}")
+
+    def _fair_ports(self, ports: PortRange) -> list[int]:
+        """WMI ports, in the order to try, at which the firewall answers every host of the
+        scenario as ``check`` answers for the whole range (steps.wmi_port with and without
+        the port). Windows may hand the service any port of the range (KB 154596) and check
+        judges by that, so the emulated host never takes a port that a rule naming part of
+        the range happens to open or close. Empty (a plain draw) when no rule names a port
+        of the range, or beyond 512 hosts, where the check would cost too much (docs/host.md)."""
+        edges = [p for p in self.model.port_edges() if p in ports]
+        if not edges or len(self.world.configs) > 512:
+            return []
+        sources = [self.world.host(h).address.ip for h in self.world.configs]
+        wanted = [steps.wmi_port(self.model, s).ok for s in sources]
+        candidates = {*edges, *(ports.pick(self.rng) for _ in range(8))}
+        fair = [p for p in candidates
+                if all(steps.wmi_port(self.model, s, p).ok == w for s, w in zip(sources, wanted, strict=True))]
+        self.rng.shuffle(fair)
+        return fair
 
     async def add_listener(self, service: Service, port: int | None) -> int:
         """Serve ``service`` on ``port`` of this host's address, or on a port of the dynamic
@@ -413,7 +434,7 @@ class _RpcProtocol(asyncio.Protocol):
             model_port = decision.port
         else:
             model_port = srv.model_ports[self.kind]
-            decision = srv.gate.decide(self.peer, model_port)
+            decision = srv.gate.decide(self.peer, model_port, int(peer[1]))
         who = f"{decision.source}" + (f" ({decision.source_host})" if decision.source_host else "")
         if not decision.allowed:
             # Choice: a dropped SYN cannot be emulated on loopback; a RST at once makes the

@@ -92,6 +92,10 @@ class HostDaemon:
         self.quick = bool(state.hosts[host].get("quick"))
         self.server = HostServer(world, host, address=self.address,
                                  addresses=DirectMap.for_world(world))
+        # A's outbound rules are the nftables output chain of A's namespace here (lab/nft.py),
+        # which filters every program in it; the gate asks only this host's inbound rules.
+        self.server.gate.outbound = False
+        self.peers = [world.host(name) for name in world.configs if name != host]
         if self.quick:
             # A verify run: a dropped SYN on Connection 2 costs 2 s, not 5.
             self.server.callbacks.connect_timeout = 2.0
@@ -102,7 +106,7 @@ class HostDaemon:
         await self.server.start()
         # Now the WMI service's dynamic port is drawn and bound: compile the ruleset again
         # for it (the lab loaded the first one before the host had an address).
-        nft.apply(nft.ruleset(self.server.model, self.server.ports["wmi"]))
+        nft.apply(nft.ruleset(self.server.model, self.server.ports["wmi"], peers=self.peers))
         path = control_socket(self.directory, self.host)
         path.unlink(missing_ok=True)
         ctl = await asyncio.start_unix_server(self._serve, str(path), limit=CONTROL_LIMIT)
@@ -179,7 +183,7 @@ class HostDaemon:
         wmi = self.server.ports["wmi"]
 
         def open_sink(port: int, program: str) -> None:
-            nft.apply(nft.ruleset(model, wmi, (port, program)))
+            nft.apply(nft.ruleset(model, wmi, (port, program), self.peers))
 
         try:
             return await async_call(self.server, target, 135, call, password, outcome,
@@ -189,7 +193,7 @@ class HostDaemon:
                                     activation_level=level,
                                     auth_level=call_level_for(self.scenario.world, call))
         finally:
-            nft.apply(nft.ruleset(model, wmi))
+            nft.apply(nft.ruleset(model, wmi, peers=self.peers))
 
 
 async def _loopback(directory: Path, worker: int) -> None:

@@ -110,8 +110,9 @@ def create_network(state: LabState, world: World) -> None:
         _add_namespace(state, ns)
         # The firewall is in place before the host has an address: nothing slips through.
         model = world.host(name)
+        peers = [world.host(other) for other in world.configs if other != name]
         try:
-            nft.apply(nft.ruleset(model), ns)
+            nft.apply(nft.ruleset(model, peers=peers), ns)
         except nft.NftError as e:
             raise NetnsError(f"host {name}: {e}") from None
         _run(["ip", "-n", lab, "-batch", "-"], f"cannot link {name} to the bridge",

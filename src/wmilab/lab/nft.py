@@ -7,19 +7,29 @@ compiler asks the model who may connect (``HostModel.admission``, the same answe
 and the in-process gate use) and writes one ``accept`` rule for exactly those sources.
 Everything else that arrives unsolicited is dropped without an answer, so a client's SYN
 waits and times out, as against Windows Firewall (docs/lab.md).
+
+The host's outbound rules go into an ``output`` chain the same way: for every other host of
+the lab and each port a client connects to there (135, and the range WMI's port is drawn
+from), the compiler asks the question ``flow`` asks on A's side of c1.rpcss-port and
+c1.wmi-port (``steps.caller_outbound``) and writes a ``reject`` where the answer is no.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
 
+from wmilab import steps
+from wmilab.host.service_sockets import SERVICE_MARK
 from wmilab.model.addresses import Scope
 from wmilab.model.firewall import Admission
 from wmilab.model.world import HostModel
 
-__all__ = ["TABLE", "NftError", "Rule", "apply", "compile_rules", "ruleset"]
+__all__ = ["TABLE", "NftError", "OutRule", "Rule", "apply", "compile_outbound", "compile_rules",
+           "ruleset"]
 
 TABLE = "wmilab"  # table inet wmilab, one per host namespace
 
@@ -55,6 +65,39 @@ class Rule:
             match = f"ip saddr {{ {nets} }} {match}"
         why = self.why.replace('"', "'")[:120]
         return f'{match} {self.verdict} comment "{why}"'
+
+
+@dataclass(frozen=True)
+class OutRule:
+    """A connection the host's own firewall refuses: TCP to ``dest`` on ``spans``."""
+
+    dest: IPv4Address
+    spans: tuple[tuple[int, int], ...]
+    why: str
+
+    def text(self) -> str:
+        ports = ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.spans)
+        why = self.why.replace('"', "'")[:120]
+        return (f"ip daddr {self.dest} tcp dport {{ {ports} }} "
+                f'reject with icmpx type admin-prohibited comment "{why}"')
+
+
+def compile_outbound(model: HostModel, peers: Sequence[HostModel]) -> list[OutRule]:
+    """The connections to the other hosts of the lab that ``model``'s outbound rules refuse
+    to its calling program: the model's answer for each peer's 135 and WMI range."""
+    rules: list[OutRule] = []
+    if steps.outbound_open(model):  # no outbound rule can refuse anything
+        return rules
+    for peer in peers:
+        if peer.name == model.name:
+            continue
+        purposes: tuple[Literal["rpcss", "wmi"], ...] = ("rpcss", "wmi")
+        for purpose in purposes:
+            check = steps.caller_outbound(model, peer, purpose)
+            if not check.ok:
+                spans = (steps.EPM_PORTS if purpose == "rpcss" else peer.wmi_ports).spans
+                rules.append(OutRule(peer.ip, spans, f"to {peer.name}: {check.reason}"))
+    return rules
 
 
 def _sources(scope: Scope, model: HostModel) -> tuple[IPv4Network, ...] | None:
@@ -97,8 +140,9 @@ def compile_rules(model: HostModel, wmi_port: int | None = None,
 
 
 def ruleset(model: HostModel, wmi_port: int | None = None,
-            sink: tuple[int, str] | None = None) -> str:
-    """An ``nft -f`` script that replaces the table atomically (one transaction)."""
+            sink: tuple[int, str] | None = None, peers: Sequence[HostModel] = ()) -> str:
+    """An ``nft -f`` script that replaces the table atomically (one transaction); ``peers``
+    are the other hosts of the lab, for the output chain."""
     # Unsolicited packets no exception admits are dropped, not answered: Windows Firewall
     # logs them as dropped packets ("Log dropped packets", netsh `set logging`, bb490617) and
     # the client sees a connect timeout, RPC_S_SERVER_UNAVAILABLE (seed).
@@ -119,6 +163,22 @@ def ruleset(model: HostModel, wmi_port: int | None = None,
         '    iifname "lo" accept',
     ]
     lines += [f"    {r.text()}" for r in compile_rules(model, wmi_port, sink)]
+    lines += [
+        "  }",
+        "  chain output {",
+        "    type filter hook output priority filter; policy accept;",
+        # Replies to connections the host accepted, and its loopback traffic, go out.
+        "    ct state established,related accept",
+        '    oifname "lo" accept',
+        # The emulated WMI service's callback asked the model with its own program and
+        # service before connecting (host/callback.py); the rules below are the calling
+        # program's (host/service_sockets.py).
+        f"    meta mark {SERVICE_MARK:#x} accept",
+    ]
+    # Choice (docs/choices.md): the host's own firewall refuses the connection before a SYN
+    # leaves, so the program's connect() fails at once (EHOSTUNREACH from the local reject),
+    # rather than waiting on a dropped SYN.
+    lines += [f"    {r.text()}" for r in compile_outbound(model, peers)]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
 

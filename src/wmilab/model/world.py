@@ -495,6 +495,21 @@ class HostModel:
         return self.firewall.decide_dynamic(source, self.rpc_ports, fw.SVCHOST, self.subnet,
                                             WINMGMT)
 
+    def port_edges(self) -> frozenset[int]:
+        """The ports where an inbound rule's (or port opening's) explicit local ports begin
+        or end, and the ports just beside them: only there can the firewall's answer for one
+        port of the dynamic range change. The emulated host reads it to take a WMI port
+        where the firewall answers as for the whole range (host/server.py)."""
+        edges: set[int] = set()
+        fwl = self.firewall
+        if isinstance(fwl, wf.EffectiveWfas):
+            spans = [s for r in (*fwl.rules, *fwl.ignored) for s in r.local_ports.spans]
+        else:
+            spans = [(p.port, p.port) for p in fwl.ports if p.protocol == "TCP"]
+        for lo, hi in spans:
+            edges.update((lo - 1, lo, hi, hi + 1))
+        return frozenset(edges)
+
     def wmi_admission(self) -> fw.Admission | None:
         """:meth:`wmi_inbound` for every source at once (None: when the XP firewall's port
         openings in the range decide, which only :meth:`wmi_inbound` answers)."""

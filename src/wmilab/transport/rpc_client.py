@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import uuid
 from types import TracebackType
 from typing import Self, cast
@@ -112,12 +113,14 @@ class RpcClient:
     async def connect(cls, host: str, port: int, *, local_address: str | None = None,
                       credentials: ClientCredentials | None = None,
                       auth_level: int = AuthLevel.NONE, connect_timeout: float = 5.0,
-                      call_timeout: float = 30.0) -> Self:
-        """Connect (from ``local_address`` if given); a refusal raises 0x800706BA."""
+                      call_timeout: float = 30.0, sock: socket.socket | None = None) -> Self:
+        """Connect (from ``local_address`` if given, or on ``sock``, a bound non-blocking
+        socket that is closed on failure); a refusal raises 0x800706BA."""
         try:
             return await cls.open(host, port, local_address=local_address,
                                   credentials=credentials, auth_level=auth_level,
-                                  connect_timeout=connect_timeout, call_timeout=call_timeout)
+                                  connect_timeout=connect_timeout, call_timeout=call_timeout,
+                                  sock=sock)
         except (OSError, TimeoutError) as e:
             # A blocked or closed port: RPC_S_SERVER_UNAVAILABLE (seed: 0x800706ba).
             raise RpcCallError(RPC_S_SERVER_UNAVAILABLE,
@@ -126,14 +129,23 @@ class RpcClient:
     @classmethod
     async def open(cls, host: str, port: int, *, local_address: str | None,
                    credentials: ClientCredentials | None, auth_level: int,
-                   connect_timeout: float, call_timeout: float) -> Self:
+                   connect_timeout: float, call_timeout: float,
+                   sock: socket.socket | None = None) -> Self:
         """Connect; OSError or TimeoutError as the socket gave them (callers classify)."""
         level = auth_level if credentials is not None else AuthLevel.NONE
         proto = _RpcProtocol(ClientConnection(credentials=credentials, auth_level=level))
         local = (local_address, 0) if local_address else None
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(connect_timeout):
-            await loop.create_connection(lambda: proto, host, port, local_addr=local)
+            if sock is None:
+                await loop.create_connection(lambda: proto, host, port, local_addr=local)
+            else:
+                try:
+                    await loop.sock_connect(sock, (host, port))
+                    await loop.create_connection(lambda: proto, sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
         return cls(proto, call_timeout)
 
     def sockname(self) -> tuple[str, int] | None:
