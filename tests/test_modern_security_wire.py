@@ -276,7 +276,17 @@ def test_wmiquery_rpc_auth_level_privacy_reads_an_encrypted_namespace(
                 calls.append((id(self), e.auth_context_id, e.auth_level, e.interface.uuid))
         return events
 
+    original_call = server.ServerConnection.receive_call
+
+    def spy_call(self: server.ServerConnection, data: bytes) -> Any:
+        # The host reads the usual request through receive_call first.
+        call = original_call(self, data)
+        if call is not None and call.auth_context_id is not None:
+            calls.append((id(self), call.auth_context_id, call.auth_level, call.interface.uuid))
+        return call
+
     monkeypatch.setattr(server.ServerConnection, "receive_data", spy)
+    monkeypatch.setattr(server.ServerConnection, "receive_call", spy_call)
     lab = _lab(doc)
     lab.act_as("B", "A")
     try:
