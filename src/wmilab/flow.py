@@ -11,6 +11,7 @@ functions, so what this module predicts is what a client gets on the wire.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -102,6 +103,18 @@ _ASK: SourceTable[Step] = SourceTable((), None)  # no compiled answer: ask the s
 _ONCE: SourceTable[Step] = SourceTable((), None)
 
 
+def _rpcss_sources(model: HostModel, _key: str) -> SourceTable[Check] | None:
+    return steps.rpcss_sources(model)
+
+
+def _wmi_sources(model: HostModel, _key: str) -> SourceTable[Check] | None:
+    return steps.wmi_sources(model)
+
+
+def _sink_sources(model: HostModel, sink: str) -> SourceTable[Check] | None:
+    return steps.sink_sources(model, steps.sink_program(sink))
+
+
 class HostPlan:
     """What evaluating a call needs of one host, compiled once from the steps' own answers.
 
@@ -117,7 +130,7 @@ class HostPlan:
     (tests/test_flow_plan.py holds each table to the step's own answer).
     """
 
-    __slots__ = ("_encrypted", "_levels", "_resolver", "_rpcss", "_sinks", "_wmi", "enforced",
+    __slots__ = ("_encrypted", "_levels", "_ports", "_sinks", "enforced",
                  "ip", "ipn", "outbound_open", "outgoing", "source_text", "standalone")
 
     # The plan holds no reference to its model (the model holds the plan, and a cycle would
@@ -136,49 +149,41 @@ class HostPlan:
         self.standalone: bool = model.wmi_host.standalone
         self._encrypted: dict[str, bool] = {}
         self._levels: dict[str | None, int] = {}
-        self._rpcss: SourceTable[Step] | None = None
-        self._wmi: SourceTable[Step] | None = None
-        self._resolver: SourceTable[Step] | None = None
+        # The firewall steps' tables: rpcss, wmi and resolver; and per ``sink`` field.
+        self._ports: dict[str, SourceTable[Step]] = {}
         self._sinks: dict[str, SourceTable[Step]] = {}
 
     @staticmethod
-    def _steps(step_id: str, model: HostModel,
-               table: SourceTable[Check] | None) -> SourceTable[Step]:
-        if table is None:
-            return _ASK
-        return table.map(lambda c: _step(step_id, model, c))
+    def _table(tables: dict[str, SourceTable[Step]], key: str, step_id: str,
+               sources: Callable[[HostModel, str], SourceTable[Check] | None],
+               model: HostModel) -> SourceTable[Step]:
+        """``tables[key]``: :data:`_ONCE` on its first use, then ``step_id``'s table compiled
+        from ``sources(model, key)`` (:data:`_ASK` when only the step's question can say)."""
+        found = tables.get(key)
+        if found is None:
+            found = tables[key] = _ONCE
+        elif found is _ONCE:
+            table = sources(model, key)
+            found = tables[key] = _ASK if table is None else table.map(
+                lambda c: _step(step_id, model, c))
+        return found
 
     def rpcss(self, model: HostModel) -> SourceTable[Step]:
         """c1.rpcss-port, this host as B."""
-        found = self._rpcss
-        if found is None or found is _ONCE:
-            found = self._rpcss = _ONCE if found is None else self._steps(
-                steps.C1_RPCSS, model, steps.rpcss_sources(model))
-        return found
+        return self._table(self._ports, "rpcss", steps.C1_RPCSS, _rpcss_sources, model)
 
     def wmi(self, model: HostModel) -> SourceTable[Step]:
         """c1.wmi-port, this host as B."""
-        found = self._wmi
-        if found is None or found is _ONCE:
-            found = self._wmi = _ONCE if found is None else self._steps(
-                steps.C1_WMI_PORT, model, steps.wmi_sources(model))
-        return found
+        return self._table(self._ports, "wmi", steps.C1_WMI_PORT, _wmi_sources, model)
 
     def resolver(self, model: HostModel) -> SourceTable[Step]:
         """c2.resolver-port, this host as A."""
-        found = self._resolver
-        if found is None or found is _ONCE:
-            found = self._resolver = _ONCE if found is None else self._steps(
-                steps.C2_RESOLVER_PORT, model, steps.rpcss_sources(model))
-        return found
+        return self._table(self._ports, "resolver", steps.C2_RESOLVER_PORT, _rpcss_sources,
+                           model)
 
     def sink(self, model: HostModel, sink: str) -> SourceTable[Step]:
         """c2.sink-port, this host as A, for a call's ``sink`` field."""
-        found = self._sinks.get(sink)
-        if found is None or found is _ONCE:
-            found = self._sinks[sink] = _ONCE if found is None else self._steps(
-                steps.C2_SINK_PORT, model, steps.sink_sources(model, steps.sink_program(sink)))
-        return found
+        return self._table(self._sinks, sink, steps.C2_SINK_PORT, _sink_sources, model)
 
     def encrypted(self, model: HostModel, namespace: str) -> bool:
         found = self._encrypted.get(namespace)
