@@ -8,17 +8,18 @@ WbemLevel1Login, NTLMLogin, ExecQuery, Next); the lab runs in a background event
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORP, fresh_net, make, needs_root, started_lab
+from conftest import CORP, fresh_net, make, started_lab
 from wmilab import flow
-from wmilab.host.server import HostBindError
-from wmilab.lab.verify import ThreadedLab, impacket_query, verify_calls
+from wmilab.lab.verify import impacket_query, verify_calls
 from wmilab.model import namespaces, oses
+from wmilab.scenario import Call
 
 pytestmark = pytest.mark.slow
 
@@ -332,12 +333,13 @@ def mixed_scenario(draw: st.DrawFn) -> dict[str, Any]:
                     {"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
                      "namespace": "root/mscluster", "auth_level": "privacy"}]})
 def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[str, Any]) -> None:
+    _every_call_agrees(doc, lambda c: f"{c.mode} {c.user} {c.namespace}")
+
+
+def _every_call_agrees(doc: dict[str, Any], label: Callable[[Call], str]) -> None:
+    """Each call of ``doc`` on the wire of a lab of it gives what check predicts."""
     s = make(doc)
-    running = ThreadedLab(s, client_host="A")
-    try:
-        running.start()
-    except HostBindError as e:
-        needs_root(f"the emulated hosts need port 135: {e.strerror}")
+    running = started_lab(s)
     try:
         checks = verify_calls(running, {c.user: s.world.password_of(c.user) for c in s.calls})
     finally:
@@ -345,7 +347,7 @@ def test_every_call_of_a_mixed_scenario_agrees_with_check_on_the_wire(doc: dict[
     for chk in checks:
         failed = chk.predicted.failed
         assert chk.agrees, (
-            f"{chk.call.mode} {chk.call.user} {chk.call.namespace}: check predicts "
+            f"{label(chk.call)}: check predicts "
             f"{chk.predicted.result} at {failed.id if failed else '-'} "
             f"({failed.detail if failed else ''}); the wire gave {chk.wire} {chk.note}")
 
@@ -414,19 +416,4 @@ def modern_scenario(draw: st.DrawFn) -> dict[str, Any]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(modern_scenario())
 def test_modern_hosts_agree_with_check_on_the_wire(doc: dict[str, Any]) -> None:
-    s = make(doc)
-    running = ThreadedLab(s, client_host="A")
-    try:
-        running.start()
-    except HostBindError as e:
-        needs_root(f"the emulated hosts need port 135: {e.strerror}")
-    try:
-        checks = verify_calls(running, {c.user: s.world.password_of(c.user) for c in s.calls})
-    finally:
-        running.close()
-    for chk in checks:
-        failed = chk.predicted.failed
-        assert chk.agrees, (
-            f"{doc['hosts']['B']} {chk.call.user} {chk.call.auth_level}: check predicts "
-            f"{chk.predicted.result} at {failed.id if failed else '-'} "
-            f"({failed.detail if failed else ''}); the wire gave {chk.wire} {chk.note}")
+    _every_call_agrees(doc, lambda c: f"{doc['hosts']['B']} {c.user} {c.auth_level}")
