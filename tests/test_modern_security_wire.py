@@ -16,7 +16,8 @@ import pytest
 
 from conftest import CORP, fresh_net, loopback_net, make, started_lab
 from wmilab import flow, steps
-from wmilab.lab.verify import ThreadedLab, impacket_query, verify_calls
+from wmilab.host.callback import CallbackOutcome
+from wmilab.lab.verify import CallCheck, ThreadedLab, impacket_query, verify_calls
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,17 @@ def _lab(doc: dict[str, Any]) -> ThreadedLab:
     return started_lab(make(doc), network=IPv4Network(loopback_net()))
 
 
+def _one_async_call(doc: dict[str, Any],
+                    passwords: dict[str, str | None]) -> tuple[CallCheck, list[CallbackOutcome]]:
+    """Make the scenario's one call on the wire; returns its check and B's callbacks."""
+    lab = _lab(doc)
+    try:
+        (chk,) = verify_calls(lab, passwords)
+        return chk, list(lab.lab.servers["B"].callbacks.outcomes)
+    finally:
+        lab.close()
+
+
 @pytest.mark.parametrize(("level", "expected"), [(5, "0x80041003"), (6, "ok")])
 def test_impacket_meets_an_encrypted_namespace_as_the_model_says(level: int,
                                                                  expected: str) -> None:
@@ -78,12 +90,7 @@ def test_wmilab_client_gets_the_anonymous_callback_only_if_b_allows_it(
         allow: int | None, expected: str) -> None:
     doc = pair(workgroup=True, allow=allow)
     doc["calls"] = [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async"}]
-    lab = _lab(doc)
-    try:
-        (chk,) = verify_calls(lab, {"B\\Administrator": "Adm!n500"})
-        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
-    finally:
-        lab.close()
+    chk, outcomes = _one_async_call(doc, {"B\\Administrator": "Adm!n500"})
     assert chk.note == "wmilab client + sink"
     assert chk.wire == chk.predicted.result == expected
     (outcome,) = outcomes
@@ -114,12 +121,7 @@ def test_unsecapp_access_control_on_a_is_enforced_by_the_sink_on_the_wire(
                   'action=allow program="C:\\Monitor\\sink.exe"']
     user = "B\\Administrator" if workgroup else "CORP\\admin"
     doc["calls"] = [{"from": "A", "to": "B", "user": user, "mode": "async", "sink": sink}]
-    lab = _lab(doc)
-    try:
-        (chk,) = verify_calls(lab, {user: "Adm!n500" if workgroup else "Adm1n!"})
-        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
-    finally:
-        lab.close()
+    chk, outcomes = _one_async_call(doc, {user: "Adm!n500" if workgroup else "Adm1n!"})
     assert chk.wire == chk.predicted.result == expected, chk
     (outcome,) = outcomes
     if expected != "ok":
@@ -139,12 +141,7 @@ def test_encrypted_namespace_callback_goes_at_privacy_as_the_machine_account() -
     doc = pair()
     doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async",
                      "namespace": TS, "auth_level": "privacy"}]
-    lab = _lab(doc)
-    try:
-        (chk,) = verify_calls(lab, {"CORP\\admin": "Adm1n!"})
-        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
-    finally:
-        lab.close()
+    chk, outcomes = _one_async_call(doc, {"CORP\\admin": "Adm1n!"})
     assert chk.wire == chk.predicted.result == "ok"
     (outcome,) = outcomes
     assert (outcome.identity, outcome.auth_level, outcome.attempts) == ("CORP\\B$", 6, 1)
@@ -154,12 +151,7 @@ def test_encrypted_namespace_callback_from_a_workgroup_is_refused() -> None:
     doc = pair(workgroup=True, allow=1)
     doc["calls"] = [{"from": "A", "to": "B", "user": "B\\Administrator", "mode": "async",
                      "namespace": TS, "auth_level": "privacy"}]
-    lab = _lab(doc)
-    try:
-        (chk,) = verify_calls(lab, {"B\\Administrator": "Adm!n500"})
-        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
-    finally:
-        lab.close()
+    chk, outcomes = _one_async_call(doc, {"B\\Administrator": "Adm!n500"})
     assert chk.wire == chk.predicted.result == "0x80070005"
     (outcome,) = outcomes
     assert outcome.attempts == 0 and "ASYNC_DENIED" in outcome.reason
@@ -363,12 +355,7 @@ def test_b_default_outbound_block_stops_the_callback_unless_wmi_out_admits_it(
     b["netsh"].append("netsh advfirewall set domainprofile firewallpolicy "
                       "blockinbound,blockoutbound")
     doc["calls"] = [{"from": "A", "to": "B", "user": "CORP\\admin", "mode": "async"}]
-    lab = _lab(doc)
-    try:
-        (chk,) = verify_calls(lab, {"CORP\\admin": "Adm1n!"})
-        outcomes = list(lab.lab.servers["B"].callbacks.outcomes)
-    finally:
-        lab.close()
+    chk, outcomes = _one_async_call(doc, {"CORP\\admin": "Adm1n!"})
     assert chk.wire == chk.predicted.result == expected
     (outcome,) = outcomes
     if wmi_out:
