@@ -425,6 +425,8 @@ def test_wmilab_netsh_errors_name_the_file_host_and_command(tmp_path: Path) -> N
             "is not valid." in out), out
     code, out = run("netsh", str(path), "B", "  ")
     assert code == 2 and f"{path}: B: COMMAND is empty" in out, out
+    # The example it gives is one this host's netsh runs ("firewall show config" is gone).
+    assert '"advfirewall firewall show rule name=all"' in out, out
 
 
 def test_outbound_remoteport_is_shown_and_the_same_in_powershell(tmp_path: Path) -> None:

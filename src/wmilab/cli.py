@@ -295,7 +295,9 @@ def netsh(
             "firewall", "advfirewall", "interface"):
         text = "firewall " + text
     if not command.strip():
-        error(f"{file}: {match}: COMMAND is empty (for example \"firewall show config\")")
+        example = ("advfirewall firewall show rule name=all"
+                   if scenario.world.host(match).spec.modern else "firewall show config")
+        error(f"{file}: {match}: COMMAND is empty (for example \"{example}\")")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         result = scenario.world.host(match).netsh_show(text)
